@@ -1,0 +1,109 @@
+//! Hadoop's `Lz4Codec` stream framing (`BlockCompressorStream`).
+//!
+//! A stream is a sequence of blocks; each block is a big-endian u32
+//! uncompressed length followed by one or more chunks, each a big-endian u32
+//! compressed length and a raw LZ4 block. Hadoop's decompressor holds one
+//! chunk's output in a 256 KiB buffer, so we write chunks of at most
+//! [`CHUNK`] bytes, one chunk per block.
+
+use super::vint::Cursor;
+use super::FormatError;
+
+/// Uncompressed bytes per chunk; well under Hadoop's 256 KiB buffer.
+pub const CHUNK: usize = 64 * 1024;
+
+/// Largest uncompressed block a reader accepts: Hadoop's own buffer size.
+/// Guards against decompression bombs in corrupt input.
+pub const MAX_BLOCK: usize = 256 * 1024;
+
+/// Appends `data` to `out` as a Hadoop Lz4Codec stream.
+pub fn compress(data: &[u8], out: &mut Vec<u8>) {
+    for chunk in data.chunks(CHUNK) {
+        out.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
+        let len_at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let start = out.len();
+        out.resize(start + lz4_flex::block::get_maximum_output_size(chunk.len()), 0);
+        // The buffer is sized by lz4_flex's own bound, so this cannot fail.
+        let n = lz4_flex::block::compress_into(chunk, &mut out[start..])
+            .expect("output sized by get_maximum_output_size");
+        out.truncate(start + n);
+        out[len_at..len_at + 4].copy_from_slice(&(n as u32).to_be_bytes());
+    }
+}
+
+/// Decompresses a whole Hadoop Lz4Codec stream, appending to `out`.
+///
+/// `base` is the stream's offset in its file, for error messages.
+/// `limit` caps the total output, so corrupt lengths cannot exhaust memory.
+pub fn decompress(
+    stream: &[u8],
+    base: usize,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), FormatError> {
+    let mut c = Cursor::new(stream);
+    let start_len = out.len();
+    while !c.is_empty() {
+        let at = base + c.position();
+        let block_len = c.u32_be()? as usize;
+        if block_len > MAX_BLOCK || out.len() - start_len + block_len > limit {
+            return Err(FormatError::corrupt(
+                at,
+                format!("LZ4 block of {block_len} bytes exceeds the limit"),
+            ));
+        }
+        let mut produced = 0;
+        while produced < block_len {
+            let at = base + c.position();
+            let clen = c.u32_be()? as usize;
+            let chunk = c.take(clen)?;
+            let dst_start = out.len();
+            out.resize(dst_start + (block_len - produced), 0);
+            let n = lz4_flex::block::decompress_into(chunk, &mut out[dst_start..]).map_err(|e| {
+                FormatError::Lz4 {
+                    offset: at,
+                    reason: e.to_string(),
+                }
+            })?;
+            out.truncate(dst_start + n);
+            if n == 0 {
+                return Err(FormatError::corrupt(at, "empty LZ4 chunk in a non-empty block"));
+            }
+            produced += n;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trips(data in proptest::collection::vec(any::<u8>(), 0..200_000)) {
+            let mut enc = Vec::new();
+            compress(&data, &mut enc);
+            let mut dec = Vec::new();
+            decompress(&enc, 0, usize::MAX, &mut dec).unwrap();
+            prop_assert_eq!(dec, data);
+        }
+
+        #[test]
+        fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut dec = Vec::new();
+            let _ = decompress(&data, 0, 1 << 20, &mut dec);
+        }
+    }
+
+    #[test]
+    fn limit_stops_bombs() {
+        let data = vec![7u8; 200_000];
+        let mut enc = Vec::new();
+        compress(&data, &mut enc);
+        let mut dec = Vec::new();
+        assert!(decompress(&enc, 0, 100_000, &mut dec).is_err());
+    }
+}

@@ -1,0 +1,160 @@
+//! Object keys: where each object lives in the store.
+//!
+//! Hive-style partition folders put tenant, date and hour first, so listing
+//! a time range is a prefix listing, archiving a date range is a recursive
+//! copy, and retention deletes whole prefixes:
+//!
+//! `tenant=<t>/dt=<YYYY-MM-DD>/hour=<HH>/app=<a>/<topic>.<partition>.<first offset>.{seq,idx}`
+//!
+//! Tenant and app are percent-encoded ([`encode_component`]), so a value can
+//! neither escape its folder nor collide with another value.
+
+use chrono::{DateTime, Datelike, Timelike};
+
+pub const DATA_SUFFIX: &str = ".seq";
+pub const INDEX_SUFFIX: &str = ".idx";
+pub const LEDGER_ROOT: &str = "_ledger/";
+pub const DEAD_LETTER_ROOT: &str = "_deadletter/";
+const NS_PER_HOUR: i64 = 3_600_000_000_000;
+
+/// Percent-encodes every byte outside `[A-Za-z0-9_.-]`, and encodes the
+/// whole of `.`/`..` and the empty string, so the result is a safe,
+/// injective path segment.
+pub fn encode_component(value: &str) -> String {
+    match value {
+        "" => return "%".to_owned(),
+        "." => return "%2E".to_owned(),
+        ".." => return "%2E%2E".to_owned(),
+        _ => {}
+    }
+    let mut out = String::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Inverse of [`encode_component`]; `None` for a malformed segment.
+pub fn decode_component(segment: &str) -> Option<String> {
+    match segment {
+        "%" => return Some(String::new()),
+        "%2E" => return Some(".".to_owned()),
+        "%2E%2E" => return Some("..".to_owned()),
+        _ => {}
+    }
+    let b = segment.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The hour a timestamp falls in, as hours since the Unix epoch.
+pub fn hour_of(time_ns: i64) -> i64 {
+    time_ns.div_euclid(NS_PER_HOUR)
+}
+
+/// `tenant=<t>/`
+pub fn tenant_prefix(tenant: &str) -> String {
+    format!("tenant={}/", encode_component(tenant))
+}
+
+/// `tenant=<t>/dt=<date>/hour=<HH>/` for an hour since the epoch.
+pub fn hour_prefix(tenant: &str, hour: i64) -> String {
+    let t = DateTime::from_timestamp(hour.saturating_mul(3600), 0).unwrap_or_default();
+    format!(
+        "{}dt={:04}-{:02}-{:02}/hour={:02}/",
+        tenant_prefix(tenant),
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour()
+    )
+}
+
+/// Everything that names one block; equal names mean the same records.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BlockName {
+    pub tenant: String,
+    pub app: String,
+    pub hour: i64,
+    pub topic: String,
+    pub partition: i32,
+    pub first_offset: i64,
+}
+
+impl BlockName {
+    fn stem(&self) -> String {
+        format!(
+            "{}app={}/{}.{}.{:020}",
+            hour_prefix(&self.tenant, self.hour),
+            encode_component(&self.app),
+            encode_component(&self.topic),
+            self.partition,
+            self.first_offset
+        )
+    }
+
+    pub fn data_key(&self) -> String {
+        self.stem() + DATA_SUFFIX
+    }
+
+    pub fn index_key(&self) -> String {
+        self.stem() + INDEX_SUFFIX
+    }
+}
+
+/// `_ledger/topic=<t>/partition=<p>/`: the per-partition record of blocks
+/// in flight (see `docs/DESIGN.md`).
+pub fn ledger_prefix(topic: &str, partition: i32) -> String {
+    format!(
+        "{LEDGER_ROOT}topic={}/partition={partition}/",
+        encode_component(topic)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_cannot_escape_or_collide() {
+        for v in ["", ".", "..", "a/b", "../x", "a=b", "ü", "%", "%25", "a b"] {
+            let e = encode_component(v);
+            assert!(!e.contains('/') && !e.contains('=') && e != "." && e != "..", "{v:?} -> {e}");
+            assert_eq!(decode_component(&e).as_deref(), Some(v));
+        }
+        assert_ne!(encode_component("%"), encode_component(""));
+        assert_ne!(encode_component("%25"), encode_component("%"));
+    }
+
+    #[test]
+    fn block_keys_follow_the_layout() {
+        let n = BlockName {
+            tenant: "acme".into(),
+            app: "shop/checkout".into(),
+            hour: hour_of(1_763_730_000 * 1_000_000_000),
+            topic: "logs".into(),
+            partition: 3,
+            first_offset: 42,
+        };
+        assert_eq!(
+            n.data_key(),
+            "tenant=acme/dt=2025-11-21/hour=13/app=shop%2Fcheckout/logs.3.00000000000000000042.seq"
+        );
+        assert!(n.index_key().ends_with(".idx"));
+    }
+}

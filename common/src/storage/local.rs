@@ -1,0 +1,247 @@
+//! A directory on a local disk as an object store: the embedded default.
+//!
+//! Writes go to a temporary file in the target's directory, are fsynced,
+//! then renamed over the target, so a reader never sees a half-written
+//! object, even after a crash.
+
+use std::io::Write;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{
+    check_key, ListOptions, ListPage, ObjectMeta, ObjectStore, StorageError, StorageErrorKind,
+    StorageResult,
+};
+
+const TMP_MARKER: &str = ".skidder-tmp-";
+const DEFAULT_PAGE: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+fn io_err(key: &str, e: std::io::Error) -> StorageError {
+    let kind = match e.kind() {
+        std::io::ErrorKind::NotFound => StorageErrorKind::NotFound,
+        std::io::ErrorKind::AlreadyExists => StorageErrorKind::AlreadyExists,
+        std::io::ErrorKind::PermissionDenied => StorageErrorKind::Unauthorized,
+        std::io::ErrorKind::InvalidInput => StorageErrorKind::InvalidRequest,
+        _ => StorageErrorKind::Io,
+    };
+    StorageError {
+        kind,
+        key: key.to_owned(),
+        message: e.to_string(),
+        source: Some(Box::new(e)),
+    }
+}
+
+impl LocalStore {
+    pub fn new(root: impl AsRef<Path>) -> StorageResult<Self> {
+        let root = root.as_ref().to_path_buf();
+        std::fs::create_dir_all(&root).map_err(|e| io_err(&root.display().to_string(), e))?;
+        Ok(LocalStore { root })
+    }
+
+    fn path(&self, key: &str) -> StorageResult<PathBuf> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    /// Writes `body` to a temp file next to `path` and fsyncs it.
+    fn write_temp(path: &Path, body: &[u8]) -> std::io::Result<PathBuf> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!("{TMP_MARKER}{:016x}", rand::random::<u64>()));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(body)?;
+        f.sync_all()?;
+        Ok(tmp)
+    }
+
+    fn sync_dir(path: &Path) {
+        if let Some(dir) = path.parent() {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+    }
+
+    fn put_blocking(path: &Path, body: &[u8], if_absent: bool) -> std::io::Result<()> {
+        let tmp = Self::write_temp(path, body)?;
+        let result = if if_absent {
+            // link() fails if the target exists: an atomic create-if-absent.
+            std::fs::hard_link(&tmp, path).and_then(|()| std::fs::remove_file(&tmp))
+        } else {
+            std::fs::rename(&tmp, path)
+        };
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result?;
+        Self::sync_dir(path);
+        Ok(())
+    }
+
+    /// All keys under `dir` (recursively), relative to the root, sorted.
+    fn walk(&self, dir: &Path, out: &mut Vec<ObjectMeta>) -> std::io::Result<()> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with(TMP_MARKER) {
+                continue;
+            }
+            let ft = entry.file_type()?;
+            if ft.is_dir() {
+                self.walk(&entry.path(), out)?;
+            } else if ft.is_file() {
+                let path = entry.path();
+                let Ok(rel) = path.strip_prefix(&self.root) else { continue };
+                let Some(key) = rel.to_str() else { continue };
+                out.push(ObjectMeta {
+                    key: key.to_owned(),
+                    size: entry.metadata()?.len(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    key: &str,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> StorageResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| io_err(key, e)),
+        Err(e) => Err(StorageError::new(StorageErrorKind::Io, key, format!("I/O task failed: {e}"))),
+    }
+}
+
+#[async_trait]
+impl ObjectStore for LocalStore {
+    async fn put(&self, key: &str, body: Bytes) -> StorageResult<()> {
+        let path = self.path(key)?;
+        blocking(key, move || Self::put_blocking(&path, &body, false)).await
+    }
+
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> StorageResult<()> {
+        let path = self.path(key)?;
+        blocking(key, move || Self::put_blocking(&path, &body, true)).await
+    }
+
+    async fn get(&self, key: &str) -> StorageResult<Bytes> {
+        let path = self.path(key)?;
+        blocking(key, move || std::fs::read(path).map(Bytes::from)).await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
+        let path = self.path(key)?;
+        let k = key.to_owned();
+        let r = range.clone();
+        blocking(key, move || {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut f = std::fs::File::open(path)?;
+            let len = f.metadata()?.len();
+            if r.start > r.end || (len > 0 && r.start >= len) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("range {r:?} outside object {k} of {len} bytes"),
+                ));
+            }
+            let end = r.end.min(len);
+            f.seek(SeekFrom::Start(r.start))?;
+            let mut buf = vec![0; (end - r.start) as usize];
+            f.read_exact(&mut buf)?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    async fn head(&self, key: &str) -> StorageResult<ObjectMeta> {
+        let path = self.path(key)?;
+        let k = key.to_owned();
+        blocking(key, move || {
+            let m = std::fs::metadata(path)?;
+            if !m.is_file() {
+                return Err(std::io::ErrorKind::NotFound.into());
+            }
+            Ok(ObjectMeta { key: k, size: m.len() })
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str, opts: ListOptions<'_>) -> StorageResult<ListPage> {
+        // Walk only the deepest directory the prefix names.
+        let dir_part = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
+        if !dir_part.is_empty() {
+            check_key(dir_part)?;
+        }
+        let start = self.root.join(dir_part);
+        let this = self.clone();
+        let mut all = blocking(prefix, move || {
+            let mut v = Vec::new();
+            this.walk(&start, &mut v)?;
+            Ok(v)
+        })
+        .await?;
+        all.retain(|m| m.key.starts_with(prefix));
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+
+        let after = opts.page_token.unwrap_or_default();
+        let max = opts.max_keys.unwrap_or(DEFAULT_PAGE).max(1);
+        let mut page = ListPage::default();
+        let mut last_entry = String::new();
+        let mut count = 0;
+        for m in all.into_iter().filter(|m| m.key > after) {
+            if let Some(d) = opts.delimiter {
+                if let Some(pos) = m.key[prefix.len()..].find(d) {
+                    let cp = &m.key[..prefix.len() + pos + d.len()];
+                    if page.common_prefixes.last().map(String::as_str) == Some(cp) {
+                        continue;
+                    }
+                    if count == max {
+                        page.next_token = Some(last_entry);
+                        return Ok(page);
+                    }
+                    page.common_prefixes.push(cp.to_owned());
+                    // Resume past every key under this common prefix.
+                    last_entry = format!("{cp}\u{10FFFF}");
+                    count += 1;
+                    continue;
+                }
+            }
+            if count == max {
+                page.next_token = Some(last_entry);
+                return Ok(page);
+            }
+            last_entry = m.key.clone();
+            page.objects.push(m);
+            count += 1;
+        }
+        Ok(page)
+    }
+
+    async fn delete(&self, key: &str) -> StorageResult<()> {
+        let path = self.path(key)?;
+        blocking(key, move || match std::fs::remove_file(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        })
+        .await
+    }
+
+    fn url(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+}

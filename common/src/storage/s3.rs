@@ -1,0 +1,270 @@
+//! S3 and S3-compatible servers, through `aws-sdk-s3`.
+//!
+//! Credentials come from the standard AWS chain (environment, profile, web
+//! identity, instance metadata) unless the config names static keys. A
+//! custom endpoint (MinIO, Ceph, moto, R2) implies path-style addressing
+//! unless told otherwise.
+
+use std::ops::Range;
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+use serde::Deserialize;
+
+use super::{
+    check_key, ListOptions, ListPage, ObjectMeta, ObjectStore, StorageError, StorageErrorKind,
+    StorageResult,
+};
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// e.g. `http://127.0.0.1:9000`; AWS itself when unset.
+    pub endpoint: Option<String>,
+    /// Defaults to `AWS_REGION`, else `us-east-1`.
+    pub region: Option<String>,
+    /// Defaults to true when an endpoint is set.
+    pub path_style: Option<bool>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    /// Empty, or ends with `/`.
+    prefix: String,
+}
+
+fn sdk_err<E>(key: &str, err: SdkError<E, HttpResponse>) -> StorageError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let (kind, message) = match &err {
+        SdkError::TimeoutError(_) => (StorageErrorKind::Timeout, "request timed out".to_owned()),
+        SdkError::DispatchFailure(e) => {
+            let kind = if e.is_timeout() {
+                StorageErrorKind::Timeout
+            } else {
+                StorageErrorKind::Io
+            };
+            (kind, format!("connection failed: {e:?}"))
+        }
+        SdkError::ResponseError(_) => (StorageErrorKind::Io, "unreadable response".to_owned()),
+        SdkError::ConstructionFailure(_) => {
+            (StorageErrorKind::InvalidRequest, "could not build the request".to_owned())
+        }
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            let kind = match status {
+                404 => StorageErrorKind::NotFound,
+                412 => StorageErrorKind::AlreadyExists,
+                401 | 403 => StorageErrorKind::Unauthorized,
+                408 => StorageErrorKind::Timeout,
+                400 | 405 | 411 | 416 => StorageErrorKind::InvalidRequest,
+                _ => StorageErrorKind::Service,
+            };
+            (kind, format!("HTTP {status}: {}", se.err()))
+        }
+        _ => (StorageErrorKind::Io, err.to_string()),
+    };
+    StorageError {
+        kind,
+        key: key.to_owned(),
+        message,
+        source: Some(Box::new(err)),
+    }
+}
+
+impl S3Store {
+    pub async fn new(bucket: &str, prefix: &str, cfg: &S3Config) -> Self {
+        let region = cfg
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region));
+        if let (Some(id), Some(secret)) = (&cfg.access_key_id, &cfg.secret_access_key) {
+            loader = loader.credentials_provider(Credentials::new(id, secret, None, None, "skidder-config"));
+        }
+        if let Some(ep) = &cfg.endpoint {
+            loader = loader.endpoint_url(ep);
+        }
+        let sdk = loader.load().await;
+        let path_style = cfg.path_style.unwrap_or(cfg.endpoint.is_some());
+        let conf = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(path_style)
+            .build();
+        S3Store {
+            client: Client::from_conf(conf),
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    fn full(&self, key: &str) -> StorageResult<String> {
+        check_key(key)?;
+        Ok(format!("{}{key}", self.prefix))
+    }
+
+    /// Creates the bucket; for tests and first-time setup.
+    pub async fn create_bucket(&self) -> StorageResult<()> {
+        self.client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| sdk_err(&self.bucket, e))
+    }
+
+    async fn put_inner(&self, key: &str, body: Bytes, if_absent: bool) -> StorageResult<()> {
+        let full = self.full(key)?;
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(full)
+            .body(ByteStream::from(body));
+        if if_absent {
+            req = req.if_none_match("*");
+        }
+        req.send().await.map(|_| ()).map_err(|e| sdk_err(key, e))
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn put(&self, key: &str, body: Bytes) -> StorageResult<()> {
+        self.put_inner(key, body, false).await
+    }
+
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> StorageResult<()> {
+        self.put_inner(key, body, true).await
+    }
+
+    async fn get(&self, key: &str) -> StorageResult<Bytes> {
+        let full = self.full(key)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(full)
+            .send()
+            .await
+            .map_err(|e| sdk_err(key, e))?;
+        let body = out.body.collect().await.map_err(|e| StorageError {
+            kind: StorageErrorKind::Io,
+            key: key.to_owned(),
+            message: "body read failed".into(),
+            source: Some(Box::new(e)),
+        })?;
+        Ok(body.into_bytes())
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
+        let full = self.full(key)?;
+        if range.start > range.end {
+            return Err(StorageError::new(StorageErrorKind::InvalidRequest, key, format!("bad range {range:?}")));
+        }
+        if range.start == range.end {
+            return Ok(Bytes::new());
+        }
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(full)
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .await
+            .map_err(|e| sdk_err(key, e))?;
+        let body = out.body.collect().await.map_err(|e| StorageError {
+            kind: StorageErrorKind::Io,
+            key: key.to_owned(),
+            message: "body read failed".into(),
+            source: Some(Box::new(e)),
+        })?;
+        Ok(body.into_bytes())
+    }
+
+    async fn head(&self, key: &str) -> StorageResult<ObjectMeta> {
+        let full = self.full(key)?;
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(full)
+            .send()
+            .await
+            .map_err(|e| sdk_err(key, e))?;
+        Ok(ObjectMeta {
+            key: key.to_owned(),
+            size: out.content_length.unwrap_or(0).max(0) as u64,
+        })
+    }
+
+    async fn list(&self, prefix: &str, opts: ListOptions<'_>) -> StorageResult<ListPage> {
+        let mut req = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(format!("{}{prefix}", self.prefix));
+        if let Some(d) = opts.delimiter {
+            req = req.delimiter(d);
+        }
+        if let Some(t) = opts.page_token {
+            req = req.continuation_token(t);
+        }
+        if let Some(n) = opts.max_keys {
+            req = req.max_keys(n.min(1000) as i32);
+        }
+        let out = req.send().await.map_err(|e| sdk_err(prefix, e))?;
+        let strip = |k: &str| k.strip_prefix(self.prefix.as_str()).unwrap_or(k).to_owned();
+        Ok(ListPage {
+            objects: out
+                .contents()
+                .iter()
+                .filter_map(|o| {
+                    Some(ObjectMeta {
+                        key: strip(o.key()?),
+                        size: o.size().unwrap_or(0).max(0) as u64,
+                    })
+                })
+                .collect(),
+            common_prefixes: out
+                .common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix().map(strip))
+                .collect(),
+            next_token: if out.is_truncated().unwrap_or(false) {
+                out.next_continuation_token().map(str::to_owned)
+            } else {
+                None
+            },
+        })
+    }
+
+    async fn delete(&self, key: &str) -> StorageResult<()> {
+        let full = self.full(key)?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(full)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| sdk_err(key, e))
+    }
+
+    fn url(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+}

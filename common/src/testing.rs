@@ -1,0 +1,172 @@
+//! Launchers for the real servers that integration tests run against. Each
+//! starts a separate process on 127.0.0.1 with a free port and stops it on
+//! drop. A missing server binary is a test failure, never a skip: install
+//! them with `.ci/run` (see `../shared/TEST-SERVERS.md`).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Picks a port that is free right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before it listened on port {port}: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} did not listen on port {port} within 60 s");
+}
+
+/// Finds a server binary: `$env_var`, then the cache `.ci/run` installs
+/// into, then `PATH`.
+fn find_binary(env_var: &str, cached: &[PathBuf], name: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env_var) {
+        return p.into();
+    }
+    for p in cached {
+        if p.is_file() {
+            return p.clone();
+        }
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let p = dir.join(name);
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!(
+        "{name} is not installed: run `bash .ci/run` (or see ../shared/TEST-SERVERS.md), \
+         or point {env_var} at it"
+    );
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into())
+}
+
+/// A process that is killed when dropped.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    pub port: u16,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A moto S3 server.
+#[derive(Debug)]
+pub struct MotoServer {
+    pub process: ServerProcess,
+}
+
+impl MotoServer {
+    pub fn start() -> Self {
+        let bin = find_binary(
+            "SKIDDER_MOTO_SERVER",
+            &[home().join(".cache/skidder/venv/bin/moto_server")],
+            "moto_server",
+        );
+        let port = free_port();
+        let mut child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        wait_for_port(port, &mut child, "moto_server");
+        MotoServer {
+            process: ServerProcess { child, port },
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.process.port)
+    }
+
+    /// The S3 settings that reach this server.
+    pub fn s3_config(&self) -> crate::storage::S3Config {
+        crate::storage::S3Config {
+            endpoint: Some(self.endpoint()),
+            region: Some("us-east-1".into()),
+            path_style: Some(true),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some("test".into()),
+        }
+    }
+}
+
+/// A tansu Kafka broker with in-memory storage.
+#[derive(Debug)]
+pub struct TansuBroker {
+    pub process: ServerProcess,
+    bin: PathBuf,
+}
+
+impl TansuBroker {
+    pub fn start() -> Self {
+        let bin = find_binary("SKIDDER_TANSU", &[home().join(".cargo/bin/tansu")], "tansu");
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut child = Command::new(&bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        wait_for_port(port, &mut child, "tansu");
+        TansuBroker {
+            process: ServerProcess { child, port },
+            bin,
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.process.port)
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let status = Command::new(&self.bin)
+            .args([
+                "topic",
+                "create",
+                name,
+                "--partitions",
+                &partitions.to_string(),
+                "--broker",
+                &format!("tcp://{}", self.bootstrap()),
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run tansu topic create");
+        assert!(status.success(), "tansu topic create {name} failed: {status}");
+    }
+}

@@ -1,0 +1,12 @@
+//! Skidder's indexer: Kafka in, LZ4 SequenceFile blocks and bloom-filter
+//! indexes out, on object storage, exactly once. See `indexer/README.md`
+//! for the pipeline diagram and `docs/DESIGN.md` for the guarantees.
+
+pub mod config;
+pub mod memory;
+pub mod metrics;
+pub mod models;
+pub mod offsets;
+pub mod pipeline;
+pub mod queue;
+pub mod stages;

@@ -1,0 +1,42 @@
+use std::sync::Arc;
+
+use skidder_common::format::ledger::LedgerEntry;
+
+/// A Kafka topic and partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: Arc<str>,
+    pub partition: i32,
+}
+
+/// What the block maker must know before the first record of a newly
+/// assigned partition: where reading starts and which blocks a crash may
+/// have left half-written (see `docs/DESIGN.md`, "Replay").
+#[derive(Debug, Clone)]
+pub struct PartitionPlan {
+    pub tp: TopicPartition,
+    /// Every record below this offset is stored.
+    pub start_offset: i64,
+    /// Ledger entries with `last_offset >= start_offset`, in offset order.
+    pub ledger: Vec<LedgerEntry>,
+}
+
+/// Control messages travel in order with the data through every queue.
+#[derive(Debug, Clone)]
+pub enum Control {
+    /// A partition was assigned to this indexer.
+    Assign(PartitionPlan),
+    /// Cut every open block of these partitions (all when `None`) and, when
+    /// `forget` is set, drop their state: they were revoked.
+    Flush {
+        partitions: Option<Vec<TopicPartition>>,
+        forget: bool,
+    },
+}
+
+/// A queue item: data or a control message.
+#[derive(Debug)]
+pub enum Item<T> {
+    Data(T),
+    Control(Control),
+}

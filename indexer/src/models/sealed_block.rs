@@ -1,0 +1,24 @@
+use skidder_common::format::index::StreamEntry;
+use skidder_common::format::layout::BlockName;
+
+/// A cut block: its records sorted by stream then time, its stream
+/// dictionary and its bloom filter, ready to be compressed.
+#[derive(Debug)]
+pub struct SealedBlock {
+    pub name: BlockName,
+    pub last_offset: i64,
+    pub streams: Vec<StreamEntry>,
+    /// (event time ns, line start, line length) into `lines`, in file order.
+    pub records: Vec<(i64, u32, u32)>,
+    pub lines: Vec<u8>,
+    pub bloom: Vec<u8>,
+    pub min_time_ns: i64,
+    pub max_time_ns: i64,
+    pub raw_bytes: u64,
+}
+
+impl SealedBlock {
+    pub fn weight(&self) -> usize {
+        self.lines.len() + self.records.len() * 16 + self.bloom.len()
+    }
+}

@@ -1,0 +1,207 @@
+//! Which Kafka offsets are safely stored.
+//!
+//! Every record is *held* from the moment it is read until the block that
+//! holds it is in the object store. A hold is keyed by the first offset of
+//! what holds it (a raw batch, then an open block), so the partition's
+//! watermark, the lowest held offset, is the offset it is safe to commit:
+//! every record below it is stored. The uploader releases holds; the Kafka
+//! reader commits watermarks; shutdown and rebalances wait for holds to drain.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::models::TopicPartition;
+
+#[derive(Debug, Default)]
+struct PartitionState {
+    holds: BTreeMap<i64, usize>,
+    /// Offsets no commit may pass although nothing holds them: rebuilds
+    /// that a flush could not finish (see the block maker).
+    pins: BTreeSet<i64>,
+    /// One past the highest offset read.
+    next_offset: i64,
+    committed: i64,
+    checkpointed: i64,
+    /// Ledger keys written for this partition, by the block's last offset.
+    ledger: BTreeMap<i64, Vec<String>>,
+}
+
+impl PartitionState {
+    fn watermark(&self) -> i64 {
+        let held = self.holds.keys().next().copied().unwrap_or(self.next_offset);
+        self.pins.first().map_or(held, |&p| p.min(held))
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct OffsetTracker {
+    parts: Mutex<HashMap<TopicPartition, PartitionState>>,
+    released: Condvar,
+}
+
+impl OffsetTracker {
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<TopicPartition, PartitionState>) -> R) -> R {
+        let mut g = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g)
+    }
+
+    /// Starts tracking a partition whose records below `start` are stored.
+    pub fn assign(&self, tp: &TopicPartition, start: i64, ledger_keys: Vec<(i64, String)>) {
+        self.with(|p| {
+            let s = p.entry(tp.clone()).or_default();
+            s.next_offset = start;
+            s.committed = start;
+            s.checkpointed = start;
+            for (last, key) in ledger_keys {
+                s.ledger.entry(last).or_default().push(key);
+            }
+        });
+    }
+
+    pub fn forget(&self, tp: &TopicPartition) {
+        self.with(|p| p.remove(tp));
+    }
+
+    /// Records that offsets below `next` have been read.
+    pub fn advance(&self, tp: &TopicPartition, next: i64) {
+        self.with(|p| {
+            let s = p.entry(tp.clone()).or_default();
+            s.next_offset = s.next_offset.max(next);
+        });
+    }
+
+    pub fn hold(&self, tp: &TopicPartition, offset: i64) {
+        self.with(|p| *p.entry(tp.clone()).or_default().holds.entry(offset).or_default() += 1);
+    }
+
+    pub fn pin(&self, tp: &TopicPartition, offset: i64) {
+        self.with(|p| p.entry(tp.clone()).or_default().pins.insert(offset));
+    }
+
+    pub fn release(&self, tp: &TopicPartition, offset: i64) {
+        self.with(|p| {
+            if let Some(s) = p.get_mut(tp) {
+                if let Some(n) = s.holds.get_mut(&offset) {
+                    *n -= 1;
+                    if *n == 0 {
+                        s.holds.remove(&offset);
+                    }
+                }
+            }
+        });
+        self.released.notify_all();
+    }
+
+    pub fn watermark(&self, tp: &TopicPartition) -> Option<i64> {
+        self.with(|p| p.get(tp).map(PartitionState::watermark))
+    }
+
+    /// Watermarks that moved past the last commit, marking them committed.
+    pub fn take_commits(&self) -> Vec<(TopicPartition, i64)> {
+        self.with(|p| {
+            p.iter_mut()
+                .filter_map(|(tp, s)| {
+                    let w = s.watermark();
+                    (w > s.committed).then(|| {
+                        s.committed = w;
+                        (tp.clone(), w)
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Watermarks that moved past the last checkpoint, with the ledger keys
+    /// that fall wholly below them and can be deleted once it is written.
+    pub fn take_checkpoints(&self) -> Vec<(TopicPartition, i64, Vec<String>)> {
+        self.with(|p| {
+            p.iter_mut()
+                .filter_map(|(tp, s)| {
+                    let w = s.watermark();
+                    if w <= s.checkpointed {
+                        return None;
+                    }
+                    s.checkpointed = w;
+                    let keep = s.ledger.split_off(&w);
+                    let done = std::mem::replace(&mut s.ledger, keep);
+                    Some((tp.clone(), w, done.into_values().flatten().collect()))
+                })
+                .collect()
+        })
+    }
+
+    pub fn add_ledger_key(&self, tp: &TopicPartition, last_offset: i64, key: String) {
+        self.with(|p| {
+            p.entry(tp.clone())
+                .or_default()
+                .ledger
+                .entry(last_offset)
+                .or_default()
+                .push(key)
+        });
+    }
+
+    /// Waits until no record of these partitions (all when `None`) is held.
+    /// Returns false on timeout.
+    pub fn wait_drained(&self, partitions: Option<&[TopicPartition]>, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let busy = g.iter().any(|(tp, s)| {
+                !s.holds.is_empty() && partitions.is_none_or(|ps| ps.contains(tp))
+            });
+            if !busy {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            g = self
+                .released
+                .wait_timeout(g, (deadline - now).min(Duration::from_millis(100)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp() -> TopicPartition {
+        TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        }
+    }
+
+    #[test]
+    fn watermark_is_the_lowest_hold() {
+        let t = OffsetTracker::default();
+        t.assign(&tp(), 0, vec![]);
+        t.hold(&tp(), 0);
+        t.advance(&tp(), 10);
+        t.hold(&tp(), 3);
+        t.release(&tp(), 0);
+        assert_eq!(t.watermark(&tp()), Some(3));
+        assert_eq!(t.take_commits(), vec![(tp(), 3)]);
+        assert!(t.take_commits().is_empty());
+        t.release(&tp(), 3);
+        assert_eq!(t.watermark(&tp()), Some(10));
+        assert!(t.wait_drained(None, Duration::ZERO));
+    }
+
+    #[test]
+    fn checkpoints_hand_back_ledger_keys_below_the_watermark() {
+        let t = OffsetTracker::default();
+        t.assign(&tp(), 0, vec![(4, "a".into())]);
+        t.add_ledger_key(&tp(), 9, "b".into());
+        t.advance(&tp(), 6);
+        assert_eq!(t.take_checkpoints(), vec![(tp(), 6, vec!["a".to_owned()])]);
+        t.advance(&tp(), 12);
+        assert_eq!(t.take_checkpoints(), vec![(tp(), 12, vec!["b".to_owned()])]);
+    }
+}

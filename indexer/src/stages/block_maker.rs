@@ -1,0 +1,463 @@
+//! Stage 3: groups records by (tenant, app, hour) per partition into
+//! blocks, and cuts a block when it reaches its target size, when it has
+//! been open for the flush interval, or when told to flush.
+//!
+//! It also carries out the replay half of exactly-once (`docs/DESIGN.md`):
+//! a record that a ledger entry says belongs to an already-named block is
+//! either skipped (that block is stored for certain) or put into a rebuild
+//! of exactly that block, which then overwrites the original.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use skidder_common::format::index::{build_bloom, StreamEntry};
+use skidder_common::format::layout::{hour_of, BlockName};
+use skidder_common::format::ledger::LedgerEntry;
+
+use super::StageExit;
+use crate::config::BlockConfig;
+use crate::metrics::Metrics;
+use crate::models::{Control, Item, ParsedBatch, PartitionPlan, SealedBlock, TopicPartition};
+use crate::offsets::OffsetTracker;
+use crate::queue::{ByteQueue, PopError, Weighted};
+
+impl Weighted for Item<ParsedBatch> {
+    fn weight(&self) -> usize {
+        match self {
+            Item::Data(b) => b.weight(),
+            Item::Control(_) => 64,
+        }
+    }
+}
+
+/// Token hashes are already xxh3 output: hash them no further.
+#[derive(Default)]
+struct IdentityHasher(u64);
+impl std::hash::Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+type TokenSet = HashSet<u64, BuildHasherDefault<IdentityHasher>>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct BlockKey {
+    tenant: Arc<str>,
+    app: Arc<str>,
+    hour: i64,
+}
+
+struct OpenBlock {
+    name: BlockName,
+    /// Set for a rebuild: the ledger entry's last offset.
+    forced_last: Option<i64>,
+    last_offset: i64,
+    opened: Instant,
+    stream_ids: HashMap<Arc<[(String, String)]>, u32>,
+    stream_labels: Vec<Arc<[(String, String)]>>,
+    /// (stream, time, line start, line len)
+    records: Vec<(u32, i64, u32, u32)>,
+    lines: Vec<u8>,
+    tokens: TokenSet,
+}
+
+impl OpenBlock {
+    fn new(name: BlockName, forced_last: Option<i64>) -> Self {
+        OpenBlock {
+            last_offset: name.first_offset,
+            name,
+            forced_last,
+            opened: Instant::now(),
+            stream_ids: HashMap::new(),
+            stream_labels: Vec::new(),
+            records: Vec::new(),
+            lines: Vec::new(),
+            tokens: TokenSet::default(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Sorts by stream then time and builds the bloom filter.
+    fn seal(self, fp_rate: f64) -> SealedBlock {
+        let mut order: Vec<usize> = (0..self.records.len()).collect();
+        order.sort_by_key(|&i| (self.records[i].0, self.records[i].1, i));
+        let mut streams: Vec<StreamEntry> = Vec::new();
+        let mut records = Vec::with_capacity(order.len());
+        let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+        for (n, &i) in order.iter().enumerate() {
+            let (stream, t, start, len) = self.records[i];
+            min_t = min_t.min(t);
+            max_t = max_t.max(t);
+            let current = streams.len().checked_sub(1) == Some(stream as usize);
+            match streams.last_mut() {
+                Some(s) if current => {
+                    s.record_count += 1;
+                    s.min_time_ns = s.min_time_ns.min(t);
+                    s.max_time_ns = s.max_time_ns.max(t);
+                }
+                _ => {
+                    // Streams are numbered in first-seen order, and every
+                    // stream has at least one record, so ids come in order.
+                    streams.push(StreamEntry {
+                        labels: self.stream_labels[stream as usize].to_vec(),
+                        first_record: n as u32,
+                        record_count: 1,
+                        min_time_ns: t,
+                        max_time_ns: t,
+                    });
+                }
+            }
+            records.push((t, start, len));
+        }
+        SealedBlock {
+            bloom: build_bloom(self.tokens.iter().copied(), fp_rate),
+            raw_bytes: self.lines.len() as u64,
+            name: self.name,
+            last_offset: self.last_offset,
+            streams,
+            records,
+            lines: self.lines,
+            min_time_ns: min_t,
+            max_time_ns: max_t,
+        }
+    }
+}
+
+#[derive(Default)]
+struct PartitionState {
+    start_offset: i64,
+    /// Ledger entries not yet passed, sorted by first offset.
+    plan: Vec<LedgerEntry>,
+    open: HashMap<BlockKey, OpenBlock>,
+}
+
+pub struct BlockMaker {
+    cfg: BlockConfig,
+    /// Cut the largest blocks when all open blocks exceed this.
+    open_budget: usize,
+    parts: HashMap<TopicPartition, PartitionState>,
+    tracker: Arc<OffsetTracker>,
+    metrics: Arc<Metrics>,
+    out: Arc<ByteQueue<Item<SealedBlock>>>,
+}
+
+enum Target {
+    Skip,
+    Forced(LedgerEntry),
+    Normal,
+}
+
+impl BlockMaker {
+    pub fn new(
+        cfg: BlockConfig,
+        open_budget: usize,
+        tracker: Arc<OffsetTracker>,
+        metrics: Arc<Metrics>,
+        out: Arc<ByteQueue<Item<SealedBlock>>>,
+    ) -> Self {
+        BlockMaker {
+            cfg,
+            open_budget,
+            parts: HashMap::new(),
+            tracker,
+            metrics,
+            out,
+        }
+    }
+
+    fn open_bytes(&self) -> usize {
+        self.parts.values().flat_map(|p| p.open.values()).map(OpenBlock::bytes).sum()
+    }
+
+    fn emit(&self, tp: &TopicPartition, block: OpenBlock) -> Result<(), StageExit> {
+        let _ = tp;
+        let sealed = block.seal(self.cfg.bloom_fp_rate);
+        self.metrics.stage(
+            "block_maker",
+            0,
+            0,
+            sealed.records.len() as u64,
+            sealed.raw_bytes,
+        );
+        self.out
+            .push(Item::Data(sealed))
+            .map_err(|_| StageExit::DownstreamClosed)
+    }
+
+    fn assign(&mut self, plan: PartitionPlan) {
+        let mut ledger = plan.ledger;
+        ledger.sort_by_key(|e| e.first_offset);
+        self.parts.insert(
+            plan.tp,
+            PartitionState {
+                start_offset: plan.start_offset,
+                plan: ledger,
+                open: HashMap::new(),
+            },
+        );
+    }
+
+    /// Cuts every open block of the partitions (all when `None`). A rebuild
+    /// that has not seen all its records is not written: its first offset
+    /// is pinned so no commit passes it, and the next start rebuilds it.
+    fn flush(&mut self, partitions: Option<&[TopicPartition]>, forget: bool) -> Result<(), StageExit> {
+        let tps: Vec<TopicPartition> = self
+            .parts
+            .keys()
+            .filter(|tp| partitions.is_none_or(|ps| ps.contains(tp)))
+            .cloned()
+            .collect();
+        for tp in tps {
+            let Some(state) = self.parts.get_mut(&tp) else { continue };
+            let blocks: Vec<OpenBlock> = state.open.drain().map(|(_, b)| b).collect();
+            for b in blocks {
+                if b.forced_last.is_some_and(|last| b.last_offset < last) {
+                    self.tracker.pin(&tp, b.name.first_offset);
+                    self.tracker.release(&tp, b.name.first_offset);
+                } else {
+                    self.emit(&tp, b)?;
+                }
+            }
+            if forget {
+                self.parts.remove(&tp);
+            }
+        }
+        Ok(())
+    }
+
+    fn target(state: &mut PartitionState, key: &BlockKey, offset: i64) -> Target {
+        // Entries wholly behind this offset can never match again.
+        state.plan.retain(|e| e.last_offset >= offset);
+        let found = state.plan.iter().find(|e| {
+            e.first_offset <= offset
+                && offset <= e.last_offset
+                && e.hour == key.hour
+                && *e.tenant == *key.tenant
+                && *e.app == *key.app
+        });
+        match found {
+            None => Target::Normal,
+            Some(e) if e.first_offset < state.start_offset => Target::Skip,
+            Some(e) => Target::Forced(e.clone()),
+        }
+    }
+
+    pub fn process(&mut self, batch: ParsedBatch) -> Result<(), StageExit> {
+        let tp = TopicPartition {
+            topic: batch.topic.clone(),
+            partition: batch.partition,
+        };
+        let mut skipped = 0u64;
+        let mut touched: Vec<BlockKey> = Vec::new();
+        let mut to_emit: Vec<OpenBlock> = Vec::new();
+        {
+            let state = self.parts.entry(tp.clone()).or_default();
+            let recs = &batch.records;
+            let mut i = 0;
+            while i < recs.len() {
+                let offset = recs[i].offset;
+                let mut j = i;
+                touched.clear();
+                while j < recs.len() && recs[j].offset == offset {
+                    let r = &recs[j];
+                    j += 1;
+                    let s = &batch.streams[r.stream as usize];
+                    let key = BlockKey {
+                        tenant: s.tenant.clone(),
+                        app: s.app.clone(),
+                        hour: hour_of(r.time_ns),
+                    };
+                    let forced_last = match Self::target(state, &key, offset) {
+                        Target::Skip => {
+                            skipped += 1;
+                            continue;
+                        }
+                        Target::Forced(e) => Some(e),
+                        Target::Normal => None,
+                    };
+                    // A block covers every record of its key in its offset
+                    // range, so a normal block ends before a rebuild starts,
+                    // and a rebuild ends once its range is passed.
+                    let wrong_kind = state.open.get(&key).is_some_and(|b| match (&forced_last, b.forced_last) {
+                        (Some(e), Some(_)) => b.name.first_offset != e.first_offset,
+                        (None, Some(last)) => offset > last,
+                        (Some(_), None) => true,
+                        (None, None) => false,
+                    });
+                    if wrong_kind {
+                        if let Some(b) = state.open.remove(&key) {
+                            to_emit.push(b);
+                        }
+                    }
+                    let block = state.open.entry(key.clone()).or_insert_with(|| {
+                        let first = forced_last.as_ref().map_or(offset, |e| e.first_offset);
+                        self.tracker.hold(&tp, first);
+                        if forced_last.is_some() {
+                            self.metrics.replayed_blocks.inc();
+                        }
+                        OpenBlock::new(
+                            BlockName {
+                                tenant: key.tenant.to_string(),
+                                app: key.app.to_string(),
+                                hour: key.hour,
+                                topic: tp.topic.to_string(),
+                                partition: tp.partition,
+                                first_offset: first,
+                            },
+                            forced_last.as_ref().map(|e| e.last_offset),
+                        )
+                    });
+                    let line = batch.line(r);
+                    let stream = match block.stream_ids.get(&s.labels) {
+                        Some(&id) => id,
+                        None => {
+                            let id = block.stream_labels.len() as u32;
+                            block.stream_ids.insert(s.labels.clone(), id);
+                            block.stream_labels.push(s.labels.clone());
+                            id
+                        }
+                    };
+                    let start = block.lines.len() as u32;
+                    block.lines.extend_from_slice(line);
+                    block.records.push((stream, r.time_ns, start, line.len() as u32));
+                    block.tokens.extend(batch.tokens_of(r).iter().copied());
+                    block.last_offset = offset;
+                    if !touched.contains(&key) {
+                        touched.push(key);
+                    }
+                }
+                // Size cuts happen between messages, never inside one.
+                for key in &touched {
+                    let full = state
+                        .open
+                        .get(key)
+                        .is_some_and(|b| b.forced_last.is_none() && b.bytes() >= self.cfg.target_bytes);
+                    if full {
+                        if let Some(b) = state.open.remove(key) {
+                            to_emit.push(b);
+                        }
+                    }
+                }
+                i = j;
+            }
+            // Rebuilds whose whole range has been read are complete.
+            let done: Vec<BlockKey> = state
+                .open
+                .iter()
+                .filter(|(_, b)| b.forced_last.is_some_and(|last| last <= batch.last_offset))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in done {
+                if let Some(b) = state.open.remove(&k) {
+                    to_emit.push(b);
+                }
+            }
+        }
+        self.metrics.replay_skipped_records.inc_by(skipped);
+        self.metrics
+            .stage("block_maker", batch.records.len() as u64, batch.lines.len() as u64, 0, 0);
+        // The batch's records now sit in open blocks, which hold their own offsets.
+        self.tracker.release(&tp, batch.first_offset);
+        for b in to_emit {
+            self.emit(&tp, b)?;
+        }
+        self.cut_for_memory()?;
+        self.metrics.open_block_bytes.set(self.open_bytes() as i64);
+        Ok(())
+    }
+
+    /// Cuts the largest normal blocks while open blocks exceed their budget.
+    fn cut_for_memory(&mut self) -> Result<(), StageExit> {
+        while self.open_bytes() > self.open_budget {
+            let largest = self
+                .parts
+                .iter()
+                .flat_map(|(tp, p)| p.open.iter().map(move |(k, b)| (tp, k, b)))
+                .filter(|(_, _, b)| b.forced_last.is_none())
+                .max_by_key(|(_, _, b)| b.bytes())
+                .map(|(tp, k, _)| (tp.clone(), k.clone()));
+            let Some((tp, key)) = largest else { break };
+            if let Some(b) = self.parts.get_mut(&tp).and_then(|p| p.open.remove(&key)) {
+                self.emit(&tp, b)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Cuts normal blocks that have been open for the flush interval.
+    pub fn cut_expired(&mut self) -> Result<(), StageExit> {
+        let interval = Duration::from_secs(self.cfg.flush_interval_secs);
+        let mut expired = Vec::new();
+        for (tp, p) in &mut self.parts {
+            let keys: Vec<BlockKey> = p
+                .open
+                .iter()
+                .filter(|(_, b)| b.forced_last.is_none() && b.opened.elapsed() >= interval)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in keys {
+                if let Some(b) = p.open.remove(&k) {
+                    expired.push((tp.clone(), b));
+                }
+            }
+        }
+        for (tp, b) in expired {
+            self.emit(&tp, b)?;
+        }
+        self.metrics.open_block_bytes.set(self.open_bytes() as i64);
+        Ok(())
+    }
+
+    pub fn handle(&mut self, item: Item<ParsedBatch>) -> Result<(), StageExit> {
+        match item {
+            Item::Data(batch) => self.process(batch),
+            Item::Control(Control::Assign(plan)) => {
+                self.assign(plan);
+                Ok(())
+            }
+            Item::Control(Control::Flush { partitions, forget }) => {
+                self.flush(partitions.as_deref(), forget)?;
+                self.out
+                    .push(Item::Control(Control::Flush { partitions, forget }))
+                    .map_err(|_| StageExit::DownstreamClosed)
+            }
+        }
+    }
+}
+
+pub fn run(mut maker: BlockMaker, input: &ByteQueue<Item<ParsedBatch>>) -> StageExit {
+    let mut last_check = Instant::now();
+    loop {
+        let result = match input.pop(Duration::from_millis(500)) {
+            Ok(item) => maker.handle(item),
+            Err(PopError::Timeout) => Ok(()),
+            Err(PopError::Closed) => {
+                let r = maker.flush(None, false);
+                maker.out.close();
+                return r.err().unwrap_or(StageExit::Success);
+            }
+        };
+        if let Err(exit) = result {
+            return exit;
+        }
+        if last_check.elapsed() >= Duration::from_millis(500) {
+            last_check = Instant::now();
+            if let Err(exit) = maker.cut_expired() {
+                return exit;
+            }
+        }
+    }
+}

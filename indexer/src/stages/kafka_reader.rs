@@ -1,0 +1,425 @@
+//! Stage 1: reads Kafka as a consumer group member and cuts per-partition
+//! batches for the parser.
+//!
+//! It owns the consumer, so it also does everything that needs it:
+//! committing the offsets the tracker says are stored, pausing fetching
+//! under memory pressure, and handling rebalances. On assignment it loads
+//! the partition's checkpoint and ledger from the object store (the offsets
+//! stored there win where they are ahead of Kafka's); on revocation it
+//! flushes the partition's blocks, waits for them to be stored and commits,
+//! so the next owner starts exactly where this one stopped.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use skidder_common::format::layout::ledger_prefix;
+use skidder_common::format::ledger::{checkpoint_key, Checkpoint, LedgerEntry};
+use skidder_common::service::Shutdown;
+use skidder_common::storage::{list_all, ObjectStore, StorageErrorKind};
+
+use super::StageExit;
+use crate::config::KafkaConfig;
+use crate::metrics::Metrics;
+use crate::models::{Control, Item, PartitionPlan, RawBatch, TopicPartition};
+use crate::offsets::OffsetTracker;
+use crate::queue::ByteQueue;
+
+/// What the poll loop and the rebalance callbacks share. Both run on the
+/// reader thread, so the lock is never contended.
+#[derive(Default)]
+struct Shared {
+    builders: HashMap<TopicPartition, (RawBatch, Instant)>,
+    pending: VecDeque<Item<RawBatch>>,
+    pending_bytes: usize,
+    /// Messages below these offsets are already stored.
+    start: HashMap<TopicPartition, i64>,
+    failure: Option<String>,
+}
+
+pub struct ReaderContext {
+    shared: Mutex<Shared>,
+    store: Arc<dyn ObjectStore>,
+    rt: tokio::runtime::Handle,
+    tracker: Arc<OffsetTracker>,
+    metrics: Arc<Metrics>,
+    out: Arc<ByteQueue<Item<RawBatch>>>,
+    cfg: KafkaConfig,
+    drain_timeout: Duration,
+    assignment_changed: AtomicBool,
+}
+
+impl ClientContext for ReaderContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            for (p, part) in &t.partitions {
+                if *p >= 0 && part.consumer_lag >= 0 {
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[topic.as_str(), &p.to_string()])
+                        .set(part.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let result = match rebalance {
+            Rebalance::Assign(tpl) => self.on_assign(consumer, tpl),
+            Rebalance::Revoke(tpl) => {
+                self.on_revoke(consumer, tpl);
+                Ok(())
+            }
+            Rebalance::Error(e) => {
+                tracing::error!(error = %e, "rebalance error");
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "partition assignment failed");
+            self.lock().failure = Some(e);
+        }
+        self.assignment_changed.store(true, Ordering::SeqCst);
+    }
+
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            self.metrics.kafka_errors.inc();
+            tracing::warn!(error = %e, "offset commit failed; the next commit covers it");
+        }
+    }
+}
+
+fn tps_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements()
+        .iter()
+        .map(|e| TopicPartition {
+            topic: e.topic().into(),
+            partition: e.partition(),
+        })
+        .collect()
+}
+
+impl ReaderContext {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        rt: tokio::runtime::Handle,
+        tracker: Arc<OffsetTracker>,
+        metrics: Arc<Metrics>,
+        out: Arc<ByteQueue<Item<RawBatch>>>,
+        cfg: KafkaConfig,
+        drain_timeout: Duration,
+    ) -> Self {
+        ReaderContext {
+            shared: Mutex::new(Shared::default()),
+            store,
+            rt,
+            tracker,
+            metrics,
+            out,
+            cfg,
+            drain_timeout,
+            assignment_changed: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The stored checkpoint and the ledger entries at or past it.
+    async fn load_partition(&self, tp: &TopicPartition, kafka_committed: Option<i64>) -> Result<PartitionPlan, String> {
+        let ck_key = checkpoint_key(&tp.topic, tp.partition);
+        let stored = match self.store.get(&ck_key).await {
+            Ok(b) => Some(
+                serde_json::from_slice::<Checkpoint>(&b)
+                    .map_err(|e| format!("{ck_key}: corrupt checkpoint: {e}"))?
+                    .next_offset,
+            ),
+            Err(e) if e.kind == StorageErrorKind::NotFound => None,
+            Err(e) => return Err(e.to_string()),
+        };
+        let start = stored.unwrap_or(0).max(kafka_committed.unwrap_or(0));
+        let mut ledger = Vec::new();
+        for obj in list_all(&*self.store, &ledger_prefix(&tp.topic, tp.partition))
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            let Some((_, last)) = LedgerEntry::parse_key(&obj.key) else { continue };
+            if last < start {
+                continue;
+            }
+            let body = self.store.get(&obj.key).await.map_err(|e| e.to_string())?;
+            let entry = LedgerEntry::from_json(&body).map_err(|e| format!("{}: corrupt ledger entry: {e}", obj.key))?;
+            ledger.push(entry);
+        }
+        tracing::info!(
+            topic = %tp.topic, partition = tp.partition, start,
+            kafka_committed, stored_checkpoint = stored, ledger_entries = ledger.len(),
+            "partition assigned"
+        );
+        Ok(PartitionPlan {
+            tp: tp.clone(),
+            start_offset: start,
+            ledger,
+        })
+    }
+
+    fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) -> Result<(), String> {
+        let committed = consumer
+            .committed_offsets(tpl.clone(), Duration::from_secs(30))
+            .map_err(|e| format!("fetching committed offsets: {e}"))?;
+        for tp in tps_of(tpl) {
+            let kafka = committed
+                .find_partition(&tp.topic, tp.partition)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(n) => Some(n),
+                    _ => None,
+                });
+            let mut attempt = 0;
+            let plan = loop {
+                attempt += 1;
+                match self.rt.block_on(self.load_partition(&tp, kafka)) {
+                    Ok(plan) => break plan,
+                    Err(e) if attempt < 5 => {
+                        tracing::warn!(error = %e, attempt, "loading partition state, retrying");
+                        std::thread::sleep(Duration::from_millis(200 << attempt));
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            let keys = plan.ledger.iter().map(|e| (e.last_offset, e.key())).collect();
+            self.tracker.assign(&tp, plan.start_offset, keys);
+            let mut s = self.lock();
+            s.start.insert(tp, plan.start_offset);
+            s.pending.push_back(Item::Control(Control::Assign(plan)));
+        }
+        Ok(())
+    }
+
+    fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let tps = tps_of(tpl);
+        tracing::info!(partitions = tps.len(), "partitions revoked: flushing");
+        self.flush_and_wait(Some(tps.clone()), true);
+        self.commit(consumer, CommitMode::Sync);
+        let mut s = self.lock();
+        for tp in &tps {
+            self.tracker.forget(tp);
+            s.start.remove(tp);
+        }
+    }
+
+    /// Sends everything buffered plus a flush downstream and waits until it
+    /// is all stored. Returns false on timeout.
+    fn flush_and_wait(&self, partitions: Option<Vec<TopicPartition>>, forget: bool) -> bool {
+        {
+            let mut s = self.lock();
+            let keys: Vec<TopicPartition> = s
+                .builders
+                .keys()
+                .filter(|tp| partitions.as_ref().is_none_or(|ps| ps.contains(tp)))
+                .cloned()
+                .collect();
+            for tp in keys {
+                if let Some((b, _)) = s.builders.remove(&tp) {
+                    s.pending_bytes += b.weight();
+                    s.pending.push_back(Item::Data(b));
+                }
+            }
+            s.pending.push_back(Item::Control(Control::Flush {
+                partitions: partitions.clone(),
+                forget,
+            }));
+            while let Some(item) = s.pending.pop_front() {
+                if let Item::Data(b) = &item {
+                    s.pending_bytes -= b.weight();
+                }
+                if self.out.push(item).is_err() {
+                    return false;
+                }
+            }
+        }
+        let ok = self.tracker.wait_drained(partitions.as_deref(), self.drain_timeout);
+        if !ok {
+            tracing::error!("blocks were not all stored within the drain timeout");
+        }
+        ok
+    }
+
+    /// Commits every watermark that moved.
+    fn commit(&self, consumer: &BaseConsumer<Self>, mode: CommitMode) {
+        let commits = self.tracker.take_commits();
+        if commits.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (tp, offset) in &commits {
+            if let Err(e) = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset)) {
+                tracing::warn!(error = %e, "bad commit offset");
+            }
+        }
+        if let Err(e) = consumer.commit(&tpl, mode) {
+            self.metrics.kafka_errors.inc();
+            tracing::warn!(error = %e, "offset commit failed; the next commit covers it");
+        }
+    }
+
+    /// Adds one message to its partition's batch, cutting the batch when full.
+    fn add(&self, tp: TopicPartition, offset: i64, ts: Option<i64>, payload: &[u8]) {
+        let mut s = self.lock();
+        self.tracker.advance(&tp, offset + 1);
+        if s.start.get(&tp).is_some_and(|&start| offset < start) {
+            self.metrics.replay_skipped_records.inc();
+            return;
+        }
+        let entry = s.builders.entry(tp.clone()).or_insert_with(|| {
+            self.tracker.hold(&tp, offset);
+            (RawBatch::new(tp.topic.clone(), tp.partition), Instant::now())
+        });
+        entry.0.push(offset, ts, payload);
+        let full = entry.0.messages.len() >= self.cfg.batch_messages || entry.0.payload.len() >= self.cfg.batch_bytes;
+        if full {
+            Self::cut(&mut s, &tp);
+        }
+    }
+
+    fn cut(s: &mut Shared, tp: &TopicPartition) {
+        if let Some((b, _)) = s.builders.remove(tp) {
+            s.pending_bytes += b.weight();
+            s.pending.push_back(Item::Data(b));
+        }
+    }
+
+    /// Cuts batches that waited long enough, and moves what fits downstream.
+    fn forward(&self) -> Result<(), ()> {
+        let mut s = self.lock();
+        let linger = Duration::from_millis(self.cfg.batch_linger_ms);
+        let old: Vec<TopicPartition> = s
+            .builders
+            .iter()
+            .filter(|(_, (_, t))| t.elapsed() >= linger)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in old {
+            Self::cut(&mut s, &tp);
+        }
+        while let Some(item) = s.pending.pop_front() {
+            let w = match &item {
+                Item::Data(b) => b.weight(),
+                Item::Control(_) => 0,
+            };
+            match self.out.try_push(item) {
+                Ok(()) => s.pending_bytes -= w,
+                Err(item) => {
+                    if self.out.is_closed() {
+                        return Err(());
+                    }
+                    s.pending.push_front(item);
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds the consumer with Skidder's defaults, then the user's properties.
+pub fn consumer(cfg: &KafkaConfig, ctx: ReaderContext) -> Result<BaseConsumer<ReaderContext>, rdkafka::error::KafkaError> {
+    let mut c = rdkafka::ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", &cfg.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000")
+        .set("queued.max.messages.kbytes", "32768")
+        .set("partition.assignment.strategy", "range,roundrobin");
+    for (k, v) in &cfg.properties {
+        c.set(k, v);
+    }
+    let consumer: BaseConsumer<ReaderContext> = c.create_with_context(ctx)?;
+    let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    Ok(consumer)
+}
+
+/// The stage loop. `pause` is raised by the memory monitor.
+pub fn run(consumer: BaseConsumer<ReaderContext>, shutdown: &Shutdown, pause: &AtomicBool) -> StageExit {
+    let ctx = consumer.context();
+    let commit_every = Duration::from_millis(ctx.cfg.commit_interval_ms.max(10));
+    let mut last_commit = Instant::now();
+    let mut paused_since: Option<Instant> = None;
+    let exit = loop {
+        if shutdown.is_triggered() {
+            break StageExit::Quit;
+        }
+        if let Some(f) = ctx.lock().failure.take() {
+            break StageExit::Failure(f);
+        }
+        if ctx.assignment_changed.swap(false, Ordering::SeqCst) && paused_since.is_some() {
+            // A rebalance resets pause state; apply it again below.
+            paused_since = None;
+        }
+        let want_pause = pause.load(Ordering::Relaxed) || ctx.lock().pending.len() > 4;
+        match (want_pause, paused_since) {
+            (true, None) => {
+                if let Ok(a) = consumer.assignment() {
+                    if consumer.pause(&a).is_ok() {
+                        ctx.metrics.kafka_pauses.inc();
+                        paused_since = Some(Instant::now());
+                    }
+                }
+            }
+            (false, Some(t)) => {
+                if let Ok(a) = consumer.assignment() {
+                    let _ = consumer.resume(&a);
+                }
+                ctx.metrics.kafka_paused_seconds.inc_by(t.elapsed().as_secs_f64());
+                paused_since = None;
+            }
+            _ => {}
+        }
+        if ctx.forward().is_err() {
+            break StageExit::DownstreamClosed;
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let tp = TopicPartition {
+                    topic: m.topic().into(),
+                    partition: m.partition(),
+                };
+                ctx.metrics.stage("kafka_reader", 1, m.payload_len() as u64, 1, m.payload_len() as u64);
+                ctx.add(tp, m.offset(), m.timestamp().to_millis(), m.payload().unwrap_or_default());
+            }
+            Some(Err(e)) => {
+                ctx.metrics.kafka_errors.inc();
+                tracing::warn!(error = %e, "kafka consumer error");
+            }
+            None => {}
+        }
+        if last_commit.elapsed() >= commit_every {
+            ctx.commit(&consumer, CommitMode::Async);
+            last_commit = Instant::now();
+        }
+    };
+    if let Some(t) = paused_since {
+        ctx.metrics.kafka_paused_seconds.inc_by(t.elapsed().as_secs_f64());
+    }
+    // Flush, wait for storage, commit: a clean stop loses and repeats nothing.
+    let drained = ctx.flush_and_wait(None, false);
+    ctx.commit(&consumer, CommitMode::Sync);
+    ctx.out.close();
+    consumer.unsubscribe();
+    match exit {
+        StageExit::Quit if !drained => StageExit::Failure("shutdown timed out before every block was stored".into()),
+        other => other,
+    }
+}

@@ -1,0 +1,503 @@
+//! Stage 2: turns raw Kafka payloads into records with an event time, a
+//! stream (tenant, app, labels) and the token hashes for the bloom filter.
+//!
+//! JSON goes through simd-json on a scratch copy (simd-json parses in place,
+//! and the original bytes are what we store). Anything that is not a JSON
+//! object, or not UTF-8, is kept as a plain-text line with the Kafka
+//! timestamp; it is counted, never dropped.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use simd_json::prelude::ValueAsScalar;
+use simd_json::{BorrowedValue as Value, StaticNode};
+use skidder_common::format::tokens::{field_hash, flatten_key, for_each_word_hash, push_sanitized_key};
+
+use super::StageExit;
+use crate::config::{AppSource, ParseConfig, TenantSource, TimestampFormat};
+use crate::metrics::Metrics;
+use crate::models::template::{AppTemplate, TemplatePart};
+use crate::models::{Item, ParsedBatch, ParsedRecord, RawBatch, StreamKey};
+use crate::queue::{ByteQueue, PopError, Weighted};
+
+/// JSON nested deeper than this is not walked for field tokens.
+const MAX_DEPTH: usize = 64;
+
+impl Weighted for Item<RawBatch> {
+    fn weight(&self) -> usize {
+        match self {
+            Item::Data(b) => b.weight(),
+            Item::Control(_) => 64,
+        }
+    }
+}
+
+/// Parsing rules compiled from the config.
+pub struct Parser {
+    cfg: ParseConfig,
+    app_template: Option<AppTemplate>,
+    label_paths: Vec<(String, Vec<String>)>,
+    ts_paths: Vec<Vec<String>>,
+    tenant_path: Option<Vec<String>>,
+    /// Reused buffers: nothing below allocates per record once warm.
+    scratch: Vec<u8>,
+    token_scratch: Vec<u8>,
+    key_buf: String,
+    value_buf: String,
+    path_buf: String,
+    pub plain_text: u64,
+}
+
+fn split_path(p: &str) -> Vec<String> {
+    p.split('.').map(String::from).collect()
+}
+
+fn lookup<'v, 'a>(obj: &'v Value<'a>, path: &[String]) -> Option<&'v Value<'a>> {
+    let mut cur = obj;
+    for seg in path {
+        match cur {
+            Value::Object(o) => cur = o.get(seg.as_str())?,
+            _ => return None,
+        }
+    }
+    Some(cur)
+}
+
+/// Writes a scalar's text form (Loki's `| json` view of it) into `out`.
+fn scalar_text(v: &Value<'_>, out: &mut String) -> bool {
+    out.clear();
+    match v {
+        Value::String(s) => out.push_str(s),
+        Value::Static(StaticNode::I64(i)) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Static(StaticNode::U64(u)) => {
+            let _ = write!(out, "{u}");
+        }
+        Value::Static(StaticNode::F64(f)) => {
+            let _ = write!(out, "{f}");
+        }
+        Value::Static(StaticNode::Bool(b)) => out.push_str(if *b { "true" } else { "false" }),
+        _ => return false,
+    }
+    true
+}
+
+/// Nanoseconds from a number whose unit is guessed by magnitude.
+fn epoch_auto(x: f64) -> Option<i64> {
+    let a = x.abs();
+    let scale = if a < 1e11 {
+        1e9
+    } else if a < 1e14 {
+        1e6
+    } else if a < 1e17 {
+        1e3
+    } else {
+        1.0
+    };
+    epoch_scaled(x, scale)
+}
+
+/// Seconds (with fraction, rounded to the microsecond) or an integer unit.
+fn epoch_scaled(x: f64, ns_per_unit: f64) -> Option<i64> {
+    if !x.is_finite() {
+        return None;
+    }
+    let ns = if ns_per_unit == 1e9 {
+        let secs = x.trunc();
+        secs * 1e9 + ((x - secs) * 1e6).round() * 1e3
+    } else {
+        (x * ns_per_unit).round()
+    };
+    (ns.abs() < 9.2e18).then_some(ns as i64)
+}
+
+fn parse_time(v: &Value<'_>, fmt: &TimestampFormat) -> Option<i64> {
+    let num = match v {
+        Value::Static(StaticNode::I64(i)) => Some(*i as f64),
+        Value::Static(StaticNode::U64(u)) => Some(*u as f64),
+        Value::Static(StaticNode::F64(f)) => Some(*f),
+        Value::String(s) => {
+            if matches!(fmt, TimestampFormat::Auto | TimestampFormat::Rfc3339) {
+                if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+                    return t.timestamp_nanos_opt();
+                }
+            }
+            s.trim().parse::<f64>().ok()
+        }
+        _ => None,
+    }?;
+    // Integers beyond 2^53 lose precision as f64; take them exactly.
+    if let (Value::Static(StaticNode::I64(i)), TimestampFormat::EpochNs) = (v, fmt) {
+        return Some(*i);
+    }
+    match fmt {
+        TimestampFormat::Auto => epoch_auto(num),
+        TimestampFormat::Rfc3339 => None,
+        TimestampFormat::EpochS => epoch_scaled(num, 1e9),
+        TimestampFormat::EpochMs => epoch_scaled(num, 1e6),
+        TimestampFormat::EpochUs => epoch_scaled(num, 1e3),
+        TimestampFormat::EpochNs => epoch_scaled(num, 1.0),
+    }
+}
+
+/// Per-batch table of distinct streams.
+#[derive(Default)]
+struct StreamTable {
+    ids: HashMap<String, u32>,
+    streams: Vec<StreamKey>,
+}
+
+impl Parser {
+    pub fn new(cfg: ParseConfig) -> Result<Self, String> {
+        let app_template = match &cfg.app {
+            AppSource::Template(t) => Some(AppTemplate::parse(t)?),
+            AppSource::Fixed(_) => None,
+        };
+        let mut label_paths: Vec<(String, Vec<String>)> = cfg
+            .label_fields
+            .iter()
+            .map(|f| {
+                let path = split_path(f);
+                (flatten_key(path.iter().map(String::as_str)), path)
+            })
+            .collect();
+        label_paths.sort_by(|a, b| a.0.cmp(&b.0));
+        label_paths.dedup_by(|a, b| a.0 == b.0);
+        Ok(Parser {
+            ts_paths: cfg.timestamp_fields.iter().map(|p| split_path(p)).collect(),
+            tenant_path: match &cfg.tenant {
+                TenantSource::Field(f) => Some(split_path(f)),
+                _ => None,
+            },
+            cfg,
+            app_template,
+            label_paths,
+            scratch: Vec::new(),
+            token_scratch: Vec::new(),
+            key_buf: String::new(),
+            value_buf: String::new(),
+            path_buf: String::new(),
+            plain_text: 0,
+        })
+    }
+
+    /// Parses one batch. Every input line becomes exactly one record.
+    pub fn parse_batch(&mut self, raw: &RawBatch) -> ParsedBatch {
+        let mut out = ParsedBatch {
+            topic: raw.topic.clone(),
+            partition: raw.partition,
+            first_offset: raw.first_offset().unwrap_or(0),
+            last_offset: raw.messages.last().map(|m| m.offset).unwrap_or(0),
+            lines: Vec::with_capacity(raw.payload.len()),
+            ..Default::default()
+        };
+        let mut table = StreamTable::default();
+        let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+        for m in &raw.messages {
+            let fallback_ns = m.timestamp_ms.map(|t| t.saturating_mul(1_000_000)).unwrap_or(now_ns);
+            for line in raw.payload_of(m).split(|&b| b == b'\n') {
+                let line = line.trim_ascii();
+                if line.is_empty() {
+                    continue;
+                }
+                self.parse_line(line, m.offset, fallback_ns, &raw.topic, &mut table, &mut out);
+            }
+        }
+        out.streams = table.streams;
+        out
+    }
+
+    fn parse_line(
+        &mut self,
+        line: &[u8],
+        offset: i64,
+        fallback_ns: i64,
+        topic: &str,
+        table: &mut StreamTable,
+        out: &mut ParsedBatch,
+    ) {
+        let tokens_start = out.tokens.len() as u32;
+        let line_start = out.lines.len() as u32;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.extend_from_slice(line);
+        let utf8 = std::str::from_utf8(line).is_ok();
+        let parsed = if utf8 && line[0] == b'{' {
+            simd_json::to_borrowed_value(&mut scratch).ok()
+        } else {
+            None
+        };
+        let (time_ns, stream) = match &parsed {
+            Some(v @ Value::Object(_)) => {
+                out.lines.extend_from_slice(line);
+                let time = self
+                    .ts_paths
+                    .iter()
+                    .find_map(|p| lookup(v, p).and_then(|t| parse_time(t, &self.cfg.timestamp_format)))
+                    .unwrap_or(fallback_ns);
+                self.json_tokens(v, &mut out.tokens);
+                (time, self.stream_of(Some(v), topic, table))
+            }
+            _ => {
+                self.plain_text += 1;
+                match std::str::from_utf8(line) {
+                    Ok(_) => out.lines.extend_from_slice(line),
+                    Err(_) => out.lines.extend_from_slice(String::from_utf8_lossy(line).as_bytes()),
+                }
+                (fallback_ns, self.stream_of(None, topic, table))
+            }
+        };
+        drop(parsed);
+        self.scratch = scratch;
+        let line_len = out.lines.len() as u32 - line_start;
+        let stored = &out.lines[line_start as usize..];
+        let tokens = &mut out.tokens;
+        for_each_word_hash(stored, &mut self.token_scratch, |h| tokens.push(h));
+        out.records.push(ParsedRecord {
+            offset,
+            time_ns,
+            stream,
+            line_start,
+            line_len,
+            tokens_start,
+            tokens_len: out.tokens.len() as u32 - tokens_start,
+        });
+    }
+
+    /// Pushes a `key=value` token hash for every scalar field.
+    fn json_tokens(&mut self, v: &Value<'_>, tokens: &mut Vec<u64>) {
+        self.path_buf.clear();
+        let mut walk = Walk {
+            path: std::mem::take(&mut self.path_buf),
+            value: std::mem::take(&mut self.value_buf),
+            scratch: std::mem::take(&mut self.token_scratch),
+            max_len: self.cfg.max_token_value_len,
+            tokens,
+        };
+        walk.object(v, 0);
+        self.path_buf = walk.path;
+        self.value_buf = walk.value;
+        self.token_scratch = walk.scratch;
+    }
+
+    /// Finds or adds the record's stream in the batch table.
+    fn stream_of(&mut self, v: Option<&Value<'_>>, topic: &str, table: &mut StreamTable) -> u32 {
+        let tenant = match (&self.cfg.tenant, v) {
+            (TenantSource::Fixed(t), _) => t.as_str(),
+            (TenantSource::Topic, _) => topic,
+            (TenantSource::Field(_), Some(v)) => self
+                .tenant_path
+                .as_ref()
+                .and_then(|p| lookup(v, p))
+                .and_then(|t| t.as_str())
+                .filter(|t| !t.is_empty())
+                .unwrap_or(&self.cfg.default_tenant),
+            (TenantSource::Field(_), None) => &self.cfg.default_tenant,
+        };
+        self.key_buf.clear();
+        self.key_buf.push_str(tenant);
+        self.key_buf.push('\0');
+        let app_start = self.key_buf.len();
+        let filled = match (&self.cfg.app, &self.app_template, v) {
+            (AppSource::Fixed(a), _, _) => {
+                self.key_buf.push_str(a);
+                true
+            }
+            (_, Some(t), Some(v)) => fill_template(t, v, &mut self.key_buf, &mut self.value_buf),
+            _ => false,
+        };
+        if !filled || self.key_buf.len() == app_start {
+            self.key_buf.truncate(app_start);
+            self.key_buf.push_str(&self.cfg.default_app);
+        }
+        let app_end = self.key_buf.len();
+        if let Some(v) = v {
+            for (name, path) in &self.label_paths {
+                if let Some(val) = lookup(v, path) {
+                    if scalar_text(val, &mut self.value_buf) {
+                        let _ = write!(self.key_buf, "\0{name}\0{}", self.value_buf);
+                    }
+                }
+            }
+        }
+        if let Some(&id) = table.ids.get(self.key_buf.as_str()) {
+            return id;
+        }
+        let app: Arc<str> = self.key_buf[app_start..app_end].into();
+        let mut labels = Vec::new();
+        let mut parts = self.key_buf[app_end..].split('\0').skip(1);
+        while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+            labels.push((k.to_owned(), v.to_owned()));
+        }
+        let id = table.streams.len() as u32;
+        table.streams.push(StreamKey {
+            tenant: tenant.into(),
+            app,
+            labels: labels.into(),
+        });
+        table.ids.insert(self.key_buf.clone(), id);
+        id
+    }
+}
+
+fn fill_template(t: &AppTemplate, v: &Value<'_>, out: &mut String, tmp: &mut String) -> bool {
+    for part in &t.parts {
+        match part {
+            TemplatePart::Literal(s) => out.push_str(s),
+            TemplatePart::Field(path) => match lookup(v, path) {
+                Some(val) if scalar_text(val, tmp) => out.push_str(tmp),
+                _ => return false,
+            },
+        }
+    }
+    true
+}
+
+struct Walk<'t> {
+    path: String,
+    value: String,
+    scratch: Vec<u8>,
+    max_len: usize,
+    tokens: &'t mut Vec<u64>,
+}
+
+impl Walk<'_> {
+    fn object(&mut self, v: &Value<'_>, depth: usize) {
+        let Value::Object(o) = v else { return };
+        if depth >= MAX_DEPTH {
+            return;
+        }
+        for (k, child) in o.iter() {
+            let restore = self.path.len();
+            if restore > 0 {
+                self.path.push('_');
+            }
+            push_sanitized_key(&mut self.path, k);
+            match child {
+                Value::Object(_) => self.object(child, depth + 1),
+                Value::Array(_) => {}
+                _ => {
+                    if scalar_text(child, &mut self.value) && self.value.len() <= self.max_len {
+                        let key = if self.path.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+                            format!("_{}", self.path)
+                        } else {
+                            String::new()
+                        };
+                        let key = if key.is_empty() { self.path.as_str() } else { key.as_str() };
+                        self.tokens.push(field_hash(key, self.value.as_bytes(), &mut self.scratch));
+                    }
+                }
+            }
+            self.path.truncate(restore);
+        }
+    }
+}
+
+/// The stage loop: pops raw batches, pushes parsed ones, passes controls on.
+pub fn run(
+    mut parser: Parser,
+    input: &ByteQueue<Item<RawBatch>>,
+    output: &ByteQueue<Item<ParsedBatch>>,
+    metrics: &Metrics,
+) -> StageExit {
+    loop {
+        let item = match input.pop(Duration::from_millis(200)) {
+            Ok(item) => item,
+            Err(PopError::Timeout) => continue,
+            Err(PopError::Closed) => {
+                output.close();
+                return StageExit::Success;
+            }
+        };
+        let out = match item {
+            Item::Data(raw) => {
+                let before = parser.plain_text;
+                let parsed = parser.parse_batch(&raw);
+                metrics.plain_text_records.inc_by(parser.plain_text - before);
+                metrics.stage(
+                    "parser",
+                    raw.messages.len() as u64,
+                    raw.payload.len() as u64,
+                    parsed.records.len() as u64,
+                    parsed.lines.len() as u64,
+                );
+                Item::Data(parsed)
+            }
+            Item::Control(c) => Item::Control(c),
+        };
+        if output.push(out).is_err() {
+            return StageExit::DownstreamClosed;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skidder_common::format::tokens::token_hash;
+
+    fn parse(cfg: ParseConfig, lines: &[&[u8]]) -> ParsedBatch {
+        let mut raw = RawBatch::new("logs".into(), 0);
+        for (i, l) in lines.iter().enumerate() {
+            raw.push(i as i64, Some(1_000), l);
+        }
+        Parser::new(cfg).unwrap().parse_batch(&raw)
+    }
+
+    #[test]
+    fn json_fields_become_time_stream_and_tokens() {
+        let cfg = ParseConfig {
+            app: AppSource::Template("{kubernetes.namespace}-{service}".into()),
+            tenant: TenantSource::Field("org".into()),
+            label_fields: vec!["level".into(), "kubernetes.pod".into()],
+            ..Default::default()
+        };
+        let b = parse(
+            cfg,
+            &[br#"{"ts":"2026-11-21T13:00:00.5Z","org":"acme","service":"api","level":"ERROR","kubernetes":{"namespace":"shop","pod":"p-1"},"http":{"status":503},"msg":"Disk FULL"}"#],
+        );
+        let r = &b.records[0];
+        assert_eq!(r.time_ns, 1_795_784_400_500_000_000);
+        let s = &b.streams[r.stream as usize];
+        assert_eq!((&*s.tenant, &*s.app), ("acme", "shop-api"));
+        assert_eq!(
+            &*s.labels,
+            &[("kubernetes_pod".to_owned(), "p-1".to_owned()), ("level".to_owned(), "ERROR".to_owned())]
+        );
+        let toks = b.tokens_of(r);
+        for t in ["http_status=503", "level=ERROR", "kubernetes_namespace=shop", "disk", "full"] {
+            assert!(toks.contains(&token_hash(t.as_bytes())), "missing token {t}");
+        }
+    }
+
+    #[test]
+    fn non_json_and_invalid_utf8_fall_back_to_plain_text() {
+        let b = parse(ParseConfig::default(), &[b"plain \xff line", b"[1,2]", b"{broken"]);
+        assert_eq!(b.records.len(), 3);
+        assert_eq!(b.line(&b.records[0]), "plain \u{fffd} line".as_bytes());
+        assert!(b.records.iter().all(|r| r.time_ns == 1_000_000_000));
+        assert_eq!(&*b.streams[0].app, "unknown");
+    }
+
+    #[test]
+    fn multi_record_messages_and_epoch_times() {
+        let b = parse(
+            ParseConfig::default(),
+            &[b"{\"ts\":1521911721.926318,\"app\":\"z\"}\n{\"ts\":1700000000123}\n\n"],
+        );
+        assert_eq!(b.records.len(), 2);
+        assert_eq!(b.records[0].time_ns, 1_521_911_721_926_318_000);
+        assert_eq!(b.records[1].time_ns, 1_700_000_000_123_000_000);
+        assert_eq!(b.records[0].offset, b.records[1].offset);
+    }
+
+    #[test]
+    fn deep_nesting_does_not_overflow() {
+        let deep = format!("{}1{}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
+        let b = parse(ParseConfig::default(), &[deep.as_bytes()]);
+        assert_eq!(b.records.len(), 1);
+    }
+}
