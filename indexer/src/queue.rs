@@ -137,6 +137,7 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    #[derive(Debug)]
     struct W(usize);
     impl Weighted for W {
         fn weight(&self) -> usize {

@@ -259,8 +259,11 @@ impl RecordBlock {
             if kl.vlong()? != 8 {
                 return bad("key length is not 8");
             }
-            let n = vl.vlen()?;
-            let mut text = Cursor::new(vals.take(n)?);
+            let n = vl.vlong()?;
+            if n < 0 {
+                return bad("negative value length");
+            }
+            let mut text = Cursor::new(vals.take(n as usize)?);
             let inner = text.vlen()?;
             if text.remaining() != inner {
                 return bad("Text length does not match the value length");
@@ -282,7 +285,7 @@ impl RecordBlock {
         self.keys.chunks_exact(8).map(move |k| {
             // validate() proved every read below in bounds.
             let time = i64::from_be_bytes(k.try_into().unwrap_or([0; 8]));
-            let n = vl.vlen().unwrap_or(0);
+            let n = vl.vlong().unwrap_or(0).max(0) as usize;
             let mut text = Cursor::new(vals.take(n).unwrap_or(&[]));
             let inner = text.vlen().unwrap_or(0);
             (time, text.take(inner).unwrap_or(&[]))

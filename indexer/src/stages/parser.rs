@@ -100,18 +100,19 @@ fn epoch_auto(x: f64) -> Option<i64> {
     epoch_scaled(x, scale)
 }
 
-/// Seconds (with fraction, rounded to the microsecond) or an integer unit.
+/// Whole units in integer arithmetic (f64 cannot hold 19 significant
+/// digits); fractions of a second are rounded to the microsecond.
 fn epoch_scaled(x: f64, ns_per_unit: f64) -> Option<i64> {
-    if !x.is_finite() {
+    if !x.is_finite() || (x * ns_per_unit).abs() >= 9.2e18 {
         return None;
     }
-    let ns = if ns_per_unit == 1e9 {
-        let secs = x.trunc();
-        secs * 1e9 + ((x - secs) * 1e6).round() * 1e3
+    let whole = x.trunc();
+    let frac_ns = if ns_per_unit == 1e9 {
+        ((x - whole) * 1e6).round() as i64 * 1_000
     } else {
-        (x * ns_per_unit).round()
+        ((x - whole) * ns_per_unit).round() as i64
     };
-    (ns.abs() < 9.2e18).then_some(ns as i64)
+    (whole as i64).checked_mul(ns_per_unit as i64)?.checked_add(frac_ns)
 }
 
 fn parse_time(v: &Value<'_>, fmt: &TimestampFormat) -> Option<i64> {
@@ -460,7 +461,7 @@ mod tests {
             &[br#"{"ts":"2026-11-21T13:00:00.5Z","org":"acme","service":"api","level":"ERROR","kubernetes":{"namespace":"shop","pod":"p-1"},"http":{"status":503},"msg":"Disk FULL"}"#],
         );
         let r = &b.records[0];
-        assert_eq!(r.time_ns, 1_795_784_400_500_000_000);
+        assert_eq!(r.time_ns, 1_795_266_000_500_000_000);
         let s = &b.streams[r.stream as usize];
         assert_eq!((&*s.tenant, &*s.app), ("acme", "shop-api"));
         assert_eq!(

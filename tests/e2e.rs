@@ -1,0 +1,324 @@
+//! End-to-end: every file under `../shared/data` goes through a real Kafka
+//! broker (tansu) and the real `skidder indexer` process into a real S3
+//! server (moto). Then every object must follow the layout, pass
+//! `skidder inspect`, and reading all blocks back must give each input
+//! record exactly once, with the right time, tenant, app and labels, all
+//! computed here independently of the indexer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext};
+use skidder_common::storage::{list_all, S3Store};
+use skidder_common::testing::{free_port, MotoServer, TansuBroker};
+
+const BIN: &str = env!("CARGO_BIN_EXE_skidder");
+const BASE_TS_MS: i64 = 1_700_000_000_000;
+
+#[derive(Default)]
+struct Delivery {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+impl ClientContext for Delivery {}
+impl ProducerContext for Delivery {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
+        match r {
+            Ok(_) => self.ok.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+/// What a record must look like when read back.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Expected {
+    line: String,
+    time_ns: i64,
+    tenant: String,
+    app: String,
+    labels: BTreeMap<String, String>,
+}
+
+fn data_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).expect("../shared/data must exist").flatten().collect();
+        entries.sort_by_key(|e| e.path());
+        for e in entries {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                let name = p.file_name().unwrap().to_string_lossy().to_string();
+                if name != "LICENSE" && !name.ends_with(".md") {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"), &mut out);
+    assert!(out.len() > 50, "expected the shared data set");
+    out
+}
+
+/// The expectation for one input line, from the test's own reading of the
+/// config below: app = `_path`, labels = `event_type` and `proto`,
+/// time = `ts` in epoch seconds, else the Kafka timestamp.
+fn expect(line: &str, kafka_ts_ms: i64) -> Expected {
+    let json = serde_json::from_str::<serde_json::Value>(line).ok().filter(|v| v.is_object());
+    let mut e = Expected {
+        line: line.to_owned(),
+        time_ns: kafka_ts_ms * 1_000_000,
+        tenant: "logs".into(),
+        app: "unknown".into(),
+        labels: BTreeMap::new(),
+    };
+    if let Some(v) = json {
+        if let Some(ts) = v.get("ts").and_then(|t| t.as_f64()) {
+            let secs = ts.trunc();
+            e.time_ns = secs as i64 * 1_000_000_000 + ((ts - secs) * 1e6).round() as i64 * 1000;
+        }
+        if let Some(p) = v.get("_path").and_then(|p| p.as_str()) {
+            e.app = p.to_owned();
+        }
+        for k in ["event_type", "proto"] {
+            if let Some(s) = v.get(k).and_then(|x| x.as_str()) {
+                e.labels.insert(k.to_owned(), s.to_owned());
+            }
+        }
+    }
+    e
+}
+
+#[test]
+fn kafka_to_s3_every_record_exactly_once() {
+    let moto = MotoServer::start();
+    let kafka = TansuBroker::start();
+    kafka.create_topic("logs", 4);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s3 = rt.block_on(S3Store::new("logs", "skidder/", &moto.s3_config()));
+    rt.block_on(s3.create_bucket()).unwrap();
+
+    // Produce: JSON files several records to a message, text one line each.
+    let producer: ThreadedProducer<Delivery> = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap())
+        // tansu 0.6 needs one record per batch (../shared/TEST-SERVERS.md).
+        .set("batch.num.messages", "1")
+        .set("linger.ms", "0")
+        .create_with_context(Delivery::default())
+        .unwrap();
+    let mut expected: Vec<Expected> = Vec::new();
+    let mut messages = 0u64;
+    for (file_no, path) in data_files().iter().enumerate() {
+        let bytes = std::fs::read(path).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let is_json = lines.first().is_some_and(|l| l.starts_with('{'));
+        let per_message = if is_json && file_no % 2 == 0 { 3 } else { 1 };
+        for chunk in lines.chunks(per_message) {
+            let ts = BASE_TS_MS + messages as i64;
+            let payload = chunk.join("\n");
+            let key = format!("{file_no}");
+            let mut rec = BaseRecord::to("logs").payload(&payload).key(&key).timestamp(ts);
+            loop {
+                match producer.send(rec) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        rec = back;
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                }
+            }
+            messages += 1;
+            expected.extend(chunk.iter().map(|l| expect(l, ts)));
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    let ctx = producer.context();
+    assert_eq!(ctx.failed.load(Ordering::Relaxed), 0, "deliveries failed");
+    assert_eq!(ctx.ok.load(Ordering::Relaxed), messages);
+
+    // Index with the real binary.
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        r#"
+[parse]
+timestamp_fields = ["ts"]
+app = { template = "{_path}" }
+tenant = "topic"
+label_fields = ["event_type", "proto"]
+[blocks]
+target_bytes = 1048576
+flush_interval_secs = 3
+[upload]
+checkpoint_interval_secs = 1
+"#,
+    )
+    .unwrap();
+    let metrics_port = free_port();
+    let mut indexer = Command::new(BIN)
+        .args(["indexer", "--config", config.path().to_str().unwrap()])
+        .args(["--kafka-brokers", &kafka.bootstrap(), "--topics", "logs", "--group-id", "e2e"])
+        .args(["--store", "s3://logs/skidder", "--s3-endpoint", &moto.endpoint()])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("SKIDDER_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // Wait until every record is stored, reading the indexer's own metrics.
+    let want = expected.len() as u64;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut metrics_text = String::new();
+    loop {
+        assert!(indexer.try_wait().unwrap().is_none(), "indexer exited early");
+        if let Ok(body) = http_get(metrics_port, "/metrics") {
+            metrics_text = body;
+            if metric(&metrics_text, "skidder_indexer_stage_records_out_total{stage=\"uploader\"}") >= want {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "timed out; metrics:\n{metrics_text}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for name in [
+        "skidder_indexer_queue_bytes",
+        "skidder_indexer_kafka_pauses_total",
+        "skidder_indexer_upload_duration_seconds",
+        "skidder_indexer_blocks_written_total",
+        "skidder_indexer_index_bytes_written_total",
+        "skidder_indexer_consumer_lag_records",
+    ] {
+        assert!(metrics_text.contains(name), "metric {name} missing");
+    }
+    assert!(metric(&metrics_text, "skidder_indexer_plain_text_records_total") > 0);
+
+    // SIGTERM: flush, commit, exit 0.
+    let status = Command::new("kill").args(["-TERM", &indexer.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = indexer.wait().unwrap();
+    assert!(exit.success(), "indexer exited with {exit}");
+
+    // Layout.
+    let objects = rt.block_on(list_all(&s3, "")).unwrap();
+    let layout = regex_lite(&objects.iter().map(|o| o.key.clone()).collect::<Vec<_>>());
+    assert!(layout.blocks > 0 && layout.blocks == layout.indexes, "{layout:?}");
+
+    // Every object validates.
+    let out = Command::new(BIN)
+        .args(["inspect", "--all", "--store", "s3://logs/skidder", "--s3-endpoint", &moto.endpoint()])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "inspect failed: {}", String::from_utf8_lossy(&out.stderr));
+
+    // Read everything back: exactly the input, once each.
+    let out = Command::new(BIN)
+        .args(["inspect", "--all", "--dump", "--store", "s3://logs/skidder", "--s3-endpoint", &moto.endpoint()])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut got: HashMap<Expected, i64> = HashMap::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let labels = v["labels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        *got.entry(Expected {
+            line: v["line"].as_str().unwrap().to_owned(),
+            time_ns: v["time_ns"].as_str().unwrap().parse().unwrap(),
+            tenant: v["tenant"].as_str().unwrap().to_owned(),
+            app: v["app"].as_str().unwrap().to_owned(),
+            labels,
+        })
+        .or_default() += 1;
+    }
+    let mut want_counts: HashMap<Expected, i64> = HashMap::new();
+    for e in expected {
+        *want_counts.entry(e).or_default() += 1;
+    }
+    let mut missing = 0;
+    let mut shown = 0;
+    for (e, n) in &want_counts {
+        let g = got.get(e).copied().unwrap_or(0);
+        if g != *n {
+            missing += 1;
+            if shown < 5 {
+                shown += 1;
+                eprintln!("want {n}, got {g}: {e:?}");
+            }
+        }
+    }
+    let extra = got.keys().filter(|e| !want_counts.contains_key(e)).count();
+    assert_eq!((missing, extra), (0, 0), "records lost, duplicated or altered");
+}
+
+#[derive(Debug, Default)]
+struct Layout {
+    blocks: usize,
+    indexes: usize,
+}
+
+/// Checks each key against the layout in docs/FORMAT.md.
+fn regex_lite(keys: &[String]) -> Layout {
+    let mut l = Layout::default();
+    for k in keys {
+        if k.starts_with("_ledger/") {
+            let ok = k.starts_with("_ledger/topic=logs/partition=") && k.ends_with(".json");
+            assert!(ok, "bad ledger key {k}");
+            continue;
+        }
+        let parts: Vec<&str> = k.split('/').collect();
+        assert_eq!(parts.len(), 5, "bad key {k}");
+        assert!(parts[0].starts_with("tenant="), "{k}");
+        let dt = parts[1].strip_prefix("dt=").unwrap_or_else(|| panic!("{k}"));
+        assert!(dt.len() == 10 && dt.as_bytes()[4] == b'-' && dt.as_bytes()[7] == b'-', "{k}");
+        let hour = parts[2].strip_prefix("hour=").unwrap_or_else(|| panic!("{k}"));
+        assert!(hour.len() == 2 && hour.parse::<u32>().unwrap() < 24, "{k}");
+        assert!(parts[3].starts_with("app="), "{k}");
+        let file: Vec<&str> = parts[4].split('.').collect();
+        assert_eq!(file.len(), 4, "{k}");
+        assert_eq!(file[0], "logs");
+        file[1].parse::<i32>().unwrap();
+        assert_eq!(file[2].len(), 20);
+        match file[3] {
+            "seq" => l.blocks += 1,
+            "idx" => l.indexes += 1,
+            other => panic!("unexpected suffix {other} in {k}"),
+        }
+    }
+    l
+}
+
+fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}
