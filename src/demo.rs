@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer, DefaultProducerContext};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 use skidder_common::service::Shutdown;
 use skidder_common::storage::{list_all, LocalStore};
@@ -29,9 +29,23 @@ pub struct DemoFlags {
     pub records: u64,
 }
 
-const SERVICES: &[&str] = &["checkout", "payments", "cart", "frontend", "auth", "inventory"];
+const SERVICES: &[&str] = &[
+    "checkout",
+    "payments",
+    "cart",
+    "frontend",
+    "auth",
+    "inventory",
+];
 const LEVELS: &[(&str, u32)] = &[("info", 80), ("warn", 12), ("error", 6), ("debug", 2)];
-const PATHS: &[&str] = &["/api/v1/cart", "/api/v1/checkout", "/api/v1/pay", "/login", "/healthz", "/api/v1/items"];
+const PATHS: &[&str] = &[
+    "/api/v1/cart",
+    "/api/v1/checkout",
+    "/api/v1/pay",
+    "/login",
+    "/healthz",
+    "/api/v1/items",
+];
 /// Message shapes drawn from the Loghub and Zeek samples in `shared/data`.
 const MESSAGES: &[&str] = &[
     "Received request for {path} from {ip}",
@@ -66,9 +80,20 @@ fn generate(g: &mut Gen, ts_ns: i64) -> (String, String) {
     let service = g.pick(SERVICES);
     let roll = (g.next() % 100) as u32;
     let mut acc = 0;
-    let level = LEVELS.iter().find(|(_, w)| { acc += w; roll < acc }).map_or("info", |(l, _)| l);
+    let level = LEVELS
+        .iter()
+        .find(|(_, w)| {
+            acc += w;
+            roll < acc
+        })
+        .map_or("info", |(l, _)| l);
     let path = g.pick(PATHS);
-    let ip = format!("10.{}.{}.{}", g.next() % 256, g.next() % 256, g.next() % 256);
+    let ip = format!(
+        "10.{}.{}.{}",
+        g.next() % 256,
+        g.next() % 256,
+        g.next() % 256
+    );
     let ms = g.next() % 900 + 1;
     let msg = g
         .pick(MESSAGES)
@@ -78,7 +103,11 @@ fn generate(g: &mut Gen, ts_ns: i64) -> (String, String) {
         .replace("{user}", &format!("u{}", g.next() % 5000))
         .replace("{order}", &format!("o-{}", g.next() % 1_000_000));
     let trace = format!("{:016x}{:016x}", g.next(), g.next());
-    let status = if level == "error" { 500 + g.next() % 4 } else { [200, 200, 200, 201, 204, 302, 404][(g.next() % 7) as usize] };
+    let status = if level == "error" {
+        500 + g.next() % 4
+    } else {
+        [200, 200, 200, 201, 204, 302, 404][(g.next() % 7) as usize]
+    };
     let pod = format!("{service}-{:x}-{}", g.next() % 4096, g.next() % 3);
     let rec = serde_json::json!({
         "ts": chrono_rfc3339(ts_ns),
@@ -104,9 +133,14 @@ pub fn run(flags: DemoFlags) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let shutdown = Shutdown::on_signals().context("installing signal handlers")?;
     let cluster = MockCluster::new(1).context("starting the embedded Kafka")?;
-    cluster.create_topic("logs", 4, 1).context("creating topic logs")?;
+    cluster
+        .create_topic("logs", 4, 1)
+        .context("creating topic logs")?;
     let brokers = cluster.bootstrap_servers();
-    eprintln!("embedded Kafka at {brokers}; producing {} records", flags.records);
+    eprintln!(
+        "embedded Kafka at {brokers}; producing {} records",
+        flags.records
+    );
 
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
@@ -135,7 +169,9 @@ pub fn run(flags: DemoFlags) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    producer.flush(Duration::from_secs(30)).context("flushing the producer")?;
+    producer
+        .flush(Duration::from_secs(30))
+        .context("flushing the producer")?;
 
     let mut cfg = IndexerConfig::default();
     cfg.kafka.brokers = brokers;
@@ -145,7 +181,11 @@ pub fn run(flags: DemoFlags) -> anyhow::Result<ExitCode> {
     cfg.store.url = format!("file://{}", data_dir.display());
     cfg.parse.app = AppSource::Template("{service}".into());
     cfg.parse.tenant = TenantSource::Fixed("demo".into());
-    cfg.parse.label_fields = vec!["level".into(), "kubernetes.namespace".into(), "kubernetes.pod".into()];
+    cfg.parse.label_fields = vec![
+        "level".into(),
+        "kubernetes.namespace".into(),
+        "kubernetes.pod".into(),
+    ];
     cfg.blocks.flush_interval_secs = 5;
     cfg.upload.checkpoint_interval_secs = 1;
     cfg.validate()?;
@@ -160,24 +200,43 @@ pub fn run(flags: DemoFlags) -> anyhow::Result<ExitCode> {
             while !s.is_triggered() {
                 let stored = m.records_out.with_label_values(&["uploader"]).get();
                 if stored >= want {
-                    eprintln!("all {want} records stored in {:.1} s", started.elapsed().as_secs_f64());
+                    eprintln!(
+                        "all {want} records stored in {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    );
                     s.trigger();
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
         })
     };
-    skidder_indexer::pipeline::run(&cfg, store.clone(), rt.handle(), metrics.clone(), shutdown.clone())?;
+    skidder_indexer::pipeline::run(
+        &cfg,
+        store.clone(),
+        rt.handle(),
+        metrics.clone(),
+        shutdown.clone(),
+    )?;
     shutdown.trigger();
     let _ = watcher.join();
 
     let objects = rt.block_on(list_all(&*store, "tenant="))?;
     let blocks = objects.iter().filter(|o| o.key.ends_with(".seq")).count();
     let stored: u64 = objects.iter().map(|o| o.size).sum();
-    println!("\nIndexed {} records into {blocks} blocks ({stored} bytes) under {}", metrics.records_out.with_label_values(&["uploader"]).get(), data_dir.display());
+    println!(
+        "\nIndexed {} records into {blocks} blocks ({stored} bytes) under {}",
+        metrics.records_out.with_label_values(&["uploader"]).get(),
+        data_dir.display()
+    );
     println!("Try:");
-    println!("  skidder inspect --all --store file://{}", data_dir.display());
-    println!("  skidder inspect --all --dump --store file://{} | grep {needle}", data_dir.display());
+    println!(
+        "  skidder inspect --all --store file://{}",
+        data_dir.display()
+    );
+    println!(
+        "  skidder inspect --all --dump --store file://{} | grep {needle}",
+        data_dir.display()
+    );
     println!("A trace id that exists: {needle}");
     Ok(ExitCode::SUCCESS)
 }

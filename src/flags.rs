@@ -12,7 +12,11 @@ use skidder_indexer::config::IndexerConfig;
 use skidder_indexer::metrics::Metrics;
 
 #[derive(Parser)]
-#[command(name = "skidder", version, about = "Log management on object storage: Kafka in, LogQL out.")]
+#[command(
+    name = "skidder",
+    version,
+    about = "Log management on object storage: Kafka in, LogQL out."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -105,7 +109,10 @@ pub fn run_indexer(flags: IndexerFlags) -> anyhow::Result<ExitCode> {
         .context("opening the store")?;
     let metrics = Arc::new(Metrics::new());
     if let Some(addr) = &cfg.metrics_listen {
-        rt.block_on(skidder_indexer::pipeline::serve_metrics(addr, metrics.clone()))?;
+        rt.block_on(skidder_indexer::pipeline::serve_metrics(
+            addr,
+            metrics.clone(),
+        ))?;
     }
     tracing::info!(store = %store.url(), brokers = %cfg.kafka.brokers, topics = ?cfg.kafka.topics, "indexer starting");
     skidder_indexer::pipeline::run(&cfg, store, rt.handle(), metrics, shutdown)?;

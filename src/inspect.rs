@@ -30,8 +30,13 @@ pub struct InspectFlags {
     pub dump: bool,
 }
 
-fn open(flags: &InspectFlags, rt: &tokio::runtime::Runtime) -> anyhow::Result<Option<Arc<dyn ObjectStore>>> {
-    let Some(url) = &flags.store.store else { return Ok(None) };
+fn open(
+    flags: &InspectFlags,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<Option<Arc<dyn ObjectStore>>> {
+    let Some(url) = &flags.store.store else {
+        return Ok(None);
+    };
     let s3 = S3Config {
         endpoint: flags.store.s3_endpoint.clone(),
         ..Default::default()
@@ -42,20 +47,38 @@ fn open(flags: &InspectFlags, rt: &tokio::runtime::Runtime) -> anyhow::Result<Op
 
 /// Reads `target` from the store, or else as a local path whose siblings
 /// are reachable through a store rooted at its directory.
-fn fetch(store: &Option<Arc<dyn ObjectStore>>, rt: &tokio::runtime::Runtime, target: &str) -> anyhow::Result<(Bytes, Arc<dyn ObjectStore>, String)> {
+fn fetch(
+    store: &Option<Arc<dyn ObjectStore>>,
+    rt: &tokio::runtime::Runtime,
+    target: &str,
+) -> anyhow::Result<(Bytes, Arc<dyn ObjectStore>, String)> {
     if let Some(s) = store {
-        let b = rt.block_on(s.get(target)).with_context(|| format!("reading {target}"))?;
+        let b = rt
+            .block_on(s.get(target))
+            .with_context(|| format!("reading {target}"))?;
         return Ok((b, s.clone(), target.to_owned()));
     }
     let path = std::path::Path::new(target);
     let bytes = std::fs::read(path).with_context(|| format!("reading {target}"))?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned();
     Ok((Bytes::from(bytes), Arc::new(LocalStore::new(dir)?), name))
 }
 
 /// Decodes and verifies one index and its block. Returns the report.
-fn check_index(bytes: &[u8], key: &str, data: Option<&[u8]>, dump: bool) -> anyhow::Result<serde_json::Value> {
+fn check_index(
+    bytes: &[u8],
+    key: &str,
+    data: Option<&[u8]>,
+    dump: bool,
+) -> anyhow::Result<serde_json::Value> {
     let idx = BlockIndex::decode(bytes).with_context(|| format!("{key}: invalid index"))?;
     let mut report = json!({
         "kind": "index",
@@ -74,22 +97,36 @@ fn check_index(bytes: &[u8], key: &str, data: Option<&[u8]>, dump: bool) -> anyh
         })).collect::<Vec<_>>(),
     });
     if let Some(data) = data {
-        idx.verify_data(data).with_context(|| format!("{}: does not match its index {key}", idx.data_key))?;
-        let mut reader = SeqFileReader::new(data).with_context(|| format!("{}: invalid block", idx.data_key))?;
+        idx.verify_data(data)
+            .with_context(|| format!("{}: does not match its index {key}", idx.data_key))?;
+        let mut reader =
+            SeqFileReader::new(data).with_context(|| format!("{}: invalid block", idx.data_key))?;
         let mut block = RecordBlock::default();
         let mut n: u64 = 0;
         let mut stream = 0usize;
-        while reader.next_block(&mut block).with_context(|| format!("{}: invalid block", idx.data_key))? {
+        while reader
+            .next_block(&mut block)
+            .with_context(|| format!("{}: invalid block", idx.data_key))?
+        {
             for (t, line) in block.records() {
-                while stream + 1 < idx.streams.len() && n >= (idx.streams[stream].first_record + idx.streams[stream].record_count) as u64 {
+                while stream + 1 < idx.streams.len()
+                    && n >= (idx.streams[stream].first_record + idx.streams[stream].record_count)
+                        as u64
+                {
                     stream += 1;
                 }
                 if t < idx.min_time_ns || t > idx.max_time_ns {
-                    bail!("{}: record {n} has time {t} outside the index's range", idx.data_key);
+                    bail!(
+                        "{}: record {n} has time {t} outside the index's range",
+                        idx.data_key
+                    );
                 }
                 if dump {
-                    let labels: std::collections::BTreeMap<_, _> =
-                        idx.streams.get(stream).map(|s| s.labels.iter().cloned().collect()).unwrap_or_default();
+                    let labels: std::collections::BTreeMap<_, _> = idx
+                        .streams
+                        .get(stream)
+                        .map(|s| s.labels.iter().cloned().collect())
+                        .unwrap_or_default();
                     println!(
                         "{}",
                         json!({"time_ns": t.to_string(), "tenant": idx.tenant, "app": idx.app,
@@ -100,7 +137,11 @@ fn check_index(bytes: &[u8], key: &str, data: Option<&[u8]>, dump: bool) -> anyh
             }
         }
         if n != idx.record_count {
-            bail!("{}: holds {n} records, its index says {}", idx.data_key, idx.record_count);
+            bail!(
+                "{}: holds {n} records, its index says {}",
+                idx.data_key,
+                idx.record_count
+            );
         }
         report["verified"] = json!(true);
     }
@@ -111,15 +152,20 @@ pub fn run(flags: InspectFlags) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let store = open(&flags, &rt)?;
     if flags.all {
-        let Some(s) = &store else { bail!("--all needs --store") };
+        let Some(s) = &store else {
+            bail!("--all needs --store")
+        };
         let prefix = flags.target.clone().unwrap_or_default();
         let keys = rt.block_on(list_all(&**s, &prefix))?;
         let (mut ok, mut bad) = (0u64, 0u64);
         for k in keys.iter().filter(|k| k.key.ends_with(INDEX_SUFFIX)) {
             let result = (|| {
                 let idx_bytes = rt.block_on(s.get(&k.key))?;
-                let idx = BlockIndex::decode(&idx_bytes).with_context(|| format!("{}: invalid index", k.key))?;
-                let data = rt.block_on(s.get(&idx.data_key)).with_context(|| format!("{}: data block missing", k.key))?;
+                let idx = BlockIndex::decode(&idx_bytes)
+                    .with_context(|| format!("{}: invalid index", k.key))?;
+                let data = rt
+                    .block_on(s.get(&idx.data_key))
+                    .with_context(|| format!("{}: data block missing", k.key))?;
                 check_index(&idx_bytes, &k.key, Some(&data), flags.dump)
             })();
             match result {
@@ -131,9 +177,15 @@ pub fn run(flags: InspectFlags) -> anyhow::Result<ExitCode> {
             }
         }
         eprintln!("{ok} blocks verified, {bad} failed");
-        return Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) });
+        return Ok(if bad == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        });
     }
-    let Some(target) = &flags.target else { bail!("name an index or block to inspect") };
+    let Some(target) = &flags.target else {
+        bail!("name an index or block to inspect")
+    };
     let (bytes, dir_store, key) = fetch(&store, &rt, target)?;
     let report = if bytes.starts_with(skidder_common::format::index::MAGIC) {
         let idx = BlockIndex::decode(&bytes).with_context(|| format!("{key}: invalid index"))?;
@@ -141,16 +193,25 @@ pub fn run(flags: InspectFlags) -> anyhow::Result<ExitCode> {
         let data_name = if store.is_some() {
             idx.data_key.clone()
         } else {
-            idx.data_key.rsplit('/').next().unwrap_or_default().to_owned()
+            idx.data_key
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
         };
-        let data = rt.block_on(dir_store.get(&data_name)).with_context(|| format!("{key}: reading its data block"))?;
+        let data = rt
+            .block_on(dir_store.get(&data_name))
+            .with_context(|| format!("{key}: reading its data block"))?;
         check_index(&bytes, &key, Some(&data), flags.dump)?
     } else if bytes.starts_with(skidder_common::format::seqfile::MAGIC) {
-        let idx_name = key.strip_suffix(".seq").map(|s| format!("{s}{INDEX_SUFFIX}"));
+        let idx_name = key
+            .strip_suffix(".seq")
+            .map(|s| format!("{s}{INDEX_SUFFIX}"));
         match idx_name.map(|n| rt.block_on(dir_store.get(&n))) {
             Some(Ok(idx)) => check_index(&idx, &key, Some(&bytes), flags.dump)?,
             _ => {
-                let (header, records) = SeqFileReader::read_all(&bytes).with_context(|| format!("{key}: invalid block"))?;
+                let (header, records) = SeqFileReader::read_all(&bytes)
+                    .with_context(|| format!("{key}: invalid block"))?;
                 if flags.dump {
                     for (t, line) in &records {
                         println!("{}", json!({"time_ns": t.to_string(), "line": line}));

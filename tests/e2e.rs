@@ -47,7 +47,10 @@ struct Expected {
 
 fn data_files() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).expect("../shared/data must exist").flatten().collect();
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .expect("../shared/data must exist")
+            .flatten()
+            .collect();
         entries.sort_by_key(|e| e.path());
         for e in entries {
             let p = e.path();
@@ -62,16 +65,21 @@ fn data_files() -> Vec<PathBuf> {
         }
     }
     let mut out = Vec::new();
-    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"), &mut out);
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"),
+        &mut out,
+    );
     assert!(out.len() > 50, "expected the shared data set");
     out
 }
 
 /// The expectation for one input line, from the test's own reading of the
 /// config below: app = `_path`, labels = `event_type` and `proto`,
-/// time = `ts` in epoch seconds, else the Kafka timestamp.
+/// time = `ts` (epoch seconds or RFC 3339), else the Kafka timestamp.
 fn expect(line: &str, kafka_ts_ms: i64) -> Expected {
-    let json = serde_json::from_str::<serde_json::Value>(line).ok().filter(|v| v.is_object());
+    let json = serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .filter(|v| v.is_object());
     let mut e = Expected {
         line: line.to_owned(),
         time_ns: kafka_ts_ms * 1_000_000,
@@ -80,9 +88,18 @@ fn expect(line: &str, kafka_ts_ms: i64) -> Expected {
         labels: BTreeMap::new(),
     };
     if let Some(v) = json {
-        if let Some(ts) = v.get("ts").and_then(|t| t.as_f64()) {
-            let secs = ts.trunc();
-            e.time_ns = secs as i64 * 1_000_000_000 + ((ts - secs) * 1e6).round() as i64 * 1000;
+        match v.get("ts") {
+            Some(serde_json::Value::Number(n)) => {
+                let ts = n.as_f64().unwrap();
+                let secs = ts.trunc();
+                e.time_ns = secs as i64 * 1_000_000_000 + ((ts - secs) * 1e6).round() as i64 * 1000;
+            }
+            Some(serde_json::Value::String(s)) => {
+                if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+                    e.time_ns = t.timestamp_nanos_opt().unwrap();
+                }
+            }
+            _ => {}
         }
         if let Some(p) = v.get("_path").and_then(|p| p.as_str()) {
             e.app = p.to_owned();
@@ -118,14 +135,21 @@ fn kafka_to_s3_every_record_exactly_once() {
     for (file_no, path) in data_files().iter().enumerate() {
         let bytes = std::fs::read(path).unwrap();
         let text = String::from_utf8_lossy(&bytes);
-        let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         let is_json = lines.first().is_some_and(|l| l.starts_with('{'));
         let per_message = if is_json && file_no % 2 == 0 { 3 } else { 1 };
         for chunk in lines.chunks(per_message) {
             let ts = BASE_TS_MS + messages as i64;
             let payload = chunk.join("\n");
             let key = format!("{file_no}");
-            let mut rec = BaseRecord::to("logs").payload(&payload).key(&key).timestamp(ts);
+            let mut rec = BaseRecord::to("logs")
+                .payload(&payload)
+                .key(&key)
+                .timestamp(ts);
             loop {
                 match producer.send(rec) {
                     Ok(()) => break,
@@ -165,8 +189,20 @@ checkpoint_interval_secs = 1
     let metrics_port = free_port();
     let mut indexer = Command::new(BIN)
         .args(["indexer", "--config", config.path().to_str().unwrap()])
-        .args(["--kafka-brokers", &kafka.bootstrap(), "--topics", "logs", "--group-id", "e2e"])
-        .args(["--store", "s3://logs/skidder", "--s3-endpoint", &moto.endpoint()])
+        .args([
+            "--kafka-brokers",
+            &kafka.bootstrap(),
+            "--topics",
+            "logs",
+            "--group-id",
+            "e2e",
+        ])
+        .args([
+            "--store",
+            "s3://logs/skidder",
+            "--s3-endpoint",
+            &moto.endpoint(),
+        ])
         .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -180,14 +216,24 @@ checkpoint_interval_secs = 1
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut metrics_text = String::new();
     loop {
-        assert!(indexer.try_wait().unwrap().is_none(), "indexer exited early");
+        assert!(
+            indexer.try_wait().unwrap().is_none(),
+            "indexer exited early"
+        );
         if let Ok(body) = http_get(metrics_port, "/metrics") {
             metrics_text = body;
-            if metric(&metrics_text, "skidder_indexer_stage_records_out_total{stage=\"uploader\"}") >= want {
+            if metric(
+                &metrics_text,
+                "skidder_indexer_stage_records_out_total{stage=\"uploader\"}",
+            ) >= want
+            {
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "timed out; metrics:\n{metrics_text}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out; metrics:\n{metrics_text}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     for name in [
@@ -203,7 +249,10 @@ checkpoint_interval_secs = 1
     assert!(metric(&metrics_text, "skidder_indexer_plain_text_records_total") > 0);
 
     // SIGTERM: flush, commit, exit 0.
-    let status = Command::new("kill").args(["-TERM", &indexer.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &indexer.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let exit = indexer.wait().unwrap();
     assert!(exit.success(), "indexer exited with {exit}");
@@ -211,20 +260,42 @@ checkpoint_interval_secs = 1
     // Layout.
     let objects = rt.block_on(list_all(&s3, "")).unwrap();
     let layout = regex_lite(&objects.iter().map(|o| o.key.clone()).collect::<Vec<_>>());
-    assert!(layout.blocks > 0 && layout.blocks == layout.indexes, "{layout:?}");
+    assert!(
+        layout.blocks > 0 && layout.blocks == layout.indexes,
+        "{layout:?}"
+    );
 
     // Every object validates.
     let out = Command::new(BIN)
-        .args(["inspect", "--all", "--store", "s3://logs/skidder", "--s3-endpoint", &moto.endpoint()])
+        .args([
+            "inspect",
+            "--all",
+            "--store",
+            "s3://logs/skidder",
+            "--s3-endpoint",
+            &moto.endpoint(),
+        ])
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .output()
         .unwrap();
-    assert!(out.status.success(), "inspect failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "inspect failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Read everything back: exactly the input, once each.
     let out = Command::new(BIN)
-        .args(["inspect", "--all", "--dump", "--store", "s3://logs/skidder", "--s3-endpoint", &moto.endpoint()])
+        .args([
+            "inspect",
+            "--all",
+            "--dump",
+            "--store",
+            "s3://logs/skidder",
+            "--s3-endpoint",
+            &moto.endpoint(),
+        ])
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .output()
@@ -265,7 +336,11 @@ checkpoint_interval_secs = 1
         }
     }
     let extra = got.keys().filter(|e| !want_counts.contains_key(e)).count();
-    assert_eq!((missing, extra), (0, 0), "records lost, duplicated or altered");
+    assert_eq!(
+        (missing, extra),
+        (0, 0),
+        "records lost, duplicated or altered"
+    );
 }
 
 #[derive(Debug, Default)]
@@ -286,9 +361,16 @@ fn regex_lite(keys: &[String]) -> Layout {
         let parts: Vec<&str> = k.split('/').collect();
         assert_eq!(parts.len(), 5, "bad key {k}");
         assert!(parts[0].starts_with("tenant="), "{k}");
-        let dt = parts[1].strip_prefix("dt=").unwrap_or_else(|| panic!("{k}"));
-        assert!(dt.len() == 10 && dt.as_bytes()[4] == b'-' && dt.as_bytes()[7] == b'-', "{k}");
-        let hour = parts[2].strip_prefix("hour=").unwrap_or_else(|| panic!("{k}"));
+        let dt = parts[1]
+            .strip_prefix("dt=")
+            .unwrap_or_else(|| panic!("{k}"));
+        assert!(
+            dt.len() == 10 && dt.as_bytes()[4] == b'-' && dt.as_bytes()[7] == b'-',
+            "{k}"
+        );
+        let hour = parts[2]
+            .strip_prefix("hour=")
+            .unwrap_or_else(|| panic!("{k}"));
         assert!(hour.len() == 2 && hour.parse::<u32>().unwrap() < 24, "{k}");
         assert!(parts[3].starts_with("app="), "{k}");
         let file: Vec<&str> = parts[4].split('.').collect();
@@ -309,7 +391,10 @@ fn http_get(port: u16, path: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     Ok(out)

@@ -19,7 +19,11 @@ fn python() -> PathBuf {
     }
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     let p = PathBuf::from(home).join(".cache/skidder/venv/bin/python");
-    assert!(p.is_file(), "{} missing: run `bash .ci/run` to install pyspark", p.display());
+    assert!(
+        p.is_file(),
+        "{} missing: run `bash .ci/run` to install pyspark",
+        p.display()
+    );
     p
 }
 
@@ -30,7 +34,14 @@ fn hadoop_sequencefile_reader_reads_our_blocks() {
     let blocks = dir.path().join("blocks");
     std::fs::create_dir(&blocks).unwrap();
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data");
-    for (n, file) in ["loghub/Spark_2k.log", "loghub/Thunderbird_2k.log", "zeek/dns.json"].iter().enumerate() {
+    for (n, file) in [
+        "loghub/Spark_2k.log",
+        "loghub/Thunderbird_2k.log",
+        "zeek/dns.json",
+    ]
+    .iter()
+    .enumerate()
+    {
         let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
         let mut lines = Vec::new();
         let mut records = Vec::new();
@@ -38,7 +49,12 @@ fn hadoop_sequencefile_reader_reads_our_blocks() {
             let t = 1_700_000_000_000_000_000 + i as i64 * 1_000_003;
             records.push((t, lines.len() as u32, l.len() as u32));
             lines.extend_from_slice(l.as_bytes());
-            writeln!(expected, "{}", serde_json::json!({"time_ns": t.to_string(), "line": l})).unwrap();
+            writeln!(
+                expected,
+                "{}",
+                serde_json::json!({"time_ns": t.to_string(), "line": l})
+            )
+            .unwrap();
         }
         let n_records = records.len() as u32;
         let block = SealedBlock {
@@ -70,7 +86,10 @@ fn hadoop_sequencefile_reader_reads_our_blocks() {
     }
     drop(expected);
     let out = Command::new(python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hadoop/read_blocks.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/hadoop/read_blocks.py"
+        ))
         .arg(&blocks)
         .arg(dir.path().join("expected.jsonl"))
         .output()

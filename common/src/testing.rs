@@ -57,7 +57,9 @@ fn find_binary(env_var: &str, cached: &[PathBuf], name: &str) -> PathBuf {
 }
 
 fn home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into())
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/root".into())
 }
 
 /// A process that is killed when dropped.
@@ -167,6 +169,9 @@ impl TansuBroker {
             .stdout(Stdio::null())
             .status()
             .expect("run tansu topic create");
-        assert!(status.success(), "tansu topic create {name} failed: {status}");
+        assert!(
+            status.success(),
+            "tansu topic create {name} failed: {status}"
+        );
     }
 }

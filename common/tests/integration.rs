@@ -32,8 +32,14 @@ const GOLDEN_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/v1")
 
 /// The records frozen in the v1 golden block, written out by hand.
 const RECORDS: &[(i64, &str)] = &[
-    (1_795_266_000_000_000_000, r#"{"level":"info","msg":"started","trace_id":"abc123"}"#),
-    (1_795_266_001_000_000_000, r#"{"level":"info","msg":"GET /cart 200"}"#),
+    (
+        1_795_266_000_000_000_000,
+        r#"{"level":"info","msg":"started","trace_id":"abc123"}"#,
+    ),
+    (
+        1_795_266_001_000_000_000,
+        r#"{"level":"info","msg":"GET /cart 200"}"#,
+    ),
     (1_795_266_002_500_000_000, "plain text line with ünïcödé"),
 ];
 
@@ -62,7 +68,8 @@ fn golden_index(data: &[u8]) -> BlockIndex {
         partition: 3,
         first_offset: 100,
         last_offset: 102,
-        data_key: "tenant=acme/dt=2026-11-21/hour=13/app=checkout/logs.3.00000000000000000100.seq".into(),
+        data_key: "tenant=acme/dt=2026-11-21/hour=13/app=checkout/logs.3.00000000000000000100.seq"
+            .into(),
         data_size: data.len() as u64,
         data_crc32c: crc32c::crc32c(data),
         streams: vec![StreamEntry {
@@ -72,7 +79,12 @@ fn golden_index(data: &[u8]) -> BlockIndex {
             min_time_ns: 1_795_266_000_000_000_000,
             max_time_ns: 1_795_266_002_500_000_000,
         }],
-        bloom: build_bloom(["abc123", "started", "level=info"].iter().map(|t| token_hash(t.as_bytes())), 0.01),
+        bloom: build_bloom(
+            ["abc123", "started", "level=info"]
+                .iter()
+                .map(|t| token_hash(t.as_bytes())),
+            0.01,
+        ),
     }
 }
 
@@ -99,7 +111,10 @@ fn golden_v1_files_still_read_and_are_still_written_identically() {
     assert_eq!(records, want);
     let idx = BlockIndex::decode(&stored_index).unwrap();
     idx.verify_data(&stored_block).unwrap();
-    assert_eq!((idx.tenant.as_str(), idx.partition, idx.first_offset), ("acme", 3, 100));
+    assert_eq!(
+        (idx.tenant.as_str(), idx.partition, idx.first_offset),
+        ("acme", 3, 100)
+    );
     let bloom = idx.bloom_filter().unwrap();
     for t in ["abc123", "started", "level=info"] {
         assert!(bloom.may_contain(token_hash(t.as_bytes())), "{t}");
@@ -109,8 +124,14 @@ fn golden_v1_files_still_read_and_are_still_written_identically() {
     assert!(stored_index.starts_with(b"SKIX\x01\x00\x00\x00"));
 
     // Writers have not drifted: v1 output is byte-identical.
-    assert_eq!(block, stored_block, "the v1 block writer changed: bump the version instead");
-    assert_eq!(index, stored_index, "the v1 index writer changed: bump the version instead");
+    assert_eq!(
+        block, stored_block,
+        "the v1 block writer changed: bump the version instead"
+    );
+    assert_eq!(
+        index, stored_index,
+        "the v1 index writer changed: bump the version instead"
+    );
 }
 
 #[tokio::test]

@@ -31,7 +31,7 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IndexerConfig {
     pub kafka: KafkaConfig,
@@ -150,20 +150,6 @@ pub struct UploadConfig {
     pub drain_timeout_secs: u64,
 }
 
-impl Default for IndexerConfig {
-    fn default() -> Self {
-        IndexerConfig {
-            kafka: KafkaConfig::default(),
-            store: StoreConfig::default(),
-            parse: ParseConfig::default(),
-            blocks: BlockConfig::default(),
-            memory: MemoryConfig::default(),
-            upload: UploadConfig::default(),
-            metrics_listen: None,
-        }
-    }
-}
-
 impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
@@ -191,7 +177,9 @@ impl Default for StoreConfig {
 impl Default for ParseConfig {
     fn default() -> Self {
         ParseConfig {
-            timestamp_fields: ["ts", "timestamp", "time", "@timestamp"].map(String::from).to_vec(),
+            timestamp_fields: ["ts", "timestamp", "time", "@timestamp"]
+                .map(String::from)
+                .to_vec(),
             timestamp_format: TimestampFormat::Auto,
             app: AppSource::Template("{app}".into()),
             default_app: "unknown".into(),
@@ -264,14 +252,20 @@ impl IndexerConfig {
             return Err(invalid("kafka.brokers", "is empty"));
         }
         if self.kafka.topics.is_empty() || self.kafka.topics.iter().any(|t| t.trim().is_empty()) {
-            return Err(invalid("kafka.topics", "needs at least one non-empty topic"));
+            return Err(invalid(
+                "kafka.topics",
+                "needs at least one non-empty topic",
+            ));
         }
         if self.kafka.group_id.trim().is_empty() {
             return Err(invalid("kafka.group_id", "is empty"));
         }
         self.store_url()?;
         if !(self.blocks.bloom_fp_rate > 0.0 && self.blocks.bloom_fp_rate < 1.0) {
-            return Err(invalid("blocks.bloom_fp_rate", "must be between 0 and 1, exclusive"));
+            return Err(invalid(
+                "blocks.bloom_fp_rate",
+                "must be between 0 and 1, exclusive",
+            ));
         }
         if self.blocks.target_bytes == 0 {
             return Err(invalid("blocks.target_bytes", "must be positive"));
@@ -281,14 +275,16 @@ impl IndexerConfig {
             return Err(invalid("memory", "need 0 < low_water < high_water <= 1"));
         }
         if m.queue_bytes == 0 || m.limit_bytes < 64 << 20 {
-            return Err(invalid("memory", "queue_bytes must be positive and limit_bytes at least 64 MiB"));
+            return Err(invalid(
+                "memory",
+                "queue_bytes must be positive and limit_bytes at least 64 MiB",
+            ));
         }
         if self.upload.concurrency == 0 {
             return Err(invalid("upload.concurrency", "must be positive"));
         }
         if let AppSource::Template(t) = &self.parse.app {
-            crate::models::template::AppTemplate::parse(t)
-                .map_err(|e| invalid("parse.app", e))?;
+            crate::models::template::AppTemplate::parse(t).map_err(|e| invalid("parse.app", e))?;
         }
         Ok(())
     }
@@ -325,10 +321,9 @@ mod tests {
 
     #[test]
     fn tenant_and_app_sources_parse() {
-        let cfg = IndexerConfig::from_toml(
-            "[parse]\ntenant = \"topic\"\napp = { fixed = \"web\" }\n",
-        )
-        .unwrap();
+        let cfg =
+            IndexerConfig::from_toml("[parse]\ntenant = \"topic\"\napp = { fixed = \"web\" }\n")
+                .unwrap();
         assert_eq!(cfg.parse.tenant, TenantSource::Topic);
         assert_eq!(cfg.parse.app, AppSource::Fixed("web".into()));
         let cfg = IndexerConfig::from_toml("[parse]\ntenant = { field = \"org\" }\n").unwrap();

@@ -6,7 +6,13 @@ use prometheus::{
     IntGaugeVec, Opts, Registry,
 };
 
-pub const STAGES: [&str; 5] = ["kafka_reader", "parser", "block_maker", "compressor", "uploader"];
+pub const STAGES: [&str; 5] = [
+    "kafka_reader",
+    "parser",
+    "block_maker",
+    "compressor",
+    "uploader",
+];
 
 pub struct Metrics {
     pub registry: Registry,
@@ -36,7 +42,8 @@ pub struct Metrics {
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
     // Names are unique constants, so registration cannot collide.
-    r.register(Box::new(m.clone())).expect("metric registered once");
+    r.register(Box::new(m.clone()))
+        .expect("metric registered once");
     m
 }
 
@@ -44,36 +51,74 @@ impl Metrics {
     pub fn new() -> Self {
         let r = Registry::new();
         let cv = |name: &str, help: &str, labels: &[&str]| {
-            reg(&r, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+            reg(
+                &r,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
         };
-        let c = |name: &str, help: &str| reg(&r, IntCounter::new(name, help).expect("valid metric"));
+        let c =
+            |name: &str, help: &str| reg(&r, IntCounter::new(name, help).expect("valid metric"));
         let g = |name: &str, help: &str| reg(&r, IntGauge::new(name, help).expect("valid metric"));
         let m = Metrics {
-            records_in: cv("skidder_indexer_stage_records_in_total", "Records entering each stage.", &["stage"]),
-            records_out: cv("skidder_indexer_stage_records_out_total", "Records leaving each stage.", &["stage"]),
-            bytes_in: cv("skidder_indexer_stage_bytes_in_total", "Bytes entering each stage.", &["stage"]),
-            bytes_out: cv("skidder_indexer_stage_bytes_out_total", "Bytes leaving each stage.", &["stage"]),
+            records_in: cv(
+                "skidder_indexer_stage_records_in_total",
+                "Records entering each stage.",
+                &["stage"],
+            ),
+            records_out: cv(
+                "skidder_indexer_stage_records_out_total",
+                "Records leaving each stage.",
+                &["stage"],
+            ),
+            bytes_in: cv(
+                "skidder_indexer_stage_bytes_in_total",
+                "Bytes entering each stage.",
+                &["stage"],
+            ),
+            bytes_out: cv(
+                "skidder_indexer_stage_bytes_out_total",
+                "Bytes leaving each stage.",
+                &["stage"],
+            ),
             queue_bytes: reg(
                 &r,
-                IntGaugeVec::new(Opts::new("skidder_indexer_queue_bytes", "Bytes held in each inter-stage queue."), &["queue"])
-                    .expect("valid metric"),
+                IntGaugeVec::new(
+                    Opts::new(
+                        "skidder_indexer_queue_bytes",
+                        "Bytes held in each inter-stage queue.",
+                    ),
+                    &["queue"],
+                )
+                .expect("valid metric"),
             ),
             queue_blocked_us: cv(
                 "skidder_indexer_queue_blocked_microseconds_total",
                 "Time producers spent blocked on a full queue (backpressure), per queue.",
                 &["queue"],
             ),
-            kafka_pauses: c("skidder_indexer_kafka_pauses_total", "Times Kafka fetching was paused by backpressure."),
+            kafka_pauses: c(
+                "skidder_indexer_kafka_pauses_total",
+                "Times Kafka fetching was paused by backpressure.",
+            ),
             kafka_paused_seconds: reg(
                 &r,
-                Counter::new("skidder_indexer_kafka_paused_seconds_total", "Time Kafka fetching spent paused.")
-                    .expect("valid metric"),
+                Counter::new(
+                    "skidder_indexer_kafka_paused_seconds_total",
+                    "Time Kafka fetching spent paused.",
+                )
+                .expect("valid metric"),
             ),
-            kafka_errors: c("skidder_indexer_kafka_errors_total", "Errors reported by the Kafka consumer."),
+            kafka_errors: c(
+                "skidder_indexer_kafka_errors_total",
+                "Errors reported by the Kafka consumer.",
+            ),
             consumer_lag: reg(
                 &r,
                 IntGaugeVec::new(
-                    Opts::new("skidder_indexer_consumer_lag_records", "High watermark minus the next offset to read."),
+                    Opts::new(
+                        "skidder_indexer_consumer_lag_records",
+                        "High watermark minus the next offset to read.",
+                    ),
                     &["topic", "partition"],
                 )
                 .expect("valid metric"),
@@ -81,17 +126,36 @@ impl Metrics {
             upload_seconds: reg(
                 &r,
                 HistogramVec::new(
-                    HistogramOpts::new("skidder_indexer_upload_duration_seconds", "Object upload latency.")
-                        .buckets(exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
+                    HistogramOpts::new(
+                        "skidder_indexer_upload_duration_seconds",
+                        "Object upload latency.",
+                    )
+                    .buckets(exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
                     &["object"],
                 )
                 .expect("valid metric"),
             ),
-            upload_errors: cv("skidder_indexer_upload_errors_total", "Failed upload attempts, by error kind.", &["kind"]),
-            upload_retries: c("skidder_indexer_upload_retries_total", "Upload attempts that were retries."),
-            blocks_written: c("skidder_indexer_blocks_written_total", "Data blocks stored with their index."),
-            data_bytes_written: c("skidder_indexer_data_bytes_written_total", "Bytes of data blocks stored."),
-            index_bytes_written: c("skidder_indexer_index_bytes_written_total", "Bytes of index objects stored."),
+            upload_errors: cv(
+                "skidder_indexer_upload_errors_total",
+                "Failed upload attempts, by error kind.",
+                &["kind"],
+            ),
+            upload_retries: c(
+                "skidder_indexer_upload_retries_total",
+                "Upload attempts that were retries.",
+            ),
+            blocks_written: c(
+                "skidder_indexer_blocks_written_total",
+                "Data blocks stored with their index.",
+            ),
+            data_bytes_written: c(
+                "skidder_indexer_data_bytes_written_total",
+                "Bytes of data blocks stored.",
+            ),
+            index_bytes_written: c(
+                "skidder_indexer_index_bytes_written_total",
+                "Bytes of index objects stored.",
+            ),
             plain_text_records: c(
                 "skidder_indexer_plain_text_records_total",
                 "Records kept as plain text because they were not JSON or not UTF-8.",
@@ -104,9 +168,18 @@ impl Metrics {
                 "skidder_indexer_replayed_blocks_total",
                 "Blocks rebuilt from the ledger after a restart.",
             ),
-            resident_bytes: g("skidder_indexer_resident_memory_bytes", "Resident memory of the process."),
-            open_block_bytes: g("skidder_indexer_open_block_bytes", "Bytes in blocks being built."),
-            uploading_bytes: g("skidder_indexer_uploading_bytes", "Bytes of blocks being uploaded."),
+            resident_bytes: g(
+                "skidder_indexer_resident_memory_bytes",
+                "Resident memory of the process.",
+            ),
+            open_block_bytes: g(
+                "skidder_indexer_open_block_bytes",
+                "Bytes in blocks being built.",
+            ),
+            uploading_bytes: g(
+                "skidder_indexer_uploading_bytes",
+                "Bytes of blocks being uploaded.",
+            ),
             registry: r,
         };
         for stage in STAGES {
@@ -118,10 +191,21 @@ impl Metrics {
     }
 
     /// Counts a batch through a stage.
-    pub fn stage(&self, stage: &str, records_in: u64, bytes_in: u64, records_out: u64, bytes_out: u64) {
-        self.records_in.with_label_values(&[stage]).inc_by(records_in);
+    pub fn stage(
+        &self,
+        stage: &str,
+        records_in: u64,
+        bytes_in: u64,
+        records_out: u64,
+        bytes_out: u64,
+    ) {
+        self.records_in
+            .with_label_values(&[stage])
+            .inc_by(records_in);
         self.bytes_in.with_label_values(&[stage]).inc_by(bytes_in);
-        self.records_out.with_label_values(&[stage]).inc_by(records_out);
+        self.records_out
+            .with_label_values(&[stage])
+            .inc_by(records_out);
         self.bytes_out.with_label_values(&[stage]).inc_by(bytes_out);
     }
 }

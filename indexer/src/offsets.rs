@@ -29,7 +29,12 @@ struct PartitionState {
 
 impl PartitionState {
     fn watermark(&self) -> i64 {
-        let held = self.holds.keys().next().copied().unwrap_or(self.next_offset);
+        let held = self
+            .holds
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.next_offset);
         self.pins.first().map_or(held, |&p| p.min(held))
     }
 }
@@ -72,7 +77,13 @@ impl OffsetTracker {
     }
 
     pub fn hold(&self, tp: &TopicPartition, offset: i64) {
-        self.with(|p| *p.entry(tp.clone()).or_default().holds.entry(offset).or_default() += 1);
+        self.with(|p| {
+            *p.entry(tp.clone())
+                .or_default()
+                .holds
+                .entry(offset)
+                .or_default() += 1
+        });
     }
 
     pub fn pin(&self, tp: &TopicPartition, offset: i64) {
@@ -148,9 +159,9 @@ impl OffsetTracker {
         let deadline = Instant::now() + timeout;
         let mut g = self.parts.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            let busy = g.iter().any(|(tp, s)| {
-                !s.holds.is_empty() && partitions.is_none_or(|ps| ps.contains(tp))
-            });
+            let busy = g
+                .iter()
+                .any(|(tp, s)| !s.holds.is_empty() && partitions.is_none_or(|ps| ps.contains(tp)));
             if !busy {
                 return true;
             }

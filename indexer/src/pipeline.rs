@@ -26,7 +26,10 @@ pub enum PipelineError {
     #[error("parser config: {0}")]
     Parser(String),
     #[error("metrics listener on {addr}: {source}")]
-    Metrics { addr: String, source: std::io::Error },
+    Metrics {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("stage {stage} failed: {reason}")]
     Stage { stage: &'static str, reason: String },
     #[error("starting thread: {0}")]
@@ -102,11 +105,17 @@ pub fn run(
     };
     {
         let (q, rt) = (q_encoded.clone(), rt.clone());
-        threads.push(spawn("uploader", Box::new(move || stages::uploader::run(uploader, &q, &rt)))?);
+        threads.push(spawn(
+            "uploader",
+            Box::new(move || stages::uploader::run(uploader, &q, &rt)),
+        )?);
     }
     {
         let (i, o, m) = (q_sealed.clone(), q_encoded.clone(), metrics.clone());
-        threads.push(spawn("compressor", Box::new(move || stages::compressor::run(&i, &o, &m)))?);
+        threads.push(spawn(
+            "compressor",
+            Box::new(move || stages::compressor::run(&i, &o, &m)),
+        )?);
     }
     {
         let maker = stages::block_maker::BlockMaker::new(
@@ -117,18 +126,30 @@ pub fn run(
             q_sealed.clone(),
         );
         let i = q_parsed.clone();
-        threads.push(spawn("block_maker", Box::new(move || stages::block_maker::run(maker, &i)))?);
+        threads.push(spawn(
+            "block_maker",
+            Box::new(move || stages::block_maker::run(maker, &i)),
+        )?);
     }
     {
-        let parser = stages::parser::Parser::new(cfg.parse.clone()).map_err(PipelineError::Parser)?;
+        let parser =
+            stages::parser::Parser::new(cfg.parse.clone()).map_err(PipelineError::Parser)?;
         let (i, o, m) = (q_raw.clone(), q_parsed.clone(), metrics.clone());
-        threads.push(spawn("parser", Box::new(move || stages::parser::run(parser, &i, &o, &m)))?);
+        threads.push(spawn(
+            "parser",
+            Box::new(move || stages::parser::run(parser, &i, &o, &m)),
+        )?);
     }
 
     let pause = Arc::new(AtomicBool::new(false));
     let stop_monitor = Arc::new(AtomicBool::new(false));
     let monitor = {
-        let qs = (q_raw.clone(), q_parsed.clone(), q_sealed.clone(), q_encoded.clone());
+        let qs = (
+            q_raw.clone(),
+            q_parsed.clone(),
+            q_sealed.clone(),
+            q_encoded.clone(),
+        );
         let m = metrics.clone();
         Monitor {
             cfg: cfg.memory.clone(),
@@ -182,7 +203,10 @@ pub fn run(
             .unwrap_or_else(|_| StageExit::Failure("thread panicked".into()));
         tracing::info!(stage = name, ?exit, "stage stopped");
         if let StageExit::Failure(reason) = exit {
-            first_error.get_or_insert(PipelineError::Stage { stage: name, reason });
+            first_error.get_or_insert(PipelineError::Stage {
+                stage: name,
+                reason,
+            });
         }
     }
     stop_monitor.store(true, std::sync::atomic::Ordering::Relaxed);

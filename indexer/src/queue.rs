@@ -120,7 +120,9 @@ impl<T: Weighted> ByteQueue<T> {
             }
             let g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
             if self.items.is_empty() && !self.is_closed() {
-                let _ = self.changed.wait_timeout(g, (deadline - now).min(Duration::from_millis(50)));
+                let _ = self
+                    .changed
+                    .wait_timeout(g, (deadline - now).min(Duration::from_millis(50)));
             }
         }
     }

@@ -23,7 +23,10 @@ pub fn compress(data: &[u8], out: &mut Vec<u8>) {
         let len_at = out.len();
         out.extend_from_slice(&[0; 4]);
         let start = out.len();
-        out.resize(start + lz4_flex::block::get_maximum_output_size(chunk.len()), 0);
+        out.resize(
+            start + lz4_flex::block::get_maximum_output_size(chunk.len()),
+            0,
+        );
         // The buffer is sized by lz4_flex's own bound, so this cannot fail.
         let n = lz4_flex::block::compress_into(chunk, &mut out[start..])
             .expect("output sized by get_maximum_output_size");
@@ -60,15 +63,19 @@ pub fn decompress(
             let chunk = c.take(clen)?;
             let dst_start = out.len();
             out.resize(dst_start + (block_len - produced), 0);
-            let n = lz4_flex::block::decompress_into(chunk, &mut out[dst_start..]).map_err(|e| {
-                FormatError::Lz4 {
-                    offset: at,
-                    reason: e.to_string(),
-                }
-            })?;
+            let n =
+                lz4_flex::block::decompress_into(chunk, &mut out[dst_start..]).map_err(|e| {
+                    FormatError::Lz4 {
+                        offset: at,
+                        reason: e.to_string(),
+                    }
+                })?;
             out.truncate(dst_start + n);
             if n == 0 {
-                return Err(FormatError::corrupt(at, "empty LZ4 chunk in a non-empty block"));
+                return Err(FormatError::corrupt(
+                    at,
+                    "empty LZ4 chunk in a non-empty block",
+                ));
             }
             produced += n;
         }

@@ -56,7 +56,11 @@ pub struct BlockIndex {
 
 /// Builds a bloom filter for `hashes` at false-positive rate `fp_rate`.
 pub fn build_bloom(hashes: impl ExactSizeIterator<Item = u64>, fp_rate: f64) -> Vec<u8> {
-    let fp = if fp_rate > 0.0 && fp_rate < 1.0 { fp_rate } else { 0.01 };
+    let fp = if fp_rate > 0.0 && fp_rate < 1.0 {
+        fp_rate
+    } else {
+        0.01
+    };
     let n = hashes.len().max(1);
     // Both arguments are positive, so construction cannot fail.
     let mut bloom = Bloom::<u64>::new_for_fp_rate_with_seed(n, fp, &BLOOM_SEED)
@@ -74,6 +78,9 @@ impl BloomFilter {
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         let bloom = Bloom::<u64>::from_slice(bytes)
             .map_err(|e| FormatError::corrupt(0, format!("bloom filter: {e}")))?;
+        // `Bloom::is_empty` means "no bit set"; this asks for no bits at all,
+        // which would make every membership check divide by zero.
+        #[allow(clippy::len_zero)]
         if bloom.len() == 0 {
             return Err(FormatError::corrupt(0, "bloom filter has no bits"));
         }
@@ -187,7 +194,10 @@ impl BlockIndex {
         let n = c.u32_le()? as usize;
         // Each stream takes at least 28 bytes; reject impossible counts before allocating.
         if n > c.remaining() / 28 {
-            return Err(FormatError::corrupt(HEADER_LEN + c.position(), format!("stream count {n} is impossible")));
+            return Err(FormatError::corrupt(
+                HEADER_LEN + c.position(),
+                format!("stream count {n} is impossible"),
+            ));
         }
         for _ in 0..n {
             let first_record = c.u32_le()?;
@@ -196,7 +206,10 @@ impl BlockIndex {
             let max_time_ns = c.i64_le()?;
             let nl = c.u32_le()? as usize;
             if nl > c.remaining() / 8 {
-                return Err(FormatError::corrupt(HEADER_LEN + c.position(), format!("label count {nl} is impossible")));
+                return Err(FormatError::corrupt(
+                    HEADER_LEN + c.position(),
+                    format!("label count {nl} is impossible"),
+                ));
             }
             let mut labels = Vec::with_capacity(nl);
             for _ in 0..nl {
@@ -212,7 +225,10 @@ impl BlockIndex {
         }
         index.bloom = c.bytes_u32()?.to_vec();
         if !c.is_empty() {
-            return Err(FormatError::corrupt(HEADER_LEN + c.position(), "trailing bytes in the index body"));
+            return Err(FormatError::corrupt(
+                HEADER_LEN + c.position(),
+                "trailing bytes in the index body",
+            ));
         }
         index.validate()?;
         Ok(index)
@@ -230,12 +246,18 @@ impl BlockIndex {
         let mut next = 0u64;
         for s in &self.streams {
             if s.first_record as u64 != next {
-                return bad(format!("stream starts at record {}, expected {next}", s.first_record));
+                return bad(format!(
+                    "stream starts at record {}, expected {next}",
+                    s.first_record
+                ));
             }
             next += s.record_count as u64;
         }
         if next != self.record_count {
-            return bad(format!("streams hold {next} records, the header says {}", self.record_count));
+            return bad(format!(
+                "streams hold {next} records, the header says {}",
+                self.record_count
+            ));
         }
         BloomFilter::decode(&self.bloom)?;
         Ok(())
@@ -288,7 +310,10 @@ pub(crate) mod tests {
             data_crc32c: 0xdead_beef,
             streams: vec![
                 StreamEntry {
-                    labels: vec![("level".into(), "info".into()), ("service".into(), "api".into())],
+                    labels: vec![
+                        ("level".into(), "info".into()),
+                        ("service".into(), "api".into()),
+                    ],
                     first_record: 0,
                     record_count: 2,
                     min_time_ns: 1_700_000_000_000_000_000,
@@ -319,7 +344,10 @@ pub(crate) mod tests {
             for bit in 0..8 {
                 let mut b = bytes.clone();
                 b[i] ^= 1 << bit;
-                assert!(BlockIndex::decode(&b).is_err(), "flip at byte {i} bit {bit} went unnoticed");
+                assert!(
+                    BlockIndex::decode(&b).is_err(),
+                    "flip at byte {i} bit {bit} went unnoticed"
+                );
             }
         }
     }

@@ -134,7 +134,10 @@ mod tests {
     fn components_cannot_escape_or_collide() {
         for v in ["", ".", "..", "a/b", "../x", "a=b", "ü", "%", "%25", "a b"] {
             let e = encode_component(v);
-            assert!(!e.contains('/') && !e.contains('=') && e != "." && e != "..", "{v:?} -> {e}");
+            assert!(
+                !e.contains('/') && !e.contains('=') && e != "." && e != "..",
+                "{v:?} -> {e}"
+            );
             assert_eq!(decode_component(&e).as_deref(), Some(v));
         }
         assert_ne!(encode_component("%"), encode_component(""));

@@ -87,7 +87,12 @@ impl SeqFileWriter {
         self.out.extend_from_slice(&self.sync);
         write_vlong(&mut self.out, self.buffered);
         let mut scratch = Vec::new();
-        for buf in [&mut self.key_lens, &mut self.keys, &mut self.val_lens, &mut self.vals] {
+        for buf in [
+            &mut self.key_lens,
+            &mut self.keys,
+            &mut self.val_lens,
+            &mut self.vals,
+        ] {
             scratch.clear();
             hadoop_lz4::compress(buf, &mut scratch);
             write_vlong(&mut self.out, scratch.len() as i64);
@@ -162,7 +167,10 @@ impl<'a> SeqFileReader<'a> {
             let at = c.position();
             let got = c.text()?;
             if got != want {
-                return Err(FormatError::corrupt(at, format!("{what} is {got:?}, expected {want:?}")));
+                return Err(FormatError::corrupt(
+                    at,
+                    format!("{what} is {got:?}, expected {want:?}"),
+                ));
             }
         }
         let at = c.position();
@@ -173,12 +181,18 @@ impl<'a> SeqFileReader<'a> {
         let at = c.position();
         let codec = c.text()?;
         if codec != CODEC_CLASS {
-            return Err(FormatError::corrupt(at, format!("codec is {codec:?}, expected {CODEC_CLASS:?}")));
+            return Err(FormatError::corrupt(
+                at,
+                format!("codec is {codec:?}, expected {CODEC_CLASS:?}"),
+            ));
         }
         let at = c.position();
         let n = c.i32_be()?;
         if n < 0 || n as usize > c.remaining() {
-            return Err(FormatError::corrupt(at, format!("metadata count {n} is impossible")));
+            return Err(FormatError::corrupt(
+                at,
+                format!("metadata count {n} is impossible"),
+            ));
         }
         let mut metadata = Vec::with_capacity(n as usize);
         for _ in 0..n {
@@ -204,15 +218,26 @@ impl<'a> SeqFileReader<'a> {
         }
         let at = c.position();
         if c.i32_be()? != SYNC_ESCAPE || c.array::<16>()? != self.header.sync {
-            return Err(FormatError::corrupt(at, "record block does not start with the sync marker"));
+            return Err(FormatError::corrupt(
+                at,
+                "record block does not start with the sync marker",
+            ));
         }
         let at = c.position();
         let count = c.vlong()?;
         if count <= 0 || count as usize > MAX_BUFFER {
-            return Err(FormatError::corrupt(at, format!("record count {count} is impossible")));
+            return Err(FormatError::corrupt(
+                at,
+                format!("record count {count} is impossible"),
+            ));
         }
         block.count = count as usize;
-        for buf in [&mut block.key_lens, &mut block.keys, &mut block.val_lens, &mut block.vals] {
+        for buf in [
+            &mut block.key_lens,
+            &mut block.keys,
+            &mut block.val_lens,
+            &mut block.vals,
+        ] {
             let len = c.vlen()?;
             let base = c.position();
             buf.clear();
@@ -347,7 +372,10 @@ mod tests {
         let records: Vec<(i64, String)> = (0..50).map(|i| (i, "x".repeat(i as usize))).collect();
         let bytes = build(&records, &[]);
         for cut in [3, 10, bytes.len() / 2, bytes.len() - 1] {
-            assert!(SeqFileReader::read_all(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                SeqFileReader::read_all(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
     }
 }

@@ -154,7 +154,10 @@ mod tests {
     #[test]
     fn keys_flatten_like_loki() {
         assert_eq!(flatten_key(["http", "req.path"]), "http_req_path");
-        assert_eq!(flatten_key(["kubernetes", "pod-name"]), "kubernetes_pod_name");
+        assert_eq!(
+            flatten_key(["kubernetes", "pod-name"]),
+            "kubernetes_pod_name"
+        );
         assert_eq!(flatten_key(["1st"]), "_1st");
     }
 }

@@ -21,7 +21,11 @@ pub fn write_vlong(out: &mut Vec<u8>, value: i64) {
         len -= 1;
     }
     out.push(len as i8 as u8);
-    let nbytes = if len < -120 { -(len + 120) } else { -(len + 112) };
+    let nbytes = if len < -120 {
+        -(len + 120)
+    } else {
+        -(len + 112)
+    };
     for idx in (0..nbytes).rev() {
         out.push((v >> (idx * 8)) as u8);
     }

@@ -20,15 +20,24 @@ async fn put_get_overwrite(store: &dyn ObjectStore) {
     let key = "conf/put/a.bin";
     store.put(key, Bytes::from_static(b"first")).await.unwrap();
     assert_eq!(store.get(key).await.unwrap(), Bytes::from_static(b"first"));
-    store.put(key, Bytes::from_static(b"second body")).await.unwrap();
-    assert_eq!(store.get(key).await.unwrap(), Bytes::from_static(b"second body"));
+    store
+        .put(key, Bytes::from_static(b"second body"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(key).await.unwrap(),
+        Bytes::from_static(b"second body")
+    );
     store.put("conf/put/empty", Bytes::new()).await.unwrap();
     assert!(store.get("conf/put/empty").await.unwrap().is_empty());
 }
 
 async fn conditional_put(store: &dyn ObjectStore) {
     let key = "conf/cond/x";
-    store.put_if_absent(key, Bytes::from_static(b"one")).await.unwrap();
+    store
+        .put_if_absent(key, Bytes::from_static(b"one"))
+        .await
+        .unwrap();
     let err = store
         .put_if_absent(key, Bytes::from_static(b"two"))
         .await
@@ -41,13 +50,25 @@ async fn ranged_get(store: &dyn ObjectStore) {
     let key = "conf/range/r";
     let body: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
     store.put(key, Bytes::from(body.clone())).await.unwrap();
-    assert_eq!(&store.get_range(key, 0..10).await.unwrap()[..], &body[0..10]);
-    assert_eq!(&store.get_range(key, 5000..9999).await.unwrap()[..], &body[5000..9999]);
-    assert_eq!(&store.get_range(key, 9990..20_000).await.unwrap()[..], &body[9990..]);
+    assert_eq!(
+        &store.get_range(key, 0..10).await.unwrap()[..],
+        &body[0..10]
+    );
+    assert_eq!(
+        &store.get_range(key, 5000..9999).await.unwrap()[..],
+        &body[5000..9999]
+    );
+    assert_eq!(
+        &store.get_range(key, 9990..20_000).await.unwrap()[..],
+        &body[9990..]
+    );
 }
 
 async fn head_and_missing(store: &dyn ObjectStore) {
-    store.put("conf/head/h", Bytes::from_static(b"12345")).await.unwrap();
+    store
+        .put("conf/head/h", Bytes::from_static(b"12345"))
+        .await
+        .unwrap();
     assert_eq!(store.head("conf/head/h").await.unwrap().size, 5);
     for err in [
         store.get("conf/head/missing").await.unwrap_err(),
@@ -69,9 +90,18 @@ async fn list_prefix_delimiter_pagination(store: &dyn ObjectStore) {
     for k in &keys {
         store.put(k, Bytes::from(k.clone())).await.unwrap();
     }
-    let mut want: Vec<String> = keys.iter().filter(|k| k.starts_with("conf/list/")).cloned().collect();
+    let mut want: Vec<String> = keys
+        .iter()
+        .filter(|k| k.starts_with("conf/list/"))
+        .cloned()
+        .collect();
     want.sort();
-    let got: Vec<String> = list_all(store, "conf/list/").await.unwrap().into_iter().map(|m| m.key).collect();
+    let got: Vec<String> = list_all(store, "conf/list/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
     assert_eq!(got, want);
 
     // Pages of 4 must together give the same keys, in order, with no repeats.
@@ -110,26 +140,49 @@ async fn list_prefix_delimiter_pagination(store: &dyn ObjectStore) {
         .unwrap();
     assert_eq!(
         page.common_prefixes,
-        vec!["conf/list/hour=00/", "conf/list/hour=01/", "conf/list/hour=02/"]
+        vec![
+            "conf/list/hour=00/",
+            "conf/list/hour=01/",
+            "conf/list/hour=02/"
+        ]
     );
-    assert_eq!(page.objects.iter().map(|m| m.key.as_str()).collect::<Vec<_>>(), vec!["conf/list/top"]);
+    assert_eq!(
+        page.objects
+            .iter()
+            .map(|m| m.key.as_str())
+            .collect::<Vec<_>>(),
+        vec!["conf/list/top"]
+    );
 
     // A prefix that ends mid-name.
     let got = list_all(store, "conf/list/hour=0").await.unwrap();
     assert_eq!(got.len(), 15);
-    assert!(list_all(store, "conf/nothing-here/").await.unwrap().is_empty());
+    assert!(list_all(store, "conf/nothing-here/")
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn delete_is_idempotent(store: &dyn ObjectStore) {
-    store.put("conf/del/d", Bytes::from_static(b"x")).await.unwrap();
+    store
+        .put("conf/del/d", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
     store.delete("conf/del/d").await.unwrap();
-    assert_eq!(store.get("conf/del/d").await.unwrap_err().kind, StorageErrorKind::NotFound);
+    assert_eq!(
+        store.get("conf/del/d").await.unwrap_err().kind,
+        StorageErrorKind::NotFound
+    );
     store.delete("conf/del/d").await.unwrap();
 }
 
 async fn rejects_bad_keys(store: &dyn ObjectStore) {
     for key in ["", "/abs", "a/../b", "a//b", "./a"] {
         let err = store.put(key, Bytes::from_static(b"x")).await.unwrap_err();
-        assert_eq!(err.kind, StorageErrorKind::InvalidRequest, "key {key:?}: {err}");
+        assert_eq!(
+            err.kind,
+            StorageErrorKind::InvalidRequest,
+            "key {key:?}: {err}"
+        );
     }
 }

@@ -106,7 +106,9 @@ impl LocalStore {
                 self.walk(&entry.path(), out)?;
             } else if ft.is_file() {
                 let path = entry.path();
-                let Ok(rel) = path.strip_prefix(&self.root) else { continue };
+                let Ok(rel) = path.strip_prefix(&self.root) else {
+                    continue;
+                };
                 let Some(key) = rel.to_str() else { continue };
                 out.push(ObjectMeta {
                     key: key.to_owned(),
@@ -124,7 +126,11 @@ async fn blocking<T: Send + 'static>(
 ) -> StorageResult<T> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(|e| io_err(key, e)),
-        Err(e) => Err(StorageError::new(StorageErrorKind::Io, key, format!("I/O task failed: {e}"))),
+        Err(e) => Err(StorageError::new(
+            StorageErrorKind::Io,
+            key,
+            format!("I/O task failed: {e}"),
+        )),
     }
 }
 
@@ -176,7 +182,10 @@ impl ObjectStore for LocalStore {
             if !m.is_file() {
                 return Err(std::io::ErrorKind::NotFound.into());
             }
-            Ok(ObjectMeta { key: k, size: m.len() })
+            Ok(ObjectMeta {
+                key: k,
+                size: m.len(),
+            })
         })
         .await
     }

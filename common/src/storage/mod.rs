@@ -5,10 +5,10 @@
 //! also do. Errors carry a [`StorageErrorKind`] that callers branch on to
 //! decide whether to retry.
 
-mod local;
-mod s3;
 #[cfg(feature = "testing")]
 pub mod conformance;
+mod local;
+mod s3;
 
 use std::fmt::Debug;
 use std::ops::Range;
@@ -142,14 +142,18 @@ impl std::str::FromStr for StoreUrl {
     fn from_str(s: &str) -> Result<Self, String> {
         if let Some(path) = s.strip_prefix("file://") {
             if path.is_empty() {
-                return Err(format!("{s:?}: a file store needs a path, like file:///var/lib/skidder"));
+                return Err(format!(
+                    "{s:?}: a file store needs a path, like file:///var/lib/skidder"
+                ));
             }
             return Ok(StoreUrl::Local(path.into()));
         }
         if let Some(rest) = s.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(format!("{s:?}: an S3 store needs a bucket, like s3://logs/skidder"));
+                return Err(format!(
+                    "{s:?}: an S3 store needs a bucket, like s3://logs/skidder"
+                ));
             }
             let mut prefix = prefix.trim_matches('/').to_owned();
             if !prefix.is_empty() {
@@ -160,7 +164,9 @@ impl std::str::FromStr for StoreUrl {
                 prefix,
             });
         }
-        Err(format!("{s:?}: a store is file:///path or s3://bucket/prefix"))
+        Err(format!(
+            "{s:?}: a store is file:///path or s3://bucket/prefix"
+        ))
     }
 }
 
@@ -183,7 +189,11 @@ pub(crate) fn check_key(key: &str) -> StorageResult<()> {
             .split('/')
             .any(|seg| seg.is_empty() || seg == "." || seg == "..");
     if bad {
-        return Err(StorageError::new(StorageErrorKind::InvalidRequest, key, "invalid object key"));
+        return Err(StorageError::new(
+            StorageErrorKind::InvalidRequest,
+            key,
+            "invalid object key",
+        ));
     }
     Ok(())
 }

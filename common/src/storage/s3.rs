@@ -9,8 +9,8 @@ use std::ops::Range;
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
-use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
@@ -58,9 +58,10 @@ where
             (kind, format!("connection failed: {e:?}"))
         }
         SdkError::ResponseError(_) => (StorageErrorKind::Io, "unreadable response".to_owned()),
-        SdkError::ConstructionFailure(_) => {
-            (StorageErrorKind::InvalidRequest, "could not build the request".to_owned())
-        }
+        SdkError::ConstructionFailure(_) => (
+            StorageErrorKind::InvalidRequest,
+            "could not build the request".to_owned(),
+        ),
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
             let kind = match status {
@@ -90,9 +91,16 @@ impl S3Store {
             .clone()
             .or_else(|| std::env::var("AWS_REGION").ok())
             .unwrap_or_else(|| "us-east-1".to_owned());
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region));
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region));
         if let (Some(id), Some(secret)) = (&cfg.access_key_id, &cfg.secret_access_key) {
-            loader = loader.credentials_provider(Credentials::new(id, secret, None, None, "skidder-config"));
+            loader = loader.credentials_provider(Credentials::new(
+                id,
+                secret,
+                None,
+                None,
+                "skidder-config",
+            ));
         }
         if let Some(ep) = &cfg.endpoint {
             loader = loader.endpoint_url(ep);
@@ -172,7 +180,11 @@ impl ObjectStore for S3Store {
     async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
         let full = self.full(key)?;
         if range.start > range.end {
-            return Err(StorageError::new(StorageErrorKind::InvalidRequest, key, format!("bad range {range:?}")));
+            return Err(StorageError::new(
+                StorageErrorKind::InvalidRequest,
+                key,
+                format!("bad range {range:?}"),
+            ));
         }
         if range.start == range.end {
             return Ok(Bytes::new());

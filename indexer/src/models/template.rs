@@ -28,7 +28,9 @@ impl AppTemplate {
             if path.is_empty() || path.split('.').any(str::is_empty) {
                 return Err(format!("template {s:?}: bad field path {path:?}"));
             }
-            parts.push(TemplatePart::Field(path.split('.').map(String::from).collect()));
+            parts.push(TemplatePart::Field(
+                path.split('.').map(String::from).collect(),
+            ));
             rest = &rest[open + close + 1..];
         }
         if rest.contains('}') {

@@ -179,7 +179,11 @@ impl BlockMaker {
     }
 
     fn open_bytes(&self) -> usize {
-        self.parts.values().flat_map(|p| p.open.values()).map(OpenBlock::bytes).sum()
+        self.parts
+            .values()
+            .flat_map(|p| p.open.values())
+            .map(OpenBlock::bytes)
+            .sum()
     }
 
     fn emit(&self, tp: &TopicPartition, block: OpenBlock) -> Result<(), StageExit> {
@@ -213,7 +217,11 @@ impl BlockMaker {
     /// Cuts every open block of the partitions (all when `None`). A rebuild
     /// that has not seen all its records is not written: its first offset
     /// is pinned so no commit passes it, and the next start rebuilds it.
-    fn flush(&mut self, partitions: Option<&[TopicPartition]>, forget: bool) -> Result<(), StageExit> {
+    fn flush(
+        &mut self,
+        partitions: Option<&[TopicPartition]>,
+        forget: bool,
+    ) -> Result<(), StageExit> {
         let tps: Vec<TopicPartition> = self
             .parts
             .keys()
@@ -221,7 +229,9 @@ impl BlockMaker {
             .cloned()
             .collect();
         for tp in tps {
-            let Some(state) = self.parts.get_mut(&tp) else { continue };
+            let Some(state) = self.parts.get_mut(&tp) else {
+                continue;
+            };
             let blocks: Vec<OpenBlock> = state.open.drain().map(|(_, b)| b).collect();
             for b in blocks {
                 if b.forced_last.is_some_and(|last| b.last_offset < last) {
@@ -291,12 +301,16 @@ impl BlockMaker {
                     // A block covers every record of its key in its offset
                     // range, so a normal block ends before a rebuild starts,
                     // and a rebuild ends once its range is passed.
-                    let wrong_kind = state.open.get(&key).is_some_and(|b| match (&forced_last, b.forced_last) {
-                        (Some(e), Some(_)) => b.name.first_offset != e.first_offset,
-                        (None, Some(last)) => offset > last,
-                        (Some(_), None) => true,
-                        (None, None) => false,
-                    });
+                    let wrong_kind =
+                        state
+                            .open
+                            .get(&key)
+                            .is_some_and(|b| match (&forced_last, b.forced_last) {
+                                (Some(e), Some(_)) => b.name.first_offset != e.first_offset,
+                                (None, Some(last)) => offset > last,
+                                (Some(_), None) => true,
+                                (None, None) => false,
+                            });
                     if wrong_kind {
                         if let Some(b) = state.open.remove(&key) {
                             to_emit.push(b);
@@ -332,7 +346,9 @@ impl BlockMaker {
                     };
                     let start = block.lines.len() as u32;
                     block.lines.extend_from_slice(line);
-                    block.records.push((stream, r.time_ns, start, line.len() as u32));
+                    block
+                        .records
+                        .push((stream, r.time_ns, start, line.len() as u32));
                     block.tokens.extend(batch.tokens_of(r).iter().copied());
                     block.last_offset = offset;
                     if !touched.contains(&key) {
@@ -341,10 +357,9 @@ impl BlockMaker {
                 }
                 // Size cuts happen between messages, never inside one.
                 for key in &touched {
-                    let full = state
-                        .open
-                        .get(key)
-                        .is_some_and(|b| b.forced_last.is_none() && b.bytes() >= self.cfg.target_bytes);
+                    let full = state.open.get(key).is_some_and(|b| {
+                        b.forced_last.is_none() && b.bytes() >= self.cfg.target_bytes
+                    });
                     if full {
                         if let Some(b) = state.open.remove(key) {
                             to_emit.push(b);
@@ -367,8 +382,13 @@ impl BlockMaker {
             }
         }
         self.metrics.replay_skipped_records.inc_by(skipped);
-        self.metrics
-            .stage("block_maker", batch.records.len() as u64, batch.lines.len() as u64, 0, 0);
+        self.metrics.stage(
+            "block_maker",
+            batch.records.len() as u64,
+            batch.lines.len() as u64,
+            0,
+            0,
+        );
         // The batch's records now sit in open blocks, which hold their own offsets.
         self.tracker.release(&tp, batch.first_offset);
         for b in to_emit {

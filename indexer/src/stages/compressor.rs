@@ -42,8 +42,11 @@ fn streams_json(block: &SealedBlock) -> String {
         .streams
         .iter()
         .map(|s| {
-            let labels: BTreeMap<&str, &str> =
-                s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let labels: BTreeMap<&str, &str> = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             serde_json::json!({
                 "labels": labels,
                 "first_record": s.first_record,

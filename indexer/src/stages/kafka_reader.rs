@@ -90,7 +90,11 @@ impl ConsumerContext for ReaderContext {
         self.assignment_changed.store(true, Ordering::SeqCst);
     }
 
-    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &TopicPartitionList,
+    ) {
         if let Err(e) = result {
             self.metrics.kafka_errors.inc();
             tracing::warn!(error = %e, "offset commit failed; the next commit covers it");
@@ -136,7 +140,11 @@ impl ReaderContext {
     }
 
     /// The stored checkpoint and the ledger entries at or past it.
-    async fn load_partition(&self, tp: &TopicPartition, kafka_committed: Option<i64>) -> Result<PartitionPlan, String> {
+    async fn load_partition(
+        &self,
+        tp: &TopicPartition,
+        kafka_committed: Option<i64>,
+    ) -> Result<PartitionPlan, String> {
         let ck_key = checkpoint_key(&tp.topic, tp.partition);
         let stored = match self.store.get(&ck_key).await {
             Ok(b) => Some(
@@ -153,12 +161,15 @@ impl ReaderContext {
             .await
             .map_err(|e| e.to_string())?
         {
-            let Some((_, last)) = LedgerEntry::parse_key(&obj.key) else { continue };
+            let Some((_, last)) = LedgerEntry::parse_key(&obj.key) else {
+                continue;
+            };
             if last < start {
                 continue;
             }
             let body = self.store.get(&obj.key).await.map_err(|e| e.to_string())?;
-            let entry = LedgerEntry::from_json(&body).map_err(|e| format!("{}: corrupt ledger entry: {e}", obj.key))?;
+            let entry = LedgerEntry::from_json(&body)
+                .map_err(|e| format!("{}: corrupt ledger entry: {e}", obj.key))?;
             ledger.push(entry);
         }
         tracing::info!(
@@ -173,7 +184,11 @@ impl ReaderContext {
         })
     }
 
-    fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) -> Result<(), String> {
+    fn on_assign(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &TopicPartitionList,
+    ) -> Result<(), String> {
         let committed = consumer
             .committed_offsets(tpl.clone(), Duration::from_secs(30))
             .map_err(|e| format!("fetching committed offsets: {e}"))?;
@@ -196,7 +211,11 @@ impl ReaderContext {
                     Err(e) => return Err(e),
                 }
             };
-            let keys = plan.ledger.iter().map(|e| (e.last_offset, e.key())).collect();
+            let keys = plan
+                .ledger
+                .iter()
+                .map(|e| (e.last_offset, e.key()))
+                .collect();
             self.tracker.assign(&tp, plan.start_offset, keys);
             let mut s = self.lock();
             s.start.insert(tp, plan.start_offset);
@@ -247,7 +266,9 @@ impl ReaderContext {
                 }
             }
         }
-        let ok = self.tracker.wait_drained(partitions.as_deref(), self.drain_timeout);
+        let ok = self
+            .tracker
+            .wait_drained(partitions.as_deref(), self.drain_timeout);
         if !ok {
             tracing::error!("blocks were not all stored within the drain timeout");
         }
@@ -262,7 +283,9 @@ impl ReaderContext {
         }
         let mut tpl = TopicPartitionList::new();
         for (tp, offset) in &commits {
-            if let Err(e) = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset)) {
+            if let Err(e) =
+                tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
+            {
                 tracing::warn!(error = %e, "bad commit offset");
             }
         }
@@ -282,10 +305,14 @@ impl ReaderContext {
         }
         let entry = s.builders.entry(tp.clone()).or_insert_with(|| {
             self.tracker.hold(&tp, offset);
-            (RawBatch::new(tp.topic.clone(), tp.partition), Instant::now())
+            (
+                RawBatch::new(tp.topic.clone(), tp.partition),
+                Instant::now(),
+            )
         });
         entry.0.push(offset, ts, payload);
-        let full = entry.0.messages.len() >= self.cfg.batch_messages || entry.0.payload.len() >= self.cfg.batch_bytes;
+        let full = entry.0.messages.len() >= self.cfg.batch_messages
+            || entry.0.payload.len() >= self.cfg.batch_bytes;
         if full {
             Self::cut(&mut s, &tp);
         }
@@ -332,7 +359,10 @@ impl ReaderContext {
 }
 
 /// Builds the consumer with Skidder's defaults, then the user's properties.
-pub fn consumer(cfg: &KafkaConfig, ctx: ReaderContext) -> Result<BaseConsumer<ReaderContext>, rdkafka::error::KafkaError> {
+pub fn consumer(
+    cfg: &KafkaConfig,
+    ctx: ReaderContext,
+) -> Result<BaseConsumer<ReaderContext>, rdkafka::error::KafkaError> {
     let mut c = rdkafka::ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers)
         .set("group.id", &cfg.group_id)
@@ -352,7 +382,11 @@ pub fn consumer(cfg: &KafkaConfig, ctx: ReaderContext) -> Result<BaseConsumer<Re
 }
 
 /// The stage loop. `pause` is raised by the memory monitor.
-pub fn run(consumer: BaseConsumer<ReaderContext>, shutdown: &Shutdown, pause: &AtomicBool) -> StageExit {
+pub fn run(
+    consumer: BaseConsumer<ReaderContext>,
+    shutdown: &Shutdown,
+    pause: &AtomicBool,
+) -> StageExit {
     let ctx = consumer.context();
     let commit_every = Duration::from_millis(ctx.cfg.commit_interval_ms.max(10));
     let mut last_commit = Instant::now();
@@ -382,7 +416,9 @@ pub fn run(consumer: BaseConsumer<ReaderContext>, shutdown: &Shutdown, pause: &A
                 if let Ok(a) = consumer.assignment() {
                     let _ = consumer.resume(&a);
                 }
-                ctx.metrics.kafka_paused_seconds.inc_by(t.elapsed().as_secs_f64());
+                ctx.metrics
+                    .kafka_paused_seconds
+                    .inc_by(t.elapsed().as_secs_f64());
                 paused_since = None;
             }
             _ => {}
@@ -396,8 +432,19 @@ pub fn run(consumer: BaseConsumer<ReaderContext>, shutdown: &Shutdown, pause: &A
                     topic: m.topic().into(),
                     partition: m.partition(),
                 };
-                ctx.metrics.stage("kafka_reader", 1, m.payload_len() as u64, 1, m.payload_len() as u64);
-                ctx.add(tp, m.offset(), m.timestamp().to_millis(), m.payload().unwrap_or_default());
+                ctx.metrics.stage(
+                    "kafka_reader",
+                    1,
+                    m.payload_len() as u64,
+                    1,
+                    m.payload_len() as u64,
+                );
+                ctx.add(
+                    tp,
+                    m.offset(),
+                    m.timestamp().to_millis(),
+                    m.payload().unwrap_or_default(),
+                );
             }
             Some(Err(e)) => {
                 ctx.metrics.kafka_errors.inc();
@@ -411,7 +458,9 @@ pub fn run(consumer: BaseConsumer<ReaderContext>, shutdown: &Shutdown, pause: &A
         }
     };
     if let Some(t) = paused_since {
-        ctx.metrics.kafka_paused_seconds.inc_by(t.elapsed().as_secs_f64());
+        ctx.metrics
+            .kafka_paused_seconds
+            .inc_by(t.elapsed().as_secs_f64());
     }
     // Flush, wait for storage, commit: a clean stop loses and repeats nothing.
     let drained = ctx.flush_and_wait(None, false);
@@ -419,7 +468,9 @@ pub fn run(consumer: BaseConsumer<ReaderContext>, shutdown: &Shutdown, pause: &A
     ctx.out.close();
     consumer.unsubscribe();
     match exit {
-        StageExit::Quit if !drained => StageExit::Failure("shutdown timed out before every block was stored".into()),
+        StageExit::Quit if !drained => {
+            StageExit::Failure("shutdown timed out before every block was stored".into())
+        }
         other => other,
     }
 }

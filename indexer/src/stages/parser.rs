@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use simd_json::prelude::ValueAsScalar;
 use simd_json::{BorrowedValue as Value, StaticNode};
-use skidder_common::format::tokens::{field_hash, flatten_key, for_each_word_hash, push_sanitized_key};
+use skidder_common::format::tokens::{
+    field_hash, flatten_key, for_each_word_hash, push_sanitized_key,
+};
 
 use super::StageExit;
 use crate::config::{AppSource, ParseConfig, TenantSource, TimestampFormat};
@@ -112,7 +114,9 @@ fn epoch_scaled(x: f64, ns_per_unit: f64) -> Option<i64> {
     } else {
         ((x - whole) * ns_per_unit).round() as i64
     };
-    (whole as i64).checked_mul(ns_per_unit as i64)?.checked_add(frac_ns)
+    (whole as i64)
+        .checked_mul(ns_per_unit as i64)?
+        .checked_add(frac_ns)
 }
 
 fn parse_time(v: &Value<'_>, fmt: &TimestampFormat) -> Option<i64> {
@@ -198,13 +202,23 @@ impl Parser {
         let mut table = StreamTable::default();
         let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
         for m in &raw.messages {
-            let fallback_ns = m.timestamp_ms.map(|t| t.saturating_mul(1_000_000)).unwrap_or(now_ns);
+            let fallback_ns = m
+                .timestamp_ms
+                .map(|t| t.saturating_mul(1_000_000))
+                .unwrap_or(now_ns);
             for line in raw.payload_of(m).split(|&b| b == b'\n') {
                 let line = line.trim_ascii();
                 if line.is_empty() {
                     continue;
                 }
-                self.parse_line(line, m.offset, fallback_ns, &raw.topic, &mut table, &mut out);
+                self.parse_line(
+                    line,
+                    m.offset,
+                    fallback_ns,
+                    &raw.topic,
+                    &mut table,
+                    &mut out,
+                );
             }
         }
         out.streams = table.streams;
@@ -237,7 +251,9 @@ impl Parser {
                 let time = self
                     .ts_paths
                     .iter()
-                    .find_map(|p| lookup(v, p).and_then(|t| parse_time(t, &self.cfg.timestamp_format)))
+                    .find_map(|p| {
+                        lookup(v, p).and_then(|t| parse_time(t, &self.cfg.timestamp_format))
+                    })
                     .unwrap_or(fallback_ns);
                 self.json_tokens(v, &mut out.tokens);
                 (time, self.stream_of(Some(v), topic, table))
@@ -246,7 +262,9 @@ impl Parser {
                 self.plain_text += 1;
                 match std::str::from_utf8(line) {
                     Ok(_) => out.lines.extend_from_slice(line),
-                    Err(_) => out.lines.extend_from_slice(String::from_utf8_lossy(line).as_bytes()),
+                    Err(_) => out
+                        .lines
+                        .extend_from_slice(String::from_utf8_lossy(line).as_bytes()),
                 }
                 (fallback_ns, self.stream_of(None, topic, table))
             }
@@ -387,8 +405,13 @@ impl Walk<'_> {
                         } else {
                             String::new()
                         };
-                        let key = if key.is_empty() { self.path.as_str() } else { key.as_str() };
-                        self.tokens.push(field_hash(key, self.value.as_bytes(), &mut self.scratch));
+                        let key = if key.is_empty() {
+                            self.path.as_str()
+                        } else {
+                            key.as_str()
+                        };
+                        self.tokens
+                            .push(field_hash(key, self.value.as_bytes(), &mut self.scratch));
                     }
                 }
             }
@@ -417,7 +440,9 @@ pub fn run(
             Item::Data(raw) => {
                 let before = parser.plain_text;
                 let parsed = parser.parse_batch(&raw);
-                metrics.plain_text_records.inc_by(parser.plain_text - before);
+                metrics
+                    .plain_text_records
+                    .inc_by(parser.plain_text - before);
                 metrics.stage(
                     "parser",
                     raw.messages.len() as u64,
@@ -466,17 +491,32 @@ mod tests {
         assert_eq!((&*s.tenant, &*s.app), ("acme", "shop-api"));
         assert_eq!(
             &*s.labels,
-            &[("kubernetes_pod".to_owned(), "p-1".to_owned()), ("level".to_owned(), "ERROR".to_owned())]
+            &[
+                ("kubernetes_pod".to_owned(), "p-1".to_owned()),
+                ("level".to_owned(), "ERROR".to_owned())
+            ]
         );
         let toks = b.tokens_of(r);
-        for t in ["http_status=503", "level=ERROR", "kubernetes_namespace=shop", "disk", "full"] {
-            assert!(toks.contains(&token_hash(t.as_bytes())), "missing token {t}");
+        for t in [
+            "http_status=503",
+            "level=ERROR",
+            "kubernetes_namespace=shop",
+            "disk",
+            "full",
+        ] {
+            assert!(
+                toks.contains(&token_hash(t.as_bytes())),
+                "missing token {t}"
+            );
         }
     }
 
     #[test]
     fn non_json_and_invalid_utf8_fall_back_to_plain_text() {
-        let b = parse(ParseConfig::default(), &[b"plain \xff line", b"[1,2]", b"{broken"]);
+        let b = parse(
+            ParseConfig::default(),
+            &[b"plain \xff line", b"[1,2]", b"{broken"],
+        );
         assert_eq!(b.records.len(), 3);
         assert_eq!(b.line(&b.records[0]), "plain \u{fffd} line".as_bytes());
         assert!(b.records.iter().all(|r| r.time_ns == 1_000_000_000));

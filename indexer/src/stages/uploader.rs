@@ -55,7 +55,13 @@ fn kind_label(kind: skidder_common::storage::StorageErrorKind) -> &'static str {
 
 impl Uploader {
     /// Puts until it succeeds or `max_attempts` (unbounded when `None`) run out.
-    async fn put_retrying(&self, what: &str, key: &str, body: Bytes, max_attempts: Option<u32>) -> bool {
+    async fn put_retrying(
+        &self,
+        what: &str,
+        key: &str,
+        body: Bytes,
+        max_attempts: Option<u32>,
+    ) -> bool {
         let mut backoff = Duration::from_millis(self.cfg.initial_backoff_ms.max(1));
         let max = Duration::from_millis(self.cfg.max_backoff_ms.max(1));
         let mut attempt = 0u32;
@@ -74,7 +80,10 @@ impl Uploader {
                     return true;
                 }
                 Err(e) => {
-                    self.metrics.upload_errors.with_label_values(&[kind_label(e.kind)]).inc();
+                    self.metrics
+                        .upload_errors
+                        .with_label_values(&[kind_label(e.kind)])
+                        .inc();
                     tracing::warn!(key, attempt, error = %e, "upload failed, retrying");
                     if max_attempts.is_some_and(|m| attempt >= m) {
                         return false;
@@ -93,15 +102,26 @@ impl Uploader {
             partition: b.ledger.partition,
         };
         let ledger_key = b.ledger.key();
-        self.put_retrying("ledger", &ledger_key, Bytes::from(b.ledger.to_json()), None).await;
-        self.tracker.add_ledger_key(&tp, b.ledger.last_offset, ledger_key);
-        self.put_retrying("data", &b.data_key, b.data.clone(), None).await;
-        self.put_retrying("index", &b.index_key, b.index.clone(), None).await;
+        self.put_retrying("ledger", &ledger_key, Bytes::from(b.ledger.to_json()), None)
+            .await;
+        self.tracker
+            .add_ledger_key(&tp, b.ledger.last_offset, ledger_key);
+        self.put_retrying("data", &b.data_key, b.data.clone(), None)
+            .await;
+        self.put_retrying("index", &b.index_key, b.index.clone(), None)
+            .await;
         self.metrics.blocks_written.inc();
         self.metrics.data_bytes_written.inc_by(b.data.len() as u64);
-        self.metrics.index_bytes_written.inc_by(b.index.len() as u64);
         self.metrics
-            .stage("uploader", b.records, b.raw_bytes, b.records, (b.data.len() + b.index.len()) as u64);
+            .index_bytes_written
+            .inc_by(b.index.len() as u64);
+        self.metrics.stage(
+            "uploader",
+            b.records,
+            b.raw_bytes,
+            b.records,
+            (b.data.len() + b.index.len()) as u64,
+        );
         tracing::debug!(key = %b.index_key, records = b.records, "block stored");
         self.tracker.release(&tp, b.ledger.first_offset);
     }
@@ -116,7 +136,10 @@ impl Uploader {
             })
             .unwrap_or_default();
             let key = checkpoint_key(&tp.topic, tp.partition);
-            if !self.put_retrying("checkpoint", &key, Bytes::from(body), Some(5)).await {
+            if !self
+                .put_retrying("checkpoint", &key, Bytes::from(body), Some(5))
+                .await
+            {
                 continue;
             }
             for k in done {
