@@ -266,19 +266,7 @@ checkpoint_interval_secs = 1
     );
 
     // Every object validates.
-    let out = Command::new(BIN)
-        .args([
-            "inspect",
-            "--all",
-            "--store",
-            "s3://logs/skidder",
-            "--s3-endpoint",
-            &moto.endpoint(),
-        ])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .unwrap();
+    let out = inspect(&moto, &[]);
     assert!(
         out.status.success(),
         "inspect failed: {}",
@@ -286,20 +274,7 @@ checkpoint_interval_secs = 1
     );
 
     // Read everything back: exactly the input, once each.
-    let out = Command::new(BIN)
-        .args([
-            "inspect",
-            "--all",
-            "--dump",
-            "--store",
-            "s3://logs/skidder",
-            "--s3-endpoint",
-            &moto.endpoint(),
-        ])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .unwrap();
+    let out = inspect(&moto, &["--dump"]);
     assert!(out.status.success());
     let mut got: HashMap<Expected, i64> = HashMap::new();
     for line in String::from_utf8(out.stdout).unwrap().lines() {
@@ -385,6 +360,24 @@ fn regex_lite(keys: &[String]) -> Layout {
         }
     }
     l
+}
+
+/// Runs `skidder inspect --all` over the whole S3 store.
+fn inspect(moto: &MotoServer, extra: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args([
+            "inspect",
+            "--all",
+            "--store",
+            "s3://logs/skidder",
+            "--s3-endpoint",
+            &moto.endpoint(),
+        ])
+        .args(extra)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap()
 }
 
 fn http_get(port: u16, path: &str) -> std::io::Result<String> {

@@ -31,6 +31,8 @@ pub struct SeqFileWriter {
     keys: Vec<u8>,
     val_lens: Vec<u8>,
     vals: Vec<u8>,
+    /// Compression output, reused across record blocks.
+    scratch: Vec<u8>,
     buffered: i64,
     records: u64,
 }
@@ -60,6 +62,7 @@ impl SeqFileWriter {
             keys: Vec::new(),
             val_lens: Vec::new(),
             vals: Vec::new(),
+            scratch: Vec::new(),
             buffered: 0,
             records: 0,
         }
@@ -86,7 +89,7 @@ impl SeqFileWriter {
         self.out.extend_from_slice(&SYNC_ESCAPE.to_be_bytes());
         self.out.extend_from_slice(&self.sync);
         write_vlong(&mut self.out, self.buffered);
-        let mut scratch = Vec::new();
+        let scratch = &mut self.scratch;
         for buf in [
             &mut self.key_lens,
             &mut self.keys,
@@ -94,9 +97,9 @@ impl SeqFileWriter {
             &mut self.vals,
         ] {
             scratch.clear();
-            hadoop_lz4::compress(buf, &mut scratch);
+            hadoop_lz4::compress(buf, scratch);
             write_vlong(&mut self.out, scratch.len() as i64);
-            self.out.extend_from_slice(&scratch);
+            self.out.extend_from_slice(scratch);
             buf.clear();
         }
         self.buffered = 0;

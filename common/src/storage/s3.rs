@@ -84,6 +84,18 @@ where
     }
 }
 
+async fn read_body(key: &str, body: ByteStream) -> StorageResult<Bytes> {
+    match body.collect().await {
+        Ok(b) => Ok(b.into_bytes()),
+        Err(e) => Err(StorageError {
+            kind: StorageErrorKind::Io,
+            key: key.to_owned(),
+            message: "body read failed".into(),
+            source: Some(Box::new(e)),
+        }),
+    }
+}
+
 impl S3Store {
     pub async fn new(bucket: &str, prefix: &str, cfg: &S3Config) -> Self {
         let region = cfg
@@ -168,13 +180,7 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| sdk_err(key, e))?;
-        let body = out.body.collect().await.map_err(|e| StorageError {
-            kind: StorageErrorKind::Io,
-            key: key.to_owned(),
-            message: "body read failed".into(),
-            source: Some(Box::new(e)),
-        })?;
-        Ok(body.into_bytes())
+        read_body(key, out.body).await
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
@@ -198,13 +204,7 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| sdk_err(key, e))?;
-        let body = out.body.collect().await.map_err(|e| StorageError {
-            kind: StorageErrorKind::Io,
-            key: key.to_owned(),
-            message: "body read failed".into(),
-            source: Some(Box::new(e)),
-        })?;
-        Ok(body.into_bytes())
+        read_body(key, out.body).await
     }
 
     async fn head(&self, key: &str) -> StorageResult<ObjectMeta> {

@@ -1,18 +1,16 @@
 //! Stage 4: writes each sealed block as an LZ4 block-compressed Hadoop
 //! SequenceFile and completes its index with the data's size and CRC32C.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use bytes::Bytes;
 use skidder_common::format::index::BlockIndex;
 use skidder_common::format::ledger::{LedgerEntry, LEDGER_VERSION};
 use skidder_common::format::seqfile::SeqFileWriter;
+use std::collections::BTreeMap;
 
 use super::StageExit;
 use crate::metrics::Metrics;
 use crate::models::{EncodedBlock, Item, SealedBlock};
-use crate::queue::{ByteQueue, PopError, Weighted};
+use crate::queue::{ByteQueue, Weighted};
 
 impl Weighted for Item<SealedBlock> {
     fn weight(&self) -> usize {
@@ -126,26 +124,10 @@ pub fn run(
     output: &ByteQueue<Item<EncodedBlock>>,
     metrics: &Metrics,
 ) -> StageExit {
-    loop {
-        let item = match input.pop(Duration::from_millis(200)) {
-            Ok(item) => item,
-            Err(PopError::Timeout) => continue,
-            Err(PopError::Closed) => {
-                output.close();
-                return StageExit::Success;
-            }
-        };
-        let out = match item {
-            Item::Data(block) => {
-                let (n, raw) = (block.records.len() as u64, block.raw_bytes);
-                let enc = encode(block, Vec::with_capacity(raw as usize / 3));
-                metrics.stage("compressor", n, raw, n, enc.data.len() as u64);
-                Item::Data(enc)
-            }
-            Item::Control(c) => Item::Control(c),
-        };
-        if output.push(out).is_err() {
-            return StageExit::DownstreamClosed;
-        }
-    }
+    super::map_stage(input, output, |block| {
+        let (n, raw) = (block.records.len() as u64, block.raw_bytes);
+        let enc = encode(block, Vec::with_capacity(raw as usize / 3));
+        metrics.stage("compressor", n, raw, n, enc.data.len() as u64);
+        enc
+    })
 }

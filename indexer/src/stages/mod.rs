@@ -8,6 +8,42 @@ pub mod kafka_reader;
 pub mod parser;
 pub mod uploader;
 
+use std::time::Duration;
+
+use crate::models::Item;
+use crate::queue::{ByteQueue, PopError, Weighted};
+
+/// The loop of a stage that maps each data item to one output item and
+/// passes control messages through in order. Closing the input (once
+/// drained) closes the output.
+pub fn map_stage<I, O>(
+    input: &ByteQueue<Item<I>>,
+    output: &ByteQueue<Item<O>>,
+    mut f: impl FnMut(I) -> O,
+) -> StageExit
+where
+    Item<I>: Weighted,
+    Item<O>: Weighted,
+{
+    loop {
+        let item = match input.pop(Duration::from_millis(200)) {
+            Ok(item) => item,
+            Err(PopError::Timeout) => continue,
+            Err(PopError::Closed) => {
+                output.close();
+                return StageExit::Success;
+            }
+        };
+        let out = match item {
+            Item::Data(d) => Item::Data(f(d)),
+            Item::Control(c) => Item::Control(c),
+        };
+        if output.push(out).is_err() {
+            return StageExit::DownstreamClosed;
+        }
+    }
+}
+
 /// How a stage ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StageExit {

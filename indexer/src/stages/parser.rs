@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
 use simd_json::prelude::ValueAsScalar;
 use simd_json::{BorrowedValue as Value, StaticNode};
@@ -22,7 +21,7 @@ use crate::config::{AppSource, ParseConfig, TenantSource, TimestampFormat};
 use crate::metrics::Metrics;
 use crate::models::template::{AppTemplate, TemplatePart};
 use crate::models::{Item, ParsedBatch, ParsedRecord, RawBatch, StreamKey};
-use crate::queue::{ByteQueue, PopError, Weighted};
+use crate::queue::{ByteQueue, Weighted};
 
 /// JSON nested deeper than this is not walked for field tokens.
 const MAX_DEPTH: usize = 64;
@@ -236,11 +235,13 @@ impl Parser {
     ) {
         let tokens_start = out.tokens.len() as u32;
         let line_start = out.lines.len() as u32;
+        // simd-json parses in place, and the original bytes are what we
+        // store, so only JSON candidates are copied to the scratch buffer.
         let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        scratch.extend_from_slice(line);
         let utf8 = std::str::from_utf8(line).is_ok();
         let parsed = if utf8 && line[0] == b'{' {
+            scratch.clear();
+            scratch.extend_from_slice(line);
             simd_json::to_borrowed_value(&mut scratch).ok()
         } else {
             None
@@ -391,7 +392,10 @@ impl Walk<'_> {
         }
         for (k, child) in o.iter() {
             let restore = self.path.len();
-            if restore > 0 {
+            if depth > 0 {
+                self.path.push('_');
+            } else if k.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+                // Loki prefixes a flattened key that starts with a digit.
                 self.path.push('_');
             }
             push_sanitized_key(&mut self.path, k);
@@ -420,44 +424,28 @@ impl Walk<'_> {
     }
 }
 
-/// The stage loop: pops raw batches, pushes parsed ones, passes controls on.
+/// The stage loop: parses each raw batch, passes controls on.
 pub fn run(
     mut parser: Parser,
     input: &ByteQueue<Item<RawBatch>>,
     output: &ByteQueue<Item<ParsedBatch>>,
     metrics: &Metrics,
 ) -> StageExit {
-    loop {
-        let item = match input.pop(Duration::from_millis(200)) {
-            Ok(item) => item,
-            Err(PopError::Timeout) => continue,
-            Err(PopError::Closed) => {
-                output.close();
-                return StageExit::Success;
-            }
-        };
-        let out = match item {
-            Item::Data(raw) => {
-                let before = parser.plain_text;
-                let parsed = parser.parse_batch(&raw);
-                metrics
-                    .plain_text_records
-                    .inc_by(parser.plain_text - before);
-                metrics.stage(
-                    "parser",
-                    raw.messages.len() as u64,
-                    raw.payload.len() as u64,
-                    parsed.records.len() as u64,
-                    parsed.lines.len() as u64,
-                );
-                Item::Data(parsed)
-            }
-            Item::Control(c) => Item::Control(c),
-        };
-        if output.push(out).is_err() {
-            return StageExit::DownstreamClosed;
-        }
-    }
+    super::map_stage(input, output, |raw| {
+        let before = parser.plain_text;
+        let parsed = parser.parse_batch(&raw);
+        metrics
+            .plain_text_records
+            .inc_by(parser.plain_text - before);
+        metrics.stage(
+            "parser",
+            raw.messages.len() as u64,
+            raw.payload.len() as u64,
+            parsed.records.len() as u64,
+            parsed.lines.len() as u64,
+        );
+        parsed
+    })
 }
 
 #[cfg(test)]
@@ -533,6 +521,26 @@ mod tests {
         assert_eq!(b.records[0].time_ns, 1_521_911_721_926_318_000);
         assert_eq!(b.records[1].time_ns, 1_700_000_000_123_000_000);
         assert_eq!(b.records[0].offset, b.records[1].offset);
+    }
+
+    #[test]
+    fn field_tokens_use_the_shared_flattening_rule() {
+        let b = parse(
+            ParseConfig::default(),
+            &[br#"{"1st":{"":"x","a-b":{"c":true}},"":{"k":1}}"#],
+        );
+        let toks = b.tokens_of(&b.records[0]);
+        for (path, v) in [
+            (vec!["1st", ""], "x"),
+            (vec!["1st", "a-b", "c"], "true"),
+            (vec!["", "k"], "1"),
+        ] {
+            let t = format!("{}={v}", flatten_key(path.iter().copied()));
+            assert!(
+                toks.contains(&token_hash(t.as_bytes())),
+                "missing token {t}"
+            );
+        }
     }
 
     #[test]
