@@ -101,9 +101,10 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 pub fn run_indexer(flags: IndexerFlags) -> anyhow::Result<ExitCode> {
+    // First, so a SIGTERM during start-up is a clean stop too.
+    let shutdown = Shutdown::on_signals().context("installing signal handlers")?;
     let cfg = flags.settings()?;
     let rt = runtime()?;
-    let shutdown = Shutdown::on_signals().context("installing signal handlers")?;
     let store = rt
         .block_on(open_store(&cfg.store_url()?, &cfg.store.s3))
         .context("opening the store")?;

@@ -88,7 +88,7 @@ fn hadoop_sequencefile_reader_reads_our_blocks() {
     let out = Command::new(python())
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/hadoop/read_blocks.py"
+            "/tests/integration/read_blocks.py"
         ))
         .arg(&blocks)
         .arg(dir.path().join("expected.jsonl"))

@@ -8,32 +8,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientConfig, ClientContext};
 use skidder_common::storage::{list_all, S3Store};
 use skidder_common::testing::{free_port, MotoServer, TansuBroker};
 
-const BIN: &str = env!("CARGO_BIN_EXE_skidder");
-const BASE_TS_MS: i64 = 1_700_000_000_000;
+use crate::support::{dump, http_get, inspect, metric, sigterm, TestProducer, BIN};
 
-#[derive(Default)]
-struct Delivery {
-    ok: AtomicU64,
-    failed: AtomicU64,
-}
-impl ClientContext for Delivery {}
-impl ProducerContext for Delivery {
-    type DeliveryOpaque = ();
-    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
-        match r {
-            Ok(_) => self.ok.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.failed.fetch_add(1, Ordering::Relaxed),
-        };
-    }
-}
+const BASE_TS_MS: i64 = 1_700_000_000_000;
 
 /// What a record must look like when read back.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -123,13 +105,7 @@ fn kafka_to_s3_every_record_exactly_once() {
     rt.block_on(s3.create_bucket()).unwrap();
 
     // Produce: JSON files several records to a message, text one line each.
-    let producer: ThreadedProducer<Delivery> = ClientConfig::new()
-        .set("bootstrap.servers", kafka.bootstrap())
-        // tansu 0.6 needs one record per batch (../shared/TEST-SERVERS.md).
-        .set("batch.num.messages", "1")
-        .set("linger.ms", "0")
-        .create_with_context(Delivery::default())
-        .unwrap();
+    let mut producer = TestProducer::new(&kafka.bootstrap());
     let mut expected: Vec<Expected> = Vec::new();
     let mut messages = 0u64;
     for (file_no, path) in data_files().iter().enumerate() {
@@ -146,27 +122,12 @@ fn kafka_to_s3_every_record_exactly_once() {
             let ts = BASE_TS_MS + messages as i64;
             let payload = chunk.join("\n");
             let key = format!("{file_no}");
-            let mut rec = BaseRecord::to("logs")
-                .payload(&payload)
-                .key(&key)
-                .timestamp(ts);
-            loop {
-                match producer.send(rec) {
-                    Ok(()) => break,
-                    Err((_, back)) => {
-                        rec = back;
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                }
-            }
+            producer.send("logs", &key, payload.as_bytes(), ts);
             messages += 1;
             expected.extend(chunk.iter().map(|l| expect(l, ts)));
         }
     }
-    producer.flush(Duration::from_secs(120)).unwrap();
-    let ctx = producer.context();
-    assert_eq!(ctx.failed.load(Ordering::Relaxed), 0, "deliveries failed");
-    assert_eq!(ctx.ok.load(Ordering::Relaxed), messages);
+    producer.finish();
 
     // Index with the real binary.
     let config = tempfile::NamedTempFile::new().unwrap();
@@ -249,11 +210,7 @@ checkpoint_interval_secs = 1
     assert!(metric(&metrics_text, "skidder_indexer_plain_text_records_total") > 0);
 
     // SIGTERM: flush, commit, exit 0.
-    let status = Command::new("kill")
-        .args(["-TERM", &indexer.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sigterm(indexer.id());
     let exit = indexer.wait().unwrap();
     assert!(exit.success(), "indexer exited with {exit}");
 
@@ -266,7 +223,17 @@ checkpoint_interval_secs = 1
     );
 
     // Every object validates.
-    let out = inspect(&moto, &[]);
+    let store_args = [
+        "--store",
+        "s3://logs/skidder",
+        "--s3-endpoint",
+        &moto.endpoint(),
+    ];
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let out = inspect(&store_args, &creds, &[]);
     assert!(
         out.status.success(),
         "inspect failed: {}",
@@ -274,11 +241,8 @@ checkpoint_interval_secs = 1
     );
 
     // Read everything back: exactly the input, once each.
-    let out = inspect(&moto, &["--dump"]);
-    assert!(out.status.success());
     let mut got: HashMap<Expected, i64> = HashMap::new();
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    for v in dump(&store_args, &creds) {
         let labels = v["labels"]
             .as_object()
             .unwrap()
@@ -360,43 +324,4 @@ fn regex_lite(keys: &[String]) -> Layout {
         }
     }
     l
-}
-
-/// Runs `skidder inspect --all` over the whole S3 store.
-fn inspect(moto: &MotoServer, extra: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args([
-            "inspect",
-            "--all",
-            "--store",
-            "s3://logs/skidder",
-            "--s3-endpoint",
-            &moto.endpoint(),
-        ])
-        .args(extra)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .output()
-        .unwrap()
-}
-
-fn http_get(port: u16, path: &str) -> std::io::Result<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out)
-}
-
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0) as u64
 }

@@ -1,0 +1,8 @@
+//! The `skidder` package's integration tests, in one binary. Each runs the
+//! real binary against real servers started as separate processes: tansu
+//! (Kafka), moto (S3) and PySpark (Hadoop's reader). See `scripts/test-all`.
+
+mod crash;
+mod e2e;
+mod hadoop;
+mod support;

@@ -1,0 +1,149 @@
+//! Helpers shared by the integration tests: a producer that checks every
+//! delivery, the `skidder` binary, and scraping its metrics.
+
+use std::collections::HashMap;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_skidder");
+
+#[derive(Default)]
+pub struct Delivery {
+    failed: AtomicU64,
+    /// One past the highest delivered offset, per partition.
+    ends: Mutex<HashMap<i32, i64>>,
+}
+impl ClientContext for Delivery {}
+impl ProducerContext for Delivery {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
+        match r {
+            Ok(m) => {
+                let mut ends = self.ends.lock().unwrap();
+                let e = ends.entry(m.partition()).or_default();
+                *e = (*e).max(m.offset() + 1);
+            }
+            Err(_) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A producer for tansu: one record per batch (tansu 0.6 mishandles fetches
+/// inside multi-record batches; ../shared/TEST-SERVERS.md).
+pub struct TestProducer {
+    inner: ThreadedProducer<Delivery>,
+    pub sent: u64,
+}
+
+impl TestProducer {
+    pub fn new(bootstrap: &str) -> Self {
+        let inner = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("batch.num.messages", "1")
+            .set("linger.ms", "0")
+            .set("message.max.bytes", "2000000")
+            .create_with_context(Delivery::default())
+            .unwrap();
+        TestProducer { inner, sent: 0 }
+    }
+
+    pub fn send(&mut self, topic: &str, key: &str, payload: &[u8], timestamp_ms: i64) {
+        let mut rec = BaseRecord::to(topic)
+            .payload(payload)
+            .key(key)
+            .timestamp(timestamp_ms);
+        loop {
+            match self.inner.send(rec) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    rec = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+        self.sent += 1;
+    }
+
+    /// Waits for every delivery; fails the test if any failed. Returns the
+    /// end offset of each partition, from the delivery reports.
+    pub fn finish(self) -> HashMap<i32, i64> {
+        self.inner.flush(Duration::from_secs(300)).unwrap();
+        let ctx = self.inner.context();
+        assert_eq!(ctx.failed.load(Ordering::Relaxed), 0, "deliveries failed");
+        let ends = ctx.ends.lock().unwrap().clone();
+        let delivered: i64 = ends.values().sum();
+        assert_eq!(delivered as u64, self.sent, "every message delivered once");
+        ends
+    }
+}
+
+/// Runs `skidder inspect --all` over a store; `env` adds environment.
+pub fn inspect(store_args: &[&str], env: &[(&str, &str)], extra: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["inspect", "--all"]).args(store_args).args(extra);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// Every record `inspect --all --dump` prints, as JSON values.
+pub fn dump(store_args: &[&str], env: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    let out = inspect(store_args, env, &["--dump"]);
+    assert!(
+        out.status.success(),
+        "inspect failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+pub fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// The value of the first sample whose line starts with `name`.
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}
+
+/// Resident memory of a process, from /proc.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+pub fn sigterm(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
