@@ -2,6 +2,7 @@
 //! real binary against real servers started as separate processes: tansu
 //! (Kafka), moto (S3) and PySpark (Hadoop's reader). See `scripts/test-all`.
 
+mod backpressure;
 mod crash;
 mod e2e;
 mod hadoop;
