@@ -186,7 +186,7 @@ impl Default for ParseConfig {
             tenant: TenantSource::Fixed("default".into()),
             default_tenant: "default".into(),
             label_fields: ["service", "level", "pod"].map(String::from).to_vec(),
-            max_token_value_len: 128,
+            max_token_value_len: skidder_common::format::tokens::DEFAULT_MAX_TOKEN_VALUE_LEN,
         }
     }
 }

@@ -13,6 +13,14 @@
 
 use xxhash_rust::xxh3::xxh3_64;
 
+/// JSON nested deeper than this gets no field tokens, and the searcher
+/// extracts no fields from it either, so the two always agree.
+pub const MAX_FIELD_DEPTH: usize = 64;
+
+/// Field values longer than this get no `key=value` token by default; the
+/// searcher must not prune on longer values.
+pub const DEFAULT_MAX_TOKEN_VALUE_LEN: usize = 128;
+
 /// Bytes that belong to a word.
 const fn word_table() -> [bool; 256] {
     let mut t = [false; 256];

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use simd_json::prelude::ValueAsScalar;
 use simd_json::{BorrowedValue as Value, StaticNode};
 use skidder_common::format::tokens::{
-    field_hash, flatten_key, for_each_word_hash, push_sanitized_key,
+    field_hash, flatten_key, for_each_word_hash, push_sanitized_key, MAX_FIELD_DEPTH,
 };
 
 use super::StageExit;
@@ -22,9 +22,6 @@ use crate::metrics::Metrics;
 use crate::models::template::{AppTemplate, TemplatePart};
 use crate::models::{Item, ParsedBatch, ParsedRecord, RawBatch, StreamKey};
 use crate::queue::{ByteQueue, Weighted};
-
-/// JSON nested deeper than this is not walked for field tokens.
-const MAX_DEPTH: usize = 64;
 
 impl Weighted for Item<RawBatch> {
     fn weight(&self) -> usize {
@@ -387,7 +384,7 @@ struct Walk<'t> {
 impl Walk<'_> {
     fn object(&mut self, v: &Value<'_>, depth: usize) {
         let Value::Object(o) = v else { return };
-        if depth >= MAX_DEPTH {
+        if depth >= MAX_FIELD_DEPTH {
             return;
         }
         for (k, child) in o.iter() {

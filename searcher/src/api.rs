@@ -1,0 +1,650 @@
+//! Loki's HTTP API over the engine: the endpoints, parameters and JSON
+//! shapes that Grafana's Loki data source and logcli use. Errors are plain
+//! text with a 4xx/5xx status, as Loki writes them.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+use skidder_common::service::render_metrics;
+
+use crate::engine::{
+    sort_entries, Direction, Engine, Entry, Matrix, SearchError, Stats, TimeRange,
+};
+use crate::logql::{self, parse_duration, LogQuery, Query};
+use crate::pipeline::Labels;
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Require `X-Scope-OrgID`; otherwise every request is `default_tenant`.
+    pub multi_tenant: bool,
+    pub default_tenant: String,
+    pub max_limit: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            multi_tenant: false,
+            default_tenant: "default".into(),
+            max_limit: 5000,
+        }
+    }
+}
+
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub cfg: ApiConfig,
+}
+
+type Shared = Arc<AppState>;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn bad(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            [("content-type", "text/plain; charset=utf-8")],
+            self.message + "\n",
+        )
+            .into_response()
+    }
+}
+
+impl From<SearchError> for ApiError {
+    fn from(e: SearchError) -> Self {
+        match e {
+            SearchError::Limit(m) => ApiError::bad(m),
+            SearchError::Storage(e) => ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message: format!("reading the store failed: {e}"),
+            },
+        }
+    }
+}
+
+impl From<logql::ParseError> for ApiError {
+    fn from(e: logql::ParseError) -> Self {
+        ApiError::bad(e.to_string())
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Parameters from the query string and, for POST, the form body.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn new(uri: &Uri, body: &[u8]) -> Self {
+        let mut v: Vec<(String, String)> =
+            form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        v.extend(form_urlencoded::parse(body).into_owned());
+        Params(v)
+    }
+
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn all(&self, k: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    fn time(&self, k: &str) -> Result<Option<i64>, ApiError> {
+        self.get(k)
+            .map(|v| {
+                parse_time(v).ok_or_else(|| {
+                    ApiError::bad(format!("invalid {k} {v:?}: use RFC 3339 or a Unix epoch"))
+                })
+            })
+            .transpose()
+    }
+
+    /// `[start, end)` with Loki's defaults: end now, start `default_span` earlier.
+    fn range(&self, default_span: i64) -> Result<(i64, i64), ApiError> {
+        let end = self.time("end")?.unwrap_or_else(now_ns);
+        let start = match (self.time("start")?, self.get("since")) {
+            (Some(s), _) => s,
+            (None, Some(since)) => {
+                end - parse_step(since)
+                    .ok_or_else(|| ApiError::bad(format!("invalid since {since:?}")))?
+            }
+            (None, None) => end - default_span,
+        };
+        if end < start {
+            return Err(ApiError::bad("end timestamp must not be before start time"));
+        }
+        Ok((start, end))
+    }
+
+    fn limit(&self, max: usize) -> Result<usize, ApiError> {
+        let limit = match self.get("limit") {
+            Some(l) => l
+                .parse::<usize>()
+                .map_err(|_| ApiError::bad(format!("invalid limit {l:?}")))?,
+            None => 100,
+        };
+        if limit == 0 || limit > max {
+            return Err(ApiError::bad(format!(
+                "limit must be between 1 and {max}, got {limit}"
+            )));
+        }
+        Ok(limit)
+    }
+
+    fn direction(&self) -> Result<Direction, ApiError> {
+        match self
+            .get("direction")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("backward") => Ok(Direction::Backward),
+            Some("forward") => Ok(Direction::Forward),
+            Some(d) => Err(ApiError::bad(format!(
+                "invalid direction {d:?}: forward or backward"
+            ))),
+        }
+    }
+
+    fn query(&self) -> Result<&str, ApiError> {
+        self.get("query")
+            .ok_or_else(|| ApiError::bad("missing query parameter"))
+    }
+}
+
+pub fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+}
+
+/// RFC 3339, or a Unix epoch: seconds (up to 10 digits or with a fraction),
+/// milliseconds (13 digits) or nanoseconds.
+pub fn parse_time(v: &str) -> Option<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
+        return t.timestamp_nanos_opt();
+    }
+    if let Ok(i) = v.parse::<i64>() {
+        return Some(match v.trim_start_matches('-').len() {
+            0..=10 => i.checked_mul(1_000_000_000)?,
+            11..=13 => i.checked_mul(1_000_000)?,
+            _ => i,
+        });
+    }
+    let f = v
+        .parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite() && f.abs() < 9.2e9)?;
+    Some((f * 1e9).round() as i64)
+}
+
+/// `5m`, `1h30m`, or (float) seconds.
+pub fn parse_step(v: &str) -> Option<i64> {
+    parse_duration(v).or_else(|| {
+        v.parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite() && *f > 0.0 && *f < 9.2e9)
+            .map(|f| (f * 1e9) as i64)
+    })
+}
+
+fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    if !state.cfg.multi_tenant {
+        return Ok(state.cfg.default_tenant.clone());
+    }
+    let Some(v) = headers.get("x-scope-orgid") else {
+        return Err(ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: "no org id".into(),
+        });
+    };
+    let t = v
+        .to_str()
+        .map_err(|_| ApiError::bad("X-Scope-OrgID is not ASCII"))?;
+    // Loki's tenant charset, minus the `|` of multi-tenant queries.
+    let ok = !t.is_empty()
+        && t.len() <= 150
+        && t != "."
+        && t != ".."
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!-_.*'()".contains(&b));
+    if !ok {
+        return Err(ApiError::bad(format!("invalid tenant id {t:?}")));
+    }
+    Ok(t.to_owned())
+}
+
+fn labels_json(l: &Labels) -> Value {
+    Value::Object(
+        l.iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+/// Seconds as a JSON number: an integer when whole, as Prometheus writes it.
+fn ts_json(ns: i64) -> Value {
+    if ns % 1_000_000_000 == 0 {
+        json!(ns / 1_000_000_000)
+    } else {
+        json!(ns as f64 / 1e9)
+    }
+}
+
+fn value_str(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        format!("{v}")
+    }
+}
+
+fn stats_json(s: &Stats, started: Instant) -> Value {
+    let secs = started.elapsed().as_secs_f64();
+    json!({"summary": {
+        "bytesProcessedPerSecond": (s.bytes_scanned as f64 / secs.max(1e-9)) as u64,
+        "linesProcessedPerSecond": (s.lines_scanned as f64 / secs.max(1e-9)) as u64,
+        "totalBytesProcessed": s.bytes_scanned,
+        "totalLinesProcessed": s.lines_scanned,
+        "execTime": secs,
+        "queueTime": 0,
+        "totalEntriesReturned": 0,
+    }})
+}
+
+fn success(data: Value, stats: &Stats) -> Response {
+    let mut body = json!({"status": "success", "data": data});
+    if !stats.warnings.is_empty() {
+        body["warnings"] = json!(stats.warnings);
+    }
+    (
+        StatusCode::OK,
+        [("content-type", "application/json; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Streams in the order of their first entry; entries keep their order.
+fn streams_json(entries: Vec<Entry>) -> Value {
+    let mut order: Vec<Arc<Labels>> = Vec::new();
+    let mut by: std::collections::HashMap<Arc<Labels>, Vec<Value>> =
+        std::collections::HashMap::new();
+    for e in entries {
+        let v = by.entry(e.labels.clone()).or_insert_with(|| {
+            order.push(e.labels.clone());
+            Vec::new()
+        });
+        v.push(json!([e.ts.to_string(), e.line]));
+    }
+    Value::Array(
+        order
+            .into_iter()
+            .map(|l| {
+                let values = by.remove(&l).unwrap_or_default();
+                json!({"stream": labels_json(&l), "values": values})
+            })
+            .collect(),
+    )
+}
+
+fn matrix_json(m: &Matrix, start: i64, step: i64) -> Value {
+    Value::Array(
+        m.iter()
+            .filter(|(_, pts)| !pts.is_empty())
+            .map(|(l, pts)| {
+                let values: Vec<Value> = pts
+                    .iter()
+                    .map(|(k, v)| json!([ts_json(start + *k as i64 * step), value_str(*v)]))
+                    .collect();
+                json!({"metric": labels_json(l), "values": values})
+            })
+            .collect(),
+    )
+}
+
+fn default_step(start: i64, end: i64) -> i64 {
+    (((end - start) / 250) / 1_000_000_000).max(1) * 1_000_000_000
+}
+
+async fn query_range(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let started = Instant::now();
+    let p = Params::new(&uri, &body);
+    let tenant = tenant(&s, &headers)?;
+    let (start, end) = p.range(3_600_000_000_000)?;
+    match logql::parse(p.query()?)? {
+        Query::Log(q) => {
+            let (mut entries, stats) = s
+                .engine
+                .logs(
+                    &tenant,
+                    TimeRange { start, end },
+                    &q,
+                    p.limit(s.cfg.max_limit)?,
+                    p.direction()?,
+                    true,
+                )
+                .await?;
+            sort_entries(&mut entries, p.direction()?);
+            let mut st = stats_json(&stats, started);
+            st["summary"]["totalEntriesReturned"] = json!(entries.len());
+            Ok(success(
+                json!({"resultType": "streams", "result": streams_json(entries), "stats": st}),
+                &stats,
+            ))
+        }
+        Query::Metric(m) => {
+            let step = match p.get("step").or(p.get("interval")) {
+                Some(v) => {
+                    parse_step(v).ok_or_else(|| ApiError::bad(format!("invalid step {v:?}")))?
+                }
+                None => default_step(start, end),
+            };
+            if (end - start) / step > 11_000 {
+                return Err(ApiError::bad(
+                    "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+                ));
+            }
+            let (matrix, stats) = s.engine.metric(&tenant, &m, start, end, step, true).await?;
+            Ok(success(
+                json!({"resultType": "matrix", "result": matrix_json(&matrix, start, step), "stats": stats_json(&stats, started)}),
+                &stats,
+            ))
+        }
+    }
+}
+
+async fn query(State(s): State<Shared>, headers: HeaderMap, uri: Uri, body: Bytes) -> ApiResult {
+    let started = Instant::now();
+    let p = Params::new(&uri, &body);
+    let tenant = tenant(&s, &headers)?;
+    let t = p.time("time")?.unwrap_or_else(now_ns);
+    match logql::parse(p.query()?)? {
+        Query::Log(q) => {
+            let range = TimeRange {
+                start: t - 3_600_000_000_000,
+                end: t + 1,
+            };
+            let (entries, stats) = s
+                .engine
+                .logs(
+                    &tenant,
+                    range,
+                    &q,
+                    p.limit(s.cfg.max_limit)?,
+                    p.direction()?,
+                    true,
+                )
+                .await?;
+            Ok(success(
+                json!({"resultType": "streams", "result": streams_json(entries), "stats": stats_json(&stats, started)}),
+                &stats,
+            ))
+        }
+        Query::Metric(m) => {
+            let (matrix, stats) = s.engine.metric(&tenant, &m, t, t, 1, true).await?;
+            let result: Vec<Value> = matrix
+                .iter()
+                .filter_map(|(l, pts)| {
+                    pts.get(&0).map(
+                        |v| json!({"metric": labels_json(l), "value": [ts_json(t), value_str(*v)]}),
+                    )
+                })
+                .collect();
+            Ok(success(
+                json!({"resultType": "vector", "result": result, "stats": stats_json(&stats, started)}),
+                &stats,
+            ))
+        }
+    }
+}
+
+/// The `match[]` selectors of a series request, or `query`'s.
+fn selectors(p: &Params) -> Result<Vec<LogQuery>, ApiError> {
+    let mut out = Vec::new();
+    for m in p
+        .all("match[]")
+        .into_iter()
+        .chain(p.all("match"))
+        .chain(p.get("query"))
+    {
+        match logql::parse(m)? {
+            Query::Log(q) => out.push(q),
+            Query::Metric(_) => {
+                return Err(ApiError::bad(format!("{m:?} is not a stream selector")))
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn series_of(
+    s: &AppState,
+    headers: &HeaderMap,
+    p: &Params,
+) -> Result<(Vec<Labels>, Stats), ApiError> {
+    let tenant = tenant(s, headers)?;
+    let (start, end) = p.range(6 * 3_600_000_000_000)?;
+    let matchers: Vec<_> = selectors(p)?.into_iter().map(|q| q.matchers).collect();
+    Ok(s.engine
+        .series(&tenant, TimeRange { start, end }, &matchers)
+        .await?)
+}
+
+async fn series(State(s): State<Shared>, headers: HeaderMap, uri: Uri, body: Bytes) -> ApiResult {
+    let p = Params::new(&uri, &body);
+    let (series, stats) = series_of(&s, &headers, &p).await?;
+    Ok(success(
+        Value::Array(series.iter().map(labels_json).collect()),
+        &stats,
+    ))
+}
+
+async fn labels(State(s): State<Shared>, headers: HeaderMap, uri: Uri, body: Bytes) -> ApiResult {
+    let p = Params::new(&uri, &body);
+    let (series, stats) = series_of(&s, &headers, &p).await?;
+    let mut names: Vec<&str> = series
+        .iter()
+        .flat_map(|l| l.iter().map(|(k, _)| k.as_str()))
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(success(json!(names), &stats))
+}
+
+async fn label_values(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let p = Params::new(&uri, &body);
+    let (series, stats) = series_of(&s, &headers, &p).await?;
+    let mut values: Vec<&str> = series
+        .iter()
+        .filter_map(|l| l.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str()))
+        .collect();
+    values.sort();
+    values.dedup();
+    Ok(success(json!(values), &stats))
+}
+
+async fn index_stats(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let p = Params::new(&uri, &body);
+    let tenant = tenant(&s, &headers)?;
+    let (start, end) = p.range(3_600_000_000_000)?;
+    let Query::Log(q) = logql::parse(p.query()?)? else {
+        return Err(ApiError::bad("index/stats takes a stream selector"));
+    };
+    let (streams, chunks, entries, bytes) = s
+        .engine
+        .index_stats(&tenant, TimeRange { start, end }, &q)
+        .await?;
+    let body = json!({"streams": streams, "chunks": chunks, "entries": entries, "bytes": bytes});
+    Ok((
+        StatusCode::OK,
+        [("content-type", "application/json; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response())
+}
+
+async fn index_volume(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let p = Params::new(&uri, &body);
+    let tenant = tenant(&s, &headers)?;
+    let (start, end) = p.range(3_600_000_000_000)?;
+    let Query::Log(q) = logql::parse(p.query()?)? else {
+        return Err(ApiError::bad("index/volume takes a stream selector"));
+    };
+    let targets: Vec<String> = match p.get("targetLabels") {
+        Some(t) => t.split(',').map(str::to_owned).collect(),
+        None => q.matchers.iter().map(|m| m.name.clone()).collect(),
+    };
+    let expr = crate::logql::MetricExpr::Agg {
+        op: crate::logql::AggOp::Sum,
+        grouping: Some(crate::logql::Grouping {
+            without: false,
+            labels: targets,
+        }),
+        inner: Box::new(crate::logql::MetricExpr::Range {
+            func: crate::logql::RangeFn::BytesOverTime,
+            query: q,
+            range_ns: (end - start).max(1),
+        }),
+    };
+    let (matrix, stats) = s.engine.metric(&tenant, &expr, end, end, 1, true).await?;
+    let limit = p.limit(s.cfg.max_limit)?;
+    let mut result: Vec<(f64, Value)> = matrix
+        .iter()
+        .filter_map(|(l, pts)| {
+            pts.get(&0).map(|v| {
+                (
+                    *v,
+                    json!({"metric": labels_json(l), "value": [ts_json(end), value_str(*v)]}),
+                )
+            })
+        })
+        .collect();
+    result.sort_by(|a, b| b.0.total_cmp(&a.0));
+    result.truncate(limit);
+    Ok(success(
+        json!({"resultType": "vector", "result": result.into_iter().map(|r| r.1).collect::<Vec<_>>()}),
+        &stats,
+    ))
+}
+
+async fn buildinfo() -> Response {
+    let body = json!({"version": "2.9.0", "revision": "skidder", "branch": "main", "buildUser": "skidder",
+                      "buildDate": "", "goVersion": ""});
+    (
+        StatusCode::OK,
+        [("content-type", "application/json; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn metrics(State(s): State<Shared>) -> String {
+    render_metrics(&s.engine.metrics().registry)
+}
+
+/// Counts every request by endpoint and status, and times it.
+async fn observe(
+    State(s): State<Shared>,
+    path: Option<MatchedPath>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let endpoint = path
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "other".into());
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let m = s.engine.metrics();
+    m.requests
+        .with_label_values(&[&endpoint, resp.status().as_str()])
+        .inc();
+    m.request_seconds
+        .with_label_values(&[&endpoint])
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/ready", get(|| async { "ready\n" }))
+        .route("/metrics", get(metrics))
+        .route(
+            "/loki/api/v1/query_range",
+            get(query_range).post(query_range),
+        )
+        .route("/loki/api/v1/query", get(query).post(query))
+        .route("/loki/api/v1/labels", get(labels).post(labels))
+        .route(
+            "/loki/api/v1/label/{name}/values",
+            get(label_values).post(label_values),
+        )
+        .route("/loki/api/v1/series", get(series).post(series))
+        .route(
+            "/loki/api/v1/index/stats",
+            get(index_stats).post(index_stats),
+        )
+        .route(
+            "/loki/api/v1/index/volume",
+            get(index_volume).post(index_volume),
+        )
+        .route("/loki/api/v1/status/buildinfo", get(buildinfo))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}

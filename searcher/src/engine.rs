@@ -1,0 +1,898 @@
+//! Finds, prunes and scans blocks for a query.
+//!
+//! Pruning runs in the order the design fixes: the time range picks the hour
+//! prefixes to list; each index's time range and label sets drop blocks and
+//! streams; the bloom filter drops blocks that lack a token every match
+//! needs. Scanning re-checks time and labels per record, so pruning is only
+//! ever an optimisation: `prune = false` must give identical results, and a
+//! property test holds it to that.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt};
+use skidder_common::format::index::BlockIndex;
+use skidder_common::format::layout::{hour_of, hour_prefix, INDEX_SUFFIX};
+use skidder_common::format::seqfile::{RecordBlock, SeqFileReader};
+use skidder_common::format::tokens::{
+    field_hash, inner_words, token_hash, DEFAULT_MAX_TOKEN_VALUE_LEN,
+};
+use skidder_common::storage::{list_all, ObjectStore, StorageError};
+use thiserror::Error;
+
+use crate::cache::ByteLru;
+use crate::logql::{
+    AggOp, BinOp, CmpOp, LabelExpr, LineOp, LogQuery, MatchOp, Matcher, MetricExpr, RangeFn, Stage,
+};
+use crate::metrics::Metrics;
+use crate::pipeline::{Labels, LinePipeline};
+
+const NS_PER_HOUR: i64 = 3_600_000_000_000;
+
+#[derive(Debug, Error)]
+pub enum SearchError {
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Limit(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Blocks fetched at once per query.
+    pub fetch_concurrency: usize,
+    /// Bytes of listings and indexes kept in memory.
+    pub cache_bytes: usize,
+    /// An hour older than this past its end is closed: its listing is cached.
+    pub closed_after_secs: i64,
+    /// Must equal the indexer's `parse.max_token_value_len`.
+    pub max_token_value_len: usize,
+    /// Longest time range a query may span.
+    pub max_hours: i64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            fetch_concurrency: 8,
+            cache_bytes: 256 << 20,
+            closed_after_secs: 120 + 600,
+            max_token_value_len: DEFAULT_MAX_TOKEN_VALUE_LEN,
+            max_hours: 31 * 24,
+        }
+    }
+}
+
+/// `[start, end)` in nanoseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub start: i64,
+    pub end: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Backward,
+}
+
+/// A block that survived pruning, and which of its streams may match.
+pub struct Candidate {
+    pub idx: Arc<BlockIndex>,
+    pub streams: Vec<usize>,
+}
+
+/// One matching line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub ts: i64,
+    pub labels: Arc<Labels>,
+    pub line: String,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Stats {
+    pub blocks_listed: u64,
+    pub blocks_scanned: u64,
+    pub bytes_fetched: u64,
+    pub bytes_scanned: u64,
+    pub lines_scanned: u64,
+    /// Objects skipped as corrupt or missing: the result is partial.
+    pub warnings: Vec<String>,
+}
+
+/// A metric result: series labels to (step index, value).
+pub type Matrix = BTreeMap<Labels, BTreeMap<usize, f64>>;
+
+pub struct Engine {
+    store: Arc<dyn ObjectStore>,
+    cfg: EngineConfig,
+    metrics: Arc<Metrics>,
+    listings: ByteLru<String, Vec<String>>,
+    indexes: ByteLru<String, BlockIndex>,
+}
+
+/// The labels a query sees for a stream: its own plus `__app__`.
+pub fn stream_labels(idx: &BlockIndex, stream: usize) -> Labels {
+    let mut l: Labels = idx
+        .streams
+        .get(stream)
+        .map(|s| s.labels.clone())
+        .unwrap_or_default();
+    l.push(("__app__".into(), idx.app.clone()));
+    l.sort();
+    l
+}
+
+fn matches_all(matchers: &[Matcher], tenant: &str, labels: &Labels) -> bool {
+    matchers.iter().all(|m| {
+        let v = if m.name == "__tenant__" {
+            tenant
+        } else {
+            labels
+                .iter()
+                .find(|(k, _)| *k == m.name)
+                .map_or("", |(_, v)| v.as_str())
+        };
+        m.matches(v)
+    })
+}
+
+fn looks_like_float(v: &str) -> bool {
+    v.parse::<f64>().is_ok() && v.contains(['.', 'e', 'E'])
+}
+
+/// Token hashes every matching line's block must contain.
+pub fn required_tokens(q: &LogQuery, max_value_len: usize) -> Vec<u64> {
+    fn fields(e: &LabelExpr, max: usize, out: &mut Vec<u64>, scratch: &mut Vec<u8>) {
+        match e {
+            LabelExpr::And(a, b) => {
+                fields(a, max, out, scratch);
+                fields(b, max, out, scratch);
+            }
+            LabelExpr::Str {
+                name,
+                op: CmpOp::Eq,
+                value,
+                ..
+            } if !value.is_empty()
+                && value.len() <= max
+                && !name.starts_with("__")
+                && !name.ends_with("_extracted")
+                && !looks_like_float(value) =>
+            {
+                out.push(field_hash(name, value.as_bytes(), scratch));
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    let mut scratch = Vec::new();
+    let mut fields_ok = true;
+    for stage in &q.stages {
+        match stage {
+            Stage::Line {
+                op: LineOp::Contains,
+                needle,
+                ..
+            } => out.extend(inner_words(needle.as_bytes()).iter().map(|w| token_hash(w))),
+            Stage::Logfmt => fields_ok = false,
+            Stage::Labels(e) if fields_ok => fields(e, max_value_len, &mut out, &mut scratch),
+            // The line is rewritten: nothing after this is about stored bytes.
+            Stage::LineFormat(_) => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn ObjectStore>, cfg: EngineConfig, metrics: Arc<Metrics>) -> Self {
+        Engine {
+            listings: ByteLru::new(cfg.cache_bytes / 4),
+            indexes: ByteLru::new(cfg.cache_bytes - cfg.cache_bytes / 4),
+            store,
+            cfg,
+            metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Index keys under one hour prefix; cached once the hour is closed.
+    async fn hour_keys(&self, tenant: &str, hour: i64) -> Result<Arc<Vec<String>>, SearchError> {
+        let prefix = hour_prefix(tenant, hour);
+        if let Some(v) = self.listings.get(&prefix) {
+            self.metrics
+                .cache
+                .with_label_values(&["listing", "hit"])
+                .inc();
+            return Ok(v);
+        }
+        self.metrics
+            .cache
+            .with_label_values(&["listing", "miss"])
+            .inc();
+        self.metrics.hours_listed.inc();
+        let keys: Vec<String> = list_all(&*self.store, &prefix)
+            .await?
+            .into_iter()
+            .map(|m| m.key)
+            .filter(|k| k.ends_with(INDEX_SUFFIX))
+            .collect();
+        let keys = Arc::new(keys);
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        if (hour + 1) * NS_PER_HOUR + self.cfg.closed_after_secs * 1_000_000_000 < now {
+            let bytes = keys.iter().map(|k| k.len() + 24).sum::<usize>() + prefix.len();
+            self.listings.put(prefix, keys.clone(), bytes);
+        }
+        Ok(keys)
+    }
+
+    /// A decoded index, cached. A corrupt one is a warning, not an error.
+    async fn index(
+        &self,
+        key: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<Arc<BlockIndex>>, SearchError> {
+        if let Some(i) = self.indexes.get(&key.to_owned()) {
+            self.metrics
+                .cache
+                .with_label_values(&["index", "hit"])
+                .inc();
+            return Ok(Some(i));
+        }
+        self.metrics
+            .cache
+            .with_label_values(&["index", "miss"])
+            .inc();
+        let bytes = self.store.get(key).await?;
+        self.metrics.bytes_fetched.inc_by(bytes.len() as u64);
+        match BlockIndex::decode(&bytes) {
+            Ok(idx) => {
+                let idx = Arc::new(idx);
+                self.indexes
+                    .put(key.to_owned(), idx.clone(), bytes.len() + 256);
+                Ok(Some(idx))
+            }
+            Err(e) => {
+                self.metrics.corrupt_objects.inc();
+                tracing::warn!(key, error = %e, "skipping corrupt index");
+                warnings.push(format!("skipped corrupt index {key}: {e}"));
+                Ok(None)
+            }
+        }
+    }
+
+    /// Lists, reads and prunes the indexes for a query.
+    pub async fn candidates(
+        &self,
+        tenant: &str,
+        range: TimeRange,
+        q: &LogQuery,
+        prune: bool,
+        stats: &mut Stats,
+    ) -> Result<Vec<Candidate>, SearchError> {
+        if range.end <= range.start {
+            return Ok(Vec::new());
+        }
+        let (first, last) = (hour_of(range.start), hour_of(range.end - 1));
+        if last - first + 1 > self.cfg.max_hours {
+            return Err(SearchError::Limit(format!(
+                "the query spans {} hours, more than the limit of {}",
+                last - first + 1,
+                self.cfg.max_hours
+            )));
+        }
+        let listings: Vec<_> = stream::iter(first..=last)
+            .map(|h| self.hour_keys(tenant, h))
+            .buffered(self.cfg.fetch_concurrency.max(1))
+            .collect()
+            .await;
+        let mut keys = Vec::new();
+        for l in listings {
+            keys.extend(l?.iter().cloned());
+        }
+        stats.blocks_listed += keys.len() as u64;
+        self.metrics.blocks_listed.inc_by(keys.len() as u64);
+        let tokens = if prune {
+            required_tokens(q, self.cfg.max_token_value_len)
+        } else {
+            Vec::new()
+        };
+        let mut out = Vec::new();
+        let fetched: Vec<_> = stream::iter(keys)
+            .map(|k| async move {
+                let mut w = Vec::new();
+                let r = self.index(&k, &mut w).await;
+                (r, w)
+            })
+            .buffered(self.cfg.fetch_concurrency.max(1))
+            .collect()
+            .await;
+        for (r, w) in fetched {
+            stats.warnings.extend(w);
+            let Some(idx) = r? else { continue };
+            if !prune {
+                let all = (0..idx.streams.len()).collect();
+                out.push(Candidate { idx, streams: all });
+                continue;
+            }
+            if idx.max_time_ns < range.start || idx.min_time_ns >= range.end {
+                self.metrics
+                    .blocks_pruned
+                    .with_label_values(&["time"])
+                    .inc();
+                continue;
+            }
+            let streams: Vec<usize> = (0..idx.streams.len())
+                .filter(|&s| {
+                    let st = &idx.streams[s];
+                    st.max_time_ns >= range.start
+                        && st.min_time_ns < range.end
+                        && matches_all(&q.matchers, tenant, &stream_labels(&idx, s))
+                })
+                .collect();
+            if streams.is_empty() {
+                self.metrics
+                    .blocks_pruned
+                    .with_label_values(&["labels"])
+                    .inc();
+                continue;
+            }
+            if !tokens.is_empty() {
+                let keep = match idx.bloom_filter() {
+                    Ok(b) => tokens.iter().all(|&t| b.may_contain(t)),
+                    Err(_) => true,
+                };
+                if !keep {
+                    self.metrics
+                        .blocks_pruned
+                        .with_label_values(&["bloom"])
+                        .inc();
+                    continue;
+                }
+            }
+            out.push(Candidate { idx, streams });
+        }
+        Ok(out)
+    }
+
+    /// Fetches and verifies a data block. `None` (with a warning) if it is
+    /// missing or corrupt.
+    async fn fetch(
+        &self,
+        idx: &BlockIndex,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<Bytes>, SearchError> {
+        let data = match self.store.get(&idx.data_key).await {
+            Ok(d) => d,
+            Err(e) if e.kind == skidder_common::storage::StorageErrorKind::NotFound => {
+                self.metrics.corrupt_objects.inc();
+                warnings.push(format!("index points to a missing block {}", idx.data_key));
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.metrics.blocks_fetched.inc();
+        self.metrics.bytes_fetched.inc_by(data.len() as u64);
+        if let Err(e) = idx.verify_data(&data) {
+            self.metrics.corrupt_objects.inc();
+            tracing::warn!(key = %idx.data_key, error = %e, "skipping corrupt block");
+            warnings.push(format!("skipped corrupt block {}: {e}", idx.data_key));
+            return Ok(None);
+        }
+        Ok(Some(data))
+    }
+
+    /// Fetches the candidates' blocks, a few at a time, in order.
+    async fn fetch_many(
+        &self,
+        cands: &[Candidate],
+    ) -> Vec<(Result<Option<Bytes>, SearchError>, Vec<String>)> {
+        let idxs: Vec<Arc<BlockIndex>> = cands.iter().map(|c| c.idx.clone()).collect();
+        stream::iter(idxs)
+            .map(|idx| async move {
+                let mut w = Vec::new();
+                let r = self.fetch(&idx, &mut w).await;
+                (r, w)
+            })
+            .buffered(self.cfg.fetch_concurrency.max(1))
+            .collect()
+            .await
+    }
+
+    /// Calls `f` for every record of the candidate's selected streams that
+    /// falls in the range, matches the selector and passes the pipeline.
+    fn scan(
+        &self,
+        c: &Candidate,
+        data: &[u8],
+        tenant: &str,
+        range: TimeRange,
+        q: &LogQuery,
+        pipeline: &LinePipeline,
+        stats: &mut Stats,
+        f: &mut dyn FnMut(i64, &Arc<Labels>, &Labels, &str),
+    ) {
+        let idx = &c.idx;
+        let mut selected = vec![None; idx.streams.len()];
+        for &s in &c.streams {
+            let labels = stream_labels(idx, s);
+            if matches_all(&q.matchers, tenant, &labels) {
+                selected[s] = Some(Arc::new(labels));
+            }
+        }
+        let mut reader = match SeqFileReader::new(data) {
+            Ok(r) => r,
+            Err(e) => {
+                stats
+                    .warnings
+                    .push(format!("skipped unreadable block {}: {e}", idx.data_key));
+                return;
+            }
+        };
+        self.metrics.blocks_scanned.inc();
+        stats.blocks_scanned += 1;
+        let mut block = RecordBlock::default();
+        let mut extracted = Vec::new();
+        let (mut n, mut stream) = (0usize, 0usize);
+        loop {
+            match reader.next_block(&mut block) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    stats.warnings.push(format!(
+                        "block {} is corrupt past record {n}: {e}",
+                        idx.data_key
+                    ));
+                    break;
+                }
+            }
+            for (ts, line) in block.records() {
+                while stream + 1 < idx.streams.len()
+                    && n >= (idx.streams[stream].first_record + idx.streams[stream].record_count)
+                        as usize
+                {
+                    stream += 1;
+                }
+                n += 1;
+                stats.lines_scanned += 1;
+                stats.bytes_scanned += line.len() as u64;
+                let Some(labels) = selected.get(stream).and_then(Option::as_ref) else {
+                    continue;
+                };
+                if ts < range.start || ts >= range.end {
+                    continue;
+                }
+                let Ok(line) = std::str::from_utf8(line) else {
+                    continue;
+                };
+                if let Some(out) = pipeline.eval(line, labels, &mut extracted) {
+                    f(ts, labels, &extracted, &out);
+                }
+            }
+        }
+        self.metrics.bytes_decompressed.inc_by(stats.bytes_scanned);
+    }
+
+    /// A log query: the first `limit` matching lines in `direction` order.
+    pub async fn logs(
+        &self,
+        tenant: &str,
+        range: TimeRange,
+        q: &LogQuery,
+        limit: usize,
+        direction: Direction,
+        prune: bool,
+    ) -> Result<(Vec<Entry>, Stats), SearchError> {
+        let mut stats = Stats::default();
+        let mut cands = self.candidates(tenant, range, q, prune, &mut stats).await?;
+        // Most promising blocks first, so the limit is certain early.
+        match direction {
+            Direction::Backward => cands.sort_by_key(|c| std::cmp::Reverse(c.idx.max_time_ns)),
+            Direction::Forward => cands.sort_by_key(|c| c.idx.min_time_ns),
+        }
+        let pipeline = LinePipeline::new(q);
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut i = 0;
+        while i < cands.len() {
+            // Stop once no remaining block can beat the limit-th line.
+            if prune && entries.len() >= limit {
+                if let Some(worst) = entries.last() {
+                    let c = &cands[i].idx;
+                    let hopeless = match direction {
+                        Direction::Backward => c.max_time_ns < worst.ts,
+                        Direction::Forward => c.min_time_ns > worst.ts,
+                    };
+                    if hopeless {
+                        break;
+                    }
+                }
+            }
+            let end = (i + self.cfg.fetch_concurrency.max(1)).min(cands.len());
+            let batch = &cands[i..end];
+            let fetched = self.fetch_many(batch).await;
+            for (c, (data, w)) in batch.iter().zip(fetched) {
+                stats.warnings.extend(w);
+                let Some(data) = data? else { continue };
+                stats.bytes_fetched += data.len() as u64;
+                self.scan(
+                    c,
+                    &data,
+                    tenant,
+                    range,
+                    q,
+                    &pipeline,
+                    &mut stats,
+                    &mut |ts, labels, extracted, line| {
+                        let labels = if extracted.is_empty() {
+                            labels.clone()
+                        } else {
+                            let mut l: Labels = labels
+                                .iter()
+                                .cloned()
+                                .chain(extracted.iter().cloned())
+                                .collect();
+                            l.sort();
+                            l.dedup_by(|a, b| a.0 == b.0);
+                            Arc::new(l)
+                        };
+                        entries.push(Entry {
+                            ts,
+                            labels,
+                            line: line.to_owned(),
+                        });
+                    },
+                );
+            }
+            sort_entries(&mut entries, direction);
+            entries.truncate(limit);
+            i = end;
+        }
+        self.metrics.lines_matched.inc_by(entries.len() as u64);
+        Ok((entries, stats))
+    }
+
+    /// A metric query evaluated at `start + k * step` for every k with the
+    /// time at or before `end`.
+    pub async fn metric(
+        &self,
+        tenant: &str,
+        expr: &MetricExpr,
+        start: i64,
+        end: i64,
+        step: i64,
+        prune: bool,
+    ) -> Result<(Matrix, Stats), SearchError> {
+        let steps = ((end - start) / step.max(1)).max(0) as usize + 1;
+        let mut stats = Stats::default();
+        let m = self
+            .eval_metric(tenant, expr, start, step, steps, prune, &mut stats)
+            .await?;
+        Ok((m, stats))
+    }
+
+    async fn eval_metric(
+        &self,
+        tenant: &str,
+        expr: &MetricExpr,
+        start: i64,
+        step: i64,
+        steps: usize,
+        prune: bool,
+        stats: &mut Stats,
+    ) -> Result<Matrix, SearchError> {
+        match expr {
+            MetricExpr::Const(v) => {
+                let mut m = Matrix::new();
+                m.insert(Vec::new(), (0..steps).map(|k| (k, *v)).collect());
+                Ok(m)
+            }
+            MetricExpr::Binary { op, lhs, rhs } => {
+                let (l, r) = (
+                    Box::pin(self.eval_metric(tenant, lhs, start, step, steps, prune, stats))
+                        .await?,
+                    Box::pin(self.eval_metric(tenant, rhs, start, step, steps, prune, stats))
+                        .await?,
+                );
+                Ok(binary(
+                    *op,
+                    l,
+                    r,
+                    matches!(**lhs, MetricExpr::Const(_)),
+                    matches!(**rhs, MetricExpr::Const(_)),
+                ))
+            }
+            MetricExpr::Agg {
+                op,
+                grouping,
+                inner,
+            } => {
+                let m = Box::pin(self.eval_metric(tenant, inner, start, step, steps, prune, stats))
+                    .await?;
+                Ok(aggregate(*op, grouping.as_ref(), m))
+            }
+            MetricExpr::Range {
+                func,
+                query,
+                range_ns,
+            } => {
+                let last_t = start + (steps as i64 - 1) * step;
+                let range = TimeRange {
+                    start: start - range_ns,
+                    end: last_t.saturating_add(1),
+                };
+                let cands = self.candidates(tenant, range, query, prune, stats).await?;
+                let pipeline = LinePipeline::new(query);
+                let mut sums: HashMap<Arc<Labels>, BTreeMap<usize, f64>> = HashMap::new();
+                for chunk in cands.chunks(self.cfg.fetch_concurrency.max(1)) {
+                    let fetched = self.fetch_many(chunk).await;
+                    for (c, (data, w)) in chunk.iter().zip(fetched) {
+                        stats.warnings.extend(w);
+                        let Some(data) = data? else { continue };
+                        stats.bytes_fetched += data.len() as u64;
+                        self.scan(
+                            c,
+                            &data,
+                            tenant,
+                            range,
+                            query,
+                            &pipeline,
+                            stats,
+                            &mut |ts, labels, extracted, line| {
+                                // Windows (t - range, t] that hold ts: t in [ts, ts + range).
+                                let lo = (ts - start + step - 1).div_euclid(step).max(0);
+                                let hi = (ts + range_ns - 1 - start)
+                                    .div_euclid(step)
+                                    .min(steps as i64 - 1);
+                                if lo > hi {
+                                    return;
+                                }
+                                let value = match func {
+                                    RangeFn::CountOverTime | RangeFn::Rate => 1.0,
+                                    RangeFn::BytesOverTime | RangeFn::BytesRate => {
+                                        line.len() as f64
+                                    }
+                                };
+                                let key = if extracted.is_empty() {
+                                    labels.clone()
+                                } else {
+                                    let mut l: Labels = labels
+                                        .iter()
+                                        .cloned()
+                                        .chain(extracted.iter().cloned())
+                                        .collect();
+                                    l.sort();
+                                    l.dedup_by(|a, b| a.0 == b.0);
+                                    Arc::new(l)
+                                };
+                                let series = sums.entry(key).or_default();
+                                for k in lo..=hi {
+                                    *series.entry(k as usize).or_default() += value;
+                                }
+                            },
+                        );
+                    }
+                }
+                let secs = *range_ns as f64 / 1e9;
+                let per_sec = matches!(func, RangeFn::Rate | RangeFn::BytesRate);
+                Ok(sums
+                    .into_iter()
+                    .map(|(k, mut v)| {
+                        if per_sec {
+                            v.values_mut().for_each(|x| *x /= secs);
+                        }
+                        ((*k).clone(), v)
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// Distinct stream label sets (with `__app__`) in the range that match.
+    pub async fn series(
+        &self,
+        tenant: &str,
+        range: TimeRange,
+        matchers: &[Vec<Matcher>],
+    ) -> Result<(Vec<Labels>, Stats), SearchError> {
+        let mut stats = Stats::default();
+        let any = LogQuery {
+            matchers: vec![Matcher {
+                name: "__app__".into(),
+                op: MatchOp::Re,
+                value: ".*".into(),
+                re: regex::Regex::new("^(?:.*)$").ok(),
+            }],
+            stages: Vec::new(),
+        };
+        let cands = self
+            .candidates(tenant, range, &any, true, &mut stats)
+            .await?;
+        let mut out: Vec<Labels> = Vec::new();
+        for c in &cands {
+            for &s in &c.streams {
+                let l = stream_labels(&c.idx, s);
+                if matchers.is_empty() || matchers.iter().any(|ms| matches_all(ms, tenant, &l)) {
+                    out.push(l);
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok((out, stats))
+    }
+
+    /// Blocks, records and raw bytes of the streams a selector picks.
+    pub async fn index_stats(
+        &self,
+        tenant: &str,
+        range: TimeRange,
+        q: &LogQuery,
+    ) -> Result<(u64, u64, u64, u64), SearchError> {
+        let mut stats = Stats::default();
+        let cands = self.candidates(tenant, range, q, true, &mut stats).await?;
+        let mut streams = std::collections::HashSet::new();
+        let (mut entries, mut bytes) = (0u64, 0u64);
+        for c in &cands {
+            let total: u64 = c
+                .idx
+                .streams
+                .iter()
+                .map(|s| s.record_count as u64)
+                .sum::<u64>()
+                .max(1);
+            for &s in &c.streams {
+                let n = c.idx.streams[s].record_count as u64;
+                entries += n;
+                bytes += c.idx.raw_bytes * n / total;
+                streams.insert(stream_labels(&c.idx, s));
+            }
+        }
+        Ok((streams.len() as u64, cands.len() as u64, entries, bytes))
+    }
+}
+
+/// Orders entries by time in `direction`; ties by labels then line, so
+/// every evaluation gives the same order.
+pub fn sort_entries(entries: &mut [Entry], direction: Direction) {
+    entries.sort_by(|a, b| {
+        let o =
+            a.ts.cmp(&b.ts)
+                .then_with(|| a.labels.cmp(&b.labels))
+                .then_with(|| a.line.cmp(&b.line));
+        match direction {
+            Direction::Forward => o,
+            Direction::Backward => o.reverse(),
+        }
+    });
+}
+
+fn apply(op: BinOp, a: f64, b: f64) -> f64 {
+    match op {
+        BinOp::Add => a + b,
+        BinOp::Sub => a - b,
+        BinOp::Mul => a * b,
+        BinOp::Div => a / b,
+    }
+}
+
+fn binary(op: BinOp, l: Matrix, r: Matrix, l_const: bool, r_const: bool) -> Matrix {
+    let constant = |m: &Matrix| m.values().next().cloned().unwrap_or_default();
+    if l_const && r_const {
+        let (a, b) = (constant(&l), constant(&r));
+        let mut m = Matrix::new();
+        m.insert(
+            Vec::new(),
+            a.iter()
+                .map(|(k, v)| (*k, apply(op, *v, b.get(k).copied().unwrap_or(f64::NAN))))
+                .collect(),
+        );
+        return m;
+    }
+    let (series, c, const_left) = if l_const {
+        (r, constant(&l), true)
+    } else {
+        (l, constant(&r), false)
+    };
+    series
+        .into_iter()
+        .map(|(labels, pts)| {
+            let pts = pts
+                .into_iter()
+                .map(|(k, v)| {
+                    let cv = c.get(&k).copied().unwrap_or(f64::NAN);
+                    (
+                        k,
+                        if const_left {
+                            apply(op, cv, v)
+                        } else {
+                            apply(op, v, cv)
+                        },
+                    )
+                })
+                .collect();
+            (labels, pts)
+        })
+        .collect()
+}
+
+fn group_key(labels: &Labels, g: Option<&crate::logql::Grouping>) -> Labels {
+    match g {
+        None => Vec::new(),
+        Some(g) if g.without => labels
+            .iter()
+            .filter(|(k, _)| !g.labels.contains(k))
+            .cloned()
+            .collect(),
+        Some(g) => labels
+            .iter()
+            .filter(|(k, _)| g.labels.contains(k))
+            .cloned()
+            .collect(),
+    }
+}
+
+fn aggregate(op: AggOp, g: Option<&crate::logql::Grouping>, m: Matrix) -> Matrix {
+    if let AggOp::Topk(k) = op {
+        // Per step, keep the k largest series of each group.
+        let mut out = Matrix::new();
+        let steps: std::collections::BTreeSet<usize> =
+            m.values().flat_map(|p| p.keys().copied()).collect();
+        for step in steps {
+            let mut groups: BTreeMap<Labels, Vec<(&Labels, f64)>> = BTreeMap::new();
+            for (labels, pts) in &m {
+                if let Some(v) = pts.get(&step) {
+                    groups
+                        .entry(group_key(labels, g))
+                        .or_default()
+                        .push((labels, *v));
+                }
+            }
+            for (_, mut members) in groups {
+                members.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+                for (labels, v) in members.into_iter().take(k) {
+                    out.entry(labels.clone()).or_default().insert(step, v);
+                }
+            }
+        }
+        return out;
+    }
+    let mut acc: BTreeMap<Labels, BTreeMap<usize, (f64, f64, f64, f64)>> = BTreeMap::new();
+    for (labels, pts) in m {
+        let key = group_key(&labels, g);
+        let series = acc.entry(key).or_default();
+        for (k, v) in pts {
+            let e = series
+                .entry(k)
+                .or_insert((0.0, 0.0, f64::INFINITY, f64::NEG_INFINITY));
+            e.0 += v;
+            e.1 += 1.0;
+            e.2 = e.2.min(v);
+            e.3 = e.3.max(v);
+        }
+    }
+    acc.into_iter()
+        .map(|(labels, pts)| {
+            let pts = pts
+                .into_iter()
+                .map(|(k, (sum, n, min, max))| {
+                    let v = match op {
+                        AggOp::Sum => sum,
+                        AggOp::Count => n,
+                        AggOp::Min => min,
+                        AggOp::Max => max,
+                        AggOp::Avg => sum / n,
+                        AggOp::Topk(_) => sum,
+                    };
+                    (k, v)
+                })
+                .collect();
+            (labels, pts)
+        })
+        .collect()
+}

@@ -1,0 +1,168 @@
+//! LogQL: the subset Episilia supports plus what Grafana's log views send.
+//! The parser turns text into this AST; `crate::pipeline` evaluates it.
+
+mod parser;
+
+pub use parser::{parse, parse_duration, ParseError};
+use regex::Regex;
+
+#[derive(Debug, Clone)]
+pub enum Query {
+    Log(LogQuery),
+    Metric(MetricExpr),
+}
+
+#[derive(Debug, Clone)]
+pub struct LogQuery {
+    pub matchers: Vec<Matcher>,
+    pub stages: Vec<Stage>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchOp {
+    Eq,
+    Ne,
+    Re,
+    Nre,
+}
+
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    pub name: String,
+    pub op: MatchOp,
+    pub value: String,
+    /// Anchored, as Prometheus and Loki anchor label regexes.
+    pub re: Option<Regex>,
+}
+
+impl Matcher {
+    pub fn matches(&self, v: &str) -> bool {
+        match self.op {
+            MatchOp::Eq => v == self.value,
+            MatchOp::Ne => v != self.value,
+            MatchOp::Re => self.re.as_ref().is_some_and(|r| r.is_match(v)),
+            MatchOp::Nre => !self.re.as_ref().is_some_and(|r| r.is_match(v)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineOp {
+    Contains,
+    NotContains,
+    Re,
+    NotRe,
+}
+
+#[derive(Debug, Clone)]
+pub enum Stage {
+    Line {
+        op: LineOp,
+        needle: String,
+        /// Unanchored, for `|~` and `!~`.
+        re: Option<Regex>,
+    },
+    Json,
+    Logfmt,
+    Labels(LabelExpr),
+    /// `| line_format "{{.field}}"`: only plain `{{.name}}` substitutions.
+    LineFormat(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Re,
+    Nre,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+#[derive(Debug, Clone)]
+pub enum LabelExpr {
+    And(Box<LabelExpr>, Box<LabelExpr>),
+    Or(Box<LabelExpr>, Box<LabelExpr>),
+    /// String comparison (`=`, `!=`, `=~`, `!~`) against a quoted value.
+    Str {
+        name: String,
+        op: CmpOp,
+        value: String,
+        re: Option<Regex>,
+    },
+    /// Numeric comparison against an unquoted number.
+    Num {
+        name: String,
+        op: CmpOp,
+        value: f64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeFn {
+    CountOverTime,
+    Rate,
+    BytesOverTime,
+    BytesRate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggOp {
+    Sum,
+    Count,
+    Min,
+    Max,
+    Avg,
+    Topk(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grouping {
+    pub without: bool,
+    pub labels: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+#[derive(Debug, Clone)]
+pub enum MetricExpr {
+    Range {
+        func: RangeFn,
+        query: LogQuery,
+        range_ns: i64,
+    },
+    Agg {
+        op: AggOp,
+        grouping: Option<Grouping>,
+        inner: Box<MetricExpr>,
+    },
+    /// `vector(1)` or a bare number.
+    Const(f64),
+    /// Arithmetic where at least one side is a constant (Grafana's health
+    /// check sends `vector(1)+vector(1)`; `rate(..) * 60` is common).
+    Binary {
+        op: BinOp,
+        lhs: Box<MetricExpr>,
+        rhs: Box<MetricExpr>,
+    },
+}
+
+impl MetricExpr {
+    /// The log query inside, if any.
+    pub fn log_query(&self) -> Option<&LogQuery> {
+        match self {
+            MetricExpr::Range { query, .. } => Some(query),
+            MetricExpr::Agg { inner, .. } => inner.log_query(),
+            MetricExpr::Const(_) => None,
+            MetricExpr::Binary { lhs, rhs, .. } => lhs.log_query().or_else(|| rhs.log_query()),
+        }
+    }
+}

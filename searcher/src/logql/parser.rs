@@ -1,0 +1,712 @@
+//! A hand-written recursive-descent parser. Every error says what was
+//! expected and where (line and column), in the words Loki uses, and no
+//! input can make it panic (see the proptest below).
+
+use regex::Regex;
+
+use super::*;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "parse error at line {}, col {}: {}",
+            self.line, self.col, self.message
+        )
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Deepest nesting of parentheses accepted; bounds recursion on hostile input.
+const MAX_DEPTH: usize = 64;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Ident(String),
+    Str(String),
+    Num(f64),
+    Duration(i64),
+    Sym(&'static str),
+    Eof,
+}
+
+struct Lexer<'a> {
+    src: &'a str,
+    pos: usize,
+}
+
+const SYMBOLS: &[&str] = &[
+    "|=", "|~", "!=", "!~", "=~", "==", ">=", "<=", "{", "}", "(", ")", "[", "]", ",", "=", "|",
+    ">", "<", "+", "-", "*", "/",
+];
+
+fn duration_unit(u: &str) -> Option<i64> {
+    Some(match u {
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
+        "w" => 604_800_000_000_000,
+        "y" => 31_536_000_000_000_000,
+        _ => return None,
+    })
+}
+
+/// Parses `1h30m`, `5m`, `250ms` into nanoseconds.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut total: i64 = 0;
+    if b.is_empty() {
+        return None;
+    }
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let n: i64 = s.get(start..i)?.parse().ok()?;
+        let ustart = i;
+        while i < b.len() && !b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let unit = duration_unit(s.get(ustart..i)?)?;
+        total = total.checked_add(n.checked_mul(unit)?)?;
+    }
+    Some(total)
+}
+
+impl<'a> Lexer<'a> {
+    fn err(&self, at: usize, message: impl Into<String>) -> ParseError {
+        let before = &self.src[..at.min(self.src.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before
+            .rfind('\n')
+            .map_or(before.chars().count(), |i| before[i + 1..].chars().count())
+            + 1;
+        ParseError {
+            line,
+            col,
+            message: message.into(),
+        }
+    }
+
+    /// The next token and its start offset.
+    fn next(&mut self) -> Result<(Tok, usize), ParseError> {
+        let b = self.src.as_bytes();
+        while self.pos < b.len() && b[self.pos].is_ascii_whitespace() {
+            self.pos += 1;
+        }
+        let start = self.pos;
+        if self.pos >= b.len() {
+            return Ok((Tok::Eof, start));
+        }
+        let c = b[self.pos];
+        if c == b'"' || c == b'`' {
+            return self.string(c).map(|s| (Tok::Str(s), start));
+        }
+        if c.is_ascii_digit() || (c == b'.' && b.get(self.pos + 1).is_some_and(u8::is_ascii_digit))
+        {
+            while self.pos < b.len() && (b[self.pos].is_ascii_alphanumeric() || b[self.pos] == b'.')
+            {
+                self.pos += 1;
+            }
+            let text = &self.src[start..self.pos];
+            if let Ok(n) = text.parse::<f64>() {
+                return Ok((Tok::Num(n), start));
+            }
+            return parse_duration(text)
+                .map(|d| (Tok::Duration(d), start))
+                .ok_or_else(|| {
+                    self.err(
+                        start,
+                        format!("syntax error: bad number or duration {text:?}"),
+                    )
+                });
+        }
+        if c.is_ascii_alphabetic() || c == b'_' {
+            while self.pos < b.len()
+                && (b[self.pos].is_ascii_alphanumeric()
+                    || b[self.pos] == b'_'
+                    || b[self.pos] == b'.')
+            {
+                self.pos += 1;
+            }
+            return Ok((Tok::Ident(self.src[start..self.pos].to_owned()), start));
+        }
+        for s in SYMBOLS {
+            if self.src[self.pos..].starts_with(s) {
+                self.pos += s.len();
+                return Ok((Tok::Sym(s), start));
+            }
+        }
+        let ch = self.src[self.pos..].chars().next().unwrap_or('?');
+        Err(self.err(start, format!("syntax error: unexpected character {ch:?}")))
+    }
+
+    fn string(&mut self, quote: u8) -> Result<String, ParseError> {
+        let start = self.pos;
+        self.pos += 1;
+        let mut out = String::new();
+        let rest = &self.src[self.pos..];
+        let mut chars = rest.char_indices();
+        while let Some((i, ch)) = chars.next() {
+            if ch as u32 == quote as u32 {
+                self.pos += i + 1;
+                return Ok(out);
+            }
+            if ch == '\\' && quote == b'"' {
+                match chars.next() {
+                    Some((_, 'n')) => out.push('\n'),
+                    Some((_, 't')) => out.push('\t'),
+                    Some((_, 'r')) => out.push('\r'),
+                    Some((_, c @ ('"' | '\\' | '/'))) => out.push(c),
+                    Some((_, c)) => {
+                        // Unknown escapes stay as written, so regexes like "\d" work.
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    None => break,
+                }
+            } else {
+                out.push(ch);
+            }
+        }
+        Err(self.err(start, "syntax error: unterminated string"))
+    }
+}
+
+struct Parser<'a> {
+    lex: Lexer<'a>,
+    tok: Tok,
+    at: usize,
+    depth: usize,
+}
+
+fn is_range_fn(s: &str) -> Option<RangeFn> {
+    Some(match s {
+        "count_over_time" => RangeFn::CountOverTime,
+        "rate" => RangeFn::Rate,
+        "bytes_over_time" => RangeFn::BytesOverTime,
+        "bytes_rate" => RangeFn::BytesRate,
+        _ => return None,
+    })
+}
+
+impl<'a> Parser<'a> {
+    fn bump(&mut self) -> Result<(), ParseError> {
+        let (t, at) = self.lex.next()?;
+        self.tok = t;
+        self.at = at;
+        Ok(())
+    }
+
+    fn err<T>(&self, message: impl Into<String>) -> Result<T, ParseError> {
+        Err(self.lex.err(self.at, message))
+    }
+
+    fn unexpected<T>(&self, wanted: &str) -> Result<T, ParseError> {
+        let found = match &self.tok {
+            Tok::Ident(s) => format!("identifier {s:?}"),
+            Tok::Str(s) => format!("string {s:?}"),
+            Tok::Num(n) => format!("number {n}"),
+            Tok::Duration(_) => "duration".to_owned(),
+            Tok::Sym(s) => format!("{s:?}"),
+            Tok::Eof => "end of query".to_owned(),
+        };
+        self.err(format!(
+            "syntax error: unexpected {found}, expecting {wanted}"
+        ))
+    }
+
+    fn eat(&mut self, sym: &'static str) -> Result<bool, ParseError> {
+        if self.tok == Tok::Sym(sym) {
+            self.bump()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn expect(&mut self, sym: &'static str) -> Result<(), ParseError> {
+        if !self.eat(sym)? {
+            return self.unexpected(&format!("{sym:?}"));
+        }
+        Ok(())
+    }
+
+    fn ident(&mut self, what: &str) -> Result<String, ParseError> {
+        match &self.tok {
+            Tok::Ident(s) => {
+                let s = s.clone();
+                self.bump()?;
+                Ok(s)
+            }
+            _ => self.unexpected(what),
+        }
+    }
+
+    fn string(&mut self) -> Result<String, ParseError> {
+        match &self.tok {
+            Tok::Str(s) => {
+                let s = s.clone();
+                self.bump()?;
+                Ok(s)
+            }
+            _ => self.unexpected("a quoted string"),
+        }
+    }
+
+    /// Compiles a regex; errors point at `at`, where its string started.
+    fn regex(&self, pattern: &str, anchored: bool, at: usize) -> Result<Regex, ParseError> {
+        let p = if anchored {
+            format!("^(?:{pattern})$")
+        } else {
+            pattern.to_owned()
+        };
+        regex::RegexBuilder::new(&p)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| {
+                let why = e.to_string();
+                let why = why
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ");
+                self.lex
+                    .err(at, format!("invalid regex {pattern:?}: {why}"))
+            })
+    }
+
+    fn enter(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return self.err("query nested too deeply");
+        }
+        Ok(())
+    }
+
+    fn query(&mut self) -> Result<Query, ParseError> {
+        let q = if self.tok == Tok::Sym("{") {
+            Query::Log(self.log_query()?)
+        } else {
+            Query::Metric(self.metric_expr()?)
+        };
+        if self.tok != Tok::Eof {
+            return self.unexpected("end of query");
+        }
+        Ok(q)
+    }
+
+    fn log_query(&mut self) -> Result<LogQuery, ParseError> {
+        let open = self.at;
+        self.expect("{")?;
+        let mut matchers = Vec::new();
+        loop {
+            let name = self.ident("a label name")?;
+            let op = match &self.tok {
+                Tok::Sym("=") => MatchOp::Eq,
+                Tok::Sym("!=") => MatchOp::Ne,
+                Tok::Sym("=~") => MatchOp::Re,
+                Tok::Sym("!~") => MatchOp::Nre,
+                _ => return self.unexpected("=, !=, =~ or !~"),
+            };
+            self.bump()?;
+            let at = self.at;
+            let value = self.string()?;
+            let re = match op {
+                MatchOp::Re | MatchOp::Nre => Some(self.regex(&value, true, at)?),
+                _ => None,
+            };
+            matchers.push(Matcher {
+                name,
+                op,
+                value,
+                re,
+            });
+            if !self.eat(",")? {
+                break;
+            }
+        }
+        self.expect("}")?;
+        if matchers.iter().all(|m| m.matches("")) {
+            return Err(self.lex.err(open, "queries require at least one matcher that does not match the empty string, like {app=\"x\"}"));
+        }
+        let mut stages = Vec::new();
+        loop {
+            let line_op = match &self.tok {
+                Tok::Sym("|=") => Some(LineOp::Contains),
+                Tok::Sym("!=") => Some(LineOp::NotContains),
+                Tok::Sym("|~") => Some(LineOp::Re),
+                Tok::Sym("!~") => Some(LineOp::NotRe),
+                _ => None,
+            };
+            if let Some(op) = line_op {
+                self.bump()?;
+                let at = self.at;
+                let needle = self.string()?;
+                let re = match op {
+                    LineOp::Re | LineOp::NotRe => Some(self.regex(&needle, false, at)?),
+                    _ => None,
+                };
+                stages.push(Stage::Line { op, needle, re });
+                continue;
+            }
+            if !self.eat("|")? {
+                break;
+            }
+            match &self.tok {
+                Tok::Ident(s) if s == "json" => {
+                    self.bump()?;
+                    stages.push(Stage::Json);
+                }
+                Tok::Ident(s) if s == "logfmt" => {
+                    self.bump()?;
+                    stages.push(Stage::Logfmt);
+                }
+                Tok::Ident(s) if s == "line_format" => {
+                    self.bump()?;
+                    stages.push(Stage::LineFormat(self.string()?));
+                }
+                Tok::Ident(_) | Tok::Sym("(") => stages.push(Stage::Labels(self.label_or()?)),
+                _ => return self.unexpected("json, logfmt, line_format or a label filter"),
+            }
+        }
+        Ok(LogQuery { matchers, stages })
+    }
+
+    fn label_or(&mut self) -> Result<LabelExpr, ParseError> {
+        let mut lhs = self.label_and()?;
+        while matches!(&self.tok, Tok::Ident(s) if s == "or") {
+            self.bump()?;
+            let rhs = self.label_and()?;
+            lhs = LabelExpr::Or(Box::new(lhs), Box::new(rhs));
+        }
+        Ok(lhs)
+    }
+
+    fn label_and(&mut self) -> Result<LabelExpr, ParseError> {
+        let mut lhs = self.label_primary()?;
+        loop {
+            let and = matches!(&self.tok, Tok::Ident(s) if s == "and") || self.tok == Tok::Sym(",");
+            if !and {
+                return Ok(lhs);
+            }
+            self.bump()?;
+            let rhs = self.label_primary()?;
+            lhs = LabelExpr::And(Box::new(lhs), Box::new(rhs));
+        }
+    }
+
+    fn label_primary(&mut self) -> Result<LabelExpr, ParseError> {
+        if self.eat("(")? {
+            self.enter()?;
+            let e = self.label_or()?;
+            self.expect(")")?;
+            self.depth -= 1;
+            return Ok(e);
+        }
+        let name = self.ident("a label name")?;
+        let op = match &self.tok {
+            Tok::Sym("=") | Tok::Sym("==") => CmpOp::Eq,
+            Tok::Sym("!=") => CmpOp::Ne,
+            Tok::Sym("=~") => CmpOp::Re,
+            Tok::Sym("!~") => CmpOp::Nre,
+            Tok::Sym(">") => CmpOp::Gt,
+            Tok::Sym(">=") => CmpOp::Ge,
+            Tok::Sym("<") => CmpOp::Lt,
+            Tok::Sym("<=") => CmpOp::Le,
+            _ => return self.unexpected("a comparison operator"),
+        };
+        self.bump()?;
+        match self.tok.clone() {
+            Tok::Str(value) => {
+                if matches!(op, CmpOp::Gt | CmpOp::Ge | CmpOp::Lt | CmpOp::Le) {
+                    return self
+                        .err("syntax error: >, >=, < and <= compare numbers; drop the quotes");
+                }
+                let at = self.at;
+                self.bump()?;
+                let re = match op {
+                    CmpOp::Re | CmpOp::Nre => Some(self.regex(&value, true, at)?),
+                    _ => None,
+                };
+                Ok(LabelExpr::Str {
+                    name,
+                    op,
+                    value,
+                    re,
+                })
+            }
+            Tok::Num(value) => {
+                if matches!(op, CmpOp::Re | CmpOp::Nre) {
+                    return self.err("syntax error: =~ and !~ need a quoted regex");
+                }
+                self.bump()?;
+                Ok(LabelExpr::Num { name, op, value })
+            }
+            _ => self.unexpected("a quoted string or a number"),
+        }
+    }
+
+    fn metric_expr(&mut self) -> Result<MetricExpr, ParseError> {
+        let mut lhs = self.metric_term()?;
+        loop {
+            let op = match &self.tok {
+                Tok::Sym("+") => BinOp::Add,
+                Tok::Sym("-") => BinOp::Sub,
+                Tok::Sym("*") => BinOp::Mul,
+                Tok::Sym("/") => BinOp::Div,
+                _ => return Ok(lhs),
+            };
+            self.bump()?;
+            let rhs = self.metric_term()?;
+            if !matches!(lhs, MetricExpr::Const(_)) && !matches!(rhs, MetricExpr::Const(_)) {
+                return self
+                    .err("binary operations need a constant on one side, like rate(...) * 60");
+            }
+            lhs = MetricExpr::Binary {
+                op,
+                lhs: Box::new(lhs),
+                rhs: Box::new(rhs),
+            };
+        }
+    }
+
+    fn grouping(&mut self) -> Result<Option<Grouping>, ParseError> {
+        let without = match &self.tok {
+            Tok::Ident(s) if s == "by" => false,
+            Tok::Ident(s) if s == "without" => true,
+            _ => return Ok(None),
+        };
+        self.bump()?;
+        self.expect("(")?;
+        let mut labels = Vec::new();
+        if !self.eat(")")? {
+            loop {
+                labels.push(self.ident("a label name")?);
+                if !self.eat(",")? {
+                    break;
+                }
+            }
+            self.expect(")")?;
+        }
+        Ok(Some(Grouping { without, labels }))
+    }
+
+    fn metric_term(&mut self) -> Result<MetricExpr, ParseError> {
+        self.enter()?;
+        let e = self.metric_term_inner();
+        self.depth -= 1;
+        e
+    }
+
+    fn metric_term_inner(&mut self) -> Result<MetricExpr, ParseError> {
+        match self.tok.clone() {
+            Tok::Num(n) => {
+                self.bump()?;
+                Ok(MetricExpr::Const(n))
+            }
+            Tok::Sym("(") => {
+                self.bump()?;
+                let e = self.metric_expr()?;
+                self.expect(")")?;
+                Ok(e)
+            }
+            Tok::Ident(name) => {
+                self.bump()?;
+                if name == "vector" {
+                    self.expect("(")?;
+                    let Tok::Num(n) = self.tok else {
+                        return self.unexpected("a number");
+                    };
+                    self.bump()?;
+                    self.expect(")")?;
+                    return Ok(MetricExpr::Const(n));
+                }
+                if let Some(func) = is_range_fn(&name) {
+                    self.expect("(")?;
+                    if self.tok != Tok::Sym("{") {
+                        return self.unexpected("a log query like {app=\"x\"}");
+                    }
+                    let query = self.log_query()?;
+                    self.expect("[")?;
+                    let range_ns = match self.tok {
+                        Tok::Duration(d) if d > 0 => d,
+                        Tok::Num(n) if n > 0.0 => (n * 1e9) as i64,
+                        _ => return self.unexpected("a range like 5m"),
+                    };
+                    self.bump()?;
+                    self.expect("]")?;
+                    self.expect(")")?;
+                    return Ok(MetricExpr::Range {
+                        func,
+                        query,
+                        range_ns,
+                    });
+                }
+                let op = match name.as_str() {
+                    "sum" => AggOp::Sum,
+                    "count" => AggOp::Count,
+                    "min" => AggOp::Min,
+                    "max" => AggOp::Max,
+                    "avg" => AggOp::Avg,
+                    "topk" => AggOp::Topk(0),
+                    _ => {
+                        return self.err(format!(
+                            "syntax error: unknown function {name:?}; supported: sum, count, min, max, avg, topk, \
+                             count_over_time, rate, bytes_over_time, bytes_rate, vector"
+                        ))
+                    }
+                };
+                let mut grouping = self.grouping()?;
+                self.expect("(")?;
+                let op = if let AggOp::Topk(_) = op {
+                    let Tok::Num(k) = self.tok else {
+                        return self.unexpected("topk's k, a number");
+                    };
+                    if !(k >= 1.0 && k.fract() == 0.0 && k <= 10_000.0) {
+                        return self.err("topk needs a whole k between 1 and 10000");
+                    }
+                    self.bump()?;
+                    self.expect(",")?;
+                    AggOp::Topk(k as usize)
+                } else {
+                    op
+                };
+                let inner = self.metric_expr()?;
+                self.expect(")")?;
+                if grouping.is_none() {
+                    grouping = self.grouping()?;
+                }
+                if inner.log_query().is_none() {
+                    return self.err("aggregations need a range function inside, like sum(rate({app=\"x\"}[5m]))");
+                }
+                Ok(MetricExpr::Agg {
+                    op,
+                    grouping,
+                    inner: Box::new(inner),
+                })
+            }
+            _ => self.unexpected("a log query {...} or a metric expression"),
+        }
+    }
+}
+
+/// Parses a LogQL query.
+pub fn parse(src: &str) -> Result<Query, ParseError> {
+    let mut p = Parser {
+        lex: Lexer { src, pos: 0 },
+        tok: Tok::Eof,
+        at: 0,
+        depth: 0,
+    };
+    p.bump()?;
+    if p.tok == Tok::Eof {
+        return p.err("syntax error: empty query");
+    }
+    p.query()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ok(q: &str) -> Query {
+        parse(q).unwrap_or_else(|e| panic!("{q}: {e}"))
+    }
+
+    #[test]
+    fn parses_what_grafana_and_users_send() {
+        for q in [
+            r#"{app="checkout"}"#,
+            r#"{__app__="checkout", level!="debug", pod=~"api-.*", ns!~"kube.*"}"#,
+            r#"{app="a"} |= "error" != "timeout" |~ "5\\d\\d" !~ `(?i)health`"#,
+            r#"{app="a"} | json | status >= 500 and method="GET" or (path=~"/api/.*", latency_ms < 10.5)"#,
+            r#"{app="a"} | trace_id="abc123""#,
+            r#"{app="a"} | logfmt | line_format "{{.msg}}""#,
+            r#"sum by (level, detected_level) (count_over_time({app="a"} |= "x" [1m]))"#,
+            r#"sum(rate({app="a"}[5m])) by (pod)"#,
+            r#"topk(3, sum by (app) (bytes_over_time({app=~".+"}[1h])))"#,
+            r#"avg without (pod) (bytes_rate({app="a"}[30s]))"#,
+            "vector(1)+vector(1)",
+            r#"sum(rate({app="a"}[1h30m])) * 60"#,
+        ] {
+            ok(q);
+        }
+    }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        let cases = [
+            (r#"{app="a""#, 1, 9, "expecting \"}\""),
+            (r#"{app="a"} |= error"#, 1, 14, "expecting a quoted string"),
+            (r#"{app=~"(["}"#, 1, 7, "invalid regex"),
+            ("{app=\"a\"}\n | status > \"5\"", 2, 13, "drop the quotes"),
+            (r#"{app=""}"#, 1, 1, "at least one matcher"),
+            (
+                r#"sum(count_over_time({app="a"}))"#,
+                1,
+                30,
+                "expecting \"[\"",
+            ),
+            (r#"frobnicate({app="a"}[1m])"#, 1, 11, "unknown function"),
+            ("", 1, 1, "empty query"),
+            (r#"{app="a"} | json | x="#, 1, 22, "end of query"),
+        ];
+        for (q, line, col, want) in cases {
+            let e = parse(q).expect_err(q);
+            assert!(e.message.contains(want), "{q}: {e}");
+            assert_eq!((e.line, e.col), (line, col), "{q}: {e}");
+        }
+    }
+
+    #[test]
+    fn regexes_are_anchored_for_labels_only() {
+        let Query::Log(q) = ok(r#"{app=~"check"} |~ "out""#) else {
+            panic!()
+        };
+        assert!(!q.matchers[0].matches("checkout"));
+        assert!(q.matchers[0].matches("check"));
+        let Stage::Line { re: Some(re), .. } = &q.stages[0] else {
+            panic!()
+        };
+        assert!(re.is_match("checkout"));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let q = format!("{}vector(1){}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(parse(&q).is_err());
+        let q = format!(
+            r#"{{a="b"}} | {}x="y"{}"#,
+            "(".repeat(10_000),
+            ")".repeat(10_000)
+        );
+        assert!(parse(&q).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn no_input_panics(s in "\\PC{0,80}") {
+            let _ = parse(&s);
+        }
+
+        #[test]
+        fn no_near_miss_panics(s in r#"[{}()\[\]|=!~"`a-z0-9 ,.<>+*/-]{0,60}"#) {
+            let _ = parse(&s);
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Every metric the searcher exports, in one place.
+
+use prometheus::{
+    exponential_buckets, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_seconds: HistogramVec,
+    pub hours_listed: IntCounter,
+    pub blocks_listed: IntCounter,
+    pub blocks_pruned: IntCounterVec,
+    pub blocks_fetched: IntCounter,
+    pub blocks_scanned: IntCounter,
+    pub bytes_fetched: IntCounter,
+    pub bytes_decompressed: IntCounter,
+    pub lines_matched: IntCounter,
+    pub cache: IntCounterVec,
+    pub corrupt_objects: IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let reg = |c: Box<dyn prometheus::core::Collector>| {
+            r.register(c).expect("metric registered once")
+        };
+        let c = |name: &str, help: &str| {
+            let m = IntCounter::new(name, help).expect("valid metric");
+            reg(Box::new(m.clone()));
+            m
+        };
+        let cv = |name: &str, help: &str, labels: &[&str]| {
+            let m = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            reg(Box::new(m.clone()));
+            m
+        };
+        let request_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "skidder_searcher_request_duration_seconds",
+                "HTTP request latency by endpoint.",
+            )
+            .buckets(exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        reg(Box::new(request_seconds.clone()));
+        Metrics {
+            requests: cv(
+                "skidder_searcher_requests_total",
+                "HTTP requests by endpoint and status.",
+                &["endpoint", "status"],
+            ),
+            request_seconds,
+            hours_listed: c(
+                "skidder_searcher_hours_listed_total",
+                "Hour prefixes listed.",
+            ),
+            blocks_listed: c(
+                "skidder_searcher_blocks_listed_total",
+                "Blocks found by listing.",
+            ),
+            blocks_pruned: cv(
+                "skidder_searcher_blocks_pruned_total",
+                "Blocks pruned, by rule.",
+                &["rule"],
+            ),
+            blocks_fetched: c(
+                "skidder_searcher_blocks_fetched_total",
+                "Data blocks fetched.",
+            ),
+            blocks_scanned: c(
+                "skidder_searcher_blocks_scanned_total",
+                "Data blocks scanned.",
+            ),
+            bytes_fetched: c(
+                "skidder_searcher_bytes_fetched_total",
+                "Bytes fetched from the store.",
+            ),
+            bytes_decompressed: c(
+                "skidder_searcher_bytes_decompressed_total",
+                "Log bytes decompressed.",
+            ),
+            lines_matched: c(
+                "skidder_searcher_lines_matched_total",
+                "Lines that matched a query.",
+            ),
+            cache: cv(
+                "skidder_searcher_cache_requests_total",
+                "Cache lookups by cache and result.",
+                &["cache", "result"],
+            ),
+            corrupt_objects: c(
+                "skidder_searcher_corrupt_objects_total",
+                "Objects skipped as corrupt.",
+            ),
+            registry: r,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,373 @@
+//! Evaluates a log query's pipeline on one line: line filters, `| json`,
+//! `| logfmt`, label filters and `| line_format`, with Loki's semantics.
+//!
+//! Field filters before any parser read the line's JSON fields, as if
+//! `| json` had run, without adding them to the result's labels. JSON is
+//! flattened exactly as the indexer flattens it for its `key=value` tokens
+//! (`common::format::tokens`), which is what makes bloom pruning exact.
+
+use std::borrow::Cow;
+
+use memchr::memmem;
+use serde_json::Value;
+use skidder_common::format::tokens::{push_sanitized_key, MAX_FIELD_DEPTH};
+
+use crate::logql::{CmpOp, LabelExpr, LineOp, LogQuery, Stage};
+
+pub type Labels = Vec<(String, String)>;
+
+/// A compiled pipeline.
+pub struct LinePipeline {
+    stages: Vec<Compiled>,
+}
+
+enum Compiled {
+    Contains(memmem::Finder<'static>),
+    NotContains(memmem::Finder<'static>),
+    Re(regex::Regex, bool),
+    Json,
+    Logfmt,
+    Labels(LabelExpr),
+    LineFormat(String),
+}
+
+/// Appends the scalar fields of a JSON object, flattened Loki's way.
+pub fn flatten_json(v: &Value, out: &mut Labels) {
+    fn walk(v: &Value, path: &mut String, depth: usize, out: &mut Labels) {
+        let Value::Object(o) = v else { return };
+        if depth >= MAX_FIELD_DEPTH {
+            return;
+        }
+        for (k, child) in o {
+            let restore = path.len();
+            if depth > 0 {
+                path.push('_');
+            } else if k.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+                path.push('_');
+            }
+            push_sanitized_key(path, k);
+            match child {
+                Value::Object(_) => walk(child, path, depth + 1, out),
+                Value::String(s) => out.push((path.clone(), s.clone())),
+                Value::Number(n) => out.push((path.clone(), number_text(n))),
+                Value::Bool(b) => out.push((path.clone(), b.to_string())),
+                _ => {}
+            }
+            path.truncate(restore);
+        }
+    }
+    walk(v, &mut String::new(), 0, out);
+}
+
+/// A number as the indexer writes it: integers in decimal, floats with
+/// Rust's shortest round-trip formatting.
+fn number_text(n: &serde_json::Number) -> String {
+    if let Some(i) = n.as_i64() {
+        i.to_string()
+    } else if let Some(u) = n.as_u64() {
+        u.to_string()
+    } else {
+        format!("{}", n.as_f64().unwrap_or(f64::NAN))
+    }
+}
+
+fn parse_json_fields(line: &str, out: &mut Labels) -> bool {
+    match serde_json::from_str::<Value>(line) {
+        Ok(v @ Value::Object(_)) => {
+            flatten_json(&v, out);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// `key=value key2="quoted value"` pairs.
+fn parse_logfmt(line: &str, out: &mut Labels) {
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        while i < b.len() && b[i] == b' ' {
+            i += 1;
+        }
+        let ks = i;
+        while i < b.len() && b[i] != b'=' && b[i] != b' ' {
+            i += 1;
+        }
+        let key = &line[ks..i];
+        let mut value = String::new();
+        if i < b.len() && b[i] == b'=' {
+            i += 1;
+            if i < b.len() && b[i] == b'"' {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    if b[i] == b'\\' && i + 1 < b.len() {
+                        i += 1;
+                    }
+                    let ch_len = line[i..].chars().next().map_or(1, char::len_utf8);
+                    value.push_str(&line[i..i + ch_len]);
+                    i += ch_len;
+                }
+                i += 1;
+            } else {
+                let vs = i;
+                while i < b.len() && b[i] != b' ' {
+                    i += 1;
+                }
+                value.push_str(&line[vs..i]);
+            }
+        }
+        if !key.is_empty() {
+            let mut name = String::new();
+            push_sanitized_key(&mut name, key);
+            out.push((name, value));
+        }
+    }
+}
+
+fn lookup<'a>(name: &str, extracted: &'a Labels, stream: &'a Labels) -> Option<&'a str> {
+    extracted
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .or_else(|| stream.iter().find(|(k, _)| k == name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn cmp_num(a: f64, op: CmpOp, b: f64) -> bool {
+    match op {
+        CmpOp::Eq => a == b,
+        CmpOp::Ne => a != b,
+        CmpOp::Gt => a > b,
+        CmpOp::Ge => a >= b,
+        CmpOp::Lt => a < b,
+        CmpOp::Le => a <= b,
+        CmpOp::Re | CmpOp::Nre => false,
+    }
+}
+
+fn eval_labels(e: &LabelExpr, get: &dyn Fn(&str) -> Option<String>) -> bool {
+    match e {
+        LabelExpr::And(a, b) => eval_labels(a, get) && eval_labels(b, get),
+        LabelExpr::Or(a, b) => eval_labels(a, get) || eval_labels(b, get),
+        LabelExpr::Str {
+            name,
+            op,
+            value,
+            re,
+        } => {
+            let v = get(name).unwrap_or_default();
+            match op {
+                CmpOp::Eq => v == *value,
+                CmpOp::Ne => v != *value,
+                CmpOp::Re => re.as_ref().is_some_and(|r| r.is_match(&v)),
+                CmpOp::Nre => !re.as_ref().is_some_and(|r| r.is_match(&v)),
+                _ => false,
+            }
+        }
+        // A missing or non-numeric value fails a numeric comparison.
+        LabelExpr::Num { name, op, value } => get(name)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .is_some_and(|v| cmp_num(v, *op, *value)),
+    }
+}
+
+/// Replaces `{{.name}}` (spaces allowed) with label values.
+fn line_format(template: &str, extracted: &Labels, stream: &Labels) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find("}}") else {
+            out.push_str(&rest[open..]);
+            return out;
+        };
+        let inner = rest[open + 2..open + close].trim();
+        if let Some(name) = inner.strip_prefix('.') {
+            out.push_str(lookup(name, extracted, stream).unwrap_or(""));
+        }
+        rest = &rest[open + close + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+impl LinePipeline {
+    pub fn new(q: &LogQuery) -> Self {
+        let stages = q
+            .stages
+            .iter()
+            .map(|s| match s {
+                Stage::Line { op, needle, re } => match op {
+                    LineOp::Contains => {
+                        Compiled::Contains(memmem::Finder::new(needle.as_bytes()).into_owned())
+                    }
+                    LineOp::NotContains => {
+                        Compiled::NotContains(memmem::Finder::new(needle.as_bytes()).into_owned())
+                    }
+                    LineOp::Re => Compiled::Re(
+                        re.clone()
+                            .unwrap_or_else(|| regex::Regex::new("").expect("empty regex")),
+                        true,
+                    ),
+                    LineOp::NotRe => Compiled::Re(
+                        re.clone()
+                            .unwrap_or_else(|| regex::Regex::new("").expect("empty regex")),
+                        false,
+                    ),
+                },
+                Stage::Json => Compiled::Json,
+                Stage::Logfmt => Compiled::Logfmt,
+                Stage::Labels(e) => Compiled::Labels(e.clone()),
+                Stage::LineFormat(t) => Compiled::LineFormat(t.clone()),
+            })
+            .collect();
+        LinePipeline { stages }
+    }
+
+    /// Runs the pipeline. `None` if the line is filtered out; otherwise the
+    /// (possibly reformatted) line, with extracted labels appended to
+    /// `extracted` (cleared first).
+    pub fn eval<'a>(
+        &self,
+        line: &'a str,
+        stream: &Labels,
+        extracted: &mut Labels,
+    ) -> Option<Cow<'a, str>> {
+        extracted.clear();
+        let mut line: Cow<'a, str> = Cow::Borrowed(line);
+        let mut parsed = false;
+        let mut implicit: Option<Labels> = None;
+        for stage in &self.stages {
+            match stage {
+                Compiled::Contains(f) => f.find(line.as_bytes())?,
+                Compiled::NotContains(f) => {
+                    if f.find(line.as_bytes()).is_some() {
+                        return None;
+                    }
+                    0
+                }
+                Compiled::Re(re, want) => {
+                    if re.is_match(&line) != *want {
+                        return None;
+                    }
+                    0
+                }
+                Compiled::Json => {
+                    parsed = true;
+                    let mut fields = Vec::new();
+                    if !parse_json_fields(&line, &mut fields) {
+                        extracted.push(("__error__".into(), "JSONParserErr".into()));
+                    }
+                    for (k, v) in fields {
+                        let k = if stream.iter().any(|(s, _)| *s == k) {
+                            format!("{k}_extracted")
+                        } else {
+                            k
+                        };
+                        extracted.push((k, v));
+                    }
+                    0
+                }
+                Compiled::Logfmt => {
+                    parsed = true;
+                    let mut fields = Vec::new();
+                    parse_logfmt(&line, &mut fields);
+                    for (k, v) in fields {
+                        let k = if stream.iter().any(|(s, _)| *s == k) {
+                            format!("{k}_extracted")
+                        } else {
+                            k
+                        };
+                        extracted.push((k, v));
+                    }
+                    0
+                }
+                Compiled::Labels(e) => {
+                    if !parsed && implicit.is_none() {
+                        let mut fields = Vec::new();
+                        parse_json_fields(&line, &mut fields);
+                        implicit = Some(fields);
+                    }
+                    let ext: &Labels = extracted;
+                    let imp = implicit.as_ref();
+                    let get = |name: &str| -> Option<String> {
+                        lookup(name, ext, stream)
+                            .or_else(|| {
+                                imp.and_then(|i| {
+                                    i.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+                                })
+                            })
+                            .map(str::to_owned)
+                    };
+                    if !eval_labels(e, &get) {
+                        return None;
+                    }
+                    0
+                }
+                Compiled::LineFormat(t) => {
+                    line = Cow::Owned(line_format(t, extracted, stream));
+                    0
+                }
+            };
+        }
+        Some(line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logql::{parse, Query};
+
+    fn run(q: &str, line: &str) -> Option<(String, Labels)> {
+        let Query::Log(lq) = parse(q).unwrap() else {
+            panic!()
+        };
+        let p = LinePipeline::new(&lq);
+        let stream = vec![("level".to_owned(), "info".to_owned())];
+        let mut ext = Vec::new();
+        p.eval(line, &stream, &mut ext)
+            .map(|l| (l.into_owned(), ext))
+    }
+
+    const LINE: &str = r#"{"level":"info","msg":"GET /cart","http":{"status":503,"path":"/cart"},"trace_id":"abc"}"#;
+
+    #[test]
+    fn line_filters_are_case_sensitive_substrings_and_regexes() {
+        assert!(run(r#"{a="b"} |= "GET /cart""#, LINE).is_some());
+        assert!(run(r#"{a="b"} |= "get /cart""#, LINE).is_none());
+        assert!(run(r#"{a="b"} != "cart""#, LINE).is_none());
+        assert!(run(r#"{a="b"} |~ "st.tus\":5\\d\\d""#, LINE).is_some());
+        assert!(run(r#"{a="b"} !~ "(?i)GET""#, LINE).is_none());
+    }
+
+    #[test]
+    fn json_extracts_flattened_fields_and_renames_collisions() {
+        let (_, ext) = run(
+            r#"{a="b"} | json | http_status >= 500 and trace_id="abc""#,
+            LINE,
+        )
+        .unwrap();
+        assert!(ext.contains(&("http_status".into(), "503".into())));
+        assert!(ext.contains(&("level_extracted".into(), "info".into())));
+        assert!(run(r#"{a="b"} | json | http_status < 500"#, LINE).is_none());
+    }
+
+    #[test]
+    fn field_filters_work_without_a_parser_and_add_no_labels() {
+        let (_, ext) = run(r#"{a="b"} | trace_id="abc""#, LINE).unwrap();
+        assert!(ext.is_empty());
+        assert!(run(r#"{a="b"} | trace_id="abd""#, LINE).is_none());
+        assert!(run(r#"{a="b"} | level="info""#, "plain text").is_some());
+    }
+
+    #[test]
+    fn logfmt_and_line_format() {
+        let (line, _) = run(
+            r#"{a="b"} | logfmt | status=200 | line_format "{{.method}} {{ .path }}""#,
+            r#"method=GET path="/a b" status=200"#,
+        )
+        .unwrap();
+        assert_eq!(line, "GET /a b");
+    }
+}
