@@ -16,6 +16,7 @@ use skidder_common::service::Shutdown;
 use skidder_common::storage::{list_all, LocalStore};
 use skidder_indexer::config::{AppSource, IndexerConfig, TenantSource};
 use skidder_indexer::metrics::Metrics;
+use skidder_searcher::config::SearcherConfig;
 
 use crate::flags::runtime;
 
@@ -27,6 +28,9 @@ pub struct DemoFlags {
     /// How many log records to generate.
     #[arg(long, default_value_t = 50_000)]
     pub records: u64,
+    /// Where the searcher serves Loki's HTTP API.
+    #[arg(long, default_value = "127.0.0.1:7280")]
+    pub listen: String,
 }
 
 const SERVICES: &[&str] = &[
@@ -75,8 +79,8 @@ impl Gen {
     }
 }
 
-/// One Kubernetes-style JSON log record; returns it and its trace id.
-fn generate(g: &mut Gen, ts_ns: i64) -> (String, String) {
+/// One Kubernetes-style JSON log record; returns it, its trace id and its service.
+fn generate(g: &mut Gen, ts_ns: i64) -> (String, String, &'static str) {
     let service = g.pick(SERVICES);
     let roll = (g.next() % 100) as u32;
     let mut acc = 0;
@@ -118,7 +122,7 @@ fn generate(g: &mut Gen, ts_ns: i64) -> (String, String) {
         "http": {"method": if path == "/login" { "POST" } else { "GET" }, "path": path, "status": status, "duration_ms": ms},
         "kubernetes": {"namespace": "shop", "pod": pod, "node": format!("node-{}", g.next() % 8)},
     });
-    (rec.to_string(), trace)
+    (rec.to_string(), trace, service)
 }
 
 fn chrono_rfc3339(ts_ns: i64) -> String {
@@ -150,12 +154,12 @@ pub fn run(flags: DemoFlags) -> anyhow::Result<ExitCode> {
     let mut g = Gen(42);
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
     let span = 3_600_000_000_000i64; // the last hour
-    let mut needle = String::new();
+    let (mut needle, mut needle_app) = (String::new(), "");
     for i in 0..flags.records {
         let ts = now - span + (span / flags.records.max(1) as i64) * i as i64;
-        let (rec, trace) = generate(&mut g, ts);
+        let (rec, trace, service) = generate(&mut g, ts);
         if i == flags.records / 2 {
-            needle = trace;
+            (needle, needle_app) = (trace, service);
         }
         let key = (i % 16).to_string();
         let mut r = BaseRecord::to("logs").payload(&rec).key(&key);
@@ -210,6 +214,14 @@ pub fn run(flags: DemoFlags) -> anyhow::Result<ExitCode> {
             }
         })
     };
+    // Bind first, so a busy port fails before the indexing.
+    let mut search_cfg = SearcherConfig {
+        listen: flags.listen.clone(),
+        default_tenant: "demo".into(),
+        ..Default::default()
+    };
+    search_cfg.store.url = cfg.store.url.clone();
+    let listener = crate::search::bind(&rt, &search_cfg)?;
     skidder_indexer::pipeline::run(
         &cfg,
         store.clone(),
@@ -217,26 +229,32 @@ pub fn run(flags: DemoFlags) -> anyhow::Result<ExitCode> {
         metrics.clone(),
         shutdown.clone(),
     )?;
-    shutdown.trigger();
     let _ = watcher.join();
+    let indexed = metrics.records_out.with_label_values(&["uploader"]).get();
+    if indexed < flags.records {
+        // Ctrl-C during indexing.
+        return Ok(ExitCode::SUCCESS);
+    }
 
     let objects = rt.block_on(list_all(&*store, "tenant="))?;
     let blocks = objects.iter().filter(|o| o.key.ends_with(".seq")).count();
     let stored: u64 = objects.iter().map(|o| o.size).sum();
+    let url = format!("http://{}", flags.listen);
     println!(
-        "\nIndexed {} records into {blocks} blocks ({stored} bytes) under {}",
-        metrics.records_out.with_label_values(&["uploader"]).get(),
+        "\nIndexed {indexed} records into {blocks} blocks ({stored} bytes) under {}",
         data_dir.display()
     );
+    println!("A trace id that exists: {needle} (app {needle_app})");
+    println!("Searcher (Loki API) at {url}: point Grafana's Loki data source there. Ctrl-C stops.");
     println!("Try:");
+    println!("  curl -sG {url}/loki/api/v1/query_range --data-urlencode 'query={{__app__=\"{needle_app}\"}} | trace_id=\"{needle}\"' --data-urlencode since=2h");
     println!(
-        "  skidder inspect --all --store file://{}",
-        data_dir.display()
+        "  skidder search --url {url} --since 2h '{{__app__=\"{needle_app}\"}} |= \"{needle}\"'"
     );
-    println!(
-        "  skidder inspect --all --dump --store file://{} | grep {needle}",
-        data_dir.display()
-    );
-    println!("A trace id that exists: {needle}");
+    println!("  skidder search --url {url} --since 2h --limit 5 '{{__app__=\"checkout\"}} | json | http_status >= 500'");
+    println!("  curl -sG {url}/loki/api/v1/query_range --data-urlencode 'query=sum by (level) (count_over_time({{__app__=~\".+\"}}[10m]))' --data-urlencode since=2h --data-urlencode step=600");
+    println!("Ready.");
+    let stop = Shutdown::on_signals().context("installing signal handlers")?;
+    crate::search::serve(&rt, listener, &search_cfg, stop)?;
     Ok(ExitCode::SUCCESS)
 }

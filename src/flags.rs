@@ -28,6 +28,10 @@ pub enum Command {
     Indexer(IndexerFlags),
     /// Print and verify an index or data block; optionally dump its records.
     Inspect(crate::inspect::InspectFlags),
+    /// Serve LogQL over Loki's HTTP API, from object storage.
+    Searcher(crate::search::SearcherFlags),
+    /// Run a LogQL query against a searcher or straight against a store.
+    Search(crate::search::SearchFlags),
     /// Run the whole system on an embedded Kafka with generated logs.
     Demo(crate::demo::DemoFlags),
 }

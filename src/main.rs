@@ -4,6 +4,7 @@
 mod demo;
 mod flags;
 mod inspect;
+mod search;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,8 @@ fn main() -> ExitCode {
         flags::Command::Indexer(f) => flags::run_indexer(f),
         flags::Command::Inspect(f) => inspect::run(f),
         flags::Command::Demo(f) => demo::run(f),
+        flags::Command::Searcher(f) => search::run_searcher(f),
+        flags::Command::Search(f) => search::run_search(f),
     };
     match result {
         Ok(code) => code,

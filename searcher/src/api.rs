@@ -15,9 +15,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use skidder_common::service::render_metrics;
 
-use crate::engine::{
-    sort_entries, Direction, Engine, Entry, Matrix, SearchError, Stats, TimeRange,
-};
+use crate::engine::{Direction, Engine, Entry, Matrix, SearchError, Stats, TimeRange};
 use crate::logql::{self, parse_duration, LogQuery, Query};
 use crate::pipeline::Labels;
 
@@ -48,12 +46,20 @@ type Shared = Arc<AppState>;
 
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    message: String,
+    pub status: StatusCode,
+    pub message: String,
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.status)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
 impl ApiError {
-    fn bad(message: impl Into<String>) -> Self {
+    pub fn bad(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
@@ -342,56 +348,92 @@ fn default_step(start: i64, end: i64) -> i64 {
     (((end - start) / 250) / 1_000_000_000).max(1) * 1_000_000_000
 }
 
+/// What a `query_range` request asks for.
+pub struct RangeRequest<'a> {
+    pub query: &'a str,
+    pub start: i64,
+    pub end: i64,
+    pub limit: usize,
+    pub direction: Direction,
+    pub step: Option<i64>,
+}
+
+/// Runs a range query and builds Loki's response body. Used by the HTTP
+/// handler and by `skidder search --store`.
+pub async fn run_range(
+    engine: &Engine,
+    tenant: &str,
+    r: RangeRequest<'_>,
+) -> Result<(Value, Stats), ApiError> {
+    let started = Instant::now();
+    match logql::parse(r.query)? {
+        Query::Log(q) => {
+            let (entries, stats) = engine
+                .logs(
+                    tenant,
+                    TimeRange {
+                        start: r.start,
+                        end: r.end,
+                    },
+                    &q,
+                    r.limit,
+                    r.direction,
+                    true,
+                )
+                .await?;
+            let mut st = stats_json(&stats, started);
+            st["summary"]["totalEntriesReturned"] = json!(entries.len());
+            Ok((
+                json!({"resultType": "streams", "result": streams_json(entries), "stats": st}),
+                stats,
+            ))
+        }
+        Query::Metric(m) => {
+            let step = r.step.unwrap_or_else(|| default_step(r.start, r.end));
+            if step <= 0 {
+                return Err(ApiError::bad(
+                    "zero or negative query resolution step widths are not accepted",
+                ));
+            }
+            if (r.end - r.start) / step > 11_000 {
+                return Err(ApiError::bad(
+                    "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+                ));
+            }
+            let (matrix, stats) = engine
+                .metric(tenant, &m, r.start, r.end, step, true)
+                .await?;
+            Ok((
+                json!({"resultType": "matrix", "result": matrix_json(&matrix, r.start, step), "stats": stats_json(&stats, started)}),
+                stats,
+            ))
+        }
+    }
+}
+
 async fn query_range(
     State(s): State<Shared>,
     headers: HeaderMap,
     uri: Uri,
     body: Bytes,
 ) -> ApiResult {
-    let started = Instant::now();
     let p = Params::new(&uri, &body);
     let tenant = tenant(&s, &headers)?;
     let (start, end) = p.range(3_600_000_000_000)?;
-    match logql::parse(p.query()?)? {
-        Query::Log(q) => {
-            let (mut entries, stats) = s
-                .engine
-                .logs(
-                    &tenant,
-                    TimeRange { start, end },
-                    &q,
-                    p.limit(s.cfg.max_limit)?,
-                    p.direction()?,
-                    true,
-                )
-                .await?;
-            sort_entries(&mut entries, p.direction()?);
-            let mut st = stats_json(&stats, started);
-            st["summary"]["totalEntriesReturned"] = json!(entries.len());
-            Ok(success(
-                json!({"resultType": "streams", "result": streams_json(entries), "stats": st}),
-                &stats,
-            ))
-        }
-        Query::Metric(m) => {
-            let step = match p.get("step").or(p.get("interval")) {
-                Some(v) => {
-                    parse_step(v).ok_or_else(|| ApiError::bad(format!("invalid step {v:?}")))?
-                }
-                None => default_step(start, end),
-            };
-            if (end - start) / step > 11_000 {
-                return Err(ApiError::bad(
-                    "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
-                ));
-            }
-            let (matrix, stats) = s.engine.metric(&tenant, &m, start, end, step, true).await?;
-            Ok(success(
-                json!({"resultType": "matrix", "result": matrix_json(&matrix, start, step), "stats": stats_json(&stats, started)}),
-                &stats,
-            ))
-        }
-    }
+    let step = match p.get("step").or(p.get("interval")) {
+        Some(v) => Some(parse_step(v).ok_or_else(|| ApiError::bad(format!("invalid step {v:?}")))?),
+        None => None,
+    };
+    let req = RangeRequest {
+        query: p.query()?,
+        start,
+        end,
+        limit: p.limit(s.cfg.max_limit)?,
+        direction: p.direction()?,
+        step,
+    };
+    let (data, stats) = run_range(&s.engine, &tenant, req).await?;
+    Ok(success(data, &stats))
 }
 
 async fn query(State(s): State<Shared>, headers: HeaderMap, uri: Uri, body: Bytes) -> ApiResult {

@@ -8,7 +8,24 @@
 
 pub mod api;
 pub mod cache;
+pub mod config;
 pub mod engine;
 pub mod logql;
 pub mod metrics;
 pub mod pipeline;
+
+use std::future::Future;
+use std::sync::Arc;
+
+/// Serves the Loki API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    engine: Arc<engine::Engine>,
+    cfg: api::ApiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = api::router(Arc::new(api::AppState { engine, cfg }));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -4,6 +4,7 @@
 
 mod backpressure;
 mod crash;
+mod demo;
 mod e2e;
 mod hadoop;
 mod support;

@@ -1,0 +1,263 @@
+//! `skidder searcher` (the Loki-API service) and `skidder search` (the CLI
+//! client, against a searcher URL or straight against a store).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use serde_json::Value;
+use skidder_common::service::Shutdown;
+use skidder_common::storage::{open_store, S3Config};
+use skidder_searcher::api::{now_ns, parse_step, parse_time, run_range, RangeRequest};
+use skidder_searcher::config::SearcherConfig;
+use skidder_searcher::engine::{Direction, Engine, EngineConfig};
+use skidder_searcher::metrics::Metrics;
+
+use crate::flags::{runtime, StoreFlags};
+
+#[derive(Args)]
+pub struct SearcherFlags {
+    /// TOML config file; flags and environment override it.
+    #[arg(long, env = "SKIDDER_CONFIG")]
+    pub config: Option<String>,
+    #[command(flatten)]
+    pub store: StoreFlags,
+    /// Address to serve Loki's HTTP API on.
+    #[arg(long, env = "SKIDDER_LISTEN")]
+    pub listen: Option<String>,
+}
+
+impl SearcherFlags {
+    pub fn settings(&self) -> anyhow::Result<SearcherConfig> {
+        let mut cfg = match &self.config {
+            Some(p) => SearcherConfig::from_file(p)?,
+            None => SearcherConfig::default(),
+        };
+        if let Some(v) = &self.store.store {
+            cfg.store.url = v.clone();
+        }
+        if let Some(v) = &self.store.s3_endpoint {
+            cfg.store.s3.endpoint = Some(v.clone());
+        }
+        if let Some(v) = &self.listen {
+            cfg.listen = v.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Resolves when SIGTERM or SIGINT has arrived.
+pub async fn signalled(shutdown: Shutdown) {
+    while !shutdown.is_triggered() {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+pub fn bind(
+    rt: &tokio::runtime::Runtime,
+    cfg: &SearcherConfig,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    rt.block_on(tokio::net::TcpListener::bind(&cfg.listen))
+        .with_context(|| format!("listening on {}", cfg.listen))
+}
+
+/// Serves `cfg` on `listener` until `shutdown`; used by `searcher` and `demo`.
+pub fn serve(
+    rt: &tokio::runtime::Runtime,
+    listener: tokio::net::TcpListener,
+    cfg: &SearcherConfig,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let store = rt
+        .block_on(open_store(&cfg.store_url()?, &cfg.store.s3))
+        .context("opening the store")?;
+    let engine = Arc::new(Engine::new(store, cfg.engine(), Arc::new(Metrics::new())));
+    tracing::info!(listen = %cfg.listen, store = %cfg.store.url, "searcher ready");
+    rt.block_on(skidder_searcher::serve(
+        listener,
+        engine,
+        cfg.api(),
+        signalled(shutdown),
+    ))
+    .context("serving HTTP")
+}
+
+pub fn run_searcher(flags: SearcherFlags) -> anyhow::Result<ExitCode> {
+    let shutdown = Shutdown::on_signals().context("installing signal handlers")?;
+    let cfg = flags.settings()?;
+    let rt = runtime()?;
+    let listener = bind(&rt, &cfg)?;
+    serve(&rt, listener, &cfg, shutdown)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Output {
+    /// One line per entry: time, labels, line.
+    Raw,
+    /// Loki's JSON response.
+    Json,
+}
+
+#[derive(Args)]
+pub struct SearchFlags {
+    /// The LogQL query.
+    pub query: String,
+    /// A searcher to ask, e.g. http://127.0.0.1:7280.
+    #[arg(long, env = "SKIDDER_URL", conflicts_with = "store")]
+    pub url: Option<String>,
+    #[command(flatten)]
+    pub store: StoreFlags,
+    /// How far back to look, e.g. 1h or 30m.
+    #[arg(long, default_value = "1h", conflicts_with = "from")]
+    pub since: String,
+    /// Start: RFC 3339 or a Unix epoch.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End: RFC 3339 or a Unix epoch; now by default.
+    #[arg(long)]
+    pub to: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Step of metric queries, e.g. 1m.
+    #[arg(long)]
+    pub step: Option<String>,
+    #[arg(long, default_value_t = false)]
+    pub forward: bool,
+    /// The tenant (X-Scope-OrgID) for a searcher, or the tenant to read from a store.
+    #[arg(long, env = "SKIDDER_TENANT", default_value = "default")]
+    pub tenant: String,
+    #[arg(long, value_enum, default_value = "raw")]
+    pub output: Output,
+}
+
+fn print_raw(body: &Value) {
+    let data = &body["data"];
+    if data["resultType"] == "streams" {
+        let mut lines: Vec<(i64, String)> = Vec::new();
+        for s in data["result"].as_array().into_iter().flatten() {
+            let labels = s["stream"].to_string();
+            for v in s["values"].as_array().into_iter().flatten() {
+                let ts: i64 = v[0].as_str().and_then(|t| t.parse().ok()).unwrap_or(0);
+                let time = chrono::DateTime::from_timestamp(
+                    ts.div_euclid(1_000_000_000),
+                    ts.rem_euclid(1_000_000_000) as u32,
+                )
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .unwrap_or_default();
+                lines.push((
+                    ts,
+                    format!("{time} {labels} {}", v[1].as_str().unwrap_or_default()),
+                ));
+            }
+        }
+        lines.sort_by_key(|l| std::cmp::Reverse(l.0));
+        for (_, l) in lines {
+            println!("{l}");
+        }
+    } else {
+        for s in data["result"].as_array().into_iter().flatten() {
+            let points = s["values"]
+                .as_array()
+                .cloned()
+                .unwrap_or_else(|| vec![s["value"].clone()]);
+            for p in points {
+                println!(
+                    "{} {} {}",
+                    s["metric"],
+                    p[0],
+                    p[1].as_str().unwrap_or_default()
+                );
+            }
+        }
+    }
+    for w in body["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", w.as_str().unwrap_or_default());
+    }
+}
+
+pub fn run_search(f: SearchFlags) -> anyhow::Result<ExitCode> {
+    let end = match &f.to {
+        Some(t) => parse_time(t).with_context(|| format!("invalid --to {t:?}"))?,
+        None => now_ns(),
+    };
+    let start = match &f.from {
+        Some(t) => parse_time(t).with_context(|| format!("invalid --from {t:?}"))?,
+        None => {
+            end - parse_step(&f.since).with_context(|| format!("invalid --since {:?}", f.since))?
+        }
+    };
+    let step = f
+        .step
+        .as_deref()
+        .map(|s| parse_step(s).with_context(|| format!("invalid --step {s:?}")))
+        .transpose()?;
+    let body: Value = if let Some(url) = &f.url {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut req = agent
+            .get(format!(
+                "{}/loki/api/v1/query_range",
+                url.trim_end_matches('/')
+            ))
+            .query("query", &f.query)
+            .query("start", start.to_string())
+            .query("end", end.to_string())
+            .query("limit", f.limit.to_string())
+            .query("direction", if f.forward { "forward" } else { "backward" })
+            .header("X-Scope-OrgID", &f.tenant);
+        if let Some(s) = step {
+            req = req.query("step", format!("{}", s as f64 / 1e9));
+        }
+        let mut resp = req.call().with_context(|| format!("asking {url}"))?;
+        let status = resp.status();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .context("reading the response")?;
+        if !status.is_success() {
+            bail!("{status}: {}", text.trim());
+        }
+        serde_json::from_str(&text).context("the searcher's response is not JSON")?
+    } else {
+        let Some(url) = &f.store.store else {
+            bail!("give --url of a searcher, or --store")
+        };
+        let s3 = S3Config {
+            endpoint: f.store.s3_endpoint.clone(),
+            ..Default::default()
+        };
+        let rt = runtime()?;
+        let store = rt.block_on(open_store(&url.parse().map_err(anyhow::Error::msg)?, &s3))?;
+        let engine = Engine::new(store, EngineConfig::default(), Arc::new(Metrics::new()));
+        let req = RangeRequest {
+            query: &f.query,
+            start,
+            end,
+            limit: f.limit,
+            direction: if f.forward {
+                Direction::Forward
+            } else {
+                Direction::Backward
+            },
+            step,
+        };
+        let (data, stats) = rt
+            .block_on(run_range(&engine, &f.tenant, req))
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        let mut body = serde_json::json!({"status": "success", "data": data});
+        if !stats.warnings.is_empty() {
+            body["warnings"] = serde_json::json!(stats.warnings);
+        }
+        body
+    };
+    match f.output {
+        Output::Json => println!("{body}"),
+        Output::Raw => print_raw(&body),
+    }
+    Ok(ExitCode::SUCCESS)
+}
