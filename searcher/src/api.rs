@@ -257,12 +257,14 @@ fn labels_json(l: &Labels) -> Value {
     )
 }
 
-/// Seconds as a JSON number: an integer when whole, as Prometheus writes it.
+/// Seconds as a JSON number with millisecond precision, as Prometheus and
+/// Loki write sample timestamps: an integer when whole.
 fn ts_json(ns: i64) -> Value {
-    if ns % 1_000_000_000 == 0 {
-        json!(ns / 1_000_000_000)
+    let ms = ns.div_euclid(1_000_000);
+    if ms % 1000 == 0 {
+        json!(ms / 1000)
     } else {
-        json!(ns as f64 / 1e9)
+        json!(ms as f64 / 1000.0)
     }
 }
 
@@ -389,13 +391,15 @@ pub async fn run_range(
             ))
         }
         Query::Metric(m) => {
-            let step = r.step.unwrap_or_else(|| default_step(r.start, r.end));
+            // Metric queries are evaluated at millisecond precision, as in Loki.
+            let start = r.start - r.start.rem_euclid(1_000_000);
+            let step = r.step.unwrap_or_else(|| default_step(start, r.end));
             if step <= 0 {
                 return Err(ApiError::bad(
                     "zero or negative query resolution step widths are not accepted",
                 ));
             }
-            if (r.end - r.start) / step > 11_000 {
+            if (r.end - start) / step > 11_000 {
                 return Err(ApiError::bad(
                     "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
                 ));

@@ -529,18 +529,7 @@ impl Engine {
                     &pipeline,
                     &mut stats,
                     &mut |ts, labels, extracted, line| {
-                        let labels = if extracted.is_empty() {
-                            labels.clone()
-                        } else {
-                            let mut l: Labels = labels
-                                .iter()
-                                .cloned()
-                                .chain(extracted.iter().cloned())
-                                .collect();
-                            l.sort();
-                            l.dedup_by(|a, b| a.0 == b.0);
-                            Arc::new(l)
-                        };
+                        let labels = pipeline.result_labels(labels, extracted);
                         entries.push(Entry {
                             ts,
                             labels,
@@ -658,18 +647,7 @@ impl Engine {
                                         line.len() as f64
                                     }
                                 };
-                                let key = if extracted.is_empty() {
-                                    labels.clone()
-                                } else {
-                                    let mut l: Labels = labels
-                                        .iter()
-                                        .cloned()
-                                        .chain(extracted.iter().cloned())
-                                        .collect();
-                                    l.sort();
-                                    l.dedup_by(|a, b| a.0 == b.0);
-                                    Arc::new(l)
-                                };
+                                let key = pipeline.result_labels(labels, extracted);
                                 let series = sums.entry(key).or_default();
                                 for k in lo..=hi {
                                     *series.entry(k as usize).or_default() += value;

@@ -19,6 +19,8 @@ pub type Labels = Vec<(String, String)>;
 /// A compiled pipeline.
 pub struct LinePipeline {
     stages: Vec<Compiled>,
+    /// Labels `| drop` removes from results.
+    drops: Vec<String>,
 }
 
 enum Compiled {
@@ -29,6 +31,7 @@ enum Compiled {
     Logfmt,
     Labels(LabelExpr),
     LineFormat(String),
+    Drop,
 }
 
 /// Appends the scalar fields of a JSON object, flattened Loki's way.
@@ -219,9 +222,40 @@ impl LinePipeline {
                 Stage::Logfmt => Compiled::Logfmt,
                 Stage::Labels(e) => Compiled::Labels(e.clone()),
                 Stage::LineFormat(t) => Compiled::LineFormat(t.clone()),
+                Stage::Drop(_) => Compiled::Drop,
             })
             .collect();
-        LinePipeline { stages }
+        let drops = q
+            .stages
+            .iter()
+            .flat_map(|s| match s {
+                Stage::Drop(names) => names.clone(),
+                _ => Vec::new(),
+            })
+            .collect();
+        LinePipeline { stages, drops }
+    }
+
+    /// The result labels of a line: stream labels plus extracted ones,
+    /// sorted, without dropped labels. Extracted labels never shadow stream
+    /// labels (collisions were renamed `_extracted`).
+    pub fn result_labels(
+        &self,
+        stream: &std::sync::Arc<Labels>,
+        extracted: &Labels,
+    ) -> std::sync::Arc<Labels> {
+        if extracted.is_empty() && self.drops.is_empty() {
+            return stream.clone();
+        }
+        let mut l: Labels = stream
+            .iter()
+            .chain(extracted.iter())
+            .filter(|(k, _)| !self.drops.contains(k))
+            .cloned()
+            .collect();
+        l.sort();
+        l.dedup_by(|a, b| a.0 == b.0);
+        std::sync::Arc::new(l)
     }
 
     /// Runs the pipeline. `None` if the line is filtered out; otherwise the
@@ -308,6 +342,7 @@ impl LinePipeline {
                     line = Cow::Owned(line_format(t, extracted, stream));
                     0
                 }
+                Compiled::Drop => 0,
             };
         }
         Some(line)

@@ -7,4 +7,5 @@ mod crash;
 mod demo;
 mod e2e;
 mod hadoop;
+mod loki_api;
 mod support;

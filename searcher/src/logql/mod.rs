@@ -67,6 +67,9 @@ pub enum Stage {
     Labels(LabelExpr),
     /// `| line_format "{{.field}}"`: only plain `{{.name}}` substitutions.
     LineFormat(String),
+    /// `| drop a, b`: remove labels from the result (Grafana's volume
+    /// queries send `| drop __error__`).
+    Drop(Vec<String>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

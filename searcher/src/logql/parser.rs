@@ -375,6 +375,14 @@ impl<'a> Parser<'a> {
                     self.bump()?;
                     stages.push(Stage::Logfmt);
                 }
+                Tok::Ident(s) if s == "drop" => {
+                    self.bump()?;
+                    let mut names = vec![self.ident("a label name")?];
+                    while self.eat(",")? {
+                        names.push(self.ident("a label name")?);
+                    }
+                    stages.push(Stage::Drop(names));
+                }
                 Tok::Ident(s) if s == "line_format" => {
                     self.bump()?;
                     stages.push(Stage::LineFormat(self.string()?));
@@ -638,6 +646,7 @@ mod tests {
             r#"{app="a"} | trace_id="abc123""#,
             r#"{app="a"} | logfmt | line_format "{{.msg}}""#,
             r#"sum by (level, detected_level) (count_over_time({app="a"} |= "x" [1m]))"#,
+            r#"sum by (level, detected_level) (count_over_time({app="a"} | drop __error__ [1m]))"#,
             r#"sum(rate({app="a"}[5m])) by (pod)"#,
             r#"topk(3, sum by (app) (bytes_over_time({app=~".+"}[1h])))"#,
             r#"avg without (pod) (bytes_rate({app="a"}[30s]))"#,

@@ -1,0 +1,460 @@
+//! The HTTP contract that Grafana's Loki data source and logcli rely on,
+//! checked from Loki's published API documentation: the parameters they
+//! send, the fields they read, the error shape, step alignment, and Loki's
+//! tenancy header. The fixture is `skidder demo` (5,000 generated records)
+//! plus a multi-tenant `skidder searcher` over the same data.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use skidder_common::testing::free_port;
+
+use crate::support::{sigterm, BIN};
+
+struct Fixture {
+    demo: Child,
+    searcher: Child,
+    url: String,
+    tenant_url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        for c in [&mut self.demo, &mut self.searcher] {
+            sigterm(c.id());
+            let _ = c.wait();
+        }
+    }
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let mut demo = Command::new(BIN)
+        .args([
+            "demo",
+            "--records",
+            "5000",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("SKIDDER_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    for line in lines {
+        if line.unwrap() == "Ready." {
+            break;
+        }
+    }
+    let config = dir.path().join("searcher.toml");
+    std::fs::write(&config, "multi_tenant = true\n").unwrap();
+    let tport = free_port();
+    let searcher = Command::new(BIN)
+        .args([
+            "searcher",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{tport}"),
+        ])
+        .arg("--store")
+        .arg(format!("file://{}", data.display()))
+        .env("SKIDDER_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let f = Fixture {
+        demo,
+        searcher,
+        url: format!("http://127.0.0.1:{port}"),
+        tenant_url: format!("http://127.0.0.1:{tport}"),
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&f.tenant_url, "/ready", &[], &[]).0 != 200 {
+        assert!(Instant::now() < deadline, "searcher never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// GET with query parameters and headers: (status, content type, body).
+fn get(
+    base: &str,
+    path: &str,
+    params: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    let mut req = agent().get(format!("{base}{path}"));
+    for (k, v) in params {
+        req = req.query(k, v);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    match req.call() {
+        Ok(mut r) => {
+            let ct = r
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            (
+                r.status().as_u16(),
+                ct,
+                r.body_mut().read_to_string().unwrap_or_default(),
+            )
+        }
+        Err(_) => (0, String::new(), String::new()),
+    }
+}
+
+fn json_ok(base: &str, path: &str, params: &[(&str, &str)]) -> Value {
+    let (status, ct, body) = get(base, path, params, &[]);
+    assert_eq!(status, 200, "{path} {params:?}: {body}");
+    assert!(
+        ct.starts_with("application/json"),
+        "{path}: content-type {ct}"
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v
+}
+
+/// The last two hours, in nanoseconds at millisecond precision, as Grafana sends them.
+fn ns_window() -> (i64, i64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        * 1_000_000;
+    (now - 2 * 3_600_000_000_000, now)
+}
+
+#[test]
+fn grafana_and_logcli_contract() {
+    let f = fixture();
+    let (start, end) = ns_window();
+    let (s, e) = (start.to_string(), end.to_string());
+
+    // Readiness.
+    assert_eq!(get(&f.url, "/ready", &[], &[]).0, 200);
+
+    // Grafana's "Save & test": an instant query of vector(1)+vector(1).
+    let v = json_ok(
+        &f.url,
+        "/loki/api/v1/query",
+        &[
+            ("query", "vector(1)+vector(1)"),
+            ("time", "1700000000000000000"),
+        ],
+    );
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["data"]["resultType"], "vector");
+    assert_eq!(v["data"]["result"][0]["metric"], serde_json::json!({}));
+    assert_eq!(
+        v["data"]["result"][0]["value"][0],
+        serde_json::json!(1700000000)
+    );
+    assert_eq!(v["data"]["result"][0]["value"][1], "2");
+
+    // Version detection.
+    let v = json_ok(&f.url, "/loki/api/v1/status/buildinfo", &[]);
+    assert!(v["version"].is_string());
+
+    // Label browser: names, then values.
+    let v = json_ok(&f.url, "/loki/api/v1/labels", &[("start", &s), ("end", &e)]);
+    let names: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    for want in ["__app__", "level", "kubernetes_pod"] {
+        assert!(names.contains(&want), "{names:?}");
+    }
+    let v = json_ok(
+        &f.url,
+        "/loki/api/v1/label/level/values",
+        &[("start", &s), ("end", &e)],
+    );
+    let values: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    assert!(
+        values.contains(&"info") && values.contains(&"error"),
+        "{values:?}"
+    );
+
+    // Series, as logcli and the label browser ask for them (GET and POST forms).
+    let v = json_ok(
+        &f.url,
+        "/loki/api/v1/series",
+        &[
+            ("match[]", r#"{__app__="checkout"}"#),
+            ("start", &s),
+            ("end", &e),
+        ],
+    );
+    let series = v["data"].as_array().unwrap();
+    assert!(!series.is_empty());
+    assert!(series.iter().all(
+        |l| l["__app__"] == "checkout" && l.as_object().unwrap().values().all(Value::is_string)
+    ));
+    let mut post = agent()
+        .post(format!("{}/loki/api/v1/series", f.url))
+        .send_form([
+            ("match[]", r#"{__app__="cart"}"#),
+            ("start", s.as_str()),
+            ("end", e.as_str()),
+        ])
+        .unwrap();
+    let v: Value = serde_json::from_str(&post.body_mut().read_to_string().unwrap()).unwrap();
+    assert!(v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["__app__"] == "cart"));
+
+    // Explore: a log query with what Grafana sends.
+    let v = json_ok(
+        &f.url,
+        "/loki/api/v1/query_range",
+        &[
+            ("query", r#"{__app__="checkout"} |= "GET""#),
+            ("limit", "1000"),
+            ("start", &s),
+            ("end", &e),
+            ("step", "5"),
+            ("direction", "backward"),
+        ],
+    );
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["data"]["resultType"], "streams");
+    assert!(
+        v["data"]["stats"]["summary"]["totalLinesProcessed"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let mut all_ts = Vec::new();
+    for stream in v["data"]["result"].as_array().unwrap() {
+        assert!(stream["stream"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(Value::is_string));
+        for pair in stream["values"].as_array().unwrap() {
+            let ts = pair[0]
+                .as_str()
+                .expect("timestamps are strings of nanoseconds");
+            assert!(ts.bytes().all(|b| b.is_ascii_digit()));
+            let ts: i64 = ts.parse().unwrap();
+            assert!(ts >= start && ts <= end);
+            assert!(pair[1].as_str().unwrap().contains("GET"));
+            all_ts.push(ts);
+        }
+    }
+    assert!(!all_ts.is_empty() && all_ts.len() <= 1000);
+    // Within each stream newest first; across streams the limit took the newest.
+    for stream in v["data"]["result"].as_array().unwrap() {
+        let ts: Vec<i64> = stream["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[0].as_str().unwrap().parse().unwrap())
+            .collect();
+        assert!(ts.windows(2).all(|w| w[0] >= w[1]), "backward order");
+    }
+    // Forward with a small limit: the oldest lines, oldest first.
+    let v = json_ok(
+        &f.url,
+        "/loki/api/v1/query_range",
+        &[
+            ("query", r#"{__app__="checkout"}"#),
+            ("limit", "3"),
+            ("start", &s),
+            ("end", &e),
+            ("direction", "forward"),
+        ],
+    );
+    let n: usize = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["values"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(n, 3);
+
+    // The log volume panel: a metric query with `step`; points sit on start + k*step.
+    let step = 60i64;
+    let v = json_ok(
+        &f.url,
+        "/loki/api/v1/query_range",
+        &[
+            (
+                "query",
+                r#"sum by (level, detected_level) (count_over_time({__app__="checkout"} | drop __error__ [1m]))"#,
+            ),
+            ("start", &s),
+            ("end", &e),
+            ("step", &step.to_string()),
+        ],
+    );
+    assert_eq!(v["data"]["resultType"], "matrix");
+    let result = v["data"]["result"].as_array().unwrap();
+    assert!(!result.is_empty());
+    let mut total = 0.0;
+    for series in result {
+        let keys: Vec<&String> = series["metric"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            vec!["level"],
+            "grouped by level only (no detected_level here)"
+        );
+        for p in series["values"].as_array().unwrap() {
+            let t = p[0]
+                .as_f64()
+                .expect("matrix timestamps are numbers of seconds");
+            let t_ms = (t * 1e3).round() as i64;
+            assert_eq!(
+                (t_ms - start / 1_000_000).rem_euclid(step * 1000),
+                0,
+                "point {t} is off the step grid"
+            );
+            total += p[1]
+                .as_str()
+                .expect("values are strings")
+                .parse::<f64>()
+                .unwrap();
+        }
+    }
+    // Windows of 1m at a 60 s step tile the range: every checkout line counted once.
+    let lines = json_ok(
+        &f.url,
+        "/loki/api/v1/query_range",
+        &[
+            ("query", r#"{__app__="checkout"}"#),
+            ("limit", "5000"),
+            ("start", &s),
+            ("end", &e),
+        ],
+    );
+    let count: usize = lines["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["values"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(total as usize, count);
+
+    // Query stats and volume hints.
+    let v = json_ok(
+        &f.url,
+        "/loki/api/v1/index/stats",
+        &[
+            ("query", r#"{__app__="checkout"}"#),
+            ("start", &s),
+            ("end", &e),
+        ],
+    );
+    for k in ["streams", "chunks", "entries", "bytes"] {
+        assert!(v[k].as_u64().unwrap() > 0, "{k}: {v}");
+    }
+    let v = json_ok(
+        &f.url,
+        "/loki/api/v1/index/volume",
+        &[("query", r#"{__app__=~".+"}"#), ("start", &s), ("end", &e)],
+    );
+    assert_eq!(v["data"]["resultType"], "vector");
+    assert!(
+        v["data"]["result"].as_array().unwrap().len() >= 5,
+        "one per app: {v}"
+    );
+
+    // Errors: Loki's shape is a plain-text body with a 400.
+    let (status, ct, body) = get(
+        &f.url,
+        "/loki/api/v1/query_range",
+        &[("query", r#"{__app__="checkout""#)],
+        &[],
+    );
+    assert_eq!(status, 400);
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    assert!(body.starts_with("parse error at line 1, col 20:"), "{body}");
+    let (status, _, body) = get(
+        &f.url,
+        "/loki/api/v1/query_range",
+        &[("query", r#"{__app__="x"}"#), ("limit", "abc")],
+        &[],
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, _, _) = get(&f.url, "/loki/api/v1/query_range", &[], &[]);
+    assert_eq!(status, 400);
+
+    // Request metrics by endpoint and status.
+    let (_, _, metrics) = get(&f.url, "/metrics", &[], &[]);
+    assert!(
+        metrics.contains(
+            r#"skidder_searcher_requests_total{endpoint="/loki/api/v1/query_range",status="400"}"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("skidder_searcher_blocks_pruned_total"));
+
+    // Tenancy, Loki's way.
+    let q = [
+        ("query", r#"{__app__="checkout"}"#),
+        ("start", s.as_str()),
+        ("end", e.as_str()),
+    ];
+    let (status, _, _) = get(&f.tenant_url, "/loki/api/v1/query_range", &q, &[]);
+    assert_eq!(status, 401, "no X-Scope-OrgID");
+    let (status, _, body) = get(
+        &f.tenant_url,
+        "/loki/api/v1/query_range",
+        &q,
+        &[("X-Scope-OrgID", "demo")],
+    );
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(!v["data"]["result"].as_array().unwrap().is_empty());
+    let (status, _, body) = get(
+        &f.tenant_url,
+        "/loki/api/v1/query_range",
+        &q,
+        &[("X-Scope-OrgID", "other")],
+    );
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["data"]["result"].as_array().unwrap().is_empty(),
+        "another tenant sees nothing"
+    );
+    for bad in ["../demo", "a|b", "demo/x"] {
+        let (status, _, _) = get(
+            &f.tenant_url,
+            "/loki/api/v1/query_range",
+            &q,
+            &[("X-Scope-OrgID", bad)],
+        );
+        assert_eq!(status, 400, "tenant {bad:?}");
+    }
+}
