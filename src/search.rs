@@ -26,6 +26,9 @@ pub struct SearcherFlags {
     /// Address to serve Loki's HTTP API on.
     #[arg(long, env = "SKIDDER_LISTEN")]
     pub listen: Option<String>,
+    /// Take the tenant from X-Scope-OrgID, as Loki does.
+    #[arg(long, env = "SKIDDER_MULTI_TENANT")]
+    pub multi_tenant: bool,
 }
 
 impl SearcherFlags {
@@ -42,6 +45,9 @@ impl SearcherFlags {
         }
         if let Some(v) = &self.listen {
             cfg.listen = v.clone();
+        }
+        if self.multi_tenant {
+            cfg.multi_tenant = true;
         }
         cfg.validate()?;
         Ok(cfg)

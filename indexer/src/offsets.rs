@@ -52,12 +52,20 @@ impl OffsetTracker {
     }
 
     /// Starts tracking a partition whose records below `start` are stored.
-    pub fn assign(&self, tp: &TopicPartition, start: i64, ledger_keys: Vec<(i64, String)>) {
+    /// `stored_checkpoint` is the one in the object store; when Kafka's
+    /// commit is ahead of it, the next checkpoint brings it up to `start`.
+    pub fn assign(
+        &self,
+        tp: &TopicPartition,
+        start: i64,
+        stored_checkpoint: Option<i64>,
+        ledger_keys: Vec<(i64, String)>,
+    ) {
         self.with(|p| {
             let s = p.entry(tp.clone()).or_default();
             s.next_offset = start;
             s.committed = start;
-            s.checkpointed = start;
+            s.checkpointed = stored_checkpoint.unwrap_or(-1).min(start);
             for (last, key) in ledger_keys {
                 s.ledger.entry(last).or_default().push(key);
             }
@@ -192,7 +200,7 @@ mod tests {
     #[test]
     fn watermark_is_the_lowest_hold() {
         let t = OffsetTracker::default();
-        t.assign(&tp(), 0, vec![]);
+        t.assign(&tp(), 0, Some(0), vec![]);
         t.hold(&tp(), 0);
         t.advance(&tp(), 10);
         t.hold(&tp(), 3);
@@ -206,9 +214,25 @@ mod tests {
     }
 
     #[test]
+    fn a_stale_stored_checkpoint_is_brought_up_to_kafkas_commit() {
+        let t = OffsetTracker::default();
+        // Kafka says 50 is stored, the store still says 20: nothing to read,
+        // but the checkpoint must move to 50 and old ledger entries go.
+        t.assign(&tp(), 50, Some(20), vec![(30, "old".into())]);
+        assert_eq!(
+            t.take_checkpoints(),
+            vec![(tp(), 50, vec!["old".to_owned()])]
+        );
+        assert!(t.take_checkpoints().is_empty());
+        let fresh = OffsetTracker::default();
+        fresh.assign(&tp(), 0, None, vec![]);
+        assert_eq!(fresh.take_checkpoints(), vec![(tp(), 0, vec![])]);
+    }
+
+    #[test]
     fn checkpoints_hand_back_ledger_keys_below_the_watermark() {
         let t = OffsetTracker::default();
-        t.assign(&tp(), 0, vec![(4, "a".into())]);
+        t.assign(&tp(), 0, Some(0), vec![(4, "a".into())]);
         t.add_ledger_key(&tp(), 9, "b".into());
         t.advance(&tp(), 6);
         assert_eq!(t.take_checkpoints(), vec![(tp(), 6, vec!["a".to_owned()])]);

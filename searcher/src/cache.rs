@@ -7,21 +7,30 @@ use std::sync::{Arc, Mutex};
 use lru::LruCache;
 
 pub struct ByteLru<K: Hash + Eq, V> {
-    inner: Mutex<(LruCache<K, (Arc<V>, usize)>, usize)>,
+    inner: Mutex<Inner<K, V>>,
     budget: usize,
+}
+
+struct Inner<K: Hash + Eq, V> {
+    /// Values with their size in bytes.
+    lru: LruCache<K, (Arc<V>, usize)>,
+    bytes: usize,
 }
 
 impl<K: Hash + Eq, V> ByteLru<K, V> {
     pub fn new(budget: usize) -> Self {
         ByteLru {
-            inner: Mutex::new((LruCache::unbounded(), 0)),
+            inner: Mutex::new(Inner {
+                lru: LruCache::unbounded(),
+                bytes: 0,
+            }),
             budget,
         }
     }
 
     pub fn get(&self, k: &K) -> Option<Arc<V>> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.0.get(k).map(|(v, _)| v.clone())
+        g.lru.get(k).map(|(v, _)| v.clone())
     }
 
     pub fn put(&self, k: K, v: Arc<V>, bytes: usize) {
@@ -29,13 +38,13 @@ impl<K: Hash + Eq, V> ByteLru<K, V> {
             return;
         }
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, old)) = g.0.put(k, (v, bytes)) {
-            g.1 -= old;
+        if let Some((_, old)) = g.lru.put(k, (v, bytes)) {
+            g.bytes -= old;
         }
-        g.1 += bytes;
-        while g.1 > self.budget {
-            match g.0.pop_lru() {
-                Some((_, (_, b))) => g.1 -= b,
+        g.bytes += bytes;
+        while g.bytes > self.budget {
+            match g.lru.pop_lru() {
+                Some((_, (_, b))) => g.bytes -= b,
                 None => break,
             }
         }

@@ -411,13 +411,11 @@ impl Engine {
         &self,
         c: &Candidate,
         data: &[u8],
-        tenant: &str,
-        range: TimeRange,
-        q: &LogQuery,
-        pipeline: &LinePipeline,
+        s: &Scan<'_>,
         stats: &mut Stats,
-        f: &mut dyn FnMut(i64, &Arc<Labels>, &Labels, &str),
+        f: &mut OnMatch<'_>,
     ) {
+        let (tenant, range, q, pipeline) = (s.tenant, s.range, s.query, s.pipeline);
         let idx = &c.idx;
         let mut selected = vec![None; idx.streams.len()];
         for &s in &c.streams {
@@ -439,6 +437,7 @@ impl Engine {
         stats.blocks_scanned += 1;
         let mut block = RecordBlock::default();
         let mut extracted = Vec::new();
+        let bytes_before = stats.bytes_scanned;
         let (mut n, mut stream) = (0usize, 0usize);
         loop {
             match reader.next_block(&mut block) {
@@ -476,7 +475,9 @@ impl Engine {
                 }
             }
         }
-        self.metrics.bytes_decompressed.inc_by(stats.bytes_scanned);
+        self.metrics
+            .bytes_decompressed
+            .inc_by(stats.bytes_scanned - bytes_before);
     }
 
     /// A log query: the first `limit` matching lines in `direction` order.
@@ -523,10 +524,12 @@ impl Engine {
                 self.scan(
                     c,
                     &data,
-                    tenant,
-                    range,
-                    q,
-                    &pipeline,
+                    &Scan {
+                        tenant,
+                        range,
+                        query: q,
+                        pipeline: &pipeline,
+                    },
                     &mut stats,
                     &mut |ts, labels, extracted, line| {
                         let labels = pipeline.result_labels(labels, extracted);
@@ -559,8 +562,9 @@ impl Engine {
     ) -> Result<(Matrix, Stats), SearchError> {
         let steps = ((end - start) / step.max(1)).max(0) as usize + 1;
         let mut stats = Stats::default();
+        let grid = Grid { start, step, steps };
         let m = self
-            .eval_metric(tenant, expr, start, step, steps, prune, &mut stats)
+            .eval_metric(tenant, expr, grid, prune, &mut stats)
             .await?;
         Ok((m, stats))
     }
@@ -569,12 +573,11 @@ impl Engine {
         &self,
         tenant: &str,
         expr: &MetricExpr,
-        start: i64,
-        step: i64,
-        steps: usize,
+        grid: Grid,
         prune: bool,
         stats: &mut Stats,
     ) -> Result<Matrix, SearchError> {
+        let Grid { start, step, steps } = grid;
         match expr {
             MetricExpr::Const(v) => {
                 let mut m = Matrix::new();
@@ -583,10 +586,8 @@ impl Engine {
             }
             MetricExpr::Binary { op, lhs, rhs } => {
                 let (l, r) = (
-                    Box::pin(self.eval_metric(tenant, lhs, start, step, steps, prune, stats))
-                        .await?,
-                    Box::pin(self.eval_metric(tenant, rhs, start, step, steps, prune, stats))
-                        .await?,
+                    Box::pin(self.eval_metric(tenant, lhs, grid, prune, stats)).await?,
+                    Box::pin(self.eval_metric(tenant, rhs, grid, prune, stats)).await?,
                 );
                 Ok(binary(
                     *op,
@@ -601,8 +602,7 @@ impl Engine {
                 grouping,
                 inner,
             } => {
-                let m = Box::pin(self.eval_metric(tenant, inner, start, step, steps, prune, stats))
-                    .await?;
+                let m = Box::pin(self.eval_metric(tenant, inner, grid, prune, stats)).await?;
                 Ok(aggregate(*op, grouping.as_ref(), m))
             }
             MetricExpr::Range {
@@ -627,10 +627,12 @@ impl Engine {
                         self.scan(
                             c,
                             &data,
-                            tenant,
-                            range,
-                            query,
-                            &pipeline,
+                            &Scan {
+                                tenant,
+                                range,
+                                query,
+                                pipeline: &pipeline,
+                            },
                             stats,
                             &mut |ts, labels, extracted, line| {
                                 // Windows (t - range, t] that hold ts: t in [ts, ts + range).
@@ -737,6 +739,35 @@ impl Engine {
 
 /// Orders entries by time in `direction`; ties by labels then line, so
 /// every evaluation gives the same order.
+/// What a query scans with: the tenant, the time range, the query and its
+/// compiled pipeline.
+struct Scan<'a> {
+    tenant: &'a str,
+    range: TimeRange,
+    query: &'a LogQuery,
+    pipeline: &'a LinePipeline,
+}
+
+/// Called for each match: time, stream labels, extracted labels, line.
+type OnMatch<'f> = dyn FnMut(i64, &Arc<Labels>, &Labels, &str) + 'f;
+
+/// Evaluation times of a metric query: `start + k * step`, `k < steps`.
+#[derive(Debug, Clone, Copy)]
+struct Grid {
+    start: i64,
+    step: i64,
+    steps: usize,
+}
+
+/// Running aggregates of one group at one step.
+#[derive(Debug, Clone, Copy)]
+struct Moments {
+    sum: f64,
+    n: f64,
+    min: f64,
+    max: f64,
+}
+
 pub fn sort_entries(entries: &mut [Entry], direction: Direction) {
     entries.sort_by(|a, b| {
         let o =
@@ -840,25 +871,28 @@ fn aggregate(op: AggOp, g: Option<&crate::logql::Grouping>, m: Matrix) -> Matrix
         }
         return out;
     }
-    let mut acc: BTreeMap<Labels, BTreeMap<usize, (f64, f64, f64, f64)>> = BTreeMap::new();
+    let mut acc: BTreeMap<Labels, BTreeMap<usize, Moments>> = BTreeMap::new();
     for (labels, pts) in m {
         let key = group_key(&labels, g);
         let series = acc.entry(key).or_default();
         for (k, v) in pts {
-            let e = series
-                .entry(k)
-                .or_insert((0.0, 0.0, f64::INFINITY, f64::NEG_INFINITY));
-            e.0 += v;
-            e.1 += 1.0;
-            e.2 = e.2.min(v);
-            e.3 = e.3.max(v);
+            let e = series.entry(k).or_insert(Moments {
+                sum: 0.0,
+                n: 0.0,
+                min: f64::INFINITY,
+                max: f64::NEG_INFINITY,
+            });
+            e.sum += v;
+            e.n += 1.0;
+            e.min = e.min.min(v);
+            e.max = e.max.max(v);
         }
     }
     acc.into_iter()
         .map(|(labels, pts)| {
             let pts = pts
                 .into_iter()
-                .map(|(k, (sum, n, min, max))| {
+                .map(|(k, Moments { sum, n, min, max })| {
                     let v = match op {
                         AggOp::Sum => sum,
                         AggOp::Count => n,

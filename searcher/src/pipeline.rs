@@ -43,9 +43,8 @@ pub fn flatten_json(v: &Value, out: &mut Labels) {
         }
         for (k, child) in o {
             let restore = path.len();
-            if depth > 0 {
-                path.push('_');
-            } else if k.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+            // Segments join with `_`; Loki prefixes a key that starts with a digit.
+            if depth > 0 || k.as_bytes().first().is_some_and(u8::is_ascii_digit) {
                 path.push('_');
             }
             push_sanitized_key(path, k);

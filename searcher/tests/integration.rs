@@ -278,12 +278,14 @@ fn random_query(rng: &mut Rng, recs: &[Rec]) -> String {
                 q.push_str(&format!(r#" |= "{}""#, escape(&needle)));
             }
             2 => q.push_str(&format!(r#" |= " {:x} ""#, rng.next())),
-            3 if !words.is_empty() => {
-                q.push_str(&format!(r#" != "{}""#, escape(*rng.pick(&words))))
-            }
-            4 if !words.is_empty() => {
-                q.push_str(&format!(r#" |~ "(?i){}""#, regex_escape(*rng.pick(&words))))
-            }
+            3 if !words.is_empty() => q.push_str(&format!(
+                r#" != "{}""#,
+                escape(words[rng.below(words.len())])
+            )),
+            4 if !words.is_empty() => q.push_str(&format!(
+                r#" |~ "(?i){}""#,
+                regex_escape(words[rng.below(words.len())])
+            )),
             // A field filter, with or without `| json`, present or absent.
             _ => {
                 let mut fields = Vec::new();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use skidder_common::testing::{free_port, TansuBroker};
 
-use crate::support::{http_get, metric, rss_bytes, TestProducer, BIN};
+use crate::support::{http_get, metric, rss_bytes, Guard, TestProducer, BIN};
 
 const LIMIT: u64 = 256 << 20;
 const MESSAGES: usize = 1600;
@@ -93,29 +93,31 @@ fn a_stalled_store_pauses_kafka_and_holds_rss_under_the_limit() {
     )
     .unwrap();
     let metrics_port = free_port();
-    let mut indexer = Command::new(BIN)
-        .args(["indexer", "--config", config.path().to_str().unwrap()])
-        .args([
-            "--kafka-brokers",
-            &kafka.bootstrap(),
-            "--topics",
-            "bp",
-            "--group-id",
-            "bp",
-        ])
-        .args([
-            "--store",
-            "s3://logs/bp",
-            "--s3-endpoint",
-            &format!("http://127.0.0.1:{s3_port}"),
-        ])
-        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("SKIDDER_LOG", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut indexer = Guard(
+        Command::new(BIN)
+            .args(["indexer", "--config", config.path().to_str().unwrap()])
+            .args([
+                "--kafka-brokers",
+                &kafka.bootstrap(),
+                "--topics",
+                "bp",
+                "--group-id",
+                "bp",
+            ])
+            .args([
+                "--store",
+                "s3://logs/bp",
+                "--s3-endpoint",
+                &format!("http://127.0.0.1:{s3_port}"),
+            ])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("SKIDDER_LOG", "error")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
 
     let mut peak = 0;
     let started = Instant::now();

@@ -5,13 +5,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use skidder_common::format::ledger::Checkpoint;
 use skidder_common::testing::{free_port, TansuBroker};
 
-use crate::support::{dump, http_get, metric, sigterm, TestProducer, BIN};
+use crate::support::{dump, http_get, metric, sigterm, Guard, TestProducer, BIN};
 
 const TOPIC: &str = "crash";
 const PARTITIONS: i32 = 4;
@@ -30,16 +30,44 @@ impl Rng {
     }
 }
 
-fn start_indexer(kafka: &TansuBroker, config: &Path, store: &str, metrics_port: u16) -> Child {
-    Command::new(BIN)
-        .args(["indexer", "--config", config.to_str().unwrap()])
-        .args(["--kafka-brokers", &kafka.bootstrap(), "--topics", TOPIC])
-        .args(["--group-id", "crash", "--store", store])
-        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-        .env("SKIDDER_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
+/// Starts an indexer whose log goes to `log`, for the post-mortem.
+fn start_indexer(
+    kafka: &TansuBroker,
+    config: &Path,
+    store: &str,
+    metrics_port: u16,
+    log: &Path,
+) -> Guard {
+    Guard(
+        Command::new(BIN)
+            .args(["indexer", "--config", config.to_str().unwrap()])
+            .args(["--kafka-brokers", &kafka.bootstrap(), "--topics", TOPIC])
+            .args(["--group-id", "crash", "--store", store])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .env("SKIDDER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Prints the end of every indexer log, to see what a failed run did.
+fn post_mortem(logs: &Path) {
+    let mut files: Vec<_> = std::fs::read_dir(logs)
         .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!("==== {} (last 40 of {} lines)", f.display(), lines.len());
+        for l in &lines[lines.len().saturating_sub(40)..] {
+            eprintln!("{l}");
+        }
+    }
 }
 
 /// The stored checkpoint of each partition.
@@ -104,6 +132,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     };
 
     let dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
     let store = format!("file://{}", dir.path().display());
     let config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
@@ -127,7 +156,8 @@ checkpoint_interval_secs = 1
     let (mut skipped, mut rebuilt) = (0, 0);
     for kill in 0..KILLS {
         let port = free_port();
-        let mut child = start_indexer(&kafka, config.path(), &store, port);
+        let log = logs.path().join(format!("run-{kill}.log"));
+        let mut child = start_indexer(&kafka, config.path(), &store, port, &log);
         // Wait until this process reads (the last victim's session must
         // expire first), then kill it at a random moment.
         let started = Instant::now();
@@ -163,18 +193,26 @@ checkpoint_interval_secs = 1
 
     // A last run until every partition's checkpoint reaches its end offset.
     let metrics_port = free_port();
-    let mut child = start_indexer(&kafka, config.path(), &store, metrics_port);
+    let mut child = start_indexer(
+        &kafka,
+        config.path(),
+        &store,
+        metrics_port,
+        &logs.path().join("final.log"),
+    );
     let deadline = Instant::now() + Duration::from_secs(300);
     while checkpoints(dir.path()) != ends || http_get(metrics_port, "/metrics").is_err() {
         assert!(
             child.try_wait().unwrap().is_none(),
             "indexer died by itself"
         );
-        assert!(
-            Instant::now() < deadline,
-            "never caught up: {:?} vs {ends:?}",
-            checkpoints(dir.path())
-        );
+        if Instant::now() >= deadline {
+            post_mortem(logs.path());
+            panic!(
+                "seed {seed}: never caught up: {:?} vs {ends:?}",
+                checkpoints(dir.path())
+            );
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     let metrics = http_get(metrics_port, "/metrics").unwrap_or_default();
@@ -188,6 +226,14 @@ checkpoint_interval_secs = 1
     for v in dump(&["--store", &store], &[]) {
         let line: serde_json::Value = serde_json::from_str(v["line"].as_str().unwrap()).unwrap();
         *seen.entry(line["id"].as_u64().unwrap()).or_default() += 1;
+    }
+    let lost_ids: Vec<u64> = (1..=produced)
+        .filter(|i| !seen.contains_key(i))
+        .take(10)
+        .collect();
+    if !lost_ids.is_empty() || seen.values().any(|&n| n > 1) {
+        post_mortem(logs.path());
+        eprintln!("first lost ids: {lost_ids:?}");
     }
     let lost = (1..=produced).filter(|i| !seen.contains_key(i)).count();
     let duplicated = seen.values().filter(|&&n| n > 1).count();

@@ -7,26 +7,28 @@ use std::process::{Command, Stdio};
 
 use skidder_common::testing::free_port;
 
-use crate::support::{sigterm, BIN};
+use crate::support::{sigterm, Guard, BIN};
 
 #[test]
 fn demo_starts_and_its_printed_queries_find_things() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut demo = Command::new(BIN)
-        .args([
-            "demo",
-            "--records",
-            "5000",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("SKIDDER_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut demo = Guard(
+        Command::new(BIN)
+            .args([
+                "demo",
+                "--records",
+                "5000",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("SKIDDER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
     let (mut trace, mut commands) = (String::new(), Vec::new());
     for line in lines.by_ref() {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use skidder_common::storage::{list_all, S3Store};
 use skidder_common::testing::{free_port, MotoServer, TansuBroker};
 
-use crate::support::{dump, http_get, inspect, metric, sigterm, TestProducer, BIN};
+use crate::support::{dump, http_get, inspect, metric, sigterm, Guard, TestProducer, BIN};
 
 const BASE_TS_MS: i64 = 1_700_000_000_000;
 
@@ -148,29 +148,31 @@ checkpoint_interval_secs = 1
     )
     .unwrap();
     let metrics_port = free_port();
-    let mut indexer = Command::new(BIN)
-        .args(["indexer", "--config", config.path().to_str().unwrap()])
-        .args([
-            "--kafka-brokers",
-            &kafka.bootstrap(),
-            "--topics",
-            "logs",
-            "--group-id",
-            "e2e",
-        ])
-        .args([
-            "--store",
-            "s3://logs/skidder",
-            "--s3-endpoint",
-            &moto.endpoint(),
-        ])
-        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("SKIDDER_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut indexer = Guard(
+        Command::new(BIN)
+            .args(["indexer", "--config", config.path().to_str().unwrap()])
+            .args([
+                "--kafka-brokers",
+                &kafka.bootstrap(),
+                "--topics",
+                "logs",
+                "--group-id",
+                "e2e",
+            ])
+            .args([
+                "--store",
+                "s3://logs/skidder",
+                "--s3-endpoint",
+                &moto.endpoint(),
+            ])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("SKIDDER_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
 
     // Wait until every record is stored, reading the indexer's own metrics.
     let want = expected.len() as u64;
@@ -259,7 +261,7 @@ checkpoint_interval_secs = 1
         .or_default() += 1;
     }
     let mut want_counts: HashMap<Expected, i64> = HashMap::new();
-    for e in expected {
+    for e in expected.iter().cloned() {
         *want_counts.entry(e).or_default() += 1;
     }
     let mut missing = 0;
@@ -280,6 +282,175 @@ checkpoint_interval_secs = 1
         (0, 0),
         "records lost, duplicated or altered"
     );
+
+    // The read path: `skidder searcher` over the same S3 data, asked in
+    // LogQL over Loki's HTTP API; answers computed here from the input.
+    search_checks(&moto, &expected);
+}
+
+/// Which input records a query must return.
+type Wanted<'a> = dyn Fn(&Expected) -> bool + 'a;
+
+/// Lines of the input that a predicate selects, with their time span.
+fn want_lines(expected: &[Expected], f: impl Fn(&Expected) -> bool) -> (Vec<String>, i64, i64) {
+    let hits: Vec<&Expected> = expected.iter().filter(|e| f(e)).collect();
+    let mut lines: Vec<String> = hits.iter().map(|e| e.line.clone()).collect();
+    lines.sort();
+    let lo = hits.iter().map(|e| e.time_ns).min().unwrap_or(0);
+    let hi = hits.iter().map(|e| e.time_ns).max().unwrap_or(0);
+    (lines, lo, hi)
+}
+
+fn field(line: &str, key: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    v.get(key)?.as_str().map(str::to_owned)
+}
+
+fn search_checks(moto: &MotoServer, expected: &[Expected]) {
+    let port = free_port();
+    let mut searcher = Guard(
+        Command::new(BIN)
+            .args([
+                "searcher",
+                "--store",
+                "s3://logs/skidder",
+                "--s3-endpoint",
+                &moto.endpoint(),
+            ])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("SKIDDER_MULTI_TENANT", "true")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("SKIDDER_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while agent.get(format!("{base}/ready")).call().is_err() {
+        assert!(searcher.try_wait().unwrap().is_none(), "searcher exited");
+        assert!(Instant::now() < deadline, "searcher never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ask = |path: &str, params: &[(&str, String)]| -> serde_json::Value {
+        let mut req = agent
+            .get(format!("{base}{path}"))
+            .header("X-Scope-OrgID", "logs");
+        for (k, v) in params {
+            req = req.query(*k, v);
+        }
+        let mut resp = req.call().unwrap();
+        let body = resp.body_mut().read_to_string().unwrap();
+        assert_eq!(resp.status(), 200, "{path} {params:?}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let lines_of = |v: &serde_json::Value| -> Vec<String> {
+        let mut out: Vec<String> = v["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| {
+                s["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p[1].as_str().unwrap().to_owned())
+            })
+            .collect();
+        out.sort();
+        out
+    };
+
+    // A needle in JSON lines, as a line filter and as a field filter.
+    // The rarest queried domain: a needle, not a haystack.
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for e in expected.iter().filter(|e| e.app == "dns") {
+        if let Some(q) = field(&e.line, "query") {
+            *counts.entry(q).or_default() += 1;
+        }
+    }
+    let domain = counts
+        .iter()
+        .filter(|(d, _)| d.len() > 8)
+        .min_by_key(|(d, n)| (**n, (*d).clone()))
+        .unwrap()
+        .0
+        .clone();
+    let needle_cases: [(String, Box<Wanted<'_>>); 4] = [
+        (
+            format!(r#"{{__app__="dns"}} |= "{domain}""#),
+            Box::new(|e: &Expected| e.app == "dns" && e.line.contains(domain.as_str())),
+        ),
+        (
+            format!(r#"{{__app__="dns"}} | query="{domain}""#),
+            Box::new(|e: &Expected| {
+                e.app == "dns" && field(&e.line, "query").as_deref() == Some(domain.as_str())
+            }),
+        ),
+        (
+            r#"{event_type="alert"} |~ "ET (POLICY|SCAN)""#.to_owned(),
+            Box::new(|e: &Expected| {
+                e.labels.get("event_type").map(String::as_str) == Some("alert")
+                    && (e.line.contains("ET POLICY") || e.line.contains("ET SCAN"))
+            }),
+        ),
+        (
+            r#"{__app__="unknown"} |= "Invalid user" != "admin""#.to_owned(),
+            Box::new(|e: &Expected| {
+                e.app == "unknown" && e.line.contains("Invalid user") && !e.line.contains("admin")
+            }),
+        ),
+    ];
+    for (query, pred) in &needle_cases {
+        let (want, lo, hi) = want_lines(expected, pred);
+        assert!(
+            !want.is_empty() && want.len() < 5000,
+            "{query}: {} expected",
+            want.len()
+        );
+        let v = ask(
+            "/loki/api/v1/query_range",
+            &[
+                ("query", query.clone()),
+                ("start", lo.to_string()),
+                ("end", (hi + 1).to_string()),
+                ("limit", "5000".into()),
+            ],
+        );
+        assert_eq!(lines_of(&v), want, "{query}");
+    }
+
+    // A metric query: every dns record counted once, by one window spanning them.
+    let (want, lo, hi) = want_lines(expected, |e| e.app == "dns");
+    let range_s = (hi - lo) / 1_000_000_000 + 2;
+    let v = ask(
+        "/loki/api/v1/query",
+        &[
+            (
+                "query",
+                format!(r#"sum(count_over_time({{__app__="dns"}}[{range_s}s]))"#),
+            ),
+            ("time", (hi + 1_000_000_000).to_string()),
+        ],
+    );
+    assert_eq!(v["data"]["resultType"], "vector");
+    assert_eq!(
+        v["data"]["result"][0]["value"][1].as_str().unwrap(),
+        want.len().to_string()
+    );
+
+    // Label values come from the stored streams.
+    let v = ask(
+        "/loki/api/v1/label/__app__/values",
+        &[("start", lo.to_string()), ("end", (hi + 1).to_string())],
+    );
+    assert!(v["data"].as_array().unwrap().iter().any(|a| a == "dns"));
+    sigterm(searcher.id());
+    assert!(searcher.wait().unwrap().success());
 }
 
 #[derive(Debug, Default)]

@@ -5,17 +5,17 @@
 //! plus a multi-tenant `skidder searcher` over the same data.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use skidder_common::testing::free_port;
 
-use crate::support::{sigterm, BIN};
+use crate::support::{sigterm, Guard, BIN};
 
 struct Fixture {
-    demo: Child,
-    searcher: Child,
+    demo: Guard,
+    searcher: Guard,
     url: String,
     tenant_url: String,
     _dir: tempfile::TempDir,
@@ -25,7 +25,7 @@ impl Drop for Fixture {
     fn drop(&mut self) {
         for c in [&mut self.demo, &mut self.searcher] {
             sigterm(c.id());
-            let _ = c.wait();
+            let _ = c.0.wait();
         }
     }
 }
@@ -34,20 +34,22 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let port = free_port();
-    let mut demo = Command::new(BIN)
-        .args([
-            "demo",
-            "--records",
-            "5000",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .env("SKIDDER_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut demo = Guard(
+        Command::new(BIN)
+            .args([
+                "demo",
+                "--records",
+                "5000",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .env("SKIDDER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let lines = BufReader::new(demo.stdout.take().unwrap()).lines();
     for line in lines {
         if line.unwrap() == "Ready." {
@@ -57,19 +59,21 @@ fn fixture() -> Fixture {
     let config = dir.path().join("searcher.toml");
     std::fs::write(&config, "multi_tenant = true\n").unwrap();
     let tport = free_port();
-    let searcher = Command::new(BIN)
-        .args([
-            "searcher",
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{tport}"),
-        ])
-        .arg("--store")
-        .arg(format!("file://{}", data.display()))
-        .env("SKIDDER_LOG", "warn")
-        .spawn()
-        .unwrap();
+    let searcher = Guard(
+        Command::new(BIN)
+            .args([
+                "searcher",
+                "--config",
+                config.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{tport}"),
+            ])
+            .arg("--store")
+            .arg(format!("file://{}", data.display()))
+            .env("SKIDDER_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
     let f = Fixture {
         demo,
         searcher,

@@ -2,7 +2,7 @@
 //! delivery, the `skidder` binary, and scraping its metrics.
 
 use std::collections::HashMap;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -146,4 +146,28 @@ pub fn sigterm(pid: u32) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// A child process that is killed when the test ends, even by a panic, so
+/// a failing test never leaves a server holding its output open.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Guard {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
 }

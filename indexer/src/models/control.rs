@@ -19,6 +19,11 @@ pub struct PartitionPlan {
     pub start_offset: i64,
     /// Ledger entries with `last_offset >= start_offset`, in offset order.
     pub ledger: Vec<LedgerEntry>,
+    /// The checkpoint found in the store, if any; Kafka's commit may be ahead.
+    pub stored_checkpoint: Option<i64>,
+    /// Keys of ledger entries wholly below the start: done, to be deleted
+    /// with the next checkpoint, as (last offset, key).
+    pub stale_ledger_keys: Vec<(i64, String)>,
 }
 
 /// Control messages travel in order with the data through every queue.

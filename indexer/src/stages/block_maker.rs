@@ -595,13 +595,15 @@ mod tests {
     #[test]
     fn replay_skips_stored_blocks_and_rebuilds_unsure_ones_exactly() {
         let (mut m, out, tracker) = maker(usize::MAX);
-        tracker.assign(&tp(), 4, vec![]);
+        tracker.assign(&tp(), 4, Some(4), vec![]);
         m.handle(Item::Control(Control::Assign(PartitionPlan {
             tp: tp(),
             start_offset: 4,
             // a: block [2, 5] began below the start, so it is stored: skip 4 and 5.
             // b: block [6, 8] began at or past the start: rebuild exactly 6..=8.
             ledger: vec![entry("a", 2, 5), entry("b", 6, 8)],
+            stored_checkpoint: Some(4),
+            stale_ledger_keys: Vec::new(),
         })))
         .unwrap();
         // Offsets 4..=10 replayed; a normal "b" block opens at 4 and must be
@@ -623,11 +625,13 @@ mod tests {
     #[test]
     fn an_unfinished_rebuild_is_not_written_and_pins_the_watermark() {
         let (mut m, out, tracker) = maker(usize::MAX);
-        tracker.assign(&tp(), 0, vec![]);
+        tracker.assign(&tp(), 0, Some(0), vec![]);
         m.handle(Item::Control(Control::Assign(PartitionPlan {
             tp: tp(),
             start_offset: 0,
             ledger: vec![entry("a", 1, 9)],
+            stored_checkpoint: Some(0),
+            stale_ledger_keys: Vec::new(),
         })))
         .unwrap();
         tracker.hold(&tp(), 0);

@@ -157,6 +157,7 @@ impl ReaderContext {
         };
         let start = stored.unwrap_or(0).max(kafka_committed.unwrap_or(0));
         let mut ledger = Vec::new();
+        let mut stale_ledger_keys = Vec::new();
         for obj in list_all(&*self.store, &ledger_prefix(&tp.topic, tp.partition))
             .await
             .map_err(|e| e.to_string())?
@@ -165,6 +166,7 @@ impl ReaderContext {
                 continue;
             };
             if last < start {
+                stale_ledger_keys.push((last, obj.key));
                 continue;
             }
             let body = self.store.get(&obj.key).await.map_err(|e| e.to_string())?;
@@ -181,6 +183,8 @@ impl ReaderContext {
             tp: tp.clone(),
             start_offset: start,
             ledger,
+            stored_checkpoint: stored,
+            stale_ledger_keys,
         })
     }
 
@@ -215,8 +219,10 @@ impl ReaderContext {
                 .ledger
                 .iter()
                 .map(|e| (e.last_offset, e.key()))
+                .chain(plan.stale_ledger_keys.iter().cloned())
                 .collect();
-            self.tracker.assign(&tp, plan.start_offset, keys);
+            self.tracker
+                .assign(&tp, plan.start_offset, plan.stored_checkpoint, keys);
             let mut s = self.lock();
             s.start.insert(tp, plan.start_offset);
             s.pending.push_back(Item::Control(Control::Assign(plan)));
@@ -398,9 +404,17 @@ pub fn run(
         if let Some(f) = ctx.lock().failure.take() {
             break StageExit::Failure(f);
         }
-        if ctx.assignment_changed.swap(false, Ordering::SeqCst) && paused_since.is_some() {
-            // A rebalance resets pause state; apply it again below.
-            paused_since = None;
+        // librdkafka may or may not keep a partition's pause flag across a
+        // rebalance, so after one, state the current pause on the whole new
+        // assignment rather than trust either behaviour.
+        if ctx.assignment_changed.swap(false, Ordering::SeqCst) {
+            if let Ok(a) = consumer.assignment() {
+                let _ = if paused_since.is_some() {
+                    consumer.pause(&a)
+                } else {
+                    consumer.resume(&a)
+                };
+            }
         }
         let want_pause = pause.load(Ordering::Relaxed) || ctx.lock().pending.len() > 4;
         match (want_pause, paused_since) {

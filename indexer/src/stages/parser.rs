@@ -389,10 +389,8 @@ impl Walk<'_> {
         }
         for (k, child) in o.iter() {
             let restore = self.path.len();
-            if depth > 0 {
-                self.path.push('_');
-            } else if k.as_bytes().first().is_some_and(u8::is_ascii_digit) {
-                // Loki prefixes a flattened key that starts with a digit.
+            // Segments join with `_`; Loki prefixes a key that starts with a digit.
+            if depth > 0 || k.as_bytes().first().is_some_and(u8::is_ascii_digit) {
                 self.path.push('_');
             }
             push_sanitized_key(&mut self.path, k);
