@@ -64,15 +64,16 @@ const MESSAGES: &[&str] = &[
     "GC pause 12.5 ms, heap 512 MB",
 ];
 
-/// A small deterministic generator (SplitMix64), so every demo run shows the same logs.
-struct Gen(u64);
+/// A seeded generator: the same seed gives the same run.
+struct Gen(rand::rngs::StdRng);
 impl Gen {
+    fn new(seed: u64) -> Self {
+        Gen(<rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(
+            seed,
+        ))
+    }
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        rand::RngCore::next_u64(&mut self.0)
     }
     fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
         xs[(self.next() % xs.len() as u64) as usize]
@@ -151,7 +152,7 @@ pub fn run(flags: DemoFlags) -> anyhow::Result<ExitCode> {
         .set("linger.ms", "5")
         .create()
         .context("creating the producer")?;
-    let mut g = Gen(42);
+    let mut g = Gen::new(42);
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
     let span = 3_600_000_000_000i64; // the last hour
     let (mut needle, mut needle_app) = (String::new(), "");

@@ -1,5 +1,5 @@
 //! What every long-running Skidder service needs besides its own work:
-//! a shutdown signal and Prometheus text exposition.
+//! config loading, a shutdown signal and Prometheus text exposition.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,4 +35,50 @@ pub fn render_metrics(registry: &prometheus::Registry) -> String {
         tracing::warn!(error = %e, "metrics encoding failed");
     }
     out
+}
+
+/// Why a service's settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {source}")]
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid setting {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl ConfigError {
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Parses TOML settings; `origin` names the source in errors.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: origin.into(),
+        source: Box::new(e),
+    })
+}
+
+/// Reads and parses a TOML settings file.
+pub fn load_toml<T: serde::de::DeserializeOwned>(path: &str) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    parse_toml(&text, path)
 }

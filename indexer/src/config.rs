@@ -5,30 +5,12 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+pub use skidder_common::service::ConfigError;
+use skidder_common::service::{load_toml, parse_toml};
 use skidder_common::storage::{S3Config, StoreUrl};
-use thiserror::Error;
-
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("parsing {path}: {source}")]
-    Parse {
-        path: String,
-        source: Box<toml::de::Error>,
-    },
-    #[error("invalid setting {field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
-}
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field,
-        reason: reason.into(),
-    }
+    ConfigError::invalid(field, reason)
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -226,24 +208,11 @@ impl Default for UploadConfig {
 
 impl IndexerConfig {
     pub fn from_file(path: &str) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
-        Self::from_toml(&text).map_err(|e| match e {
-            ConfigError::Parse { source, .. } => ConfigError::Parse {
-                path: path.into(),
-                source,
-            },
-            other => other,
-        })
+        load_toml(path)
     }
 
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: "<config>".into(),
-            source: Box::new(e),
-        })
+        parse_toml(text, "<config>")
     }
 
     /// Checks everything that can be checked without connecting anywhere.

@@ -2,27 +2,12 @@
 //! variables and flags (see `src/main.rs`). Unknown keys are errors.
 
 use serde::Deserialize;
+use skidder_common::service::load_toml;
+pub use skidder_common::service::ConfigError;
 use skidder_common::storage::{S3Config, StoreUrl};
-use thiserror::Error;
 
 use crate::api::ApiConfig;
 use crate::engine::EngineConfig;
-
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("parsing {path}: {source}")]
-    Parse {
-        path: String,
-        source: Box<toml::de::Error>,
-    },
-    #[error("invalid setting {field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
-}
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -80,23 +65,11 @@ impl Default for SearcherConfig {
 
 impl SearcherConfig {
     pub fn from_file(path: &str) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            source: Box::new(e),
-        })
+        load_toml(path)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |field, reason: &str| {
-            Err(ConfigError::Invalid {
-                field,
-                reason: reason.into(),
-            })
-        };
+        let bad = |field, reason: &str| Err(ConfigError::invalid(field, reason));
         self.store_url()?;
         if self.fetch_concurrency == 0 {
             return bad("fetch_concurrency", "must be positive");
@@ -114,10 +87,7 @@ impl SearcherConfig {
         self.store
             .url
             .parse()
-            .map_err(|reason| ConfigError::Invalid {
-                field: "store.url",
-                reason,
-            })
+            .map_err(|reason: String| ConfigError::invalid("store.url", reason))
     }
 
     pub fn engine(&self) -> EngineConfig {

@@ -405,6 +405,25 @@ impl Engine {
             .await
     }
 
+    /// Fetches a chunk of candidates' blocks and scans each; missing or
+    /// corrupt blocks become warnings.
+    async fn scan_chunk(
+        &self,
+        chunk: &[Candidate],
+        scan: &Scan<'_>,
+        stats: &mut Stats,
+        f: &mut OnMatch<'_>,
+    ) -> Result<(), SearchError> {
+        let fetched = self.fetch_many(chunk).await;
+        for (c, (data, w)) in chunk.iter().zip(fetched) {
+            stats.warnings.extend(w);
+            let Some(data) = data? else { continue };
+            stats.bytes_fetched += data.len() as u64;
+            self.scan(c, &data, scan, stats, f);
+        }
+        Ok(())
+    }
+
     /// Calls `f` for every record of the candidate's selected streams that
     /// falls in the range, matches the selector and passes the pipeline.
     fn scan(
@@ -516,31 +535,26 @@ impl Engine {
             }
             let end = (i + self.cfg.fetch_concurrency.max(1)).min(cands.len());
             let batch = &cands[i..end];
-            let fetched = self.fetch_many(batch).await;
-            for (c, (data, w)) in batch.iter().zip(fetched) {
-                stats.warnings.extend(w);
-                let Some(data) = data? else { continue };
-                stats.bytes_fetched += data.len() as u64;
-                self.scan(
-                    c,
-                    &data,
-                    &Scan {
-                        tenant,
-                        range,
-                        query: q,
-                        pipeline: &pipeline,
-                    },
-                    &mut stats,
-                    &mut |ts, labels, extracted, line| {
-                        let labels = pipeline.result_labels(labels, extracted);
-                        entries.push(Entry {
-                            ts,
-                            labels,
-                            line: line.to_owned(),
-                        });
-                    },
-                );
-            }
+            let scan = Scan {
+                tenant,
+                range,
+                query: q,
+                pipeline: &pipeline,
+            };
+            self.scan_chunk(
+                batch,
+                &scan,
+                &mut stats,
+                &mut |ts, labels, extracted, line| {
+                    let labels = pipeline.result_labels(labels, extracted);
+                    entries.push(Entry {
+                        ts,
+                        labels,
+                        line: line.to_owned(),
+                    });
+                },
+            )
+            .await?;
             sort_entries(&mut entries, direction);
             entries.truncate(limit);
             i = end;
@@ -618,45 +632,33 @@ impl Engine {
                 let cands = self.candidates(tenant, range, query, prune, stats).await?;
                 let pipeline = LinePipeline::new(query);
                 let mut sums: HashMap<Arc<Labels>, BTreeMap<usize, f64>> = HashMap::new();
+                let scan = Scan {
+                    tenant,
+                    range,
+                    query,
+                    pipeline: &pipeline,
+                };
                 for chunk in cands.chunks(self.cfg.fetch_concurrency.max(1)) {
-                    let fetched = self.fetch_many(chunk).await;
-                    for (c, (data, w)) in chunk.iter().zip(fetched) {
-                        stats.warnings.extend(w);
-                        let Some(data) = data? else { continue };
-                        stats.bytes_fetched += data.len() as u64;
-                        self.scan(
-                            c,
-                            &data,
-                            &Scan {
-                                tenant,
-                                range,
-                                query,
-                                pipeline: &pipeline,
-                            },
-                            stats,
-                            &mut |ts, labels, extracted, line| {
-                                // Windows (t - range, t] that hold ts: t in [ts, ts + range).
-                                let lo = (ts - start + step - 1).div_euclid(step).max(0);
-                                let hi = (ts + range_ns - 1 - start)
-                                    .div_euclid(step)
-                                    .min(steps as i64 - 1);
-                                if lo > hi {
-                                    return;
-                                }
-                                let value = match func {
-                                    RangeFn::CountOverTime | RangeFn::Rate => 1.0,
-                                    RangeFn::BytesOverTime | RangeFn::BytesRate => {
-                                        line.len() as f64
-                                    }
-                                };
-                                let key = pipeline.result_labels(labels, extracted);
-                                let series = sums.entry(key).or_default();
-                                for k in lo..=hi {
-                                    *series.entry(k as usize).or_default() += value;
-                                }
-                            },
-                        );
-                    }
+                    self.scan_chunk(chunk, &scan, stats, &mut |ts, labels, extracted, line| {
+                        // Windows (t - range, t] that hold ts: t in [ts, ts + range).
+                        let lo = (ts - start + step - 1).div_euclid(step).max(0);
+                        let hi = (ts + range_ns - 1 - start)
+                            .div_euclid(step)
+                            .min(steps as i64 - 1);
+                        if lo > hi {
+                            return;
+                        }
+                        let value = match func {
+                            RangeFn::CountOverTime | RangeFn::Rate => 1.0,
+                            RangeFn::BytesOverTime | RangeFn::BytesRate => line.len() as f64,
+                        };
+                        let key = pipeline.result_labels(labels, extracted);
+                        let series = sums.entry(key).or_default();
+                        for k in lo..=hi {
+                            *series.entry(k as usize).or_default() += value;
+                        }
+                    })
+                    .await?;
                 }
                 let secs = *range_ns as f64 / 1e9;
                 let per_sec = matches!(func, RangeFn::Rate | RangeFn::BytesRate);
@@ -749,7 +751,7 @@ struct Scan<'a> {
 }
 
 /// Called for each match: time, stream labels, extracted labels, line.
-type OnMatch<'f> = dyn FnMut(i64, &Arc<Labels>, &Labels, &str) + 'f;
+type OnMatch<'f> = dyn FnMut(i64, &Arc<Labels>, &Labels, &str) + Send + 'f;
 
 /// Evaluation times of a metric query: `start + k * step`, `k < steps`.
 #[derive(Debug, Clone, Copy)]
