@@ -3,7 +3,7 @@
 
 use skidder_common::format::index::{build_bloom, BlockIndex, StreamEntry};
 use skidder_common::format::seqfile::{SeqFileReader, SeqFileWriter};
-use skidder_common::format::tokens::token_hash;
+use skidder_common::format::tokens::{token_hash, token_hash_v1};
 use skidder_common::storage::{conformance, LocalStore, S3Store};
 use skidder_common::testing::MotoServer;
 
@@ -26,9 +26,10 @@ async fn s3_store_passes_conformance_against_moto() {
     assert!(!all.is_empty() && all.iter().all(|m| m.key.starts_with("pfx/")));
 }
 
-// ---- Golden files: format version 1 is frozen. ----
+// ---- Golden files: every format version is frozen. ----
 
 const GOLDEN_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/v1");
+const GOLDEN_V2_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/v2");
 
 /// The records frozen in the v1 golden block, written out by hand.
 const RECORDS: &[(i64, &str)] = &[
@@ -55,8 +56,10 @@ fn golden_block() -> Vec<u8> {
     w.finish()
 }
 
+/// The v1 index: its bloom holds words and `key=value` field tokens.
 fn golden_index(data: &[u8]) -> BlockIndex {
     BlockIndex {
+        version: 1,
         min_time_ns: 1_795_266_000_000_000_000,
         max_time_ns: 1_795_266_002_500_000_000,
         record_count: 3,
@@ -82,7 +85,7 @@ fn golden_index(data: &[u8]) -> BlockIndex {
         bloom: build_bloom(
             ["abc123", "started", "level=info"]
                 .iter()
-                .map(|t| token_hash(t.as_bytes())),
+                .map(|t| token_hash_v1(t.as_bytes())),
             0.01,
         ),
     }
@@ -117,7 +120,7 @@ fn golden_v1_files_still_read_and_are_still_written_identically() {
     );
     let bloom = idx.bloom_filter().unwrap();
     for t in ["abc123", "started", "level=info"] {
-        assert!(bloom.may_contain(token_hash(t.as_bytes())), "{t}");
+        assert!(bloom.may_contain(token_hash_v1(t.as_bytes())), "{t}");
     }
     // The header bytes are Hadoop's, spelled out.
     assert!(stored_block.starts_with(b"SEQ\x06\x21org.apache.hadoop.io.LongWritable\x19org.apache.hadoop.io.Text\x01\x01\x26org.apache.hadoop.io.compress.Lz4Codec"));
@@ -131,6 +134,45 @@ fn golden_v1_files_still_read_and_are_still_written_identically() {
     assert_eq!(
         index, stored_index,
         "the v1 index writer changed: bump the version instead"
+    );
+}
+
+/// The v2 index of the same block: same layout, and its bloom holds the
+/// words of field values instead of `key=value` tokens.
+fn golden_index_v2(data: &[u8]) -> BlockIndex {
+    let mut idx = golden_index(data);
+    idx.version = 2;
+    idx.bloom = build_bloom(
+        ["abc123", "started", "info", "level", "get", "cart", "200"]
+            .iter()
+            .map(|t| token_hash(t.as_bytes())),
+        0.01,
+    );
+    idx
+}
+
+#[test]
+fn golden_v2_index_still_reads_and_is_still_written_identically() {
+    let path = format!("{GOLDEN_V2_DIR}/block.idx");
+    let block = std::fs::read(format!("{GOLDEN_DIR}/block.seq")).unwrap();
+    let index = golden_index_v2(&block).encode();
+    if !std::path::Path::new(&path).exists() {
+        std::fs::create_dir_all(GOLDEN_V2_DIR).unwrap();
+        std::fs::write(&path, &index).unwrap();
+        eprintln!("wrote {path}; commit it");
+    }
+    let stored = std::fs::read(&path).unwrap();
+    assert!(stored.starts_with(b"SKIX\x02\x00\x00\x00"));
+    let idx = BlockIndex::decode(&stored).unwrap();
+    assert_eq!(idx.version, 2);
+    idx.verify_data(&block).unwrap();
+    let bloom = idx.bloom_filter().unwrap();
+    for t in ["abc123", "info", "cart"] {
+        assert!(bloom.may_contain(token_hash(t.as_bytes())), "{t}");
+    }
+    assert_eq!(
+        index, stored,
+        "the v2 index writer changed: bump the version instead"
     );
 }
 

@@ -1,38 +1,58 @@
 //! Loki's HTTP API over the engine: the endpoints, parameters and JSON
 //! shapes that Grafana's Loki data source and logcli use. Errors are plain
 //! text with a 4xx/5xx status, as Loki writes them.
+//!
+//! Every `/loki/api/v1/*` request is authenticated first (the tenant is
+//! decided once, in [`authenticate`]); queries then take one of
+//! `max_concurrent_queries` slots, waiting at most `queue_wait` (else 429),
+//! and are cancelled after `query_timeout` (504).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{MatchedPath, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::middleware::Next;
+use axum::extract::{Extension, MatchedPath, Path, Request, State};
+use axum::http::{header, StatusCode, Uri};
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 use skidder_common::service::render_metrics;
+use tokio::sync::Semaphore;
 
+use crate::auth::{AuthError, TenantPolicy, Tokens};
 use crate::engine::{Direction, Engine, Entry, Matrix, SearchError, Stats, TimeRange};
 use crate::logql::{self, parse_duration, LogQuery, Query};
 use crate::pipeline::Labels;
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// Require `X-Scope-OrgID`; otherwise every request is `default_tenant`.
-    pub multi_tenant: bool,
-    pub default_tenant: String,
+    /// Where a request's tenant comes from: token, header or default.
+    pub tenancy: TenantPolicy,
     pub max_limit: usize,
+    /// Series a `/series` response may hold (metric queries: the engine's).
+    pub max_series: usize,
+    /// A query running longer is cancelled with a 504.
+    pub query_timeout: Duration,
+    pub max_concurrent_queries: usize,
+    /// How long a query waits for a slot before a 429.
+    pub queue_wait: Duration,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
-            multi_tenant: false,
-            default_tenant: "default".into(),
+            tenancy: TenantPolicy {
+                tokens: Tokens::default(),
+                multi_tenant: false,
+                default_tenant: "default".into(),
+            },
             max_limit: 5000,
+            max_series: 5000,
+            query_timeout: Duration::from_secs(60),
+            max_concurrent_queries: 16,
+            queue_wait: Duration::from_secs(5),
         }
     }
 }
@@ -40,14 +60,37 @@ impl Default for ApiConfig {
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub cfg: ApiConfig,
+    /// One permit per query allowed to run.
+    slots: Semaphore,
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine>, cfg: ApiConfig) -> Self {
+        AppState {
+            slots: Semaphore::new(cfg.max_concurrent_queries.max(1)),
+            engine,
+            cfg,
+        }
+    }
 }
 
 type Shared = Arc<AppState>;
+
+/// The tenant [`authenticate`] decided for a request.
+#[derive(Debug, Clone)]
+pub struct Tenant(pub String);
+
+/// Marks a response refused by a limit or by authentication, for
+/// `skidder_searcher_queries_rejected_total`.
+#[derive(Debug, Clone, Copy)]
+struct Rejected(&'static str);
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Which limit or check refused the request, if one did.
+    pub rejected: Option<&'static str>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -63,30 +106,65 @@ impl ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
+            rejected: None,
+        }
+    }
+
+    fn rejected(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            rejected: Some(reason),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut r = (
             self.status,
             [("content-type", "text/plain; charset=utf-8")],
             self.message + "\n",
         )
-            .into_response()
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        if let Some(reason) = self.rejected {
+            r.extensions_mut().insert(Rejected(reason));
+        }
+        r
     }
 }
 
 impl From<SearchError> for ApiError {
     fn from(e: SearchError) -> Self {
-        match e {
-            SearchError::Limit(m) => ApiError::bad(m),
-            SearchError::Storage(e) => ApiError {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                message: format!("reading the store failed: {e}"),
+        let message = e.to_string();
+        match e.limit_name() {
+            Some(reason) => ApiError::rejected(StatusCode::BAD_REQUEST, reason, message),
+            // The searcher is the store's gateway: a store fault is a 502,
+            // never a result that looks complete.
+            None => ApiError {
+                status: StatusCode::BAD_GATEWAY,
+                message,
+                rejected: None,
             },
         }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let reason = match e {
+            AuthError::NoOrgId | AuthError::InvalidTenant(_) | AuthError::Repeated(_) => "tenant",
+            AuthError::MissingToken
+            | AuthError::InvalidToken
+            | AuthError::TenantMismatch { .. } => "auth",
+        };
+        ApiError::rejected(e.status(), reason, e.to_string())
     }
 }
 
@@ -127,12 +205,18 @@ impl Params {
             .collect()
     }
 
+    /// A time between 1970 and 2116: room for every log, and far enough
+    /// from `i64`'s ends that range arithmetic cannot overflow.
     fn time(&self, k: &str) -> Result<Option<i64>, ApiError> {
         self.get(k)
             .map(|v| {
-                parse_time(v).ok_or_else(|| {
-                    ApiError::bad(format!("invalid {k} {v:?}: use RFC 3339 or a Unix epoch"))
-                })
+                parse_time(v)
+                    .filter(|t| (0..=MAX_TIME_NS).contains(t))
+                    .ok_or_else(|| {
+                        ApiError::bad(format!(
+                            "invalid {k} {v:?}: use RFC 3339 or a Unix epoch, 1970 to 2116"
+                        ))
+                    })
             })
             .transpose()
     }
@@ -189,6 +273,8 @@ impl Params {
     }
 }
 
+const MAX_TIME_NS: i64 = 1 << 62;
+
 pub fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
 }
@@ -221,32 +307,6 @@ pub fn parse_step(v: &str) -> Option<i64> {
             .filter(|f| f.is_finite() && *f > 0.0 && *f < 9.2e9)
             .map(|f| (f * 1e9) as i64)
     })
-}
-
-fn tenant(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    if !state.cfg.multi_tenant {
-        return Ok(state.cfg.default_tenant.clone());
-    }
-    let Some(v) = headers.get("x-scope-orgid") else {
-        return Err(ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            message: "no org id".into(),
-        });
-    };
-    let t = v
-        .to_str()
-        .map_err(|_| ApiError::bad("X-Scope-OrgID is not ASCII"))?;
-    // Loki's tenant charset, minus the `|` of multi-tenant queries.
-    let ok = !t.is_empty()
-        && t.len() <= 150
-        && t != "."
-        && t != ".."
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!-_.*'()".contains(&b));
-    if !ok {
-        return Err(ApiError::bad(format!("invalid tenant id {t:?}")));
-    }
-    Ok(t.to_owned())
 }
 
 fn labels_json(l: &Labels) -> Value {
@@ -417,12 +477,11 @@ pub async fn run_range(
 
 async fn query_range(
     State(s): State<Shared>,
-    headers: HeaderMap,
+    Extension(Tenant(tenant)): Extension<Tenant>,
     uri: Uri,
     body: Bytes,
 ) -> ApiResult {
     let p = Params::new(&uri, &body);
-    let tenant = tenant(&s, &headers)?;
     let (start, end) = p.range(3_600_000_000_000)?;
     let step = match p.get("step").or(p.get("interval")) {
         Some(v) => Some(parse_step(v).ok_or_else(|| ApiError::bad(format!("invalid step {v:?}")))?),
@@ -440,10 +499,14 @@ async fn query_range(
     Ok(success(data, &stats))
 }
 
-async fn query(State(s): State<Shared>, headers: HeaderMap, uri: Uri, body: Bytes) -> ApiResult {
+async fn query(
+    State(s): State<Shared>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
     let started = Instant::now();
     let p = Params::new(&uri, &body);
-    let tenant = tenant(&s, &headers)?;
     let t = p.time("time")?.unwrap_or_else(now_ns);
     match logql::parse(p.query()?)? {
         Query::Log(q) => {
@@ -506,29 +569,44 @@ fn selectors(p: &Params) -> Result<Vec<LogQuery>, ApiError> {
 
 async fn series_of(
     s: &AppState,
-    headers: &HeaderMap,
+    tenant: &str,
     p: &Params,
 ) -> Result<(Vec<Labels>, Stats), ApiError> {
-    let tenant = tenant(s, headers)?;
     let (start, end) = p.range(6 * 3_600_000_000_000)?;
     let matchers: Vec<_> = selectors(p)?.into_iter().map(|q| q.matchers).collect();
     Ok(s.engine
-        .series(&tenant, TimeRange { start, end }, &matchers)
+        .series(tenant, TimeRange { start, end }, &matchers)
         .await?)
 }
 
-async fn series(State(s): State<Shared>, headers: HeaderMap, uri: Uri, body: Bytes) -> ApiResult {
+async fn series(
+    State(s): State<Shared>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
     let p = Params::new(&uri, &body);
-    let (series, stats) = series_of(&s, &headers, &p).await?;
+    let (series, stats) = series_of(&s, &tenant, &p).await?;
+    if series.len() > s.cfg.max_series {
+        return Err(SearchError::Series {
+            limit: s.cfg.max_series,
+        }
+        .into());
+    }
     Ok(success(
         Value::Array(series.iter().map(labels_json).collect()),
         &stats,
     ))
 }
 
-async fn labels(State(s): State<Shared>, headers: HeaderMap, uri: Uri, body: Bytes) -> ApiResult {
+async fn labels(
+    State(s): State<Shared>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
     let p = Params::new(&uri, &body);
-    let (series, stats) = series_of(&s, &headers, &p).await?;
+    let (series, stats) = series_of(&s, &tenant, &p).await?;
     let mut names: Vec<&str> = series
         .iter()
         .flat_map(|l| l.iter().map(|(k, _)| k.as_str()))
@@ -541,12 +619,12 @@ async fn labels(State(s): State<Shared>, headers: HeaderMap, uri: Uri, body: Byt
 async fn label_values(
     State(s): State<Shared>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    Extension(Tenant(tenant)): Extension<Tenant>,
     uri: Uri,
     body: Bytes,
 ) -> ApiResult {
     let p = Params::new(&uri, &body);
-    let (series, stats) = series_of(&s, &headers, &p).await?;
+    let (series, stats) = series_of(&s, &tenant, &p).await?;
     let mut values: Vec<&str> = series
         .iter()
         .filter_map(|l| l.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str()))
@@ -558,21 +636,23 @@ async fn label_values(
 
 async fn index_stats(
     State(s): State<Shared>,
-    headers: HeaderMap,
+    Extension(Tenant(tenant)): Extension<Tenant>,
     uri: Uri,
     body: Bytes,
 ) -> ApiResult {
     let p = Params::new(&uri, &body);
-    let tenant = tenant(&s, &headers)?;
     let (start, end) = p.range(3_600_000_000_000)?;
     let Query::Log(q) = logql::parse(p.query()?)? else {
         return Err(ApiError::bad("index/stats takes a stream selector"));
     };
-    let (streams, chunks, entries, bytes) = s
+    let (st, stats) = s
         .engine
         .index_stats(&tenant, TimeRange { start, end }, &q)
         .await?;
-    let body = json!({"streams": streams, "chunks": chunks, "entries": entries, "bytes": bytes});
+    let mut body = json!({"streams": st.streams, "chunks": st.chunks, "entries": st.entries, "bytes": st.bytes});
+    if !stats.warnings.is_empty() {
+        body["warnings"] = json!(stats.warnings);
+    }
     Ok((
         StatusCode::OK,
         [("content-type", "application/json; charset=utf-8")],
@@ -583,12 +663,11 @@ async fn index_stats(
 
 async fn index_volume(
     State(s): State<Shared>,
-    headers: HeaderMap,
+    Extension(Tenant(tenant)): Extension<Tenant>,
     uri: Uri,
     body: Bytes,
 ) -> ApiResult {
     let p = Params::new(&uri, &body);
-    let tenant = tenant(&s, &headers)?;
     let (start, end) = p.range(3_600_000_000_000)?;
     let Query::Log(q) = logql::parse(p.query()?)? else {
         return Err(ApiError::bad("index/volume takes a stream selector"));
@@ -645,6 +724,72 @@ async fn metrics(State(s): State<Shared>) -> String {
     render_metrics(&s.engine.metrics().registry)
 }
 
+/// Decides the request's tenant once, for every handler behind it.
+async fn authenticate(State(s): State<Shared>, mut req: Request, next: Next) -> Response {
+    match s.cfg.tenancy.tenant(req.headers()) {
+        Ok(t) => {
+            req.extensions_mut().insert(Tenant(t));
+            next.run(req).await
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Counts a query in flight until dropped, even when a client hangs up
+/// and its request future is dropped mid-way.
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn new(g: &'a prometheus::IntGauge) -> Self {
+        g.inc();
+        InFlight(g)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Runs a query in one of the concurrency slots, within the timeout.
+async fn limit(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    let permit = match s.slots.try_acquire() {
+        Ok(p) => Ok(p),
+        Err(_) if s.cfg.queue_wait.is_zero() => Err(()),
+        Err(_) => match tokio::time::timeout(s.cfg.queue_wait, s.slots.acquire()).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(()),
+        },
+    };
+    let Ok(_permit) = permit else {
+        return ApiError::rejected(
+            StatusCode::TOO_MANY_REQUESTS,
+            "concurrency",
+            format!(
+                "too many outstanding requests: {} queries are running; retry later",
+                s.cfg.max_concurrent_queries
+            ),
+        )
+        .into_response();
+    };
+    let _in_flight = InFlight::new(&s.engine.metrics().queries_in_flight);
+    // Dropping the handler's future cancels its fetches: nothing runs on.
+    tokio::time::timeout(s.cfg.query_timeout, next.run(req))
+        .await
+        .unwrap_or_else(|_| {
+        ApiError::rejected(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!(
+                "request timed out after {:?}, decrease the duration of the request or add more label matchers (prefer exact match over regex match) to reduce the amount of data processed",
+                s.cfg.query_timeout
+            ),
+        )
+        .into_response()
+    })
+}
+
 /// Counts every request by endpoint and status, and times it.
 async fn observe(
     State(s): State<Shared>,
@@ -658,6 +803,9 @@ async fn observe(
     let started = Instant::now();
     let resp = next.run(req).await;
     let m = s.engine.metrics();
+    if let Some(Rejected(reason)) = resp.extensions().get::<Rejected>() {
+        m.queries_rejected.with_label_values(&[reason]).inc();
+    }
     m.requests
         .with_label_values(&[&endpoint, resp.status().as_str()])
         .inc();
@@ -667,10 +815,10 @@ async fn observe(
     resp
 }
 
+/// `/ready` and `/metrics` are open; everything under `/loki/api/v1` is
+/// authenticated, and every query endpoint limited.
 pub fn router(state: Shared) -> Router {
-    Router::new()
-        .route("/ready", get(|| async { "ready\n" }))
-        .route("/metrics", get(metrics))
+    let queries = Router::new()
         .route(
             "/loki/api/v1/query_range",
             get(query_range).post(query_range),
@@ -690,7 +838,14 @@ pub fn router(state: Shared) -> Router {
             "/loki/api/v1/index/volume",
             get(index_volume).post(index_volume),
         )
+        .route_layer(from_fn_with_state(state.clone(), limit));
+    let api = queries
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .route_layer(from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/ready", get(|| async { "ready\n" }))
+        .route("/metrics", get(metrics))
+        .merge(api)
+        .layer(from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }

@@ -1,12 +1,16 @@
 //! The searcher's settings: a TOML file, overridden by environment
 //! variables and flags (see `src/main.rs`). Unknown keys are errors.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use serde::Deserialize;
 use skidder_common::service::load_toml;
 pub use skidder_common::service::ConfigError;
 use skidder_common::storage::{S3Config, StoreUrl};
 
 use crate::api::ApiConfig;
+use crate::auth::{valid_tenant, TenantPolicy, Tokens};
 use crate::engine::EngineConfig;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -19,14 +23,44 @@ pub struct SearcherConfig {
     pub default_tenant: String,
     /// Largest `limit` a query may ask for.
     pub max_limit: usize,
-    /// Longest time range a query may span, in hours.
+    /// Longest time range a query may span, in hours (a metric query's
+    /// range-vector lookback counts).
     pub max_query_hours: i64,
+    /// Uncompressed log bytes one query may scan; more is a 400.
+    pub max_query_bytes_scanned: u64,
+    /// Series one metric query or `/series` request may return; more is a 400.
+    pub max_query_series: usize,
+    /// A query still running after this is cancelled with a 504.
+    pub query_timeout_secs: u64,
+    /// Queries (every `/loki/api/v1/*` endpoint but buildinfo) run at once.
+    pub max_concurrent_queries: usize,
+    /// How long a query waits for a slot before it gets a 429; 0 rejects at once.
+    pub query_queue_wait_ms: u64,
     /// Blocks fetched at once per query.
     pub fetch_concurrency: usize,
     /// Memory for cached listings and indexes.
     pub cache_bytes: usize,
     /// Must equal the indexer's `parse.max_token_value_len`.
     pub max_token_value_len: usize,
+    pub auth: AuthConfig,
+}
+
+/// Optional bearer-token authentication. Empty means none.
+#[derive(Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `token -> tenant`. With any token set, every API request but
+    /// `/ready` and `/metrics` needs `Authorization: Bearer <token>`, and
+    /// the token decides the tenant.
+    pub tokens: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("tokens", &self.tokens.len())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -52,13 +86,19 @@ impl Default for SearcherConfig {
         SearcherConfig {
             listen: "127.0.0.1:7280".into(),
             store: StoreConfig::default(),
-            multi_tenant: a.multi_tenant,
-            default_tenant: a.default_tenant,
+            multi_tenant: a.tenancy.multi_tenant,
+            default_tenant: a.tenancy.default_tenant,
             max_limit: a.max_limit,
             max_query_hours: e.max_hours,
+            max_query_bytes_scanned: e.max_bytes_scanned,
+            max_query_series: e.max_series,
+            query_timeout_secs: a.query_timeout.as_secs(),
+            max_concurrent_queries: a.max_concurrent_queries,
+            query_queue_wait_ms: a.queue_wait.as_millis() as u64,
             fetch_concurrency: e.fetch_concurrency,
             cache_bytes: e.cache_bytes,
             max_token_value_len: e.max_token_value_len,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -77,8 +117,38 @@ impl SearcherConfig {
         if self.max_limit == 0 || self.max_query_hours <= 0 {
             return bad("max_limit/max_query_hours", "must be positive");
         }
-        if self.default_tenant.is_empty() {
-            return bad("default_tenant", "is empty");
+        if self.max_query_bytes_scanned == 0 {
+            return bad("max_query_bytes_scanned", "must be positive");
+        }
+        if self.max_query_series == 0 {
+            return bad("max_query_series", "must be positive");
+        }
+        if self.query_timeout_secs == 0 {
+            return bad("query_timeout_secs", "must be positive");
+        }
+        if self.max_concurrent_queries == 0 {
+            return bad("max_concurrent_queries", "must be positive");
+        }
+        if !valid_tenant(&self.default_tenant) {
+            return bad(
+                "default_tenant",
+                "must be 1 to 150 of A-Z a-z 0-9 ! - _ . * ' ( ), and not . or ..",
+            );
+        }
+        for (token, tenant) in &self.auth.tokens {
+            // Never echo the token: the error ends up in logs.
+            if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return bad(
+                    "auth.tokens",
+                    "a token is empty or has characters other than visible ASCII",
+                );
+            }
+            if !valid_tenant(tenant) {
+                return Err(ConfigError::invalid(
+                    "auth.tokens",
+                    format!("tenant {tenant:?} is not a valid tenant id"),
+                ));
+            }
         }
         Ok(())
     }
@@ -96,15 +166,24 @@ impl SearcherConfig {
             cache_bytes: self.cache_bytes,
             max_token_value_len: self.max_token_value_len,
             max_hours: self.max_query_hours,
+            max_bytes_scanned: self.max_query_bytes_scanned,
+            max_series: self.max_query_series,
             ..EngineConfig::default()
         }
     }
 
     pub fn api(&self) -> ApiConfig {
         ApiConfig {
-            multi_tenant: self.multi_tenant,
-            default_tenant: self.default_tenant.clone(),
+            tenancy: TenantPolicy {
+                tokens: Tokens::new(&self.auth.tokens),
+                multi_tenant: self.multi_tenant,
+                default_tenant: self.default_tenant.clone(),
+            },
             max_limit: self.max_limit,
+            max_series: self.max_query_series,
+            query_timeout: Duration::from_secs(self.query_timeout_secs),
+            max_concurrent_queries: self.max_concurrent_queries,
+            queue_wait: Duration::from_millis(self.query_queue_wait_ms),
         }
     }
 }
@@ -119,5 +198,92 @@ mod tests {
         let cfg = SearcherConfig::from_file(path).unwrap();
         cfg.validate().unwrap();
         assert!(cfg.multi_tenant);
+        assert!(cfg.auth.tokens.is_empty(), "the sample keeps auth off");
+        // The sample documents every setting, at its default.
+        let text = std::fs::read_to_string(path).unwrap();
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        for key in [
+            "max_query_hours",
+            "max_query_bytes_scanned",
+            "max_query_series",
+            "query_timeout_secs",
+            "max_concurrent_queries",
+            "query_queue_wait_ms",
+            "auth",
+        ] {
+            assert!(table.contains_key(key), "deploy/searcher.toml lacks {key}");
+        }
+        let d = SearcherConfig::default();
+        assert_eq!(
+            (
+                cfg.max_query_hours,
+                cfg.max_query_bytes_scanned,
+                cfg.max_query_series,
+                cfg.query_timeout_secs,
+                cfg.max_concurrent_queries,
+                cfg.query_queue_wait_ms
+            ),
+            (
+                d.max_query_hours,
+                d.max_query_bytes_scanned,
+                d.max_query_series,
+                d.query_timeout_secs,
+                d.max_concurrent_queries,
+                d.query_queue_wait_ms
+            )
+        );
+    }
+
+    fn parse(text: &str) -> Result<SearcherConfig, ConfigError> {
+        let cfg: SearcherConfig = skidder_common::service::parse_toml(text, "test")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn limits_and_tokens_reach_the_engine_and_the_api() {
+        let cfg = parse(
+            r#"
+            max_query_hours = 48
+            max_query_bytes_scanned = 1000
+            max_query_series = 7
+            query_timeout_secs = 9
+            max_concurrent_queries = 3
+            query_queue_wait_ms = 0
+            [auth]
+            tokens = { "s3cr3t" = "team-a" }
+            "#,
+        )
+        .unwrap();
+        let (e, a) = (cfg.engine(), cfg.api());
+        assert_eq!(
+            (e.max_hours, e.max_bytes_scanned, e.max_series),
+            (48, 1000, 7)
+        );
+        assert_eq!(a.max_series, 7);
+        assert_eq!(a.query_timeout, Duration::from_secs(9));
+        assert_eq!(a.max_concurrent_queries, 3);
+        assert_eq!(a.queue_wait, Duration::ZERO);
+        assert_eq!(a.tenancy.tokens.tenant_of(b"s3cr3t"), Some("team-a"));
+        assert!(!format!("{cfg:?}").contains("s3cr3t"), "Debug hides tokens");
+    }
+
+    #[test]
+    fn bad_limits_and_tokens_are_rejected() {
+        for bad in [
+            "max_query_bytes_scanned = 0",
+            "max_query_series = 0",
+            "query_timeout_secs = 0",
+            "max_concurrent_queries = 0",
+            "default_tenant = \"a|b\"",
+            "[auth]\ntokens = { \"\" = \"team-a\" }",
+            "[auth]\ntokens = { \"has space\" = \"team-a\" }",
+            "[auth]\ntokens = { \"s3cr3t\" = \"../b\" }",
+            "[auth]\nusers = {}",
+            "max_query_bytes = 5",
+        ] {
+            let e = parse(bad).expect_err(bad);
+            assert!(!e.to_string().contains("s3cr3t"), "{e}");
+        }
     }
 }

@@ -12,13 +12,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
-use skidder_common::format::index::BlockIndex;
-use skidder_common::format::layout::{hour_of, hour_prefix, INDEX_SUFFIX};
+use skidder_common::format::index::{self, BlockIndex};
+use skidder_common::format::layout::{hour_of, hour_prefix, DATA_SUFFIX, INDEX_SUFFIX};
 use skidder_common::format::seqfile::{RecordBlock, SeqFileReader};
 use skidder_common::format::tokens::{
-    field_hash, inner_words, token_hash, DEFAULT_MAX_TOKEN_VALUE_LEN,
+    field_hash, for_each_word_hash, inner_words, token_hash, token_hash_v1,
+    DEFAULT_MAX_TOKEN_VALUE_LEN,
 };
-use skidder_common::storage::{list_all, ObjectStore, StorageError};
+use skidder_common::storage::{list_all, ObjectStore, StorageError, StorageErrorKind};
 use thiserror::Error;
 
 use crate::cache::ByteLru;
@@ -30,12 +31,34 @@ use crate::pipeline::{Labels, LinePipeline};
 
 const NS_PER_HOUR: i64 = 3_600_000_000_000;
 
+/// Why a query has no result. A store fault fails the whole query: a
+/// result missing objects the store could not serve must never look
+/// complete. (Corrupt or missing objects are different: they are skipped
+/// with a warning in [`Stats::warnings`].)
 #[derive(Debug, Error)]
 pub enum SearchError {
-    #[error("storage: {0}")]
+    #[error("the object store failed, so the result would be incomplete: {0}")]
     Storage(#[from] StorageError),
-    #[error("{0}")]
-    Limit(String),
+    #[error("the query time range exceeds the limit (query length: {hours}h, limit: {limit}h)")]
+    TimeRange { hours: i64, limit: i64 },
+    #[error(
+        "query would scan more than {limit} bytes; narrow the time range or the stream selector"
+    )]
+    BytesScanned { limit: u64 },
+    #[error("maximum number of series ({limit}) reached for a single query; add label matchers or aggregate with by/without")]
+    Series { limit: usize },
+}
+
+impl SearchError {
+    /// A label for the metric of rejected queries; `None` for faults.
+    pub fn limit_name(&self) -> Option<&'static str> {
+        match self {
+            SearchError::Storage(_) => None,
+            SearchError::TimeRange { .. } => Some("time_range"),
+            SearchError::BytesScanned { .. } => Some("bytes_scanned"),
+            SearchError::Series { .. } => Some("series"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +73,10 @@ pub struct EngineConfig {
     pub max_token_value_len: usize,
     /// Longest time range a query may span.
     pub max_hours: i64,
+    /// Uncompressed log bytes (the indexes' `raw_bytes`) one query may scan.
+    pub max_bytes_scanned: u64,
+    /// Series one metric query may return.
+    pub max_series: usize,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +87,8 @@ impl Default for EngineConfig {
             closed_after_secs: 120 + 600,
             max_token_value_len: DEFAULT_MAX_TOKEN_VALUE_LEN,
             max_hours: 31 * 24,
+            max_bytes_scanned: 64 << 30,
+            max_series: 5000,
         }
     }
 }
@@ -80,7 +109,17 @@ pub enum Direction {
 /// A block that survived pruning, and which of its streams may match.
 pub struct Candidate {
     pub idx: Arc<BlockIndex>,
+    /// The block to read: the sibling of the listed index key, never the
+    /// index's own `data_key`, so a query reads only under the prefixes it
+    /// listed (its tenant's), whatever an index says.
+    pub data_key: String,
     pub streams: Vec<usize>,
+}
+
+/// The data block next to an index key.
+fn data_key_of(index_key: &str) -> String {
+    let stem = index_key.strip_suffix(INDEX_SUFFIX).unwrap_or(index_key);
+    format!("{stem}{DATA_SUFFIX}")
 }
 
 /// One matching line.
@@ -100,6 +139,9 @@ pub struct Stats {
     pub lines_scanned: u64,
     /// Objects skipped as corrupt or missing: the result is partial.
     pub warnings: Vec<String>,
+    /// Uncompressed bytes of the blocks this query has committed to scan,
+    /// checked against `max_bytes_scanned` before they are fetched.
+    pub bytes_charged: u64,
 }
 
 /// A metric result: series labels to (step index, value).
@@ -143,13 +185,16 @@ fn looks_like_float(v: &str) -> bool {
     v.parse::<f64>().is_ok() && v.contains(['.', 'e', 'E'])
 }
 
-/// Token hashes every matching line's block must contain.
-pub fn required_tokens(q: &LogQuery, max_value_len: usize) -> Vec<u64> {
-    fn fields(e: &LabelExpr, max: usize, out: &mut Vec<u64>, scratch: &mut Vec<u8>) {
+/// Token hashes every matching line's block must contain, for index
+/// format `version` (see `common/src/format/tokens.rs`): line filters need
+/// the needle's inner words; a field equality needs `key=value` (v1) or
+/// every word of the value (v2).
+pub fn required_tokens(q: &LogQuery, max_value_len: usize, version: u16) -> Vec<u64> {
+    fn fields(e: &LabelExpr, max: usize, version: u16, out: &mut Vec<u64>, scratch: &mut Vec<u8>) {
         match e {
             LabelExpr::And(a, b) => {
-                fields(a, max, out, scratch);
-                fields(b, max, out, scratch);
+                fields(a, max, version, out, scratch);
+                fields(b, max, version, out, scratch);
             }
             LabelExpr::Str {
                 name,
@@ -162,7 +207,11 @@ pub fn required_tokens(q: &LogQuery, max_value_len: usize) -> Vec<u64> {
                 && !name.ends_with("_extracted")
                 && !looks_like_float(value) =>
             {
-                out.push(field_hash(name, value.as_bytes(), scratch));
+                if version == 1 {
+                    out.push(field_hash(name, value.as_bytes(), scratch));
+                } else {
+                    for_each_word_hash(value.as_bytes(), |h| out.push(h));
+                }
             }
             _ => {}
         }
@@ -176,9 +225,17 @@ pub fn required_tokens(q: &LogQuery, max_value_len: usize) -> Vec<u64> {
                 op: LineOp::Contains,
                 needle,
                 ..
-            } => out.extend(inner_words(needle.as_bytes()).iter().map(|w| token_hash(w))),
+            } => out.extend(inner_words(needle.as_bytes()).iter().map(|w| {
+                if version == 1 {
+                    token_hash_v1(w)
+                } else {
+                    token_hash(w)
+                }
+            })),
             Stage::Logfmt => fields_ok = false,
-            Stage::Labels(e) if fields_ok => fields(e, max_value_len, &mut out, &mut scratch),
+            Stage::Labels(e) if fields_ok => {
+                fields(e, max_value_len, version, &mut out, &mut scratch)
+            }
             // The line is rewritten: nothing after this is about stored bytes.
             Stage::LineFormat(_) => break,
             _ => {}
@@ -202,6 +259,34 @@ impl Engine {
         &self.metrics
     }
 
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Counts a store fault by operation and kind, and passes it on.
+    fn store_fault(&self, op: &str, e: StorageError) -> SearchError {
+        let kind = format!("{:?}", e.kind).to_ascii_lowercase();
+        self.metrics
+            .store_errors
+            .with_label_values(&[op, &kind])
+            .inc();
+        tracing::warn!(op, key = %e.key, error = %e, "object store failed during a query");
+        SearchError::Storage(e)
+    }
+
+    /// Charges `bytes` more scanning to a query, or refuses before any of
+    /// it is fetched.
+    fn charge(&self, stats: &mut Stats, bytes: u64) -> Result<(), SearchError> {
+        let total = stats.bytes_charged.saturating_add(bytes);
+        if total > self.cfg.max_bytes_scanned {
+            return Err(SearchError::BytesScanned {
+                limit: self.cfg.max_bytes_scanned,
+            });
+        }
+        stats.bytes_charged = total;
+        Ok(())
+    }
+
     /// Index keys under one hour prefix; cached once the hour is closed.
     async fn hour_keys(&self, tenant: &str, hour: i64) -> Result<Arc<Vec<String>>, SearchError> {
         let prefix = hour_prefix(tenant, hour);
@@ -218,10 +303,11 @@ impl Engine {
             .inc();
         self.metrics.hours_listed.inc();
         let keys: Vec<String> = list_all(&*self.store, &prefix)
-            .await?
+            .await
+            .map_err(|e| self.store_fault("list", e))?
             .into_iter()
             .map(|m| m.key)
-            .filter(|k| k.ends_with(INDEX_SUFFIX))
+            .filter(|k| k.starts_with(&prefix) && k.ends_with(INDEX_SUFFIX))
             .collect();
         let keys = Arc::new(keys);
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
@@ -232,7 +318,9 @@ impl Engine {
         Ok(keys)
     }
 
-    /// A decoded index, cached. A corrupt one is a warning, not an error.
+    /// A decoded index, cached. A corrupt or vanished one is a warning (an
+    /// hour's listing may be cached past retention); a store fault is an
+    /// error.
     async fn index(
         &self,
         key: &str,
@@ -249,7 +337,15 @@ impl Engine {
             .cache
             .with_label_values(&["index", "miss"])
             .inc();
-        let bytes = self.store.get(key).await?;
+        let bytes = match self.store.get(key).await {
+            Ok(b) => b,
+            Err(e) if e.kind == StorageErrorKind::NotFound => {
+                self.metrics.corrupt_objects.inc();
+                warnings.push(format!("skipped listed index {key}: it no longer exists"));
+                return Ok(None);
+            }
+            Err(e) => return Err(self.store_fault("get_index", e)),
+        };
         self.metrics.bytes_fetched.inc_by(bytes.len() as u64);
         match BlockIndex::decode(&bytes) {
             Ok(idx) => {
@@ -281,11 +377,10 @@ impl Engine {
         }
         let (first, last) = (hour_of(range.start), hour_of(range.end - 1));
         if last - first + 1 > self.cfg.max_hours {
-            return Err(SearchError::Limit(format!(
-                "the query spans {} hours, more than the limit of {}",
-                last - first + 1,
-                self.cfg.max_hours
-            )));
+            return Err(SearchError::TimeRange {
+                hours: last - first + 1,
+                limit: self.cfg.max_hours,
+            });
         }
         let listings: Vec<_> = stream::iter(first..=last)
             .map(|h| self.hour_keys(tenant, h))
@@ -298,27 +393,34 @@ impl Engine {
         }
         stats.blocks_listed += keys.len() as u64;
         self.metrics.blocks_listed.inc_by(keys.len() as u64);
-        let tokens = if prune {
-            required_tokens(q, self.cfg.max_token_value_len)
+        // One token list per index version the store may hold.
+        let tokens: Vec<Vec<u64>> = if prune {
+            (0..=index::MAX_VERSION)
+                .map(|v| required_tokens(q, self.cfg.max_token_value_len, v))
+                .collect()
         } else {
             Vec::new()
         };
         let mut out = Vec::new();
-        let fetched: Vec<_> = stream::iter(keys)
+        // Stops at the first store fault; dropping the stream cancels the rest.
+        let mut fetched = stream::iter(keys)
             .map(|k| async move {
                 let mut w = Vec::new();
                 let r = self.index(&k, &mut w).await;
-                (r, w)
+                (k, r, w)
             })
-            .buffered(self.cfg.fetch_concurrency.max(1))
-            .collect()
-            .await;
-        for (r, w) in fetched {
+            .buffered(self.cfg.fetch_concurrency.max(1));
+        while let Some((key, r, w)) = fetched.next().await {
             stats.warnings.extend(w);
             let Some(idx) = r? else { continue };
+            let data_key = data_key_of(&key);
             if !prune {
                 let all = (0..idx.streams.len()).collect();
-                out.push(Candidate { idx, streams: all });
+                out.push(Candidate {
+                    idx,
+                    data_key,
+                    streams: all,
+                });
                 continue;
             }
             if idx.max_time_ns < range.start || idx.min_time_ns >= range.end {
@@ -343,9 +445,12 @@ impl Engine {
                     .inc();
                 continue;
             }
-            if !tokens.is_empty() {
+            let needed = tokens
+                .get(idx.version as usize)
+                .map_or(&[][..], Vec::as_slice);
+            if !needed.is_empty() {
                 let keep = match idx.bloom_filter() {
-                    Ok(b) => tokens.iter().all(|&t| b.may_contain(t)),
+                    Ok(b) => needed.iter().all(|&t| b.may_contain(t)),
                     Err(_) => true,
                 };
                 if !keep {
@@ -356,33 +461,38 @@ impl Engine {
                     continue;
                 }
             }
-            out.push(Candidate { idx, streams });
+            out.push(Candidate {
+                idx,
+                data_key,
+                streams,
+            });
         }
         Ok(out)
     }
 
     /// Fetches and verifies a data block. `None` (with a warning) if it is
-    /// missing or corrupt.
+    /// missing or corrupt; a store fault is an error.
     async fn fetch(
         &self,
         idx: &BlockIndex,
+        key: &str,
         warnings: &mut Vec<String>,
     ) -> Result<Option<Bytes>, SearchError> {
-        let data = match self.store.get(&idx.data_key).await {
+        let data = match self.store.get(key).await {
             Ok(d) => d,
-            Err(e) if e.kind == skidder_common::storage::StorageErrorKind::NotFound => {
+            Err(e) if e.kind == StorageErrorKind::NotFound => {
                 self.metrics.corrupt_objects.inc();
-                warnings.push(format!("index points to a missing block {}", idx.data_key));
+                warnings.push(format!("index points to a missing block {key}"));
                 return Ok(None);
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(self.store_fault("get_block", e)),
         };
         self.metrics.blocks_fetched.inc();
         self.metrics.bytes_fetched.inc_by(data.len() as u64);
         if let Err(e) = idx.verify_data(&data) {
             self.metrics.corrupt_objects.inc();
-            tracing::warn!(key = %idx.data_key, error = %e, "skipping corrupt block");
-            warnings.push(format!("skipped corrupt block {}: {e}", idx.data_key));
+            tracing::warn!(key, error = %e, "skipping corrupt block");
+            warnings.push(format!("skipped corrupt block {key}: {e}"));
             return Ok(None);
         }
         Ok(Some(data))
@@ -393,11 +503,16 @@ impl Engine {
         &self,
         cands: &[Candidate],
     ) -> Vec<(Result<Option<Bytes>, SearchError>, Vec<String>)> {
-        let idxs: Vec<Arc<BlockIndex>> = cands.iter().map(|c| c.idx.clone()).collect();
-        stream::iter(idxs)
-            .map(|idx| async move {
+        // Owned items: a stream over borrowed candidates trips the
+        // compiler's `Send` check for the handlers' futures.
+        let items: Vec<(Arc<BlockIndex>, String)> = cands
+            .iter()
+            .map(|c| (c.idx.clone(), c.data_key.clone()))
+            .collect();
+        stream::iter(items)
+            .map(|(idx, key)| async move {
                 let mut w = Vec::new();
-                let r = self.fetch(&idx, &mut w).await;
+                let r = self.fetch(&idx, &key, &mut w).await;
                 (r, w)
             })
             .buffered(self.cfg.fetch_concurrency.max(1))
@@ -406,7 +521,8 @@ impl Engine {
     }
 
     /// Fetches a chunk of candidates' blocks and scans each; missing or
-    /// corrupt blocks become warnings.
+    /// corrupt blocks become warnings. The caller has charged the chunk to
+    /// the query's byte budget.
     async fn scan_chunk(
         &self,
         chunk: &[Candidate],
@@ -446,9 +562,10 @@ impl Engine {
         let mut reader = match SeqFileReader::new(data) {
             Ok(r) => r,
             Err(e) => {
+                self.metrics.corrupt_objects.inc();
                 stats
                     .warnings
-                    .push(format!("skipped unreadable block {}: {e}", idx.data_key));
+                    .push(format!("skipped unreadable block {}: {e}", c.data_key));
                 return;
             }
         };
@@ -463,9 +580,10 @@ impl Engine {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => {
+                    self.metrics.corrupt_objects.inc();
                     stats.warnings.push(format!(
                         "block {} is corrupt past record {n}: {e}",
-                        idx.data_key
+                        c.data_key
                     ));
                     break;
                 }
@@ -535,6 +653,9 @@ impl Engine {
             }
             let end = (i + self.cfg.fetch_concurrency.max(1)).min(cands.len());
             let batch = &cands[i..end];
+            // Charged batch by batch: a log query that stops early at its
+            // limit is only refused if it would really scan too much.
+            self.charge(&mut stats, batch.iter().map(|c| c.idx.raw_bytes).sum())?;
             let scan = Scan {
                 tenant,
                 range,
@@ -574,21 +695,30 @@ impl Engine {
         step: i64,
         prune: bool,
     ) -> Result<(Matrix, Stats), SearchError> {
-        let steps = ((end - start) / step.max(1)).max(0) as usize + 1;
+        let steps = (end.saturating_sub(start) / step.max(1)).max(0) as usize + 1;
         let mut stats = Stats::default();
         let grid = Grid { start, step, steps };
+        let cap = self.cfg.max_series;
         let m = self
-            .eval_metric(tenant, expr, grid, prune, &mut stats)
+            .eval_metric(tenant, expr, grid, prune, Some(cap), &mut stats)
             .await?;
+        if m.values().filter(|p| !p.is_empty()).count() > cap {
+            return Err(SearchError::Series { limit: cap });
+        }
         Ok((m, stats))
     }
 
+    /// `cap`, when set, bounds the series of this sub-expression's result,
+    /// so a range over too many series stops early. Under an aggregation
+    /// it is `None`: the inner series may be many when the result is few,
+    /// and only the final result is limited, as in Loki.
     async fn eval_metric(
         &self,
         tenant: &str,
         expr: &MetricExpr,
         grid: Grid,
         prune: bool,
+        cap: Option<usize>,
         stats: &mut Stats,
     ) -> Result<Matrix, SearchError> {
         let Grid { start, step, steps } = grid;
@@ -600,8 +730,8 @@ impl Engine {
             }
             MetricExpr::Binary { op, lhs, rhs } => {
                 let (l, r) = (
-                    Box::pin(self.eval_metric(tenant, lhs, grid, prune, stats)).await?,
-                    Box::pin(self.eval_metric(tenant, rhs, grid, prune, stats)).await?,
+                    Box::pin(self.eval_metric(tenant, lhs, grid, prune, cap, stats)).await?,
+                    Box::pin(self.eval_metric(tenant, rhs, grid, prune, cap, stats)).await?,
                 );
                 Ok(binary(
                     *op,
@@ -616,7 +746,7 @@ impl Engine {
                 grouping,
                 inner,
             } => {
-                let m = Box::pin(self.eval_metric(tenant, inner, grid, prune, stats)).await?;
+                let m = Box::pin(self.eval_metric(tenant, inner, grid, prune, None, stats)).await?;
                 Ok(aggregate(*op, grouping.as_ref(), m))
             }
             MetricExpr::Range {
@@ -624,27 +754,33 @@ impl Engine {
                 query,
                 range_ns,
             } => {
-                let last_t = start + (steps as i64 - 1) * step;
+                let last_t = start.saturating_add((steps as i64 - 1).saturating_mul(step));
                 let range = TimeRange {
-                    start: start - range_ns,
+                    start: start.saturating_sub(*range_ns),
                     end: last_t.saturating_add(1),
                 };
                 let cands = self.candidates(tenant, range, query, prune, stats).await?;
+                // A metric query scans every candidate: refuse before fetching any.
+                self.charge(stats, cands.iter().map(|c| c.idx.raw_bytes).sum())?;
                 let pipeline = LinePipeline::new(query);
                 let mut sums: HashMap<Arc<Labels>, BTreeMap<usize, f64>> = HashMap::new();
+                let mut over_cap = false;
                 let scan = Scan {
                     tenant,
                     range,
                     query,
                     pipeline: &pipeline,
                 };
+                let (start_w, step_w, range_w) = (start as i128, step as i128, *range_ns as i128);
                 for chunk in cands.chunks(self.cfg.fetch_concurrency.max(1)) {
                     self.scan_chunk(chunk, &scan, stats, &mut |ts, labels, extracted, line| {
                         // Windows (t - range, t] that hold ts: t in [ts, ts + range).
-                        let lo = (ts - start + step - 1).div_euclid(step).max(0);
-                        let hi = (ts + range_ns - 1 - start)
-                            .div_euclid(step)
-                            .min(steps as i64 - 1);
+                        // Wide arithmetic: times and steps come from the request.
+                        let ts = ts as i128;
+                        let lo = (ts - start_w + step_w - 1).div_euclid(step_w).max(0);
+                        let hi = (ts + range_w - 1 - start_w)
+                            .div_euclid(step_w)
+                            .min(steps as i128 - 1);
                         if lo > hi {
                             return;
                         }
@@ -653,12 +789,19 @@ impl Engine {
                             RangeFn::BytesOverTime | RangeFn::BytesRate => line.len() as f64,
                         };
                         let key = pipeline.result_labels(labels, extracted);
+                        if cap.is_some_and(|c| sums.len() >= c) && !sums.contains_key(&key) {
+                            over_cap = true;
+                            return;
+                        }
                         let series = sums.entry(key).or_default();
                         for k in lo..=hi {
                             *series.entry(k as usize).or_default() += value;
                         }
                     })
                     .await?;
+                    if let (true, Some(limit)) = (over_cap, cap) {
+                        return Err(SearchError::Series { limit });
+                    }
                 }
                 let secs = *range_ns as f64 / 1e9;
                 let per_sec = matches!(func, RangeFn::Rate | RangeFn::BytesRate);
@@ -715,7 +858,7 @@ impl Engine {
         tenant: &str,
         range: TimeRange,
         q: &LogQuery,
-    ) -> Result<(u64, u64, u64, u64), SearchError> {
+    ) -> Result<(IndexStats, Stats), SearchError> {
         let mut stats = Stats::default();
         let cands = self.candidates(tenant, range, q, true, &mut stats).await?;
         let mut streams = std::collections::HashSet::new();
@@ -735,12 +878,25 @@ impl Engine {
                 streams.insert(stream_labels(&c.idx, s));
             }
         }
-        Ok((streams.len() as u64, cands.len() as u64, entries, bytes))
+        let out = IndexStats {
+            streams: streams.len() as u64,
+            chunks: cands.len() as u64,
+            entries,
+            bytes,
+        };
+        Ok((out, stats))
     }
 }
 
-/// Orders entries by time in `direction`; ties by labels then line, so
-/// every evaluation gives the same order.
+/// What `index/stats` reports: streams, blocks, records and raw bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexStats {
+    pub streams: u64,
+    pub chunks: u64,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
 /// What a query scans with: the tenant, the time range, the query and its
 /// compiled pipeline.
 struct Scan<'a> {
@@ -770,6 +926,8 @@ struct Moments {
     max: f64,
 }
 
+/// Orders entries by time in `direction`; ties by labels then line, so
+/// every evaluation gives the same order.
 pub fn sort_entries(entries: &mut [Entry], direction: Direction) {
     entries.sort_by(|a, b| {
         let o =

@@ -4,9 +4,11 @@
 //! - [`logql`]: the query language, parsed with positioned errors;
 //! - [`pipeline`]: per-line evaluation (filters, parsers, label filters);
 //! - [`engine`]: listing, pruning (time, labels, bloom), scanning, metrics;
-//! - [`api`]: Loki's HTTP endpoints.
+//! - [`api`]: Loki's HTTP endpoints, with query limits;
+//! - [`auth`]: the tenant of a request: bearer token, `X-Scope-OrgID` or default.
 
 pub mod api;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod engine;
@@ -24,7 +26,7 @@ pub async fn serve(
     cfg: api::ApiConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = api::router(Arc::new(api::AppState { engine, cfg }));
+    let app = api::router(Arc::new(api::AppState::new(engine, cfg)));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

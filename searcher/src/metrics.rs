@@ -1,7 +1,8 @@
 //! Every metric the searcher exports, in one place.
 
 use prometheus::{
-    exponential_buckets, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    exponential_buckets, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry,
 };
 
 pub struct Metrics {
@@ -18,6 +19,12 @@ pub struct Metrics {
     pub lines_matched: IntCounter,
     pub cache: IntCounterVec,
     pub corrupt_objects: IntCounter,
+    /// Store faults during queries, by operation (`list`, `get_index`,
+    /// `get_block`) and error kind; each failed its query with a 502.
+    pub store_errors: IntCounterVec,
+    /// Requests refused by a limit or by authentication, by reason.
+    pub queries_rejected: IntCounterVec,
+    pub queries_in_flight: IntGauge,
 }
 
 impl Metrics {
@@ -95,6 +102,25 @@ impl Metrics {
                 "skidder_searcher_corrupt_objects_total",
                 "Objects skipped as corrupt.",
             ),
+            store_errors: cv(
+                "skidder_searcher_store_errors_total",
+                "Object-store faults that failed a query, by operation and kind.",
+                &["op", "kind"],
+            ),
+            queries_rejected: cv(
+                "skidder_searcher_queries_rejected_total",
+                "Requests refused by a limit or authentication, by reason.",
+                &["reason"],
+            ),
+            queries_in_flight: {
+                let g = IntGauge::new(
+                    "skidder_searcher_queries_in_flight",
+                    "Queries holding a concurrency slot.",
+                )
+                .expect("valid metric");
+                reg(Box::new(g.clone()));
+                g
+            },
             registry: r,
         }
     }

@@ -462,3 +462,78 @@ fn grafana_and_logcli_contract() {
         assert_eq!(status, 400, "tenant {bad:?}");
     }
 }
+
+/// Tokens and limits written in the searcher's TOML file reach the running
+/// binary: authentication before anything else, the token's tenant, Loki's
+/// plain-text errors, and `/ready` and `/metrics` left open.
+#[test]
+fn tokens_and_limits_from_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let start = |toml: &str| {
+        let config = dir.path().join("searcher.toml");
+        std::fs::write(&config, toml).unwrap();
+        let port = free_port();
+        let child = Command::new(BIN)
+            .args(["searcher", "--config", config.to_str().unwrap()])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--store")
+            .arg(format!("file://{}", data.display()))
+            .env("SKIDDER_LOG", "warn")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        (Guard(child), format!("http://127.0.0.1:{port}"))
+    };
+
+    // An unknown key is refused at start-up, naming the key.
+    let (mut bad, _) = start("[auth]\nusers = {}\n");
+    let status = bad.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut bad.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(err.contains("users"), "{err}");
+
+    let (_searcher, url) =
+        start("max_query_hours = 2\n[auth]\ntokens = { \"s3cr3t\" = \"team-a\" }\n");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&url, "/ready", &[], &[]).0 != 200 {
+        assert!(Instant::now() < deadline, "searcher never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(&url, "/metrics", &[], &[]).0, 200);
+
+    let (start_ns, end_ns) = ns_window();
+    let (s1, e) = ((end_ns - 3_600_000_000_000).to_string(), end_ns.to_string());
+    let q = [
+        ("query", r#"{__app__="checkout"}"#),
+        ("start", s1.as_str()),
+        ("end", e.as_str()),
+    ];
+    let path = "/loki/api/v1/query_range";
+    let (status, ct, body) = get(&url, path, &q, &[]);
+    assert_eq!((status, body.as_str()), (401, "missing bearer token\n"));
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    let (status, _, body) = get(&url, path, &q, &[("Authorization", "Bearer nope")]);
+    assert_eq!((status, body.as_str()), (401, "invalid bearer token\n"));
+
+    let token = ("Authorization", "Bearer s3cr3t");
+    let (status, _, body) = get(&url, path, &q, &[token]);
+    assert_eq!(status, 200, "{body}");
+    let (status, _, _) = get(&url, path, &q, &[token, ("X-Scope-OrgID", "team-a")]);
+    assert_eq!(status, 200);
+    let (status, _, body) = get(&url, path, &q, &[token, ("X-Scope-OrgID", "team-b")]);
+    assert_eq!(status, 403, "{body}");
+
+    // max_query_hours from the file: two hours pass, three do not.
+    let s3 = (start_ns - 3_600_000_000_000).to_string();
+    let long = [q[0], ("start", s3.as_str()), ("end", e.as_str())];
+    let (status, ct, body) = get(&url, path, &long, &[token]);
+    assert_eq!(status, 400, "{body}");
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    assert!(
+        body.starts_with("the query time range exceeds the limit"),
+        "{body}"
+    );
+}

@@ -3,14 +3,18 @@
 //! A stream is a sequence of blocks; each block is a big-endian u32
 //! uncompressed length followed by one or more chunks, each a big-endian u32
 //! compressed length and a raw LZ4 block. Hadoop's decompressor holds one
-//! chunk's output in a 256 KiB buffer, so we write chunks of at most
-//! [`CHUNK`] bytes, one chunk per block.
+//! chunk, compressed and uncompressed, in 256 KiB buffers, so we write
+//! chunks of at most [`CHUNK`] bytes, one chunk per block.
 
 use super::vint::Cursor;
 use super::FormatError;
 
-/// Uncompressed bytes per chunk; well under Hadoop's 256 KiB buffer.
-pub const CHUNK: usize = 64 * 1024;
+/// Uncompressed bytes per chunk. Each chunk starts LZ4 with an empty
+/// window, so larger chunks compress better. Hadoop's own writer takes at
+/// most 256 KiB less `256 KiB / 255 + 16` bytes (261,100), so that even
+/// incompressible input fits its 256 KiB buffer once compressed; this
+/// stays under that.
+pub const CHUNK: usize = 254 * 1024;
 
 /// Largest uncompressed block a reader accepts: Hadoop's own buffer size.
 /// Guards against decompression bombs in corrupt input.

@@ -9,14 +9,23 @@ use super::vint::{write_bytes_u32, Cursor};
 use super::FormatError;
 
 pub const MAGIC: &[u8; 4] = b"SKIX";
-pub const VERSION: u16 = 1;
+/// The version writers write. Versions share one layout and differ in what
+/// the bloom filter holds (`docs/FORMAT.md`, "Tokens"):
+/// - 1: words of the line, plus `key=value` for each scalar JSON field;
+/// - 2: words of the line, plus the words of each scalar JSON value.
+pub const VERSION: u16 = 2;
 /// The versions this reader accepts.
 pub const MIN_VERSION: u16 = 1;
-pub const MAX_VERSION: u16 = 1;
+pub const MAX_VERSION: u16 = 2;
 const HEADER_LEN: usize = 12;
 /// Seed of every block's bloom filter, fixed so that a rebuilt block is
 /// byte-identical to the original.
 pub const BLOOM_SEED: [u8; 32] = *b"skidder-bloom-v1-seed-0123456789";
+/// Most hash functions a bloom filter may use. Every membership check runs
+/// all k of them, so a corrupt k near `u32::MAX` would turn one check into
+/// minutes of work. [`build_bloom`] never writes more than about 1,100 (the
+/// optimum for one item at the smallest positive false-positive rate).
+pub const MAX_BLOOM_HASHES: u32 = 4096;
 
 /// One stream: a distinct label set, stored once per block. The block's
 /// records are sorted by stream, so a stream is a contiguous record range.
@@ -32,6 +41,8 @@ pub struct StreamEntry {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockIndex {
+    /// The format version, which says which tokens the bloom filter holds.
+    pub version: u16,
     pub min_time_ns: i64,
     pub max_time_ns: i64,
     pub record_count: u64,
@@ -84,6 +95,13 @@ impl BloomFilter {
         if bloom.len() == 0 {
             return Err(FormatError::corrupt(0, "bloom filter has no bits"));
         }
+        let k = bloom.number_of_hash_functions();
+        if k > MAX_BLOOM_HASHES {
+            return Err(FormatError::corrupt(
+                0,
+                format!("bloom filter uses {k} hash functions, more than {MAX_BLOOM_HASHES}"),
+            ));
+        }
         Ok(BloomFilter(bloom))
     }
 
@@ -97,7 +115,7 @@ impl BlockIndex {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.bloom.len());
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&self.version.to_le_bytes());
         out.extend_from_slice(&0u16.to_le_bytes());
         out.extend_from_slice(&[0; 4]); // body length, patched below
         out.extend_from_slice(&self.min_time_ns.to_le_bytes());
@@ -174,6 +192,7 @@ impl BlockIndex {
         }
         let mut c = Cursor::new(&bytes[HEADER_LEN..crc_at]);
         let mut index = BlockIndex {
+            version,
             min_time_ns: c.i64_le()?,
             max_time_ns: c.i64_le()?,
             record_count: c.u64_le()?,
@@ -294,6 +313,7 @@ pub(crate) mod tests {
 
     pub fn sample() -> BlockIndex {
         BlockIndex {
+            version: VERSION,
             min_time_ns: 1_700_000_000_000_000_000,
             max_time_ns: 1_700_000_001_000_000_000,
             record_count: 3,
@@ -355,11 +375,34 @@ pub(crate) mod tests {
     #[test]
     fn unknown_versions_are_rejected() {
         let mut bytes = sample().encode();
-        bytes[4] = 2;
+        bytes[4] = 3;
         assert!(matches!(
             BlockIndex::decode(&bytes),
-            Err(FormatError::UnsupportedVersion { found: 2, .. })
+            Err(FormatError::UnsupportedVersion { found: 3, .. })
         ));
+    }
+
+    /// Found while writing the `index_decode` fuzz target: a bloom filter
+    /// claiming 2^32-1 hash functions over an all-ones bitmap made every
+    /// `may_contain` spin for about ten seconds.
+    #[test]
+    fn bloom_with_a_huge_hash_count_is_rejected() {
+        let bloom = include_bytes!("../../tests/regressions/bloom-huge-hash-count.bin");
+        assert!(BloomFilter::decode(bloom).is_err());
+        let idx = include_bytes!("../../tests/regressions/index-bloom-huge-hash-count.idx");
+        assert!(BlockIndex::decode(idx).is_err());
+    }
+
+    #[test]
+    fn the_hash_count_cap_admits_every_filter_build_bloom_writes() {
+        // One item at the smallest positive rate needs the most hash functions.
+        for fp in [f64::from_bits(1), f64::MIN_POSITIVE, 1e-9] {
+            let bytes = build_bloom([42u64].into_iter(), fp);
+            assert!(
+                BloomFilter::decode(&bytes).unwrap().may_contain(42),
+                "fp {fp}"
+            );
+        }
     }
 
     proptest! {

@@ -8,6 +8,8 @@
 //! of exactly that block, which then overwrites the original.
 
 use std::collections::{HashMap, HashSet};
+
+use rustc_hash::FxHashMap;
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,13 +65,20 @@ struct OpenBlock {
     forced_last: Option<i64>,
     last_offset: i64,
     opened: Instant,
-    stream_ids: HashMap<Arc<[(String, String)]>, u32>,
+    stream_ids: FxHashMap<Arc<[(String, String)]>, u32>,
     stream_labels: Vec<Arc<[(String, String)]>>,
     /// (stream, time, line start, line len)
     records: Vec<(u32, i64, u32, u32)>,
     lines: Vec<u8>,
     tokens: TokenSet,
+    /// A direct-mapped cache of recently added tokens: most of a line's
+    /// words were in the lines just before it, and this skips the set for
+    /// them. A miss only costs a set insert, so collisions are harmless.
+    recent: Box<[u64]>,
 }
+
+/// Slots of [`OpenBlock::recent`]; a power of two.
+const RECENT_SLOTS: usize = 4096;
 
 impl OpenBlock {
     fn new(name: BlockName, forced_last: Option<i64>) -> Self {
@@ -78,11 +87,24 @@ impl OpenBlock {
             name,
             forced_last,
             opened: Instant::now(),
-            stream_ids: HashMap::new(),
+            stream_ids: FxHashMap::default(),
             stream_labels: Vec::new(),
             records: Vec::new(),
             lines: Vec::new(),
             tokens: TokenSet::default(),
+            recent: vec![0; RECENT_SLOTS].into_boxed_slice(),
+        }
+    }
+
+    fn add_tokens(&mut self, hashes: &[u64]) {
+        for &h in hashes {
+            // Token hashes are uniform: the top bits pick the slot.
+            let slot = (h >> (64 - RECENT_SLOTS.trailing_zeros())) as usize;
+            // A zero hash matches an empty slot, so it always goes in.
+            if self.recent[slot] != h || h == 0 {
+                self.recent[slot] = h;
+                self.tokens.insert(h);
+            }
         }
     }
 
@@ -141,7 +163,7 @@ struct PartitionState {
     start_offset: i64,
     /// Ledger entries not yet passed, sorted by first offset.
     plan: Vec<LedgerEntry>,
-    open: HashMap<BlockKey, OpenBlock>,
+    open: FxHashMap<BlockKey, OpenBlock>,
 }
 
 pub struct BlockMaker {
@@ -209,7 +231,7 @@ impl BlockMaker {
             PartitionState {
                 start_offset: plan.start_offset,
                 plan: ledger,
-                open: HashMap::new(),
+                open: FxHashMap::default(),
             },
         );
     }
@@ -349,7 +371,7 @@ impl BlockMaker {
                     block
                         .records
                         .push((stream, r.time_ns, start, line.len() as u32));
-                    block.tokens.extend(batch.tokens_of(r).iter().copied());
+                    block.add_tokens(batch.tokens_of(r));
                     block.last_offset = offset;
                     if !touched.contains(&key) {
                         touched.push(key);

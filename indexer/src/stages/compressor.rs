@@ -82,6 +82,7 @@ pub fn encode(block: SealedBlock, buf: Vec<u8>) -> EncodedBlock {
     }
     let data = w.finish();
     let index = BlockIndex {
+        version: skidder_common::format::index::VERSION,
         min_time_ns: block.min_time_ns,
         max_time_ns: block.max_time_ns,
         record_count: block.records.len() as u64,

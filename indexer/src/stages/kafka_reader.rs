@@ -397,6 +397,8 @@ pub fn run(
     let commit_every = Duration::from_millis(ctx.cfg.commit_interval_ms.max(10));
     let mut last_commit = Instant::now();
     let mut paused_since: Option<Instant> = None;
+    let counters = ctx.metrics.stage_counters("kafka_reader");
+    let mut topic: Arc<str> = "".into();
     let exit = loop {
         if shutdown.is_triggered() {
             break StageExit::Quit;
@@ -442,17 +444,16 @@ pub fn run(
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
+                // One topic name allocation per topic, not per message.
+                if *topic != *m.topic() {
+                    topic = m.topic().into();
+                }
                 let tp = TopicPartition {
-                    topic: m.topic().into(),
+                    topic: topic.clone(),
                     partition: m.partition(),
                 };
-                ctx.metrics.stage(
-                    "kafka_reader",
-                    1,
-                    m.payload_len() as u64,
-                    1,
-                    m.payload_len() as u64,
-                );
+                let len = m.payload_len() as u64;
+                counters.add(1, len, 1, len);
                 ctx.add(
                     tp,
                     m.offset(),

@@ -25,8 +25,11 @@ impl std::fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// Deepest nesting of parentheses accepted; bounds recursion on hostile input.
-const MAX_DEPTH: usize = 64;
+/// Deepest syntax tree accepted: each level of parentheses and each chained
+/// binary, `and` or `or` operator counts one. The tree is walked and dropped
+/// recursively, so without this bound a long `1+1+1+…` or `a="b" and …` chain
+/// (parsed by a loop, but building a left-deep tree) overflows the stack.
+const MAX_DEPTH: usize = 128;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
@@ -395,23 +398,29 @@ impl<'a> Parser<'a> {
     }
 
     fn label_or(&mut self) -> Result<LabelExpr, ParseError> {
+        let depth = self.depth;
         let mut lhs = self.label_and()?;
         while matches!(&self.tok, Tok::Ident(s) if s == "or") {
             self.bump()?;
+            self.enter()?;
             let rhs = self.label_and()?;
             lhs = LabelExpr::Or(Box::new(lhs), Box::new(rhs));
         }
+        self.depth = depth;
         Ok(lhs)
     }
 
     fn label_and(&mut self) -> Result<LabelExpr, ParseError> {
+        let depth = self.depth;
         let mut lhs = self.label_primary()?;
         loop {
             let and = matches!(&self.tok, Tok::Ident(s) if s == "and") || self.tok == Tok::Sym(",");
             if !and {
+                self.depth = depth;
                 return Ok(lhs);
             }
             self.bump()?;
+            self.enter()?;
             let rhs = self.label_primary()?;
             lhs = LabelExpr::And(Box::new(lhs), Box::new(rhs));
         }
@@ -469,6 +478,7 @@ impl<'a> Parser<'a> {
     }
 
     fn metric_expr(&mut self) -> Result<MetricExpr, ParseError> {
+        let depth = self.depth;
         let mut lhs = self.metric_term()?;
         loop {
             let op = match &self.tok {
@@ -476,9 +486,13 @@ impl<'a> Parser<'a> {
                 Tok::Sym("-") => BinOp::Sub,
                 Tok::Sym("*") => BinOp::Mul,
                 Tok::Sym("/") => BinOp::Div,
-                _ => return Ok(lhs),
+                _ => {
+                    self.depth = depth;
+                    return Ok(lhs);
+                }
             };
             self.bump()?;
+            self.enter()?;
             let rhs = self.metric_term()?;
             if !matches!(lhs, MetricExpr::Const(_)) && !matches!(rhs, MetricExpr::Const(_)) {
                 return self
@@ -705,6 +719,33 @@ mod tests {
             ")".repeat(10_000)
         );
         assert!(parse(&q).is_err());
+    }
+
+    /// Found while writing the `logql_parse` fuzz target: chains like
+    /// `1+1+…` or `x="y" and x="y" and …` parse in a loop but build a
+    /// left-deep tree, which overflowed the stack when dropped or walked.
+    #[test]
+    fn long_operator_chains_are_refused_not_overflowed() {
+        for q in [
+            include_str!("../../tests/regressions/long-binary-chain.logql"),
+            include_str!("../../tests/regressions/long-label-filter-chain.logql"),
+        ] {
+            // A small stack, so that the old thousands-deep tree overflows here
+            // and not only on the searcher's worker threads.
+            let refused = std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || parse(q).is_err())
+                .unwrap()
+                .join()
+                .unwrap();
+            assert!(refused, "{}...", &q[..40]);
+        }
+        // Chains of reasonable length still parse.
+        ok(&format!("{}1", "1+".repeat(100)));
+        ok(&format!(
+            r#"{{a="b"}} | {}x="y""#,
+            r#"x="y" or "#.repeat(100)
+        ));
     }
 
     proptest! {

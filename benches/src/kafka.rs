@@ -1,0 +1,164 @@
+//! The end-to-end path: the corpus is produced to a real Kafka-protocol
+//! broker (tansu) first, then the real `skidder indexer` process reads it
+//! into a local directory store. Its CPU time is read from `/proc` the
+//! moment the last record is stored, so producing costs the indexer nothing.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+#[derive(Debug, Clone, Default)]
+pub struct KafkaReport {
+    pub records: u64,
+    pub raw_bytes: u64,
+    pub produce_s: f64,
+    pub cpu_s: f64,
+    pub wall_s: f64,
+    pub threads: std::collections::BTreeMap<String, f64>,
+    pub peak_rss: u64,
+}
+
+/// Produces the lines of `files`, up to `max_bytes`, one message per line.
+/// Returns (records, bytes). tansu handles multi-record batches correctly
+/// as long as no consumer resumes inside one, which a fresh group never does.
+pub fn produce(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    files: &[PathBuf],
+    max_bytes: u64,
+) -> Result<(u64, u64), String> {
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("message.max.bytes", "10000000")
+        .create()
+        .map_err(|e| format!("producer: {e}"))?;
+    let (mut records, mut bytes) = (0u64, 0u64);
+    'files: for f in files {
+        let r =
+            BufReader::with_capacity(1 << 20, std::fs::File::open(f).map_err(|e| e.to_string())?);
+        for line in r.split(b'\n') {
+            let line = line.map_err(|e| e.to_string())?;
+            if bytes >= max_bytes {
+                break 'files;
+            }
+            let mut rec = BaseRecord::<(), [u8]>::to(topic).payload(&line[..]);
+            loop {
+                match p.send(rec) {
+                    Ok(()) => break,
+                    Err((e, back)) => {
+                        if !matches!(
+                            e,
+                            rdkafka::error::KafkaError::MessageProduction(
+                                rdkafka::types::RDKafkaErrorCode::QueueFull
+                            )
+                        ) {
+                            return Err(format!("produce: {e}"));
+                        }
+                        rec = back;
+                        p.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+            records += 1;
+            bytes += line.len() as u64 + 1;
+        }
+    }
+    p.flush(Duration::from_secs(300))
+        .map_err(|e| format!("flush: {e}"))?;
+    // tansu reports a partition's end as its last batch's base offset plus
+    // one, and a consumer that trusts it may stop short of that batch. A
+    // marker of one record, as the last batch of each partition, keeps the
+    // corpus out of harm's way; the harness waits for the corpus alone.
+    for partition in 0..partitions {
+        for _ in 0..2 {
+            let rec = BaseRecord::<(), [u8]>::to(topic)
+                .partition(partition)
+                .payload(&br#"{"msg":"end of benchmark corpus"}"#[..]);
+            p.send(rec)
+                .map_err(|(e, _)| format!("produce marker: {e}"))?;
+            p.flush(Duration::from_secs(30))
+                .map_err(|e| format!("flush: {e}"))?;
+        }
+    }
+    Ok((records, bytes))
+}
+
+/// Reads one counter from a Prometheus text page.
+fn scrape(addr: &str, metric: &str) -> Option<f64> {
+    let body = ureq::get(&format!("http://{addr}/metrics"))
+        .call()
+        .ok()?
+        .into_body()
+        .read_to_string()
+        .ok()?;
+    body.lines()
+        .find(|l| l.starts_with(metric))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Runs `skidder indexer` with `config` until `records` are stored.
+pub fn run_indexer(
+    skidder: &Path,
+    config: &Path,
+    metrics_addr: &str,
+    records: u64,
+    raw_bytes: u64,
+) -> Result<KafkaReport, String> {
+    let started = Instant::now();
+    let mut child = Command::new(skidder)
+        .args(["indexer", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", skidder.display()))?;
+    let pid = child.id();
+    let sampler = crate::measure::ThreadSampler::start(pid);
+    let metric = r#"skidder_indexer_stage_records_out_total{stage="uploader"}"#;
+    let deadline = Instant::now() + Duration::from_secs(3_600);
+    let mut last = 0.0;
+    loop {
+        // Each scrape costs the indexer CPU, so look once a second.
+        std::thread::sleep(Duration::from_secs(1));
+        if let Ok(Some(st)) = child.try_wait() {
+            return Err(format!("indexer exited early: {st}"));
+        }
+        if let Some(n) = scrape(metrics_addr, metric) {
+            last = n;
+            if n as u64 >= records {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(format!(
+                "indexer stored {last} of {records} records in an hour"
+            ));
+        }
+    }
+    let report = KafkaReport {
+        records,
+        raw_bytes,
+        produce_s: 0.0,
+        cpu_s: crate::measure::process_cpu(pid),
+        wall_s: started.elapsed().as_secs_f64(),
+        threads: sampler.finish(),
+        peak_rss: crate::measure::peak_rss(pid),
+    };
+    // SAFETY: kill only sends a signal to the child we started.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGTERM);
+    }
+    let _ = child.wait();
+    Ok(report)
+}

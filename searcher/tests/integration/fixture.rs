@@ -1,0 +1,98 @@
+//! Writes test data with the indexer's own code (parser, block maker,
+//! compressor), so the searcher reads exactly what production writes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use skidder_common::storage::ObjectStore;
+use skidder_indexer::config::{AppSource, BlockConfig, ParseConfig, TenantSource};
+use skidder_indexer::metrics::Metrics as IndexerMetrics;
+use skidder_indexer::models::{Control, Item, RawBatch};
+use skidder_indexer::offsets::OffsetTracker;
+use skidder_indexer::queue::ByteQueue;
+use skidder_indexer::stages::block_maker::BlockMaker;
+use skidder_indexer::stages::compressor::encode;
+use skidder_indexer::stages::parser::Parser;
+use skidder_searcher::pipeline::Labels;
+
+/// Kafka time of the first record: 2023-11-14T22:13:20Z.
+pub const BASE_MS: i64 = 1_700_000_000_000;
+
+/// An input record as the brute force sees it.
+pub struct Rec {
+    pub ts: i64,
+    pub labels: Labels,
+    pub line: String,
+}
+
+/// Indexes `lines` for `tenant` with the indexer's own code into `store`;
+/// returns the parsed records. Lines without a timestamp field get Kafka
+/// timestamps from `BASE_MS`, 997 ms apart.
+pub async fn index_lines(store: &dyn ObjectStore, tenant: &str, lines: &[String]) -> Vec<Rec> {
+    let parse_cfg = ParseConfig {
+        app: AppSource::Template("{app}".into()),
+        tenant: TenantSource::Fixed(tenant.into()),
+        label_fields: vec![
+            "level".into(),
+            "_path".into(),
+            "event_type".into(),
+            "proto".into(),
+        ],
+        ..Default::default()
+    };
+    let mut parser = Parser::new(parse_cfg).unwrap();
+    let m = Arc::new(IndexerMetrics::new());
+    let out = Arc::new(ByteQueue::new(
+        1 << 16,
+        1 << 34,
+        m.queue_bytes.with_label_values(&["t"]),
+        m.queue_blocked_us.with_label_values(&["t"]),
+    ));
+    let cfg = BlockConfig {
+        target_bytes: 256 << 10,
+        ..Default::default()
+    };
+    let mut maker = BlockMaker::new(
+        cfg,
+        usize::MAX,
+        Arc::new(OffsetTracker::default()),
+        m,
+        out.clone(),
+    );
+    let mut recs = Vec::new();
+    for (b, chunk) in lines.chunks(500).enumerate() {
+        let mut raw = RawBatch::new("logs".into(), (b % 3) as i32);
+        for (i, l) in chunk.iter().enumerate() {
+            let offset = (b * 500 + i) as i64;
+            // Kafka timestamps spread over six hours, for the plain-text lines.
+            raw.push(offset, Some(BASE_MS + offset * 997), l.as_bytes());
+        }
+        let parsed = parser.parse_batch(&raw);
+        for r in &parsed.records {
+            let s = &parsed.streams[r.stream as usize];
+            let mut labels: Labels = s.labels.to_vec();
+            labels.push(("__app__".into(), s.app.to_string()));
+            labels.sort();
+            recs.push(Rec {
+                ts: r.time_ns,
+                labels,
+                line: String::from_utf8(parsed.line(r).to_vec()).unwrap(),
+            });
+        }
+        maker.handle(Item::Data(parsed)).unwrap();
+    }
+    maker
+        .handle(Item::Control(Control::Flush {
+            partitions: None,
+            forget: false,
+        }))
+        .unwrap();
+    while let Ok(item) = out.pop(Duration::ZERO) {
+        if let Item::Data(block) = item {
+            let enc = encode(block, Vec::new());
+            store.put(&enc.data_key, enc.data).await.unwrap();
+            store.put(&enc.index_key, enc.index).await.unwrap();
+        }
+    }
+    recs
+}

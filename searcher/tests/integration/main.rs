@@ -1,0 +1,8 @@
+//! The searcher's integration tests, in one binary:
+//! - `pruning`: pruned results equal a brute-force scan of the input;
+//! - `api`: the HTTP service over a real S3 server (moto): tenant
+//!   isolation, bearer tokens, query limits, store faults.
+
+mod api;
+mod fixture;
+mod pruning;
