@@ -490,7 +490,7 @@ mod tests {
     use super::*;
 
     fn data() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+        skidder_common::testing::shared_data_dir()
     }
 
     #[test]

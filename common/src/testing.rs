@@ -9,6 +9,27 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Picks a port that is free right now.
+/// The real logs in `shared/data` that tests and benchmarks read:
+/// `$SKIDDER_SHARED_DATA` if set, else `../shared/data` beside the
+/// workspace, else `/work/shared/data` (where a clone made elsewhere, such
+/// as CI's `/tmp/ci-check`, finds it on these machines). Panics, naming the
+/// places tried, when none exists: a missing data set fails the test.
+pub fn shared_data_dir() -> PathBuf {
+    let tried: Vec<PathBuf> = std::env::var_os("SKIDDER_SHARED_DATA")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")),
+            PathBuf::from("/work/shared/data"),
+        ])
+        .collect();
+    tried
+        .iter()
+        .find(|p| p.join("loghub").is_dir())
+        .cloned()
+        .unwrap_or_else(|| panic!("the shared data set is missing; tried {tried:?}"))
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -30,7 +30,7 @@ struct Expected {
 fn data_files() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .expect("../shared/data must exist")
+            .expect("the shared data set must exist")
             .flatten()
             .collect();
         entries.sort_by_key(|e| e.path());
@@ -47,10 +47,7 @@ fn data_files() -> Vec<PathBuf> {
         }
     }
     let mut out = Vec::new();
-    walk(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"),
-        &mut out,
-    );
+    walk(&skidder_common::testing::shared_data_dir(), &mut out);
     assert!(out.len() > 50, "expected the shared data set");
     out
 }

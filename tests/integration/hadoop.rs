@@ -33,7 +33,8 @@ fn hadoop_sequencefile_reader_reads_our_blocks() {
     let mut expected = std::fs::File::create(dir.path().join("expected.jsonl")).unwrap();
     let blocks = dir.path().join("blocks");
     std::fs::create_dir(&blocks).unwrap();
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data");
+    let root = skidder_common::testing::shared_data_dir();
+    let root = root.display();
     for (n, file) in [
         "loghub/Spark_2k.log",
         "loghub/Thunderbird_2k.log",

@@ -111,7 +111,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+    skidder_common::testing::shared_data_dir()
 }
 
 /// The indexer settings of every run: the generated records' fields, with

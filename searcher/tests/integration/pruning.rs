@@ -39,7 +39,8 @@ impl Rng {
 }
 
 fn input_lines(rng: &mut Rng) -> Vec<String> {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data");
+    let root = skidder_common::testing::shared_data_dir();
+    let root = root.display();
     let mut lines = Vec::new();
     for f in [
         "zeek/dns.json",
