@@ -108,6 +108,7 @@ pub fn run_indexer(flags: IndexerFlags) -> anyhow::Result<ExitCode> {
     // First, so a SIGTERM during start-up is a clean stop too.
     let shutdown = Shutdown::on_signals().context("installing signal handlers")?;
     let cfg = flags.settings()?;
+    skidder_indexer::failpoints::setup();
     let rt = runtime()?;
     let store = rt
         .block_on(open_store(&cfg.store_url()?, &cfg.store.s3))

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Picks a port that is free right now.
 /// The real logs in `shared/data` that tests and benchmarks read:
 /// `$SKIDDER_SHARED_DATA` if set, else `../shared/data` beside the
 /// workspace, else `/work/shared/data` (where a clone made elsewhere, such
@@ -30,6 +29,49 @@ pub fn shared_data_dir() -> PathBuf {
         .unwrap_or_else(|| panic!("the shared data set is missing; tried {tried:?}"))
 }
 
+/// A seeded generator for randomized tests: the same seed replays a run.
+pub struct SeededRng(rand::rngs::StdRng);
+
+impl SeededRng {
+    pub fn new(seed: u64) -> Self {
+        SeededRng(<rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(
+            seed,
+        ))
+    }
+
+    /// The next value. (Not `Iterator::next`: the stream never ends.)
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        rand::RngCore::next_u64(&mut self.0)
+    }
+
+    /// Uniform in `0..n`; 0 when `n` is 0.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.below(xs.len())]
+    }
+}
+
+/// A test's seed: `$<var>` when set (to replay a failure), else the clock.
+/// Printed, so a failing run names the seed that replays it.
+pub fn seed_from_env(var: &str) -> u64 {
+    let seed = std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+        });
+    eprintln!("seed: {seed} (replay with {var}={seed})");
+    seed
+}
+
+/// Picks a port that is free right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -135,41 +177,131 @@ impl MotoServer {
             path_style: Some(true),
             access_key_id: Some("test".into()),
             secret_access_key: Some("test".into()),
+            timeout_secs: None,
         }
     }
 }
 
-/// A tansu Kafka broker with in-memory storage.
+/// Creates a bucket on a moto server (which takes unsigned requests).
+fn create_bucket(port: u16, bucket: &str) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to moto");
+    write!(
+        s,
+        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send CreateBucket");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply)
+        .expect("read CreateBucket reply");
+    assert!(
+        reply.starts_with("HTTP/1.1 200"),
+        "moto refused to create bucket {bucket}: {reply}"
+    );
+}
+
+/// A tansu Kafka broker: in-memory storage ([`TansuBroker::start`]), or its
+/// log in a bucket of a moto server ([`TansuBroker::start_persistent`]),
+/// which survives [`TansuBroker::restart`].
 #[derive(Debug)]
 pub struct TansuBroker {
     pub process: ServerProcess,
     bin: PathBuf,
+    storage: String,
+    /// The environment tansu's `s3://` engine reads (object_store's
+    /// `AmazonS3Builder::from_env`).
+    env: Vec<(&'static str, String)>,
 }
 
 impl TansuBroker {
     pub fn start() -> Self {
         let bin = find_binary("SKIDDER_TANSU", &[home().join(".cargo/bin/tansu")], "tansu");
+        let storage = "memory://tansu/".to_string();
         let port = free_port();
+        TansuBroker {
+            process: ServerProcess {
+                child: Self::spawn(&bin, port, &storage, &[]),
+                port,
+            },
+            bin,
+            storage,
+            env: Vec::new(),
+        }
+    }
+
+    /// A broker whose topics, records and committed offsets live in the
+    /// bucket `tansu` of `s3` (tansu's `s3://` engine, which the
+    /// `dynostore` feature builds), so they survive a restart. The
+    /// in-memory engine loses everything when the process stops.
+    pub fn start_persistent(s3: &MotoServer) -> Self {
+        let bin = find_binary("SKIDDER_TANSU", &[home().join(".cargo/bin/tansu")], "tansu");
+        create_bucket(s3.process.port, "tansu");
+        let env = vec![
+            ("AWS_ENDPOINT", s3.endpoint()),
+            ("AWS_ACCESS_KEY_ID", "test".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+            ("AWS_ALLOW_HTTP", "true".to_string()),
+        ];
+        let storage = "s3://tansu/".to_string();
+        let port = free_port();
+        TansuBroker {
+            process: ServerProcess {
+                child: Self::spawn(&bin, port, &storage, &env),
+                port,
+            },
+            bin,
+            storage,
+            env,
+        }
+    }
+
+    /// Stops the broker, keeps it down for `down`, and starts it again on
+    /// the same port with the same storage. `hard` stops it with SIGKILL
+    /// (a crash, requests cut mid-way); otherwise with SIGTERM (tansu's
+    /// graceful stop), then SIGKILL if it is still there after 10 s. Only a
+    /// persistent broker keeps its topics and records.
+    pub fn restart(&mut self, hard: bool, down: Duration) {
+        let child = &mut self.process.child;
+        if !hard {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        std::thread::sleep(down);
+        self.process.child = Self::spawn(&self.bin, self.process.port, &self.storage, &self.env);
+    }
+
+    /// Starts tansu on `port` and waits until it listens.
+    fn spawn(bin: &std::path::Path, port: u16, storage: &str, env: &[(&str, String)]) -> Child {
         let url = format!("tcp://127.0.0.1:{port}");
-        let mut child = Command::new(&bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            storage,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
         wait_for_port(port, &mut child, "tansu");
-        TansuBroker {
-            process: ServerProcess { child, port },
-            bin,
-        }
+        child
     }
 
     pub fn bootstrap(&self) -> String {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use skidder_common::format::layout::{valid_tenant, MAX_APP_LEN};
 pub use skidder_common::service::ConfigError;
 use skidder_common::service::{load_toml, parse_toml};
 use skidder_common::storage::{S3Config, StoreUrl};
@@ -95,6 +96,12 @@ pub struct ParseConfig {
     pub label_fields: Vec<String>,
     /// Field values longer than this get no `key=value` token.
     pub max_token_value_len: usize,
+    /// A line (a record) longer than this is refused: written whole to
+    /// `_deadletter/` and counted, not indexed.
+    pub max_line_bytes: usize,
+    /// A label value longer than this refuses its record, as Loki's
+    /// `max_label_value_length` does.
+    pub max_label_value_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -169,6 +176,8 @@ impl Default for ParseConfig {
             default_tenant: "default".into(),
             label_fields: ["service", "level", "pod"].map(String::from).to_vec(),
             max_token_value_len: skidder_common::format::tokens::DEFAULT_MAX_TOKEN_VALUE_LEN,
+            max_line_bytes: 1 << 20,
+            max_label_value_bytes: 2048,
         }
     }
 }
@@ -251,6 +260,40 @@ impl IndexerConfig {
         }
         if self.upload.concurrency == 0 {
             return Err(invalid("upload.concurrency", "must be positive"));
+        }
+        let p = &self.parse;
+        if p.max_line_bytes == 0 || p.max_label_value_bytes == 0 {
+            return Err(invalid(
+                "parse.max_line_bytes/max_label_value_bytes",
+                "must be positive",
+            ));
+        }
+        let tenants = [
+            Some(&p.default_tenant),
+            match &p.tenant {
+                TenantSource::Fixed(t) => Some(t),
+                _ => None,
+            },
+        ];
+        if tenants.into_iter().flatten().any(|t| !valid_tenant(t)) {
+            return Err(invalid(
+                "parse.tenant/default_tenant",
+                "a tenant is 1-150 bytes of [A-Za-z0-9!-_.*'()], not . or ..",
+            ));
+        }
+        let apps = [
+            Some(&p.default_app),
+            match &p.app {
+                AppSource::Fixed(a) => Some(a),
+                _ => None,
+            },
+        ];
+        if apps
+            .into_iter()
+            .flatten()
+            .any(|a| a.is_empty() || a.len() > MAX_APP_LEN)
+        {
+            return Err(invalid("parse.app/default_app", "an app is 1-128 bytes"));
         }
         if let AppSource::Template(t) = &self.parse.app {
             crate::models::template::AppTemplate::parse(t).map_err(|e| invalid("parse.app", e))?;

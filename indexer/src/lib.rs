@@ -3,6 +3,8 @@
 //! for the pipeline diagram and `docs/DESIGN.md` for the guarantees.
 
 pub mod config;
+pub mod dead_letter;
+pub mod failpoints;
 pub mod memory;
 pub mod metrics;
 pub mod models;

@@ -35,6 +35,9 @@ pub struct Metrics {
     pub plain_text_records: IntCounter,
     pub replay_skipped_records: IntCounter,
     pub replayed_blocks: IntCounter,
+    pub memory_cuts: IntCounter,
+    pub refused_records: IntCounterVec,
+    pub dead_letter_bytes: IntCounter,
     pub resident_bytes: IntGauge,
     pub open_block_bytes: IntGauge,
     pub uploading_bytes: IntGauge,
@@ -167,6 +170,19 @@ impl Metrics {
             replayed_blocks: c(
                 "skidder_indexer_replayed_blocks_total",
                 "Blocks rebuilt from the ledger after a restart.",
+            ),
+            memory_cuts: c(
+                "skidder_indexer_memory_cut_blocks_total",
+                "Blocks cut early because open blocks passed their memory budget.",
+            ),
+            refused_records: cv(
+                "skidder_indexer_refused_records_total",
+                "Records refused by a limit and written whole to the dead-letter prefix, by reason.",
+                &["reason"],
+            ),
+            dead_letter_bytes: c(
+                "skidder_indexer_dead_letter_bytes_total",
+                "Bytes written to the dead-letter prefix.",
             ),
             resident_bytes: g(
                 "skidder_indexer_resident_memory_bytes",

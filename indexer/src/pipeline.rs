@@ -110,6 +110,10 @@ impl Stages {
             metrics: metrics.clone(),
             cfg: cfg.upload.clone(),
         };
+        let dead_letters = crate::dead_letter::DeadLetters {
+            uploader: uploader.clone(),
+            rt: rt.clone(),
+        };
         {
             let (q, rt) = (q_encoded.clone(), rt.clone());
             threads.push(spawn(
@@ -144,7 +148,7 @@ impl Stages {
             let (i, o, m) = (q_raw.clone(), q_parsed.clone(), metrics.clone());
             threads.push(spawn(
                 "parser",
-                Box::new(move || stages::parser::run(parser, &i, &o, &m)),
+                Box::new(move || stages::parser::run(parser, &dead_letters, &i, &o, &m)),
             )?);
         }
 

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
+use skidder_common::format::layout::searchable_time;
 use skidder_common::service::render_metrics;
 use tokio::sync::Semaphore;
 
@@ -211,7 +212,7 @@ impl Params {
         self.get(k)
             .map(|v| {
                 parse_time(v)
-                    .filter(|t| (0..=MAX_TIME_NS).contains(t))
+                    .filter(|&t| searchable_time(t))
                     .ok_or_else(|| {
                         ApiError::bad(format!(
                             "invalid {k} {v:?}: use RFC 3339 or a Unix epoch, 1970 to 2116"
@@ -272,8 +273,6 @@ impl Params {
             .ok_or_else(|| ApiError::bad("missing query parameter"))
     }
 }
-
-const MAX_TIME_NS: i64 = 1 << 62;
 
 pub fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)

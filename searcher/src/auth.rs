@@ -7,19 +7,7 @@ use std::collections::BTreeMap;
 use axum::http::{header, HeaderMap, StatusCode};
 use subtle::ConstantTimeEq;
 
-/// The longest tenant id Loki accepts.
-const MAX_TENANT_LEN: usize = 150;
-
-/// Loki's tenant charset, minus the `|` that joins tenants for federated
-/// queries (we never read more than one tenant), and never `.` or `..`.
-pub fn valid_tenant(t: &str) -> bool {
-    !t.is_empty()
-        && t.len() <= MAX_TENANT_LEN
-        && t != "."
-        && t != ".."
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!-_.*'()".contains(&b))
-}
+pub use skidder_common::format::layout::valid_tenant;
 
 /// Bearer tokens and the tenant each one grants. `Debug` never prints a
 /// token.

@@ -1,5 +1,7 @@
 //! An LRU cache bounded by bytes, for hour listings and index objects.
-//! Both are immutable once an hour is closed, so entries never go stale.
+//! An index object never changes once written; an hour's listing can still
+//! grow after the hour closed (late blocks), so the engine re-reads a
+//! cached listing after `listing_cache_secs`.
 
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};

@@ -40,6 +40,10 @@ pub struct SearcherConfig {
     pub fetch_concurrency: usize,
     /// Memory for cached listings and indexes.
     pub cache_bytes: usize,
+    /// How long a cached listing of a closed hour is used before it is
+    /// read again (blocks still arrive late, when the indexer lags); 0
+    /// never caches listings.
+    pub listing_cache_secs: u64,
     /// Must equal the indexer's `parse.max_token_value_len`.
     pub max_token_value_len: usize,
     pub auth: AuthConfig,
@@ -97,6 +101,7 @@ impl Default for SearcherConfig {
             query_queue_wait_ms: a.queue_wait.as_millis() as u64,
             fetch_concurrency: e.fetch_concurrency,
             cache_bytes: e.cache_bytes,
+            listing_cache_secs: e.listing_cache_secs,
             max_token_value_len: e.max_token_value_len,
             auth: AuthConfig::default(),
         }
@@ -164,6 +169,7 @@ impl SearcherConfig {
         EngineConfig {
             fetch_concurrency: self.fetch_concurrency,
             cache_bytes: self.cache_bytes,
+            listing_cache_secs: self.listing_cache_secs,
             max_token_value_len: self.max_token_value_len,
             max_hours: self.max_query_hours,
             max_bytes_scanned: self.max_query_bytes_scanned,
@@ -250,6 +256,7 @@ mod tests {
             query_timeout_secs = 9
             max_concurrent_queries = 3
             query_queue_wait_ms = 0
+            listing_cache_secs = 5
             [auth]
             tokens = { "s3cr3t" = "team-a" }
             "#,
@@ -261,6 +268,7 @@ mod tests {
             (48, 1000, 7)
         );
         assert_eq!(a.max_series, 7);
+        assert_eq!(e.listing_cache_secs, 5);
         assert_eq!(a.query_timeout, Duration::from_secs(9));
         assert_eq!(a.max_concurrent_queries, 3);
         assert_eq!(a.queue_wait, Duration::ZERO);

@@ -69,6 +69,10 @@ pub struct EngineConfig {
     pub cache_bytes: usize,
     /// An hour older than this past its end is closed: its listing is cached.
     pub closed_after_secs: i64,
+    /// How long a cached listing is trusted. A closed hour still gains
+    /// blocks when the indexer lags, replays or backfills, so a listing is
+    /// read again after this long; 0 never caches listings.
+    pub listing_cache_secs: u64,
     /// Must equal the indexer's `parse.max_token_value_len`.
     pub max_token_value_len: usize,
     /// Longest time range a query may span.
@@ -85,6 +89,7 @@ impl Default for EngineConfig {
             fetch_concurrency: 8,
             cache_bytes: 256 << 20,
             closed_after_secs: 120 + 600,
+            listing_cache_secs: 60,
             max_token_value_len: DEFAULT_MAX_TOKEN_VALUE_LEN,
             max_hours: 31 * 24,
             max_bytes_scanned: 64 << 30,
@@ -116,6 +121,16 @@ pub struct Candidate {
     pub streams: Vec<usize>,
 }
 
+/// The uncompressed bytes the candidates' indexes declare, saturating: an
+/// index's numbers are only as good as its writer, so they must not
+/// overflow (a panic in debug builds; in release, a wrapped sum that slips
+/// under `max_bytes_scanned`).
+fn raw_bytes(cands: &[Candidate]) -> u64 {
+    cands
+        .iter()
+        .fold(0u64, |sum, c| sum.saturating_add(c.idx.raw_bytes))
+}
+
 /// The data block next to an index key.
 fn data_key_of(index_key: &str) -> String {
     let stem = index_key.strip_suffix(INDEX_SUFFIX).unwrap_or(index_key);
@@ -144,6 +159,12 @@ pub struct Stats {
     pub bytes_charged: u64,
 }
 
+/// A cached listing of an hour's index keys, and when it was read.
+struct Listing {
+    read_at: std::time::Instant,
+    keys: Arc<Vec<String>>,
+}
+
 /// A metric result: series labels to (step index, value).
 pub type Matrix = BTreeMap<Labels, BTreeMap<usize, f64>>;
 
@@ -151,7 +172,7 @@ pub struct Engine {
     store: Arc<dyn ObjectStore>,
     cfg: EngineConfig,
     metrics: Arc<Metrics>,
-    listings: ByteLru<String, Vec<String>>,
+    listings: ByteLru<String, Listing>,
     indexes: ByteLru<String, BlockIndex>,
 }
 
@@ -287,21 +308,26 @@ impl Engine {
         Ok(())
     }
 
-    /// Index keys under one hour prefix; cached once the hour is closed.
+    /// Index keys under one hour prefix; cached, once the hour is closed,
+    /// for `listing_cache_secs`.
     async fn hour_keys(&self, tenant: &str, hour: i64) -> Result<Arc<Vec<String>>, SearchError> {
         let prefix = hour_prefix(tenant, hour);
+        let ttl = std::time::Duration::from_secs(self.cfg.listing_cache_secs);
         if let Some(v) = self.listings.get(&prefix) {
-            self.metrics
-                .cache
-                .with_label_values(&["listing", "hit"])
-                .inc();
-            return Ok(v);
+            if v.read_at.elapsed() < ttl {
+                self.metrics
+                    .cache
+                    .with_label_values(&["listing", "hit"])
+                    .inc();
+                return Ok(v.keys.clone());
+            }
         }
         self.metrics
             .cache
             .with_label_values(&["listing", "miss"])
             .inc();
         self.metrics.hours_listed.inc();
+        let read_at = std::time::Instant::now();
         let keys: Vec<String> = list_all(&*self.store, &prefix)
             .await
             .map_err(|e| self.store_fault("list", e))?
@@ -311,9 +337,14 @@ impl Engine {
             .collect();
         let keys = Arc::new(keys);
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-        if (hour + 1) * NS_PER_HOUR + self.cfg.closed_after_secs * 1_000_000_000 < now {
+        let closed = (hour + 1) * NS_PER_HOUR + self.cfg.closed_after_secs * 1_000_000_000 < now;
+        if closed && !ttl.is_zero() {
             let bytes = keys.iter().map(|k| k.len() + 24).sum::<usize>() + prefix.len();
-            self.listings.put(prefix, keys.clone(), bytes);
+            let listing = Listing {
+                read_at,
+                keys: keys.clone(),
+            };
+            self.listings.put(prefix, Arc::new(listing), bytes);
         }
         Ok(keys)
     }
@@ -655,7 +686,7 @@ impl Engine {
             let batch = &cands[i..end];
             // Charged batch by batch: a log query that stops early at its
             // limit is only refused if it would really scan too much.
-            self.charge(&mut stats, batch.iter().map(|c| c.idx.raw_bytes).sum())?;
+            self.charge(&mut stats, raw_bytes(batch))?;
             let scan = Scan {
                 tenant,
                 range,
@@ -761,7 +792,7 @@ impl Engine {
                 };
                 let cands = self.candidates(tenant, range, query, prune, stats).await?;
                 // A metric query scans every candidate: refuse before fetching any.
-                self.charge(stats, cands.iter().map(|c| c.idx.raw_bytes).sum())?;
+                self.charge(stats, raw_bytes(&cands))?;
                 let pipeline = LinePipeline::new(query);
                 let mut sums: HashMap<Arc<Labels>, BTreeMap<usize, f64>> = HashMap::new();
                 let mut over_cap = false;
@@ -874,7 +905,10 @@ impl Engine {
             for &s in &c.streams {
                 let n = c.idx.streams[s].record_count as u64;
                 entries += n;
-                bytes += c.idx.raw_bytes * n / total;
+                // n <= total, so the share fits; wide, as raw_bytes is
+                // whatever an index says.
+                let share = c.idx.raw_bytes as u128 * n as u128 / total as u128;
+                bytes = bytes.saturating_add(share as u64);
                 streams.insert(stream_labels(&c.idx, s));
             }
         }

@@ -1,251 +1,263 @@
-//! `kill -9` the real indexer process at random moments while it ingests
-//! from tansu, restart it each time, and check that in the end every record
-//! is stored exactly once. The seed is printed; set `SKIDDER_CRASH_SEED` to
-//! replay a run. Issue 5's soak test scales this up.
+//! The soak test: `kill -9` the real indexer process again and again while
+//! it ingests from tansu, restart it each time, and check that in the end
+//! every record is found exactly once through the searcher.
+//!
+//! Half the kills are `SIGKILL` at a random moment. The other half arm one
+//! crash point (`indexer/src/failpoints.rs`) so the process aborts exactly
+//! in a narrow window: mid-batch, after the ledger entry, between the data
+//! and the index, after the index but before the commit, after the
+//! checkpoint, just before an offset commit. The test fails if a point
+//! never fires, so it needs the binary built with `--features failpoints`
+//! (`scripts/test-all` does so).
+//!
+//! The seed is printed; `SKIDDER_CRASH_SEED` replays a run. The CI version
+//! runs 100k records and 12 kills; `scripts/soak` runs the long one
+//! (1M records, 24 kills; `SKIDDER_SOAK_RECORDS`/`SKIDDER_SOAK_KILLS`
+//! change it).
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use skidder_common::format::ledger::Checkpoint;
-use skidder_common::testing::{free_port, TansuBroker};
+use skidder_common::testing::{free_port, seed_from_env, SeededRng, TansuBroker};
+use skidder_indexer::failpoints::POINTS;
 
-use crate::support::{dump, http_get, metric, sigterm, Guard, TestProducer, BIN};
+use crate::exactly_once::{
+    checkpoints, post_mortem, produce, tally, wait_stored, IndexerRun, Pace, Searcher, Tally,
+    INDEXER_CONFIG,
+};
+use crate::support::{http_get, metric, sigterm, Guard};
 
-const TOPIC: &str = "crash";
+const TOPIC: &str = "soak";
 const PARTITIONS: i32 = 4;
-const RECORDS: u64 = 40_000;
-const KILLS: usize = 6;
+const SIGABRT: i32 = 6;
 
-/// A seeded generator: the same seed gives the same run.
-struct Rng(rand::rngs::StdRng);
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(<rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(
-            seed,
-        ))
-    }
-    fn next(&mut self) -> u64 {
-        rand::RngCore::next_u64(&mut self.0)
+#[test]
+fn soak_100k_records_12_kills_lose_and_duplicate_nothing() {
+    soak(
+        100_000,
+        12,
+        Pace {
+            every: 10,
+            pause_ms: 20,
+        },
+    );
+}
+
+/// The long soak: `scripts/soak` (1M records, 24 kills by default).
+#[test]
+#[ignore = "long; run with scripts/soak"]
+fn soak_long() {
+    let env = |k: &str, default: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let records = env("SKIDDER_SOAK_RECORDS", 1_000_000);
+    let kills = env("SKIDDER_SOAK_KILLS", 24) as usize;
+    soak(
+        records,
+        kills,
+        Pace {
+            every: 10,
+            pause_ms: 5,
+        },
+    );
+}
+
+/// Waits until the process has read something (the last victim's group
+/// session must expire first), or 15 s.
+fn wait_reading(port: u16) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(15) {
+        let m = http_get(port, "/metrics").unwrap_or_default();
+        let read = metric(
+            &m,
+            "skidder_indexer_stage_records_in_total{stage=\"kafka_reader\"}",
+        );
+        if read > 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-/// Starts an indexer whose log goes to `log`, for the post-mortem.
-fn start_indexer(
-    kafka: &TansuBroker,
-    config: &Path,
-    store: &str,
-    metrics_port: u16,
-    log: &Path,
-) -> Guard {
-    Guard(
-        Command::new(BIN)
-            .args(["indexer", "--config", config.to_str().unwrap()])
-            .args(["--kafka-brokers", &kafka.bootstrap(), "--topics", TOPIC])
-            .args(["--group-id", "crash", "--store", store])
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .env("SKIDDER_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap(),
+/// Replay figures from a live indexer's metrics: (records skipped, blocks rebuilt).
+fn replay_figures(port: u16) -> (u64, u64) {
+    replay_figures_from(&http_get(port, "/metrics").unwrap_or_default())
+}
+
+fn replay_figures_from(m: &str) -> (u64, u64) {
+    (
+        metric(m, "skidder_indexer_replay_skipped_records_total"),
+        metric(m, "skidder_indexer_replayed_blocks_total"),
     )
 }
 
-/// Prints the end of every indexer log, to see what a failed run did.
-fn post_mortem(logs: &Path) {
-    let mut files: Vec<_> = std::fs::read_dir(logs)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    for f in files {
-        let text = std::fs::read_to_string(&f).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        eprintln!("==== {} (last 40 of {} lines)", f.display(), lines.len());
-        for l in &lines[lines.len().saturating_sub(40)..] {
-            eprintln!("{l}");
-        }
-    }
-}
-
-/// The stored checkpoint of each partition.
-fn checkpoints(dir: &Path) -> HashMap<i32, i64> {
-    (0..PARTITIONS)
-        .filter_map(|p| {
-            let path = dir.join(format!(
-                "_ledger/topic={TOPIC}/partition={p}/checkpoint.json"
-            ));
-            let c: Checkpoint = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-            Some((p, c.next_offset))
-        })
-        .collect()
-}
-
-#[test]
-fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
-    let seed = std::env::var("SKIDDER_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("crash test seed: {seed} (replay with SKIDDER_CRASH_SEED={seed})");
-    let mut rng = Rng::new(seed);
+fn soak(records: u64, kills: usize, pace: Pace) {
+    let seed = seed_from_env("SKIDDER_CRASH_SEED");
+    let mut rng = SeededRng::new(seed);
+    let started = Instant::now();
 
     let kafka = TansuBroker::start();
     kafka.create_topic(TOPIC, PARTITIONS as u32);
-    // The producer runs through the kills, so they land mid-ingestion.
-    let producer = {
-        let (bootstrap, mut rng) = (kafka.bootstrap(), Rng::new(seed ^ 0x5EED));
-        std::thread::spawn(move || {
-            let mut producer = TestProducer::new(&bootstrap);
-            let (mut id, mut msg) = (0u64, 0u64);
-            while id < RECORDS {
-                // One to three records a message, over a few apps and hours.
-                let n = 1 + rng.next() % 3;
-                let lines: Vec<String> = (0..n)
-                    .map(|_| {
-                        id += 1;
-                        let app = ["api", "web", "db"][(rng.next() % 3) as usize];
-                        let ts = 1_700_000_000 + (rng.next() % 7200) as i64;
-                        format!(r#"{{"id":{id},"app":"{app}","ts":{ts},"msg":"event number {id} in {app}"}}"#)
-                    })
-                    .collect();
-                msg += 1;
-                producer.send(
-                    TOPIC,
-                    &(msg % 64).to_string(),
-                    lines.join("\n").as_bytes(),
-                    1_700_000_000_000,
-                );
-                if msg % 10 == 0 {
-                    std::thread::sleep(Duration::from_millis(15));
-                }
-            }
-            (producer.finish(), id)
-        })
-    };
 
     let dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
     let store = format!("file://{}", dir.path().display());
     let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        config.path(),
-        r#"
-[kafka]
-commit_interval_ms = 200
-batch_messages = 500
-[kafka.properties]
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "500"
-[blocks]
-target_bytes = 32768
-flush_interval_secs = 1
-[upload]
-checkpoint_interval_secs = 1
-"#,
-    )
-    .unwrap();
-
+    std::fs::write(config.path(), INDEXER_CONFIG).unwrap();
+    let bootstrap = kafka.bootstrap();
+    let run = IndexerRun {
+        bootstrap: &bootstrap,
+        topic: TOPIC,
+        group: "soak",
+        config: config.path(),
+        store: &store,
+    };
+    // Each run gets its share of the records, produced while it runs, so
+    // every kill lands mid-ingestion.
+    let per_run = records / kills as u64;
+    let mut ends: HashMap<i32, i64> = HashMap::new();
+    let mut produced = 0;
     let (mut skipped, mut rebuilt) = (0, 0);
-    for kill in 0..KILLS {
+    // Per crash point: (times armed, times fired).
+    let mut points: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
+    let mut sigkills = 0;
+    for kill in 0..kills {
         let port = free_port();
-        let log = logs.path().join(format!("run-{kill}.log"));
-        let mut child = start_indexer(&kafka, config.path(), &store, port, &log);
-        // Wait until this process reads (the last victim's session must
-        // expire first), then kill it at a random moment.
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(15) {
-            let m = http_get(port, "/metrics").unwrap_or_default();
-            if metric(
-                &m,
-                "skidder_indexer_stage_records_in_total{stage=\"kafka_reader\"}",
-            ) > 0
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(rng.next() % 2500));
-        let m = http_get(port, "/metrics").unwrap_or_default();
-        skipped += metric(&m, "skidder_indexer_replay_skipped_records_total");
-        rebuilt += metric(&m, "skidder_indexer_replayed_blocks_total");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "indexer died by itself"
+        let log = logs.path().join(format!("run-{kill:02}.log"));
+        // Odd kills arm the crash points in turn, firing after a random
+        // number of passes.
+        let point = (kill % 2 == 1).then(|| POINTS[(kill / 2) % POINTS.len()]);
+        let env: Vec<(&str, String)> = point
+            .map(|p| ("FAILPOINTS", format!("{p}={}*off->return", rng.below(8))))
+            .into_iter()
+            .collect();
+        let last = if kill + 1 == kills {
+            records
+        } else {
+            produced + per_run
+        };
+        let chunk = produce(
+            bootstrap.clone(),
+            TOPIC,
+            seed + kill as u64,
+            produced + 1,
+            last - produced,
+            pace,
         );
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        let mut child = run.start(port, &log, &env);
+        wait_reading(port);
+        let how = match point {
+            Some(p) => {
+                let (fired, how, figures) = await_crash(&mut child, port, p);
+                let e = points.entry(p).or_default();
+                (e.0, e.1) = (e.0 + 1, e.1 + u32::from(fired));
+                (skipped, rebuilt) = (skipped + figures.0, rebuilt + figures.1);
+                how
+            }
+            None => {
+                std::thread::sleep(Duration::from_millis(rng.below(2500) as u64));
+                let (s, r) = replay_figures(port);
+                (skipped, rebuilt) = (skipped + s, rebuilt + r);
+                if let Some(status) = child.try_wait().unwrap() {
+                    post_mortem(logs.path());
+                    panic!("seed {seed}: indexer died by itself: {status}");
+                }
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                sigkills += 1;
+                "SIGKILL".to_owned()
+            }
+        };
+        let (chunk_ends, chunk_last) = chunk.join().unwrap();
+        for (p, e) in chunk_ends {
+            let end = ends.entry(p).or_default();
+            *end = (*end).max(e);
+        }
+        produced = chunk_last;
         eprintln!(
-            "kill {} after {:?}: checkpoints {:?}",
+            "kill {:2} ({how}) at {:?}: {produced} records produced, checkpoints {:?}",
             kill + 1,
             started.elapsed(),
-            checkpoints(dir.path())
+            checkpoints(dir.path(), TOPIC, PARTITIONS)
         );
     }
-    let (ends, produced) = producer.join().unwrap();
 
     // A last run until every partition's checkpoint reaches its end offset.
     let metrics_port = free_port();
-    let mut child = start_indexer(
-        &kafka,
-        config.path(),
-        &store,
-        metrics_port,
-        &logs.path().join("final.log"),
+    let mut child = run.start(metrics_port, &logs.path().join("final.log"), &[]);
+    wait_stored(
+        dir.path(),
+        TOPIC,
+        &ends,
+        &mut [&mut child],
+        logs.path(),
+        Duration::from_secs(600),
     );
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while checkpoints(dir.path()) != ends || http_get(metrics_port, "/metrics").is_err() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "indexer died by itself"
-        );
-        if Instant::now() >= deadline {
-            post_mortem(logs.path());
-            panic!(
-                "seed {seed}: never caught up: {:?} vs {ends:?}",
-                checkpoints(dir.path())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let metrics = http_get(metrics_port, "/metrics").unwrap_or_default();
-    skipped += metric(&metrics, "skidder_indexer_replay_skipped_records_total");
-    rebuilt += metric(&metrics, "skidder_indexer_replayed_blocks_total");
-    eprintln!("{KILLS} kills, {produced} records: {skipped} replayed records skipped, {rebuilt} blocks rebuilt");
+    let (s, r) = replay_figures(metrics_port);
+    (skipped, rebuilt) = (skipped + s, rebuilt + r);
     sigterm(child.id());
-    assert!(child.wait().unwrap().success(), "SIGTERM must exit 0");
-
-    let mut seen: HashMap<u64, u32> = HashMap::new();
-    for v in dump(&["--store", &store], &[]) {
-        let line: serde_json::Value = serde_json::from_str(v["line"].as_str().unwrap()).unwrap();
-        *seen.entry(line["id"].as_u64().unwrap()).or_default() += 1;
-    }
-    let lost_ids: Vec<u64> = (1..=produced)
-        .filter(|i| !seen.contains_key(i))
-        .take(10)
-        .collect();
-    if !lost_ids.is_empty() || seen.values().any(|&n| n > 1) {
+    let status = child.wait().unwrap();
+    if !status.success() {
         post_mortem(logs.path());
-        eprintln!("first lost ids: {lost_ids:?}");
+        panic!("seed {seed}: SIGTERM must exit 0, got {status}");
     }
-    let lost = (1..=produced).filter(|i| !seen.contains_key(i)).count();
-    let duplicated = seen.values().filter(|&&n| n > 1).count();
+
+    let found = tally(&Searcher::start(&store).count_ids(), produced);
+    eprintln!(
+        "soak: seed {seed}, {produced} records, {kills} kills ({sigkills} SIGKILL, crash points (armed, fired) {points:?}), \
+         {skipped} replayed records skipped, {rebuilt} blocks rebuilt; {found:?}; {:?}",
+        started.elapsed()
+    );
+    if found.lost + found.duplicated > 0 {
+        post_mortem(logs.path());
+    }
     assert_eq!(
-        (lost, duplicated),
-        (0, 0),
+        found,
+        Tally {
+            found: produced,
+            lost: 0,
+            duplicated: 0
+        },
         "seed {seed}: lost or duplicated records"
     );
-    assert_eq!(
-        seen.len() as u64,
-        produced,
-        "no records beyond those produced"
+    let never: Vec<_> = points.iter().filter(|(_, e)| e.1 == 0).collect();
+    assert!(
+        never.is_empty(),
+        "crash points armed but never fired: {never:?} (is the binary built with --features failpoints?)"
     );
+}
+
+/// Waits for an armed crash point to abort the process; a point that has
+/// not fired in 30 s (no data left to pass it) gets a SIGKILL instead.
+/// Returns whether it fired, how the process died, and the last replay
+/// figures it reported.
+fn await_crash(child: &mut Guard, port: u16, point: &str) -> (bool, String, (u64, u64)) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = (0, 0);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(
+                status.signal(),
+                Some(SIGABRT),
+                "the indexer exited by itself, not at {point}: {status}"
+            );
+            return (true, format!("crash point {point}"), last);
+        }
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return (false, format!("SIGKILL: {point} did not fire"), last);
+        }
+        // The last figures before the abort (a dead process has none).
+        if let Ok(m) = http_get(port, "/metrics") {
+            if m.contains("skidder_indexer") {
+                last = replay_figures_from(&m);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -6,6 +6,9 @@
 //!
 //! `tenant=<t>/dt=<YYYY-MM-DD>/hour=<HH>/app=<a>/<topic>.<partition>.<first offset>.{seq,idx}`
 //!
+//! Beside the tenants, `_ledger/` holds the indexer's exactly-once
+//! bookkeeping and `_deadletter/` the records a limit refused.
+//!
 //! Tenant and app are percent-encoded ([`encode_component`]), so a value can
 //! neither escape its folder nor collide with another value.
 
@@ -16,6 +19,54 @@ pub const INDEX_SUFFIX: &str = ".idx";
 pub const LEDGER_ROOT: &str = "_ledger/";
 pub const DEAD_LETTER_ROOT: &str = "_deadletter/";
 const NS_PER_HOUR: i64 = 3_600_000_000_000;
+
+/// The last event time the searcher accepts: 2116, far enough from
+/// `i64`'s end that range arithmetic cannot overflow.
+pub const MAX_TIME_NS: i64 = 1 << 62;
+
+/// Whether an event time can be queried: 1970 to 2116. The indexer gives a
+/// record whose own time lies outside its Kafka timestamp instead, so no
+/// record is stored where no query can reach it.
+pub fn searchable_time(t: i64) -> bool {
+    (0..=MAX_TIME_NS).contains(&t)
+}
+
+/// The longest tenant id Loki accepts.
+pub const MAX_TENANT_LEN: usize = 150;
+/// The longest app name; with the tenant and topic it keeps a key well
+/// under S3's 1,024 bytes even when every byte is percent-encoded.
+pub const MAX_APP_LEN: usize = 128;
+
+/// Loki's tenant charset, minus the `|` that joins tenants for federated
+/// queries (a query reads one tenant), and never `.` or `..`. The indexer
+/// refuses records of other tenants, the searcher requests for them.
+pub fn valid_tenant(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= MAX_TENANT_LEN
+        && t != "."
+        && t != ".."
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!-_.*'()".contains(&b))
+}
+
+/// Where a refused record is kept, whole:
+/// `_deadletter/topic=<t>/partition=<p>/<offset>-<line>.<reason>`, with the
+/// offset zero-padded so keys list in offset order. `line` counts the
+/// lines of a multi-line message from 0. The name depends only on where
+/// the record sits in Kafka, so a replay overwrites rather than copies.
+pub fn dead_letter_key(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    line: u32,
+    reason: &str,
+) -> String {
+    format!(
+        "{DEAD_LETTER_ROOT}topic={}/partition={partition}/{offset:020}-{line}.{}",
+        encode_component(topic),
+        encode_component(reason)
+    )
+}
 
 /// Percent-encodes every byte outside `[A-Za-z0-9_.-]`, and encodes the
 /// whole of `.`/`..` and the empty string, so the result is a safe,

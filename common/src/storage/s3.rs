@@ -4,12 +4,19 @@
 //! identity, instance metadata) unless the config names static keys. A
 //! custom endpoint (MinIO, Ceph, moto, R2) implies path-style addressing
 //! unless told otherwise.
+//!
+//! Every request has a time limit ([`S3Config::timeout_secs`]): a server
+//! that stalls, or a connection that silently died, must fail the request
+//! so it is retried, never hang it, because the indexer cannot commit past
+//! an upload that never ends.
 
 use std::ops::Range;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
@@ -33,7 +40,15 @@ pub struct S3Config {
     pub path_style: Option<bool>,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    /// Seconds one attempt of a request may take, from sending it to the
+    /// first byte of the answer; reading a body gets as long again. A
+    /// stalled attempt fails and is retried. Defaults to 30.
+    pub timeout_secs: Option<u64>,
 }
+
+const DEFAULT_TIMEOUT_SECS: u64 = 30;
+/// The SDK's own default for connecting.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
 
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -41,6 +56,8 @@ pub struct S3Store {
     bucket: String,
     /// Empty, or ends with `/`.
     prefix: String,
+    /// The limit on reading a body.
+    timeout: Duration,
 }
 
 fn sdk_err<E>(key: &str, err: SdkError<E, HttpResponse>) -> StorageError
@@ -84,15 +101,20 @@ where
     }
 }
 
-async fn read_body(key: &str, body: ByteStream) -> StorageResult<Bytes> {
-    match body.collect().await {
-        Ok(b) => Ok(b.into_bytes()),
-        Err(e) => Err(StorageError {
+async fn read_body(key: &str, body: ByteStream, timeout: Duration) -> StorageResult<Bytes> {
+    match tokio::time::timeout(timeout, body.collect()).await {
+        Ok(Ok(b)) => Ok(b.into_bytes()),
+        Ok(Err(e)) => Err(StorageError {
             kind: StorageErrorKind::Io,
             key: key.to_owned(),
             message: "body read failed".into(),
             source: Some(Box::new(e)),
         }),
+        Err(_) => Err(StorageError::new(
+            StorageErrorKind::Timeout,
+            key,
+            format!("body not read within {timeout:?}"),
+        )),
     }
 }
 
@@ -119,13 +141,21 @@ impl S3Store {
         }
         let sdk = loader.load().await;
         let path_style = cfg.path_style.unwrap_or(cfg.endpoint.is_some());
+        let timeout = Duration::from_secs(cfg.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS).max(1));
         let conf = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(path_style)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+                    .operation_attempt_timeout(timeout)
+                    .build(),
+            )
             .build();
         S3Store {
             client: Client::from_conf(conf),
             bucket: bucket.to_owned(),
             prefix: prefix.to_owned(),
+            timeout,
         }
     }
 
@@ -180,7 +210,7 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| sdk_err(key, e))?;
-        read_body(key, out.body).await
+        read_body(key, out.body, self.timeout).await
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
@@ -204,7 +234,7 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| sdk_err(key, e))?;
-        read_body(key, out.body).await
+        read_body(key, out.body, self.timeout).await
     }
 
     async fn head(&self, key: &str) -> StorageResult<ObjectMeta> {
@@ -278,5 +308,74 @@ impl ObjectStore for S3Store {
 
     fn url(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A store on a local server that runs `serve` on each connection.
+    async fn store_on<F, Fut>(serve: F) -> S3Store
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("port").port();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                tokio::spawn(serve(s));
+            }
+        });
+        let cfg = S3Config {
+            endpoint: Some(format!("http://127.0.0.1:{port}")),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some("test".into()),
+            timeout_secs: Some(1),
+            ..Default::default()
+        };
+        S3Store::new("logs", "", &cfg).await
+    }
+
+    /// Fails the test if `f` hangs, instead of hanging the test.
+    async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(120), f)
+            .await
+            .expect("the request hung")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_that_never_answers_is_a_timeout_not_a_hang() {
+        let store = store_on(|mut s| async move {
+            let mut buf = vec![0u8; 1 << 16];
+            while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        })
+        .await;
+        let put = bounded(store.put("a", Bytes::from_static(b"x"))).await;
+        assert_eq!(put.expect_err("no answer").kind, StorageErrorKind::Timeout);
+        let get = bounded(store.get("a")).await;
+        assert_eq!(get.expect_err("no answer").kind, StorageErrorKind::Timeout);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_that_stops_midway_is_a_timeout_not_a_hang() {
+        let store = store_on(|mut s| async move {
+            let mut buf = vec![0u8; 1 << 16];
+            let _ = s.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf!";
+            let _ = s.write_all(head.as_bytes()).await;
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        })
+        .await;
+        let get = bounded(store.get("a")).await;
+        assert_eq!(
+            get.expect_err("half a body").kind,
+            StorageErrorKind::Timeout
+        );
     }
 }

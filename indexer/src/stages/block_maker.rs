@@ -20,6 +20,7 @@ use skidder_common::format::ledger::LedgerEntry;
 
 use super::StageExit;
 use crate::config::BlockConfig;
+use crate::failpoints::crash_point;
 use crate::metrics::Metrics;
 use crate::models::{Control, Item, ParsedBatch, PartitionPlan, SealedBlock, TopicPartition};
 use crate::offsets::OffsetTracker;
@@ -74,11 +75,18 @@ struct OpenBlock {
     /// A direct-mapped cache of recently added tokens: most of a line's
     /// words were in the lines just before it, and this skips the set for
     /// them. A miss only costs a set insert, so collisions are harmless.
+    /// Allocated only once the block has [`RECENT_AFTER`] tokens, so that
+    /// 100k tiny blocks (a cardinality explosion) do not cost 32 KiB each.
     recent: Box<[u64]>,
 }
 
 /// Slots of [`OpenBlock::recent`]; a power of two.
 const RECENT_SLOTS: usize = 4096;
+/// Distinct tokens a block holds before it gets its [`OpenBlock::recent`] cache.
+const RECENT_AFTER: usize = 512;
+/// What an open block costs beyond its buffers: the struct, its maps' and
+/// its name's headers. An estimate; it matters only for many tiny blocks.
+const BLOCK_OVERHEAD: usize = 512;
 
 impl OpenBlock {
     fn new(name: BlockName, forced_last: Option<i64>) -> Self {
@@ -92,11 +100,18 @@ impl OpenBlock {
             records: Vec::new(),
             lines: Vec::new(),
             tokens: TokenSet::default(),
-            recent: vec![0; RECENT_SLOTS].into_boxed_slice(),
+            recent: Box::default(),
         }
     }
 
     fn add_tokens(&mut self, hashes: &[u64]) {
+        if self.recent.is_empty() {
+            if self.tokens.len() < RECENT_AFTER {
+                self.tokens.extend(hashes);
+                return;
+            }
+            self.recent = vec![0; RECENT_SLOTS].into_boxed_slice();
+        }
         for &h in hashes {
             // Token hashes are uniform: the top bits pick the slot.
             let slot = (h >> (64 - RECENT_SLOTS.trailing_zeros())) as usize;
@@ -108,8 +123,19 @@ impl OpenBlock {
         }
     }
 
+    /// Raw line bytes: what `blocks.target_bytes` measures.
     fn bytes(&self) -> usize {
         self.lines.len()
+    }
+
+    /// Memory held, for the open-block budget.
+    fn footprint(&self) -> usize {
+        BLOCK_OVERHEAD
+            + self.lines.capacity()
+            + self.records.capacity() * std::mem::size_of::<(u32, i64, u32, u32)>()
+            + self.tokens.capacity() * 9
+            + self.recent.len() * 8
+            + self.stream_labels.len() * 64
     }
 
     /// Sorts by stream then time and builds the bloom filter.
@@ -204,7 +230,7 @@ impl BlockMaker {
         self.parts
             .values()
             .flat_map(|p| p.open.values())
-            .map(OpenBlock::bytes)
+            .map(OpenBlock::footprint)
             .sum()
     }
 
@@ -388,6 +414,9 @@ impl BlockMaker {
                         }
                     }
                 }
+                if i < recs.len() / 2 && j >= recs.len() / 2 {
+                    crash_point("block_maker::mid_batch");
+                }
                 i = j;
             }
             // Rebuilds whose whole range has been read are complete.
@@ -421,19 +450,29 @@ impl BlockMaker {
         Ok(())
     }
 
-    /// Cuts the largest normal blocks while open blocks exceed their budget.
+    /// Cuts the largest normal blocks while open blocks exceed their
+    /// budget: one sort, however many blocks are open.
     fn cut_for_memory(&mut self) -> Result<(), StageExit> {
-        while self.open_bytes() > self.open_budget {
-            let largest = self
-                .parts
-                .iter()
-                .flat_map(|(tp, p)| p.open.iter().map(move |(k, b)| (tp, k, b)))
-                .filter(|(_, _, b)| b.forced_last.is_none())
-                .max_by_key(|(_, _, b)| b.bytes())
-                .map(|(tp, k, _)| (tp.clone(), k.clone()));
-            let Some((tp, key)) = largest else { break };
+        let mut total = self.open_bytes();
+        if total <= self.open_budget {
+            return Ok(());
+        }
+        let mut by_size: Vec<(usize, TopicPartition, BlockKey)> = self
+            .parts
+            .iter()
+            .flat_map(|(tp, p)| p.open.iter().map(move |(k, b)| (tp, k, b)))
+            .filter(|(_, _, b)| b.forced_last.is_none())
+            .map(|(tp, k, b)| (b.footprint(), tp.clone(), k.clone()))
+            .collect();
+        by_size.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+        for (size, tp, key) in by_size {
+            if total <= self.open_budget {
+                break;
+            }
             if let Some(b) = self.parts.get_mut(&tp).and_then(|p| p.open.remove(&key)) {
+                self.metrics.memory_cuts.inc();
                 self.emit(&tp, b)?;
+                total -= size;
             }
         }
         Ok(())
@@ -676,5 +715,33 @@ mod tests {
         let all: Vec<String> = blocks.iter().flat_map(|b| b.2.clone()).collect();
         assert_eq!(all, (0..5).map(|i| format!("line {i}")).collect::<Vec<_>>());
         assert!(blocks.len() >= 2, "{blocks:?}");
+    }
+
+    #[test]
+    fn many_tiny_blocks_are_cut_by_their_footprint_and_keep_every_record() {
+        // 900 apps in one batch (the test queue holds 1,024 blocks): each
+        // block holds one short line, but its overhead counts, so a 64 KiB
+        // budget cuts most of them at once.
+        let (mut m, out, _) = maker(1 << 20);
+        m.open_budget = 64 << 10;
+        let names: Vec<String> = (0..900).map(|i| format!("app-{i}")).collect();
+        let apps: Vec<&str> = names.iter().map(String::as_str).collect();
+        m.process(batch(0, &apps)).unwrap();
+        assert!(m.open_bytes() <= 64 << 10, "{}", m.open_bytes());
+        let cut = drain(&out);
+        assert!(cut.len() > 700, "only {} cut", cut.len());
+        m.handle(Item::Control(Control::Flush {
+            partitions: None,
+            forget: false,
+        }))
+        .unwrap();
+        let mut lines: Vec<String> = cut
+            .into_iter()
+            .chain(drain(&out))
+            .flat_map(|(_, _, l)| l)
+            .collect();
+        lines.sort();
+        lines.dedup();
+        assert_eq!(lines.len(), 900, "every record once");
     }
 }

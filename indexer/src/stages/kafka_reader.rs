@@ -26,6 +26,7 @@ use skidder_common::storage::{list_all, ObjectStore, StorageErrorKind};
 
 use super::StageExit;
 use crate::config::KafkaConfig;
+use crate::failpoints::crash_point;
 use crate::metrics::Metrics;
 use crate::models::{Control, Item, PartitionPlan, RawBatch, TopicPartition};
 use crate::offsets::OffsetTracker;
@@ -38,8 +39,9 @@ struct Shared {
     builders: HashMap<TopicPartition, (RawBatch, Instant)>,
     pending: VecDeque<Item<RawBatch>>,
     pending_bytes: usize,
-    /// Messages below these offsets are already stored.
-    start: HashMap<TopicPartition, i64>,
+    /// Per assigned partition, the next offset to take: messages below it
+    /// are already stored (below the start offset) or already taken.
+    next: HashMap<TopicPartition, i64>,
     failure: Option<String>,
 }
 
@@ -224,7 +226,7 @@ impl ReaderContext {
             self.tracker
                 .assign(&tp, plan.start_offset, plan.stored_checkpoint, keys);
             let mut s = self.lock();
-            s.start.insert(tp, plan.start_offset);
+            s.next.insert(tp, plan.start_offset);
             s.pending.push_back(Item::Control(Control::Assign(plan)));
         }
         Ok(())
@@ -238,7 +240,7 @@ impl ReaderContext {
         let mut s = self.lock();
         for tp in &tps {
             self.tracker.forget(tp);
-            s.start.remove(tp);
+            s.next.remove(tp);
         }
     }
 
@@ -287,6 +289,7 @@ impl ReaderContext {
         if commits.is_empty() {
             return;
         }
+        crash_point("kafka_reader::before_commit");
         let mut tpl = TopicPartitionList::new();
         for (tp, offset) in &commits {
             if let Err(e) =
@@ -304,11 +307,22 @@ impl ReaderContext {
     /// Adds one message to its partition's batch, cutting the batch when full.
     fn add(&self, tp: TopicPartition, offset: i64, ts: Option<i64>, payload: &[u8]) {
         let mut s = self.lock();
-        self.tracker.advance(&tp, offset + 1);
-        if s.start.get(&tp).is_some_and(|&start| offset < start) {
-            self.metrics.replay_skipped_records.inc();
-            return;
+        // Each offset once per assignment. Below `next`, a message is stored
+        // already (a replay below the start offset) or taken already:
+        // librdkafka can rewind a partition's fetch position (seen after
+        // rebalances and broker restarts: a partition started at its
+        // committed offset re-delivered from `auto.offset.reset`; compare
+        // confluentinc/librdkafka#2190, #4686), and taking a message again
+        // would put it in a block twice. A partition not assigned here is
+        // not ours to read.
+        match s.next.get_mut(&tp) {
+            Some(next) if offset >= *next => *next = offset + 1,
+            _ => {
+                self.metrics.replay_skipped_records.inc();
+                return;
+            }
         }
+        self.tracker.advance(&tp, offset + 1);
         let entry = s.builders.entry(tp.clone()).or_insert_with(|| {
             self.tracker.hold(&tp, offset);
             (
@@ -377,6 +391,9 @@ pub fn consumer(
         .set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", "5000")
         .set("queued.max.messages.kbytes", "32768")
+        // A message bigger than a fetch response may hold stalls its
+        // partition for good; allow up to 1 GiB (broker limits are far lower).
+        .set("receive.message.max.bytes", "1073741824")
         .set("partition.assignment.strategy", "range,roundrobin");
     for (k, v) in &cfg.properties {
         c.set(k, v);
@@ -487,5 +504,67 @@ pub fn run(
             StageExit::Failure("shutdown timed out before every block was stored".into())
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> ReaderContext {
+        let m = Arc::new(Metrics::new());
+        let out = Arc::new(ByteQueue::new(
+            16,
+            1 << 20,
+            m.queue_bytes.with_label_values(&["t"]),
+            m.queue_blocked_us.with_label_values(&["t"]),
+        ));
+        let store = Arc::new(skidder_common::storage::LocalStore::new(dir).unwrap());
+        ReaderContext::new(
+            store,
+            rt.handle().clone(),
+            Arc::new(OffsetTracker::default()),
+            m,
+            out,
+            KafkaConfig::default(),
+            Duration::from_secs(1),
+        )
+    }
+
+    fn tp(partition: i32) -> TopicPartition {
+        TopicPartition {
+            topic: "t".into(),
+            partition,
+        }
+    }
+
+    #[test]
+    fn each_offset_is_taken_once_per_assignment() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = reader(&rt, dir.path());
+        // Assigned with everything below 5 stored.
+        ctx.tracker.assign(&tp(0), 5, Some(5), vec![]);
+        ctx.lock().next.insert(tp(0), 5);
+        // A replay below the start, then a rewind over offsets already
+        // taken (librdkafka falling back to auto.offset.reset), then a
+        // message of a partition this member was never given.
+        for offset in [3, 4, 5, 6, 7, 0, 5, 6, 7, 8] {
+            ctx.add(tp(0), offset, None, b"{}");
+        }
+        ctx.add(tp(1), 0, None, b"{}");
+        let s = ctx.lock();
+        let taken: Vec<i64> = s.builders[&tp(0)]
+            .0
+            .messages
+            .iter()
+            .map(|m| m.offset)
+            .collect();
+        assert_eq!(taken, [5, 6, 7, 8]);
+        assert!(!s.builders.contains_key(&tp(1)));
+        assert_eq!(ctx.metrics.replay_skipped_records.get(), 7);
+        assert_eq!(ctx.tracker.watermark(&tp(1)), None, "not tracked");
     }
 }

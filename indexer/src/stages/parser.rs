@@ -15,7 +15,10 @@ use simd_json::{Buffers, Tape, ValueType};
 use skidder_common::format::tokens::{flatten_key, for_each_word_hash, MAX_FIELD_DEPTH};
 
 use super::StageExit;
+use skidder_common::format::layout::{searchable_time, valid_tenant, MAX_APP_LEN};
+
 use crate::config::{AppSource, ParseConfig, TenantSource, TimestampFormat};
+use crate::dead_letter::{DeadLetters, Reason, Refused};
 use crate::metrics::Metrics;
 use crate::models::template::{AppTemplate, TemplatePart};
 use crate::models::{Item, ParsedBatch, ParsedRecord, RawBatch, StreamKey};
@@ -49,6 +52,8 @@ pub struct Parser {
     key_buf: String,
     value_buf: String,
     pub plain_text: u64,
+    /// Records refused by a limit in the last batch, for the dead-letter prefix.
+    pub refused: Vec<Refused>,
 }
 
 fn split_path(p: &str) -> Vec<String> {
@@ -195,6 +200,7 @@ impl Parser {
             key_buf: String::new(),
             value_buf: String::new(),
             plain_text: 0,
+            refused: Vec::new(),
         })
     }
 
@@ -208,6 +214,7 @@ impl Parser {
             lines: Vec::with_capacity(raw.payload.len()),
             ..Default::default()
         };
+        self.refused.clear();
         let mut table = std::mem::take(&mut self.streams);
         table.batch += 1;
         if table.known.len() > KNOWN_STREAMS {
@@ -218,27 +225,33 @@ impl Parser {
             let fallback_ns = m
                 .timestamp_ms
                 .map(|t| t.saturating_mul(1_000_000))
+                .filter(|&t| searchable_time(t))
                 .unwrap_or(now_ns);
             let payload = raw.payload_of(m);
             let mut rest = payload;
+            let mut line_no = 0u32;
             while !rest.is_empty() {
                 let (line, next) = match memchr::memchr(b'\n', rest) {
                     Some(i) => (&rest[..i], &rest[i + 1..]),
                     None => (rest, &rest[rest.len()..]),
                 };
                 rest = next;
+                line_no += 1;
                 let line = line.trim_ascii();
                 if line.is_empty() {
                     continue;
                 }
-                self.parse_line(
-                    line,
-                    m.offset,
-                    fallback_ns,
-                    &raw.topic,
-                    &mut table,
-                    &mut out,
-                );
+                let at = (m.offset, line_no - 1);
+                if let Err(reason) =
+                    self.parse_line(line, at.0, fallback_ns, &raw.topic, &mut table, &mut out)
+                {
+                    self.refused.push(Refused {
+                        offset: at.0,
+                        line: at.1,
+                        reason,
+                        bytes: line.to_vec(),
+                    });
+                }
             }
         }
         out.streams = std::mem::take(&mut table.streams);
@@ -254,7 +267,10 @@ impl Parser {
         topic: &str,
         table: &mut StreamTable,
         out: &mut ParsedBatch,
-    ) {
+    ) -> Result<(), Reason> {
+        if line.len() > self.cfg.max_line_bytes {
+            return Err(Reason::LineTooLong);
+        }
         let tokens_start = out.tokens.len() as u32;
         let line_start = out.lines.len() as u32;
         // simd-json parses in place, and the original bytes are what we
@@ -272,20 +288,22 @@ impl Parser {
                 .is_ok()
         };
         let root = Some(tape.as_value()).filter(|v| parsed && v.is_object());
-        let (time_ns, stream) = match root {
-            Some(v) => {
+        let found = match root {
+            Some(v) => self.stream_of(Some(v), topic, table).map(|stream| {
                 out.lines.extend_from_slice(line);
                 let time = self
                     .ts_paths
                     .iter()
                     .find_map(|p| {
-                        lookup(v, p).and_then(|t| parse_time(t, &self.cfg.timestamp_format))
+                        lookup(v, p)
+                            .and_then(|t| parse_time(t, &self.cfg.timestamp_format))
+                            .filter(|&t| searchable_time(t))
                     })
                     .unwrap_or(fallback_ns);
                 self.json_tokens(v, line.contains(&b'\\'), &mut out.tokens);
-                (time, self.stream_of(Some(v), topic, table))
-            }
-            None => {
+                (time, stream)
+            }),
+            None => self.stream_of(None, topic, table).map(|stream| {
                 self.plain_text += 1;
                 if std::str::from_utf8(line).is_ok() {
                     out.lines.extend_from_slice(line);
@@ -293,11 +311,12 @@ impl Parser {
                     out.lines
                         .extend_from_slice(String::from_utf8_lossy(line).as_bytes());
                 }
-                (fallback_ns, self.stream_of(None, topic, table))
-            }
+                (fallback_ns, stream)
+            }),
         };
         self.tape = Some(tape.reset());
         self.scratch = scratch;
+        let (time_ns, stream) = found?;
         let line_len = out.lines.len() as u32 - line_start;
         let stored = &out.lines[line_start as usize..];
         let tokens = &mut out.tokens;
@@ -311,6 +330,7 @@ impl Parser {
             tokens_start,
             tokens_len: out.tokens.len() as u32 - tokens_start,
         });
+        Ok(())
     }
 
     /// Pushes the word hashes of every scalar field value that the line's
@@ -327,7 +347,14 @@ impl Parser {
     }
 
     /// Finds or adds the record's stream in the batch table.
-    fn stream_of(&mut self, v: Option<Value<'_, '_>>, topic: &str, table: &mut StreamTable) -> u32 {
+    /// The record's stream, or why it is refused. Only new streams are
+    /// checked: a refused one never enters the table.
+    fn stream_of(
+        &mut self,
+        v: Option<Value<'_, '_>>,
+        topic: &str,
+        table: &mut StreamTable,
+    ) -> Result<u32, Reason> {
         let tenant = match (&self.cfg.tenant, v) {
             (TenantSource::Fixed(t), _) => t.as_str(),
             (TenantSource::Topic, _) => topic,
@@ -372,12 +399,21 @@ impl Parser {
                 *id = table.streams.len() as u32;
                 table.streams.push(key.clone());
             }
-            return *id;
+            return Ok(*id);
+        }
+        if !valid_tenant(tenant) {
+            return Err(Reason::InvalidTenant);
+        }
+        if app_end - app_start > MAX_APP_LEN {
+            return Err(Reason::AppTooLong);
         }
         let app: Arc<str> = self.key_buf[app_start..app_end].into();
         let mut labels = Vec::new();
         let mut parts = self.key_buf[app_end..].split('\0').skip(1);
         while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+            if v.len() > self.cfg.max_label_value_bytes {
+                return Err(Reason::LabelTooLong);
+            }
             labels.push((k.to_owned(), v.to_owned()));
         }
         let id = table.streams.len() as u32;
@@ -390,7 +426,7 @@ impl Parser {
         table
             .known
             .insert(self.key_buf.clone(), (key, table.batch, id));
-        id
+        Ok(id)
     }
 }
 
@@ -448,6 +484,7 @@ impl Walk<'_> {
 /// The stage loop: parses each raw batch, passes controls on.
 pub fn run(
     mut parser: Parser,
+    dead_letters: &DeadLetters,
     input: &ByteQueue<Item<RawBatch>>,
     output: &ByteQueue<Item<ParsedBatch>>,
     metrics: &Metrics,
@@ -455,6 +492,10 @@ pub fn run(
     super::map_stage(input, output, |raw| {
         let before = parser.plain_text;
         let parsed = parser.parse_batch(&raw);
+        // Stored before the batch moves on: its hold covers them till then.
+        for r in parser.refused.drain(..) {
+            dead_letters.write(&raw.topic, raw.partition, r);
+        }
         metrics
             .plain_text_records
             .inc_by(parser.plain_text - before);
@@ -560,5 +601,97 @@ mod tests {
         let deep = format!("{}1{}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
         let b = parse(ParseConfig::default(), &[deep.as_bytes()]);
         assert_eq!(b.records.len(), 1);
+    }
+
+    fn parse_keep(cfg: ParseConfig, lines: &[&[u8]]) -> (ParsedBatch, Vec<Refused>) {
+        let mut raw = RawBatch::new("logs".into(), 0);
+        for (i, l) in lines.iter().enumerate() {
+            raw.push(i as i64, Some(1_000), l);
+        }
+        let mut p = Parser::new(cfg).unwrap();
+        let b = p.parse_batch(&raw);
+        (b, std::mem::take(&mut p.refused))
+    }
+
+    #[test]
+    fn limits_refuse_records_whole_and_keep_the_rest() {
+        let cfg = ParseConfig {
+            tenant: TenantSource::Field("org".into()),
+            label_fields: vec!["pod".into()],
+            max_line_bytes: 200,
+            max_label_value_bytes: 20,
+            ..Default::default()
+        };
+        let long_line = format!(r#"{{"msg":"{}"}}"#, "x".repeat(300));
+        let long_app = format!(r#"{{"app":"{}"}}"#, "a".repeat(129));
+        let lines: Vec<&[u8]> = vec![
+            br#"{"org":"ok","msg":"kept"}"#,
+            long_line.as_bytes(),
+            b"{\"org\":\"../b\"}\n{\"org\":\"a|b\"}\n{\"org\":\"\"}",
+            long_app.as_bytes(),
+            br#"{"pod":"this-value-is-longer-than-twenty"}"#,
+            br#"{"app":"../..","org":"ok"}"#,
+        ];
+        let (b, refused) = parse_keep(cfg, &lines);
+        let got: Vec<(i64, u32, Reason)> = refused
+            .iter()
+            .map(|r| (r.offset, r.line, r.reason))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, 0, Reason::LineTooLong),
+                (2, 0, Reason::InvalidTenant),
+                (2, 1, Reason::InvalidTenant),
+                (3, 0, Reason::AppTooLong),
+                (4, 0, Reason::LabelTooLong),
+            ]
+        );
+        assert_eq!(refused[0].bytes, long_line.as_bytes(), "kept whole");
+        // Kept: line 0, the empty tenant (the default one), the `../..` app
+        // (key encoding makes it safe).
+        let kept: Vec<(i64, &str, &str)> = b
+            .records
+            .iter()
+            .map(|r| {
+                let s = &b.streams[r.stream as usize];
+                (r.offset, &*s.tenant, &*s.app)
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (0, "ok", "unknown"),
+                (2, "default", "unknown"),
+                (5, "ok", "../..")
+            ]
+        );
+        for r in &b.records {
+            assert!(!b.line(r).is_empty());
+        }
+    }
+
+    #[test]
+    fn hostile_values_are_stored_not_refused() {
+        let lines: Vec<&[u8]> = vec![
+            b"nul \0 and \x07 bell \x1b[31m",
+            br#"{"n":123456789012345678901234567890,"f":1e400,"g":-1e-400}"#,
+            br#"{"dup":1,"dup":2,"ts":"garbage"}"#,
+            br#"{"ts":"1900-01-01T00:00:00Z"}"#,
+            br#"{"ts":"2200-01-01T00:00:00Z"}"#,
+            br#"{"ts":"0001-01-01T00:00:00Z"}"#,
+            br#"{"ts":99999999999999999999999}"#,
+        ];
+        let (b, refused) = parse_keep(ParseConfig::default(), &lines);
+        assert!(refused.is_empty());
+        assert_eq!(b.records.len(), lines.len());
+        let times: Vec<i64> = b.records.iter().map(|r| r.time_ns).collect();
+        // Unparseable or unrepresentable times fall back to Kafka's (1 s).
+        assert_eq!(times[2], 1_000_000_000);
+        // 1900 and 2200 are outside what a query can reach (1970 to 2116).
+        assert_eq!(times[3], 1_000_000_000);
+        assert_eq!(times[4], 1_000_000_000);
+        assert_eq!(times[5], 1_000_000_000);
+        assert_eq!(times[6], 1_000_000_000);
     }
 }

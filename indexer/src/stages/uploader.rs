@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 
 use super::StageExit;
 use crate::config::UploadConfig;
+use crate::failpoints::crash_point;
 use crate::metrics::Metrics;
 use crate::models::{EncodedBlock, Item, TopicPartition};
 use crate::offsets::OffsetTracker;
@@ -55,7 +56,7 @@ fn kind_label(kind: skidder_common::storage::StorageErrorKind) -> &'static str {
 
 impl Uploader {
     /// Puts until it succeeds or `max_attempts` (unbounded when `None`) run out.
-    async fn put_retrying(
+    pub(crate) async fn put_retrying(
         &self,
         what: &str,
         key: &str,
@@ -106,10 +107,13 @@ impl Uploader {
             .await;
         self.tracker
             .add_ledger_key(&tp, b.ledger.last_offset, ledger_key);
+        crash_point("uploader::after_ledger");
         self.put_retrying("data", &b.data_key, b.data.clone(), None)
             .await;
+        crash_point("uploader::after_data");
         self.put_retrying("index", &b.index_key, b.index.clone(), None)
             .await;
+        crash_point("uploader::after_index");
         self.metrics.blocks_written.inc();
         self.metrics.data_bytes_written.inc_by(b.data.len() as u64);
         self.metrics
@@ -142,6 +146,7 @@ impl Uploader {
             {
                 continue;
             }
+            crash_point("uploader::after_checkpoint");
             for k in done {
                 if let Err(e) = self.store.delete(&k).await {
                     tracing::warn!(key = %k, error = %e, "ledger cleanup failed");

@@ -1,8 +1,11 @@
 //! The searcher's integration tests, in one binary:
 //! - `pruning`: pruned results equal a brute-force scan of the input;
 //! - `api`: the HTTP service over a real S3 server (moto): tenant
-//!   isolation, bearer tokens, query limits, store faults.
+//!   isolation, bearer tokens, query limits, store faults;
+//! - `corrupt`: corrupt, truncated and missing objects are skipped with a
+//!   warning and counted, never a wrong line or a panic.
 
 mod api;
+mod corrupt;
 mod fixture;
 mod pruning;

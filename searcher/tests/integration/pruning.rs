@@ -15,28 +15,11 @@ use skidder_searcher::logql::{parse, Query};
 use skidder_searcher::metrics::Metrics;
 use skidder_searcher::pipeline::{Labels, LinePipeline};
 
+use skidder_common::testing::SeededRng as Rng;
+
 use crate::fixture::{index_lines, Rec};
 
 const TENANT: &str = "t1";
-
-/// A seeded generator: the same seed gives the same run.
-struct Rng(rand::rngs::StdRng);
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(<rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(
-            seed,
-        ))
-    }
-    fn next(&mut self) -> u64 {
-        rand::RngCore::next_u64(&mut self.0)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len())]
-    }
-}
 
 fn input_lines(rng: &mut Rng) -> Vec<String> {
     let root = skidder_common::testing::shared_data_dir();

@@ -1,0 +1,47 @@
+//! Named crash points for the soak test. Killing a process at a random
+//! moment hits the narrow windows (between the data and the index upload,
+//! between a stored block and its offset commit) only by luck; a crash
+//! point aborts the process exactly there, as `kill -9` would, so every
+//! window is proven on purpose.
+//!
+//! Compiled in only with the `failpoints` feature. Points are armed by the
+//! `FAILPOINTS` environment variable in the `fail` crate's syntax, e.g.
+//! `FAILPOINTS='uploader::after_data=3*off->return'` aborts the process the
+//! fourth time a block's data object is stored. Without the feature every
+//! point is an empty inline function.
+
+/// Every crash point, in pipeline order.
+pub const POINTS: &[&str] = &[
+    "block_maker::mid_batch",
+    "uploader::after_ledger",
+    "uploader::after_data",
+    "uploader::after_index",
+    "uploader::after_checkpoint",
+    "kafka_reader::before_commit",
+];
+
+/// Arms the points named in `FAILPOINTS`; call once at start-up.
+#[cfg(feature = "failpoints")]
+pub fn setup() {
+    // The scenario holds the registry; it lives as long as the process.
+    std::mem::forget(fail::FailScenario::setup());
+    if let Ok(spec) = std::env::var("FAILPOINTS") {
+        tracing::warn!(%spec, "crash points armed");
+    }
+}
+
+#[cfg(not(feature = "failpoints"))]
+pub fn setup() {}
+
+/// Aborts the process here if the point `name` is armed and fires.
+#[cfg(feature = "failpoints")]
+pub fn crash_point(name: &str) {
+    if fail::eval(name, |_| ()).is_some() {
+        eprintln!("crash point {name}: aborting");
+        std::process::abort();
+    }
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn crash_point(_name: &str) {}
