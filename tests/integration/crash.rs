@@ -23,7 +23,7 @@ use skidder_common::testing::{free_port, seed_from_env, SeededRng, TansuBroker};
 use skidder_indexer::failpoints::POINTS;
 
 use crate::exactly_once::{
-    checkpoints, post_mortem, produce, tally, wait_stored, IndexerRun, Pace, Searcher, Tally,
+    checkpoints, post_mortem, produce, tally, wait_stored, LocalRun, Pace, Searcher, Tally,
     INDEXER_CONFIG,
 };
 use crate::support::{http_get, metric, sigterm, Guard};
@@ -103,19 +103,10 @@ fn soak(records: u64, kills: usize, pace: Pace) {
     let kafka = TansuBroker::start();
     kafka.create_topic(TOPIC, PARTITIONS as u32);
 
-    let dir = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let store = format!("file://{}", dir.path().display());
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(config.path(), INDEXER_CONFIG).unwrap();
+    let local = LocalRun::new(INDEXER_CONFIG);
+    let (dir, logs, store) = (&local.dir, &local.logs, &local.store);
     let bootstrap = kafka.bootstrap();
-    let run = IndexerRun {
-        bootstrap: &bootstrap,
-        topic: TOPIC,
-        group: "soak",
-        config: config.path(),
-        store: &store,
-    };
+    let run = local.run(&bootstrap, TOPIC, "soak");
     // Each run gets its share of the records, produced while it runs, so
     // every kill lands mid-ingestion.
     let per_run = records / kills as u64;
@@ -206,7 +197,7 @@ fn soak(records: u64, kills: usize, pace: Pace) {
         panic!("seed {seed}: SIGTERM must exit 0, got {status}");
     }
 
-    let found = tally(&Searcher::start(&store).count_ids(), produced);
+    let found = tally(&Searcher::start(store).count_ids(), produced);
     eprintln!(
         "soak: seed {seed}, {produced} records, {kills} kills ({sigkills} SIGKILL, crash points (armed, fired) {points:?}), \
          {skipped} replayed records skipped, {rebuilt} blocks rebuilt; {found:?}; {:?}",

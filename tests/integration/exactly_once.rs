@@ -111,6 +111,41 @@ impl IndexerRun<'_> {
     }
 }
 
+/// What one test's indexers share: a local store, a folder for their logs
+/// and their config file, all removed when the test ends.
+pub struct LocalRun {
+    pub dir: tempfile::TempDir,
+    pub logs: tempfile::TempDir,
+    /// `file://` URL of `dir`.
+    pub store: String,
+    pub config: tempfile::NamedTempFile,
+}
+
+impl LocalRun {
+    pub fn new(config: &str) -> LocalRun {
+        let dir = tempfile::tempdir().unwrap();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), config).unwrap();
+        LocalRun {
+            store: format!("file://{}", dir.path().display()),
+            dir,
+            logs: tempfile::tempdir().unwrap(),
+            config: file,
+        }
+    }
+
+    /// Indexers of `group` reading `topic` into this store.
+    pub fn run<'a>(&'a self, bootstrap: &'a str, topic: &'a str, group: &'a str) -> IndexerRun<'a> {
+        IndexerRun {
+            bootstrap,
+            topic,
+            group,
+            config: self.config.path(),
+            store: &self.store,
+        }
+    }
+}
+
 /// Prints the end of every log in `logs`, to see what a failed run did.
 pub fn post_mortem(logs: &Path) {
     let mut files: Vec<PathBuf> = std::fs::read_dir(logs)

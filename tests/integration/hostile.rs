@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use skidder_common::format::layout::{decode_component, valid_tenant};
 use skidder_common::testing::{free_port, TansuBroker};
 
-use crate::exactly_once::{wait_stored, IndexerRun};
+use crate::exactly_once::{wait_stored, LocalRun};
 use crate::support::{dump, http_get, metric, sigterm, Guard, TestProducer, BIN};
 
 const TOPIC: &str = "hostile";
@@ -132,12 +132,7 @@ fn hostile_records_are_stored_and_found_or_refused_whole() {
         cases.len()
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let store = format!("file://{}", dir.path().display());
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        config.path(),
+    let local = LocalRun::new(
         r#"
 [kafka]
 commit_interval_ms = 200
@@ -149,16 +144,10 @@ flush_interval_secs = 1
 [upload]
 checkpoint_interval_secs = 1
 "#,
-    )
-    .unwrap();
+    );
+    let (dir, logs, store) = (&local.dir, &local.logs, &local.store);
     let bootstrap = kafka.bootstrap();
-    let run = IndexerRun {
-        bootstrap: &bootstrap,
-        topic: TOPIC,
-        group: "hostile",
-        config: config.path(),
-        store: &store,
-    };
+    let run = local.run(&bootstrap, TOPIC, "hostile");
     let port = free_port();
     let mut indexer = run.start(port, &logs.path().join("indexer.log"), &[]);
     wait_stored(
@@ -211,7 +200,7 @@ checkpoint_interval_secs = 1
     }
 
     // Stored records: every one in the store once.
-    let records = dump(&["--store", &store], &[]);
+    let records = dump(&["--store", store], &[]);
     let stored_cases: Vec<&Case> = cases.iter().filter(|c| c.expect == "stored").collect();
     assert_eq!(
         records.len(),
@@ -267,7 +256,7 @@ checkpoint_interval_secs = 1
     }
 
     // Through the searcher: each corpus record where the indexer put it.
-    let (searcher, url) = start_searcher(&store);
+    let (searcher, url) = start_searcher(store);
     for c in &stored_cases {
         let marker = format!("hostile{}", &c.name[..2]);
         let r = records

@@ -16,7 +16,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use skidder_common::testing::{free_port, seed_from_env, MotoServer, SeededRng, TansuBroker};
 
 use crate::exactly_once::{
-    checkpoints, post_mortem, produce, tally, wait_stored, IndexerRun, Pace, Searcher, Tally,
+    checkpoints, post_mortem, produce, tally, wait_stored, LocalRun, Pace, Searcher, Tally,
     INDEXER_CONFIG,
 };
 use crate::support::{http_get, metric, sigterm, Guard};
@@ -296,18 +296,9 @@ fn broker_restart_mid_ingestion_loses_and_duplicates_nothing() {
         pace,
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let store = format!("file://{}", dir.path().display());
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(config.path(), INDEXER_CONFIG).unwrap();
-    let run = IndexerRun {
-        bootstrap: &bootstrap,
-        topic: RESTART_TOPIC,
-        group: "restart",
-        config: config.path(),
-        store: &store,
-    };
+    let local = LocalRun::new(INDEXER_CONFIG);
+    let (dir, logs, store) = (&local.dir, &local.logs, &local.store);
+    let run = local.run(&bootstrap, RESTART_TOPIC, "restart");
     let port = free_port();
     let log = logs.path().join("indexer.log");
     let mut child = run.start(port, &log, &[]);
@@ -400,7 +391,7 @@ fn broker_restart_mid_ingestion_loses_and_duplicates_nothing() {
     );
     // Each Kafka record exactly once; when the broker stored every message
     // once, that is each produced record exactly once.
-    let seen = Searcher::start(&store).count_ids();
+    let seen = Searcher::start(store).count_ids();
     assert_exactly_once(&seen, &in_kafka, dir.path(), seed, logs.path());
 }
 
@@ -435,18 +426,9 @@ fn rebalances_both_ways_lose_and_duplicate_nothing() {
         pace,
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let store = format!("file://{}", dir.path().display());
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(config.path(), INDEXER_CONFIG).unwrap();
-    let run = IndexerRun {
-        bootstrap: &bootstrap,
-        topic: REBALANCE_TOPIC,
-        group: "rebalance",
-        config: config.path(),
-        store: &store,
-    };
+    let local = LocalRun::new(INDEXER_CONFIG);
+    let (dir, logs, store) = (&local.dir, &local.logs, &local.store);
+    let run = local.run(&bootstrap, REBALANCE_TOPIC, "rebalance");
 
     let first_port = free_port();
     let first_log = logs.path().join("first.log");
@@ -546,7 +528,7 @@ fn rebalances_both_ways_lose_and_duplicate_nothing() {
          {skipped} replayed records skipped, {rebuilt} blocks rebuilt"
     );
     assert_each_once(
-        &Searcher::start(&store).count_ids(),
+        &Searcher::start(store).count_ids(),
         produced,
         dir.path(),
         seed,
@@ -597,18 +579,9 @@ fn sigterm_under_heavy_load_exits_0_and_loses_and_duplicates_nothing() {
         started.elapsed()
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let store = format!("file://{}", dir.path().display());
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(config.path(), INDEXER_CONFIG).unwrap();
-    let run = IndexerRun {
-        bootstrap: &bootstrap,
-        topic: LOAD_TOPIC,
-        group: "load",
-        config: config.path(),
-        store: &store,
-    };
+    let local = LocalRun::new(INDEXER_CONFIG);
+    let (dir, logs, store) = (&local.dir, &local.logs, &local.store);
+    let run = local.run(&bootstrap, LOAD_TOPIC, "load");
 
     let (mut skipped, mut rebuilt, mut busy) = (0, 0, 0);
     for i in 1..=STOPS {
@@ -667,7 +640,7 @@ fn sigterm_under_heavy_load_exits_0_and_loses_and_duplicates_nothing() {
          records skipped, {rebuilt} blocks rebuilt"
     );
     assert_each_once(
-        &Searcher::start(&store).count_ids(),
+        &Searcher::start(store).count_ids(),
         produced,
         dir.path(),
         seed,
