@@ -341,4 +341,24 @@ mod tests {
         let cfg = IndexerConfig::from_toml("[parse]\ntenant = { field = \"org\" }\n").unwrap();
         assert_eq!(cfg.parse.tenant, TenantSource::Field("org".into()));
     }
+
+    #[test]
+    fn tenants_apps_and_limits_are_validated() {
+        let base = "[kafka]\nbrokers = \"k:9092\"\ntopics = [\"logs\"]\ngroup_id = \"g\"\n[store]\nurl = \"file:///tmp/x\"\n[parse]\n";
+        let check = |extra: &str| {
+            IndexerConfig::from_toml(&format!("{base}{extra}"))
+                .unwrap()
+                .validate()
+        };
+        check("").unwrap();
+        for (extra, field) in [
+            ("tenant = { fixed = \"../b\" }", "tenant"),
+            ("default_tenant = \"a|b\"", "tenant"),
+            ("default_app = \"\"", "app"),
+            ("max_line_bytes = 0", "max_line_bytes"),
+        ] {
+            let e = check(extra).unwrap_err().to_string();
+            assert!(e.contains(field), "{extra}: {e}");
+        }
+    }
 }

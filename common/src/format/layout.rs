@@ -211,4 +211,34 @@ mod tests {
         );
         assert!(n.index_key().ends_with(".idx"));
     }
+
+    #[test]
+    fn dead_letter_keys_sort_by_offset_and_stay_in_their_folder() {
+        assert_eq!(
+            dead_letter_key("logs", 2, 42, 1, "line_too_long"),
+            "_deadletter/topic=logs/partition=2/00000000000000000042-1.line_too_long"
+        );
+        assert_eq!(
+            dead_letter_key("../x", 0, 7, 0, "r"),
+            "_deadletter/topic=..%2Fx/partition=0/00000000000000000007-0.r"
+        );
+        assert!(dead_letter_key("t", 0, 9, 0, "r") < dead_letter_key("t", 0, 10, 0, "r"));
+    }
+
+    #[test]
+    fn tenants_follow_lokis_rules() {
+        for ok in ["acme", "team-a_1", "a.b", "x*'()!"] {
+            assert!(valid_tenant(ok), "{ok}");
+        }
+        let long = "a".repeat(MAX_TENANT_LEN + 1);
+        for bad in ["", ".", "..", "a/b", "a|b", "tenänt", "a b", long.as_str()] {
+            assert!(!valid_tenant(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_reachable_times_are_searchable() {
+        assert!(searchable_time(0) && searchable_time(MAX_TIME_NS));
+        assert!(!searchable_time(-1) && !searchable_time(MAX_TIME_NS + 1));
+    }
 }
