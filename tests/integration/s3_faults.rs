@@ -7,7 +7,9 @@
 //!   are not yet in the store (checked against moto directly, not through
 //!   the proxy), survives a `kill -9` and a restart under the faults, stays
 //!   under its memory limit, and once the faults stop it catches up with
-//!   every record stored exactly once.
+//!   every record stored exactly once. A burst of records timed before the
+//!   faults and again after them shows it back at full speed (reported,
+//!   not asserted: no test asserts a timing).
 //! - The searcher answers each query completely, or marks it partial with
 //!   `warnings`, or fails it with 502/504: never a 200 that silently
 //!   misses lines.
@@ -88,6 +90,8 @@ const PARTITIONS: i32 = 4;
 const RECORDS: u64 = 20_000;
 const STORE: &str = "s3://logs/faults";
 const LIMIT: u64 = 128 << 20;
+/// Records in each unpaced burst timed before the faults and after them.
+const BURST: u64 = 5_000;
 
 /// Small blocks and frequent commits, so faults land on every kind of
 /// step; a short S3 timeout, so a stalled request is given up and retried.
@@ -228,6 +232,48 @@ fn stop(child: &mut Guard, logs: &Path) -> ExitStatus {
     }
 }
 
+/// Produces `BURST` records from id `first` unpaced and waits until the
+/// store's checkpoints reach them: the time a burst takes end to end.
+/// Merges the burst's end offsets into `ends`.
+fn time_burst(
+    bootstrap: &str,
+    seed: u64,
+    first: u64,
+    ends: &mut HashMap<i32, i64>,
+    stored: &dyn Fn() -> HashMap<i32, i64>,
+    indexer: &mut Guard,
+    logs: &Path,
+) -> Duration {
+    let started = Instant::now();
+    let no_pause = Pace {
+        every: 0,
+        pause_ms: 0,
+    };
+    let (burst_ends, _) = produce(bootstrap.to_owned(), TOPIC, seed, first, BURST, no_pause)
+        .join()
+        .unwrap();
+    for (p, e) in burst_ends {
+        let end = ends.entry(p).or_default();
+        *end = (*end).max(e);
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while &stored() != ends {
+        if let Some(status) = indexer.try_wait().unwrap() {
+            post_mortem(logs);
+            panic!("the indexer died: {status}");
+        }
+        if Instant::now() >= deadline {
+            post_mortem(logs);
+            panic!(
+                "a burst was not stored within 90 s: {:?} vs {ends:?}",
+                stored()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
 #[test]
 fn indexer_under_s3_faults_commits_only_stored_records_and_loses_none() {
     let seed = seed_from_env("SKIDDER_S3_FAULTS_SEED");
@@ -253,17 +299,31 @@ fn indexer_under_s3_faults_commits_only_stored_records_and_loses_none() {
     let mut env: Vec<(&str, String)> = vec![("SKIDDER_S3_ENDPOINT", proxy.endpoint())];
     env.extend(CREDS.iter().map(|&(k, v)| (k, v.to_owned())));
 
-    // Faults from the first request on: start-up reads go through them too.
-    proxy.set_all(FAULT_RATE);
+    // First a fault-free burst: the speed to compare with once the faults
+    // stop. (The restart after the kill -9 below meets the faults at
+    // start-up: its checkpoint and ledger reads go through them.)
     let mut metrics_port = free_port();
     let mut indexer = run.start(metrics_port, &logs.path().join("run-1.log"), &env);
     let mut rss = RssPeak::start(indexer.id());
+    let stored = || stored_checkpoints(&direct, &rt);
+    let mut burst_ends = HashMap::new();
+    let clean_burst = time_burst(
+        &bootstrap,
+        seed ^ 1,
+        1,
+        &mut burst_ends,
+        &stored,
+        &mut indexer,
+        logs.path(),
+    );
+
+    proxy.set_all(FAULT_RATE);
     // About 40 s of production, so faults meet a steady flow of blocks.
     let pace = Pace {
         every: 10,
         pause_ms: 40,
     };
-    let producer = produce(bootstrap.clone(), TOPIC, seed, 1, RECORDS, pace);
+    let producer = produce(bootstrap.clone(), TOPIC, seed, BURST + 1, RECORDS, pace);
 
     // While faults are on: what Kafka has committed, then what the store
     // holds. Every record below a commit must already be stored.
@@ -299,7 +359,11 @@ fn indexer_under_s3_faults_commits_only_stored_records_and_loses_none() {
             rss = RssPeak::start(indexer.id());
         }
     }
-    let (ends, produced) = producer.join().unwrap();
+    let (mut ends, produced) = producer.join().unwrap();
+    for (p, e) in burst_ends {
+        let end = ends.entry(p).or_default();
+        *end = (*end).max(e);
+    }
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(1500));
         samples.push(sample(&mut indexer));
@@ -324,6 +388,18 @@ fn indexer_under_s3_faults_commits_only_stored_records_and_loses_none() {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+    samples.push(sample(&mut indexer));
+    // Full speed again: the same burst through the once-faulted indexer.
+    let after_burst = time_burst(
+        &bootstrap,
+        seed ^ 2,
+        produced + 1,
+        &mut ends,
+        &stored,
+        &mut indexer,
+        logs.path(),
+    );
+    let produced = produced + BURST;
     samples.push(sample(&mut indexer));
     let metrics = http_get(metrics_port, "/metrics").unwrap_or_default();
     let peak = peak.max(rss.peak());
@@ -359,14 +435,16 @@ fn indexer_under_s3_faults_commits_only_stored_records_and_loses_none() {
         "S3 faults, indexer: {produced} records, {blocks} blocks ({rebuilt} rebuilt after a kill -9); {injected}; \
          {errors} failed uploads seen by the indexer, {retries} retries; \
          {checked} committed records checked against moto in {} samples, {} not stored; \
-         peak RSS {} MiB (limit {} MiB); found {}, lost {}, duplicated {}",
+         peak RSS {} MiB (limit {} MiB); found {}, lost {}, duplicated {}; \
+         a {BURST}-record burst took {clean_burst:?} before the faults and {after_burst:?} after them ({:.2}x)",
         samples.len(),
         unstored.len(),
         peak >> 20,
         LIMIT >> 20,
         found.found,
         found.lost,
-        found.duplicated
+        found.duplicated,
+        after_burst.as_secs_f64() / clean_burst.as_secs_f64()
     );
     if found.lost + found.duplicated > 0 || !unstored.is_empty() {
         post_mortem(logs.path());
