@@ -189,8 +189,20 @@ pub fn wait_stored(
     timeout: Duration,
 ) {
     let partitions = ends.keys().max().map_or(0, |p| p + 1);
+    let stored = || checkpoints(dir, topic, partitions);
+    wait_checkpoints(&stored, ends, running, logs, timeout);
+}
+
+/// [`wait_stored`] for any store: `stored` reads the checkpoints.
+pub fn wait_checkpoints(
+    stored: &dyn Fn() -> HashMap<i32, i64>,
+    ends: &HashMap<i32, i64>,
+    running: &mut [&mut Guard],
+    logs: &Path,
+    timeout: Duration,
+) {
     let deadline = Instant::now() + timeout;
-    while &checkpoints(dir, topic, partitions) != ends {
+    while &stored() != ends {
         for child in running.iter_mut() {
             if let Some(status) = child.try_wait().unwrap() {
                 post_mortem(logs);
@@ -199,13 +211,33 @@ pub fn wait_stored(
         }
         if Instant::now() >= deadline {
             post_mortem(logs);
-            panic!(
-                "never caught up: {:?} vs {ends:?}",
-                checkpoints(dir, topic, partitions)
-            );
+            panic!("never caught up: {:?} vs {ends:?}", stored());
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Starts `skidder searcher` with `args` (and `env`) on a free port and
+/// waits until it is ready: (process, base URL).
+pub fn spawn_searcher(args: &[&str], env: &[(&str, &str)]) -> (Guard, String) {
+    let port = free_port();
+    let child = Guard(
+        Command::new(BIN)
+            .arg("searcher")
+            .args(args)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("SKIDDER_LOG", "warn")
+            .envs(env.iter().copied())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ureq::get(format!("{url}/ready")).call().is_err() {
+        assert!(Instant::now() < deadline, "searcher never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (child, url)
 }
 
 /// A `skidder searcher` over `store`, with limits raised so one query may
@@ -230,22 +262,8 @@ impl Searcher {
             "max_limit = 5000000\nquery_timeout_secs = 600\n",
         )
         .unwrap();
-        let port = free_port();
-        let child = Guard(
-            Command::new(BIN)
-                .args(["searcher", "--config", config.path().to_str().unwrap()])
-                .args(["--listen", &format!("127.0.0.1:{port}"), "--store", store])
-                .env("SKIDDER_LOG", "warn")
-                .envs(env.iter().copied())
-                .spawn()
-                .unwrap(),
-        );
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while ureq::get(format!("{url}/ready")).call().is_err() {
-            assert!(Instant::now() < deadline, "searcher never became ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let config_path = config.path().to_str().unwrap();
+        let (child, url) = spawn_searcher(&["--config", config_path, "--store", store], env);
         Searcher {
             _child: child,
             url,

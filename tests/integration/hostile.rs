@@ -8,14 +8,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use skidder_common::format::layout::{decode_component, valid_tenant};
 use skidder_common::testing::{free_port, TansuBroker};
 
-use crate::exactly_once::{wait_stored, LocalRun};
-use crate::support::{dump, http_get, metric, sigterm, Guard, TestProducer, BIN};
+use crate::exactly_once::{spawn_searcher, wait_stored, LocalRun};
+use crate::support::{dump, http_get, metric, sigterm, TestProducer};
 
 const TOPIC: &str = "hostile";
 const KAFKA_TS_MS: i64 = 1_700_000_000_000;
@@ -256,7 +255,7 @@ checkpoint_interval_secs = 1
     }
 
     // Through the searcher: each corpus record where the indexer put it.
-    let (searcher, url) = start_searcher(store);
+    let (searcher, url) = spawn_searcher(&["--multi-tenant", "--store", store], &[]);
     for c in &stored_cases {
         let marker = format!("hostile{}", &c.name[..2]);
         let r = records
@@ -299,23 +298,4 @@ checkpoint_interval_secs = 1
         cases.len() - stored_cases.len(),
         files.len()
     );
-}
-
-fn start_searcher(store: &str) -> (Guard, String) {
-    let port = free_port();
-    let child = Guard(
-        Command::new(BIN)
-            .args(["searcher", "--multi-tenant", "--store", store])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("SKIDDER_LOG", "warn")
-            .spawn()
-            .unwrap(),
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http_get(port, "/ready").map_or(true, |r| !r.starts_with("HTTP/1.1 200")) {
-        assert!(Instant::now() < deadline, "searcher never became ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (child, url)
 }

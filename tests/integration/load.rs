@@ -16,7 +16,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,9 +24,10 @@ use serde_json::Value;
 use skidder_common::testing::{free_port, seed_from_env, SeededRng, TansuBroker};
 
 use crate::exactly_once::{
-    post_mortem, produce, wait_stored, IndexerRun, Pace, APPS, BASE_SECS, INDEXER_CONFIG,
+    post_mortem, produce, spawn_searcher, wait_stored, IndexerRun, Pace, APPS, BASE_SECS,
+    INDEXER_CONFIG,
 };
-use crate::support::{rss_bytes, Guard, BIN};
+use crate::support::{rss_bytes, Guard};
 
 const TOPIC: &str = "load";
 const PARTITIONS: i32 = 4;
@@ -353,22 +353,10 @@ fn call(agent: &ureq::Agent, url: &str, q: &Query) -> (u16, String) {
 
 /// A searcher process over `store`.
 fn start_searcher(store: &str, config: &Path) -> (Guard, String) {
-    let port = free_port();
-    let child = Guard(
-        Command::new(BIN)
-            .args(["searcher", "--config", config.to_str().unwrap()])
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--store", store])
-            .env("SKIDDER_LOG", "warn")
-            .spawn()
-            .unwrap(),
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ureq::get(format!("{url}/ready")).call().is_err() {
-        assert!(Instant::now() < deadline, "searcher never became ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (child, url)
+    spawn_searcher(
+        &["--config", config.to_str().unwrap(), "--store", store],
+        &[],
+    )
 }
 
 /// What the clients saw, shared.

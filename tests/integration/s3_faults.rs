@@ -34,7 +34,9 @@ use skidder_common::format::ledger::{checkpoint_key, Checkpoint};
 use skidder_common::storage::{ObjectStore, S3Store};
 use skidder_common::testing::{free_port, seed_from_env, MotoServer, TansuBroker};
 
-use crate::exactly_once::{post_mortem, produce, tally, IndexerRun, Pace, Searcher, Tally};
+use crate::exactly_once::{
+    post_mortem, produce, tally, wait_checkpoints, IndexerRun, Pace, Searcher, Tally,
+};
 use crate::fault_proxy::{Fault, FaultProxy, ALL_FAULTS};
 use crate::support::{dump, http_get, metric, rss_bytes, sigterm, Guard, BIN};
 
@@ -256,21 +258,7 @@ fn time_burst(
         let end = ends.entry(p).or_default();
         *end = (*end).max(e);
     }
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while &stored() != ends {
-        if let Some(status) = indexer.try_wait().unwrap() {
-            post_mortem(logs);
-            panic!("the indexer died: {status}");
-        }
-        if Instant::now() >= deadline {
-            post_mortem(logs);
-            panic!(
-                "a burst was not stored within 90 s: {:?} vs {ends:?}",
-                stored()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_checkpoints(stored, ends, &mut [indexer], logs, Duration::from_secs(90));
     started.elapsed()
 }
 
@@ -372,22 +360,14 @@ fn indexer_under_s3_faults_commits_only_stored_records_and_loses_none() {
     proxy.off();
 
     // Faults off: the indexer must catch up by itself.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while stored_checkpoints(&direct, &rt) != ends {
-        if let Some(status) = indexer.try_wait().unwrap() {
-            post_mortem(logs.path());
-            panic!("the indexer died: {status}");
-        }
-        if Instant::now() >= deadline {
-            post_mortem(logs.path());
-            panic!(
-                "never caught up after the faults stopped: checkpoints {:?} vs ends {ends:?}; {}",
-                stored_checkpoints(&direct, &rt),
-                proxy.injected()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    eprintln!("faults off after {}", proxy.injected());
+    wait_checkpoints(
+        &stored,
+        &ends,
+        &mut [&mut indexer],
+        logs.path(),
+        Duration::from_secs(90),
+    );
     samples.push(sample(&mut indexer));
     // Full speed again: the same burst through the once-faulted indexer.
     let after_burst = time_burst(
