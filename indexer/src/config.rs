@@ -111,7 +111,14 @@ pub struct BlockConfig {
     pub target_bytes: usize,
     /// ... or when it has been open this long.
     pub flush_interval_secs: u64,
+    /// The bloom filter's false-positive rate: the share of blocks a
+    /// needle query fetches in vain.
     pub bloom_fp_rate: f64,
+    /// The worst rate accepted when `bloom_fp_rate` would make the filter
+    /// larger than `bloom_max_share` of the block's raw bytes.
+    pub bloom_max_fp_rate: f64,
+    /// The filter's size budget, as a share of the block's raw bytes.
+    pub bloom_max_share: f64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -187,7 +194,9 @@ impl Default for BlockConfig {
         BlockConfig {
             target_bytes: 4 << 20,
             flush_interval_secs: 120,
-            bloom_fp_rate: 0.01,
+            bloom_fp_rate: 0.001,
+            bloom_max_fp_rate: 0.01,
+            bloom_max_share: 0.008,
         }
     }
 }
@@ -239,10 +248,19 @@ impl IndexerConfig {
             return Err(invalid("kafka.group_id", "is empty"));
         }
         self.store_url()?;
-        if !(self.blocks.bloom_fp_rate > 0.0 && self.blocks.bloom_fp_rate < 1.0) {
+        for (key, rate) in [
+            ("blocks.bloom_fp_rate", self.blocks.bloom_fp_rate),
+            ("blocks.bloom_max_fp_rate", self.blocks.bloom_max_fp_rate),
+            ("blocks.bloom_max_share", self.blocks.bloom_max_share),
+        ] {
+            if !(rate > 0.0 && rate < 1.0) {
+                return Err(invalid(key, "must be between 0 and 1, exclusive"));
+            }
+        }
+        if self.blocks.bloom_max_fp_rate < self.blocks.bloom_fp_rate {
             return Err(invalid(
-                "blocks.bloom_fp_rate",
-                "must be between 0 and 1, exclusive",
+                "blocks.bloom_max_fp_rate",
+                "must not be below blocks.bloom_fp_rate",
             ));
         }
         if self.blocks.target_bytes == 0 {

@@ -111,9 +111,35 @@ pub enum Direction {
     Backward,
 }
 
+/// A decoded index as the cache holds it: its bloom filter is decoded
+/// once, when read, not on every query that checks it.
+pub struct Indexed {
+    index: BlockIndex,
+    /// `None` if the filter is unreadable: then it prunes nothing.
+    bloom: Option<index::BloomFilter>,
+}
+
+impl Indexed {
+    fn new(mut index: BlockIndex) -> Indexed {
+        let bloom = index.bloom_filter().ok();
+        if bloom.is_some() {
+            // The decoded copy is all a query needs.
+            index.bloom = Vec::new();
+        }
+        Indexed { index, bloom }
+    }
+}
+
+impl std::ops::Deref for Indexed {
+    type Target = BlockIndex;
+    fn deref(&self) -> &BlockIndex {
+        &self.index
+    }
+}
+
 /// A block that survived pruning, and which of its streams may match.
 pub struct Candidate {
-    pub idx: Arc<BlockIndex>,
+    pub idx: Arc<Indexed>,
     /// The block to read: the sibling of the listed index key, never the
     /// index's own `data_key`, so a query reads only under the prefixes it
     /// listed (its tenant's), whatever an index says.
@@ -173,7 +199,7 @@ pub struct Engine {
     cfg: EngineConfig,
     metrics: Arc<Metrics>,
     listings: ByteLru<String, Listing>,
-    indexes: ByteLru<String, BlockIndex>,
+    indexes: ByteLru<String, Indexed>,
 }
 
 /// The labels a query sees for a stream: its own plus `__app__`.
@@ -356,7 +382,7 @@ impl Engine {
         &self,
         key: &str,
         warnings: &mut Vec<String>,
-    ) -> Result<Option<Arc<BlockIndex>>, SearchError> {
+    ) -> Result<Option<Arc<Indexed>>, SearchError> {
         if let Some(i) = self.indexes.get(&key.to_owned()) {
             self.metrics
                 .cache
@@ -380,7 +406,7 @@ impl Engine {
         self.metrics.bytes_fetched.inc_by(bytes.len() as u64);
         match BlockIndex::decode(&bytes) {
             Ok(idx) => {
-                let idx = Arc::new(idx);
+                let idx = Arc::new(Indexed::new(idx));
                 self.indexes
                     .put(key.to_owned(), idx.clone(), bytes.len() + 256);
                 Ok(Some(idx))
@@ -480,9 +506,9 @@ impl Engine {
                 .get(idx.version as usize)
                 .map_or(&[][..], Vec::as_slice);
             if !needed.is_empty() {
-                let keep = match idx.bloom_filter() {
-                    Ok(b) => needed.iter().all(|&t| b.may_contain(t)),
-                    Err(_) => true,
+                let keep = match &idx.bloom {
+                    Some(b) => needed.iter().all(|&t| b.may_contain(t)),
+                    None => true,
                 };
                 if !keep {
                     self.metrics
@@ -536,7 +562,7 @@ impl Engine {
     ) -> Vec<(Result<Option<Bytes>, SearchError>, Vec<String>)> {
         // Owned items: a stream over borrowed candidates trips the
         // compiler's `Send` check for the handlers' futures.
-        let items: Vec<(Arc<BlockIndex>, String)> = cands
+        let items: Vec<(Arc<Indexed>, String)> = cands
             .iter()
             .map(|c| (c.idx.clone(), c.data_key.clone()))
             .collect();

@@ -29,9 +29,50 @@ enum Compiled {
     Re(regex::Regex, bool),
     Json,
     Logfmt,
-    Labels(LabelExpr),
+    /// A label filter, and the literals a line must hold for it to pass
+    /// when the fields come from the line itself (see [`Literal`]).
+    Labels(LabelExpr, Vec<Literal>),
     LineFormat(String),
     Drop,
+}
+
+/// A value a field filter requires, `name="value"` in a chain of `and`s:
+/// a line whose JSON fields give `name` that value holds the value as it
+/// is, unless the line escapes characters (`\`). So a line without it,
+/// with no backslash, and with no stream label `name`, fails the filter
+/// without being parsed. Values that read as numbers are left out: JSON
+/// may write `1000` as `1e3`.
+struct Literal {
+    name: String,
+    finder: memmem::Finder<'static>,
+}
+
+impl Literal {
+    fn collect(e: &LabelExpr, out: &mut Vec<Literal>) {
+        match e {
+            LabelExpr::And(a, b) => {
+                Literal::collect(a, out);
+                Literal::collect(b, out);
+            }
+            LabelExpr::Str {
+                name,
+                op: CmpOp::Eq,
+                value,
+                ..
+            } if !value.is_empty() && value.trim().parse::<f64>().is_err() => out.push(Literal {
+                name: name.clone(),
+                finder: memmem::Finder::new(value.as_bytes()).into_owned(),
+            }),
+            _ => {}
+        }
+    }
+
+    /// Whether the line can pass the filter, as far as this literal says.
+    fn may_pass(&self, line: &[u8], stream: &Labels) -> bool {
+        self.finder.find(line).is_some()
+            || memchr::memchr(b'\\', line).is_some()
+            || stream.iter().any(|(k, _)| *k == self.name)
+    }
 }
 
 /// Appends the scalar fields of a JSON object, flattened Loki's way.
@@ -219,7 +260,11 @@ impl LinePipeline {
                 },
                 Stage::Json => Compiled::Json,
                 Stage::Logfmt => Compiled::Logfmt,
-                Stage::Labels(e) => Compiled::Labels(e.clone()),
+                Stage::Labels(e) => {
+                    let mut literals = Vec::new();
+                    Literal::collect(e, &mut literals);
+                    Compiled::Labels(e.clone(), literals)
+                }
                 Stage::LineFormat(t) => Compiled::LineFormat(t.clone()),
                 Stage::Drop(_) => Compiled::Drop,
             })
@@ -315,7 +360,13 @@ impl LinePipeline {
                     }
                     0
                 }
-                Compiled::Labels(e) => {
+                Compiled::Labels(e, literals) => {
+                    if !parsed
+                        && implicit.is_none()
+                        && !literals.iter().all(|l| l.may_pass(line.as_bytes(), stream))
+                    {
+                        return None;
+                    }
                     if !parsed && implicit.is_none() {
                         let mut fields = Vec::new();
                         parse_json_fields(&line, &mut fields);
@@ -393,6 +444,23 @@ mod tests {
         assert!(ext.is_empty());
         assert!(run(r#"{a="b"} | trace_id="abd""#, LINE).is_none());
         assert!(run(r#"{a="b"} | level="info""#, "plain text").is_some());
+    }
+
+    #[test]
+    fn field_filters_skip_lines_without_the_value_but_never_a_match() {
+        // The value is absent: dropped before any parsing.
+        assert!(run(r#"{a="b"} | trace_id="abd" and http_path="/cart""#, LINE).is_none());
+        // The value is elsewhere in the line, not in the field: parsed, fails.
+        assert!(run(r#"{a="b"} | trace_id="/cart""#, LINE).is_none());
+        // Escaped in the JSON: the literal is not in the line, yet it matches.
+        let escaped = r#"{"trace_id":"\u0061bc","note":"x\"y"}"#;
+        assert!(run(r#"{a="b"} | trace_id="abc""#, escaped).is_some());
+        // A number written with an exponent still equals its decimal text.
+        assert!(run(r#"{a="b"} | n="1000""#, r#"{"n":1e3}"#).is_some());
+        // A stream label needs nothing from the line.
+        assert!(run(r#"{a="b"} | level="info" and trace_id="abc""#, LINE).is_some());
+        // `or` requires neither side.
+        assert!(run(r#"{a="b"} | trace_id="zzz" or http_status=503"#, LINE).is_some());
     }
 
     #[test]

@@ -2,45 +2,24 @@
 //! prints must return what it promises. The printed commands run as they
 //! are, through `sh`, with `skidder` meaning the binary under test.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use skidder_common::testing::free_port;
 
-use crate::support::{sigterm, Guard, BIN};
+use crate::support::{sigterm, Demo, BIN};
 
 #[test]
 fn demo_starts_and_its_printed_queries_find_things() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut demo = Guard(
-        Command::new(BIN)
-            .args([
-                "demo",
-                "--records",
-                "5000",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .env("SKIDDER_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut demo = Demo::start(5000, port, &dir.path().join("data"));
     let (mut trace, mut commands) = (String::new(), Vec::new());
-    for line in lines.by_ref() {
-        let line = line.unwrap();
+    for line in &demo.printed {
         if let Some(rest) = line.strip_prefix("A trace id that exists: ") {
             trace = rest.split_whitespace().next().unwrap().to_owned();
         }
         if line.starts_with("  curl ") || line.starts_with("  skidder ") {
             commands.push(line.trim().to_owned());
-        }
-        if line == "Ready." {
-            break;
         }
     }
     assert_eq!(trace.len(), 32, "the demo names a trace id");
@@ -99,9 +78,9 @@ fn demo_starts_and_its_printed_queries_find_things() {
             );
         }
     }
-    sigterm(demo.id());
+    sigterm(demo.process.id());
     assert!(
-        demo.wait().unwrap().success(),
+        demo.process.wait().unwrap().success(),
         "Ctrl-C/SIGTERM stops the demo cleanly"
     );
 }

@@ -4,14 +4,13 @@
 //! tenancy header. The fixture is `skidder demo` (5,000 generated records)
 //! plus a multi-tenant `skidder searcher` over the same data.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use skidder_common::testing::free_port;
 
-use crate::support::{sigterm, Guard, BIN};
+use crate::support::{sigterm, Demo, Guard, BIN};
 
 struct Fixture {
     demo: Guard,
@@ -34,28 +33,7 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let port = free_port();
-    let mut demo = Guard(
-        Command::new(BIN)
-            .args([
-                "demo",
-                "--records",
-                "5000",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .arg("--data-dir")
-            .arg(&data)
-            .env("SKIDDER_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let lines = BufReader::new(demo.stdout.take().unwrap()).lines();
-    for line in lines {
-        if line.unwrap() == "Ready." {
-            break;
-        }
-    }
+    let demo = Demo::start(5000, port, &data).process;
     let config = dir.path().join("searcher.toml");
     std::fs::write(&config, "multi_tenant = true\n").unwrap();
     let tport = free_port();

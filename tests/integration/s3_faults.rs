@@ -18,9 +18,8 @@
 //! (the interleaving of requests still varies from run to run).
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,7 +37,7 @@ use crate::exactly_once::{
     post_mortem, produce, tally, wait_checkpoints, IndexerRun, Pace, Searcher, Tally,
 };
 use crate::fault_proxy::{Fault, FaultProxy, ALL_FAULTS};
-use crate::support::{dump, http_get, metric, rss_bytes, sigterm, Guard, BIN};
+use crate::support::{dump, http_get, metric, rss_bytes, sigterm, Demo, Guard, BIN};
 
 const CREDS: [(&str, &str); 2] = [
     ("AWS_ACCESS_KEY_ID", "test"),
@@ -552,23 +551,9 @@ fn demo_store_in_moto(
     dir: &Path,
     prefix: &str,
 ) -> usize {
-    let mut demo = Guard(
-        Command::new(BIN)
-            .args(["demo", "--records", "5000", "--listen"])
-            .arg(format!("127.0.0.1:{}", free_port()))
-            .arg("--data-dir")
-            .arg(dir)
-            .env("SKIDDER_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let ready = BufReader::new(demo.stdout.take().unwrap())
-        .lines()
-        .any(|l| l.is_ok_and(|l| l == "Ready."));
-    assert!(ready, "skidder demo never got ready");
-    sigterm(demo.id());
-    let _ = demo.wait();
+    let mut demo = Demo::start(5000, free_port(), dir);
+    sigterm(demo.process.id());
+    let _ = demo.process.wait();
 
     let s3 = rt.block_on(S3Store::new("logs", prefix, &moto.s3_config()));
     let mut files = vec![dir.to_path_buf()];

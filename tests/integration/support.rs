@@ -180,3 +180,69 @@ impl std::ops::DerefMut for Guard {
         &mut self.0
     }
 }
+
+/// A running `skidder demo`: what it printed up to "Ready.", and the
+/// process, stopped when this drops.
+pub struct Demo {
+    pub process: Guard,
+    pub printed: Vec<String>,
+    /// Holds the demo's stderr, shown if it never gets ready.
+    _stderr: tempfile::NamedTempFile,
+}
+
+impl Demo {
+    /// Starts `skidder demo --records N` listening on `port` with its store
+    /// in `data`, and waits until it prints "Ready.". A demo that is not
+    /// ready within two minutes fails the test with its log, rather than
+    /// hanging CI.
+    pub fn start(records: usize, port: u16, data: &std::path::Path) -> Demo {
+        use std::io::{BufRead, BufReader};
+        let stderr = tempfile::NamedTempFile::new().unwrap();
+        let mut process = Guard(
+            Command::new(BIN)
+                .args(["demo", "--records", &records.to_string(), "--listen"])
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--data-dir")
+                .arg(data)
+                .env("SKIDDER_LOG", "info")
+                .stdout(std::process::Stdio::piped())
+                .stderr(stderr.reopen().unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        let stdout = process.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let ready = line == "Ready.";
+                let _ = tx.send(line);
+                if ready {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let mut printed = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line == "Ready." => break,
+                Ok(line) => printed.push(line),
+                Err(e) => {
+                    let _ = process.kill();
+                    let log = std::fs::read_to_string(stderr.path()).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                    panic!(
+                        "skidder demo not ready ({e}); stdout {printed:?}; stderr tail:\n{}",
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    );
+                }
+            }
+        }
+        Demo {
+            process,
+            printed,
+            _stderr: stderr,
+        }
+    }
+}

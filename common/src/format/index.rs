@@ -65,6 +65,25 @@ pub struct BlockIndex {
     pub bloom: Vec<u8>,
 }
 
+/// The false-positive rate to build a block's filter at: `wanted`, unless
+/// a filter that good for `tokens` tokens would exceed `budget_bytes`;
+/// then the rate that fits the budget, but never worse than `worst`.
+///
+/// A lower rate means fewer blocks fetched for a needle; a block of many
+/// distinct tokens (network logs full of addresses) would pay for it with
+/// an index out of proportion to its data.
+pub fn bloom_fp_rate(tokens: usize, budget_bytes: usize, wanted: f64, worst: f64) -> f64 {
+    let ln2_sq = std::f64::consts::LN_2 * std::f64::consts::LN_2;
+    let n = tokens.max(1) as f64;
+    let budget_bits = budget_bytes as f64 * 8.0;
+    if -n * wanted.ln() / ln2_sq <= budget_bits {
+        return wanted;
+    }
+    (-budget_bits * ln2_sq / n)
+        .exp()
+        .clamp(wanted, worst.max(wanted))
+}
+
 /// Builds a bloom filter for `hashes` at false-positive rate `fp_rate`.
 pub fn build_bloom(hashes: impl ExactSizeIterator<Item = u64>, fp_rate: f64) -> Vec<u8> {
     let fp = if fp_rate > 0.0 && fp_rate < 1.0 {
@@ -310,6 +329,18 @@ impl BlockIndex {
 pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn fp_rate_is_the_wanted_one_unless_the_budget_is_too_small() {
+        // 1,000 tokens at 0.1% need about 1,800 bytes.
+        assert_eq!(bloom_fp_rate(1_000, 2_000, 0.001, 0.01), 0.001);
+        let p = bloom_fp_rate(1_000, 1_200, 0.001, 0.01);
+        assert!(p > 0.001 && p < 0.01, "{p}");
+        let bytes = build_bloom((0..1_000u32).map(u64::from), p).len();
+        assert!((1_100..=1_300).contains(&bytes), "{bytes} bytes at {p}");
+        assert_eq!(bloom_fp_rate(1_000_000, 100, 0.001, 0.01), 0.01);
+        assert_eq!(bloom_fp_rate(0, 0, 0.001, 0.01), 0.01);
+    }
 
     pub fn sample() -> BlockIndex {
         BlockIndex {

@@ -14,7 +14,7 @@ use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skidder_common::format::index::{build_bloom, StreamEntry};
+use skidder_common::format::index::{bloom_fp_rate, build_bloom, StreamEntry};
 use skidder_common::format::layout::{hour_of, BlockName};
 use skidder_common::format::ledger::LedgerEntry;
 
@@ -139,7 +139,7 @@ impl OpenBlock {
     }
 
     /// Sorts by stream then time and builds the bloom filter.
-    fn seal(self, fp_rate: f64) -> SealedBlock {
+    fn seal(self, cfg: &BlockConfig) -> SealedBlock {
         let mut order: Vec<usize> = (0..self.records.len()).collect();
         order.sort_by_key(|&i| (self.records[i].0, self.records[i].1, i));
         let mut streams: Vec<StreamEntry> = Vec::new();
@@ -171,7 +171,16 @@ impl OpenBlock {
             records.push((t, start, len));
         }
         SealedBlock {
-            bloom: build_bloom(self.tokens.iter().copied(), fp_rate),
+            bloom: {
+                let budget = (self.lines.len() as f64 * cfg.bloom_max_share) as usize;
+                let fp = bloom_fp_rate(
+                    self.tokens.len(),
+                    budget,
+                    cfg.bloom_fp_rate,
+                    cfg.bloom_max_fp_rate,
+                );
+                build_bloom(self.tokens.iter().copied(), fp)
+            },
             raw_bytes: self.lines.len() as u64,
             name: self.name,
             last_offset: self.last_offset,
@@ -236,7 +245,7 @@ impl BlockMaker {
 
     fn emit(&self, tp: &TopicPartition, block: OpenBlock) -> Result<(), StageExit> {
         let _ = tp;
-        let sealed = block.seal(self.cfg.bloom_fp_rate);
+        let sealed = block.seal(&self.cfg);
         self.metrics.stage(
             "block_maker",
             0,
