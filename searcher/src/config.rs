@@ -38,6 +38,8 @@ pub struct SearcherConfig {
     pub query_queue_wait_ms: u64,
     /// Blocks fetched at once per query.
     pub fetch_concurrency: usize,
+    /// Index objects (small) fetched at once per query.
+    pub index_fetch_concurrency: usize,
     /// Memory for cached listings and indexes.
     pub cache_bytes: usize,
     /// How long a cached listing of a closed hour is used before it is
@@ -100,6 +102,7 @@ impl Default for SearcherConfig {
             max_concurrent_queries: a.max_concurrent_queries,
             query_queue_wait_ms: a.queue_wait.as_millis() as u64,
             fetch_concurrency: e.fetch_concurrency,
+            index_fetch_concurrency: e.index_fetch_concurrency,
             cache_bytes: e.cache_bytes,
             listing_cache_secs: e.listing_cache_secs,
             max_token_value_len: e.max_token_value_len,
@@ -116,8 +119,11 @@ impl SearcherConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field, reason: &str| Err(ConfigError::invalid(field, reason));
         self.store_url()?;
-        if self.fetch_concurrency == 0 {
-            return bad("fetch_concurrency", "must be positive");
+        if self.fetch_concurrency == 0 || self.index_fetch_concurrency == 0 {
+            return bad(
+                "fetch_concurrency/index_fetch_concurrency",
+                "must be positive",
+            );
         }
         if self.max_limit == 0 || self.max_query_hours <= 0 {
             return bad("max_limit/max_query_hours", "must be positive");
@@ -168,6 +174,7 @@ impl SearcherConfig {
     pub fn engine(&self) -> EngineConfig {
         EngineConfig {
             fetch_concurrency: self.fetch_concurrency,
+            index_fetch_concurrency: self.index_fetch_concurrency,
             cache_bytes: self.cache_bytes,
             listing_cache_secs: self.listing_cache_secs,
             max_token_value_len: self.max_token_value_len,

@@ -65,6 +65,10 @@ impl SearchError {
 pub struct EngineConfig {
     /// Blocks fetched at once per query.
     pub fetch_concurrency: usize,
+    /// Hour listings and index objects fetched at once per query. They are
+    /// small, so the cost of a cold query over many hours is round trips,
+    /// not bytes.
+    pub index_fetch_concurrency: usize,
     /// Bytes of listings and indexes kept in memory.
     pub cache_bytes: usize,
     /// An hour older than this past its end is closed: its listing is cached.
@@ -87,6 +91,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             fetch_concurrency: 8,
+            index_fetch_concurrency: 64,
             cache_bytes: 256 << 20,
             closed_after_secs: 120 + 600,
             listing_cache_secs: 60,
@@ -441,7 +446,7 @@ impl Engine {
         }
         let listings: Vec<_> = stream::iter(first..=last)
             .map(|h| self.hour_keys(tenant, h))
-            .buffered(self.cfg.fetch_concurrency.max(1))
+            .buffered(self.cfg.index_fetch_concurrency.max(1))
             .collect()
             .await;
         let mut keys = Vec::new();
@@ -466,7 +471,7 @@ impl Engine {
                 let r = self.index(&k, &mut w).await;
                 (k, r, w)
             })
-            .buffered(self.cfg.fetch_concurrency.max(1));
+            .buffered(self.cfg.index_fetch_concurrency.max(1));
         while let Some((key, r, w)) = fetched.next().await {
             stats.warnings.extend(w);
             let Some(idx) = r? else { continue };
