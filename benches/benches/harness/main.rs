@@ -41,8 +41,9 @@ struct Opts {
     size: u64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Where the corpus and stores go.
-    #[arg(long, default_value = "target/bench-work")]
+    /// Where the corpus and stores go. Defaults are under the workspace's
+    /// `target/`, wherever cargo runs the harness from (`benches/`).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-work"))]
     work: PathBuf,
     /// Bytes sent through Kafka for the end-to-end rate.
     #[arg(long, default_value = "512M", value_parser = parse_size)]
@@ -54,7 +55,7 @@ struct Opts {
     #[arg(long, default_value_t = 5)]
     runs: usize,
     /// The skidder binary for the Kafka path.
-    #[arg(long, default_value = "target/release/skidder")]
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/skidder"))]
     skidder: PathBuf,
     /// Skip the S3 (moto) search rows.
     #[arg(long)]
