@@ -1,10 +1,9 @@
 //! The searcher's HTTP service over a real S3 server (moto), holding data
 //! of two tenants written by the indexer's own code. The store is wrapped
-//! in [`TestStore`], which records every key listed or read and can fail
+//! in [`TestStore`] (hooks: [`Recorder`]), which records every key listed or read and can fail
 //! or hold requests on demand.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -15,8 +14,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use skidder_common::format::index::BlockIndex;
 use skidder_common::storage::{
-    list_all, ListOptions, ListPage, ObjectMeta, ObjectStore, S3Store, StorageError,
-    StorageErrorKind, StorageResult,
+    list_all, ObjectStore, S3Store, StorageError, StorageErrorKind, StorageResult,
 };
 use skidder_common::testing::MotoServer;
 use skidder_searcher::api::ApiConfig;
@@ -24,7 +22,7 @@ use skidder_searcher::auth::{TenantPolicy, Tokens};
 use skidder_searcher::engine::{Engine, EngineConfig};
 use skidder_searcher::metrics::Metrics;
 
-use crate::fixture::{index_lines, BASE_MS};
+use crate::fixture::{index_lines, HookedStore, Hooks, BASE_MS};
 
 const A: &str = "team-a";
 const B: &str = "team-b";
@@ -38,11 +36,10 @@ enum Fault {
     Get(&'static str, StorageErrorKind),
 }
 
-/// An object store that records every prefix it lists and key it reads,
-/// and can fail requests or hold block reads until released.
+/// Store hooks that record every prefix listed and key read, and can
+/// fail requests or hold block reads until released.
 #[derive(Debug)]
-struct TestStore {
-    inner: Arc<dyn ObjectStore>,
+struct Recorder {
     seen: Mutex<Vec<String>>,
     fault: Mutex<Option<Fault>>,
     /// Block reads wait for `gate` and report to `entered` first.
@@ -51,10 +48,9 @@ struct TestStore {
     entered: Mutex<Option<mpsc::Sender<String>>>,
 }
 
-impl TestStore {
-    fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        TestStore {
-            inner,
+impl Recorder {
+    fn new() -> Self {
+        Recorder {
             seen: Mutex::new(Vec::new()),
             fault: Mutex::new(None),
             hold_blocks: AtomicBool::new(false),
@@ -84,8 +80,11 @@ impl TestStore {
         self.hold_blocks.store(false, Ordering::SeqCst);
         self.gate.add_permits(1 << 20);
     }
+}
 
-    async fn before_get(&self, key: &str) -> StorageResult<()> {
+#[async_trait]
+impl Hooks for Recorder {
+    async fn before_get(&self, _: &dyn ObjectStore, key: &str) -> StorageResult<()> {
         self.seen.lock().unwrap().push(key.to_owned());
         let fault = *self.fault.lock().unwrap();
         if let Some(Fault::Get(suffix, kind)) = fault {
@@ -101,42 +100,18 @@ impl TestStore {
         }
         Ok(())
     }
-}
 
-#[async_trait]
-impl ObjectStore for TestStore {
-    async fn put(&self, key: &str, body: Bytes) -> StorageResult<()> {
-        self.inner.put(key, body).await
-    }
-    async fn put_if_absent(&self, key: &str, body: Bytes) -> StorageResult<()> {
-        self.inner.put_if_absent(key, body).await
-    }
-    async fn get(&self, key: &str) -> StorageResult<Bytes> {
-        self.before_get(key).await?;
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
-        self.before_get(key).await?;
-        self.inner.get_range(key, range).await
-    }
-    async fn head(&self, key: &str) -> StorageResult<ObjectMeta> {
-        self.before_get(key).await?;
-        self.inner.head(key).await
-    }
-    async fn list(&self, prefix: &str, opts: ListOptions<'_>) -> StorageResult<ListPage> {
+    fn before_list(&self, prefix: &str) -> StorageResult<()> {
         self.seen.lock().unwrap().push(prefix.to_owned());
         if let Some(Fault::List(kind)) = *self.fault.lock().unwrap() {
             return Err(StorageError::new(kind, prefix, "injected fault"));
         }
-        self.inner.list(prefix, opts).await
-    }
-    async fn delete(&self, key: &str) -> StorageResult<()> {
-        self.inner.delete(key).await
-    }
-    fn url(&self) -> String {
-        format!("test+{}", self.inner.url())
+        Ok(())
     }
 }
+
+/// The store every test here reads through.
+type TestStore = HookedStore<Recorder>;
 
 /// Log lines of one tenant: two apps, three levels, each naming its tenant.
 fn lines(tenant: &str) -> Vec<String> {
@@ -184,7 +159,7 @@ fn env() -> Env {
     }
     Env {
         rt,
-        store: Arc::new(TestStore::new(inner)),
+        store: Arc::new(TestStore::new(inner, Recorder::new())),
         _moto: moto,
     }
 }

@@ -22,7 +22,6 @@
 //! Set `SKIDDER_CORRUPT_SEED` to replay the random tests.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,68 +30,35 @@ use bytes::Bytes;
 use serde_json::Value;
 use skidder_common::format::index::BlockIndex;
 use skidder_common::format::seqfile::SeqFileReader;
-use skidder_common::storage::{
-    list_all, ListOptions, ListPage, LocalStore, ObjectMeta, ObjectStore, StorageResult,
-};
+use skidder_common::storage::{list_all, LocalStore, ObjectStore, StorageResult};
 use skidder_common::testing::{seed_from_env, SeededRng};
 use skidder_searcher::api::ApiConfig;
 use skidder_searcher::engine::{Engine, EngineConfig};
 use skidder_searcher::metrics::Metrics;
 use skidder_searcher::pipeline::Labels;
 
-use crate::fixture::{index_lines, Rec, BASE_MS};
+use crate::fixture::{index_lines, HookedStore, Hooks, Rec, BASE_MS};
 
 const TENANT: &str = "default";
 const LINES: usize = 4000;
 const CORRUPT: &str = "skidder_searcher_corrupt_objects_total";
 
-/// A local store that can lose one object between a listing and the read
-/// that follows, as when retention deletes it mid-query (or a cached
-/// listing outlives it): the first read of `vanish` deletes it first.
-#[derive(Debug)]
+/// Hooks that lose one object between a listing and the read that
+/// follows, as when retention deletes it mid-query (or a cached listing
+/// outlives it): the first read of `vanish` deletes it first.
+#[derive(Debug, Default)]
 struct Racy {
-    inner: LocalStore,
     vanish: Mutex<Option<String>>,
 }
 
-impl Racy {
-    async fn before_get(&self, key: &str) -> StorageResult<()> {
+#[async_trait]
+impl Hooks for Racy {
+    async fn before_get(&self, inner: &dyn ObjectStore, key: &str) -> StorageResult<()> {
         let vanish = self.vanish.lock().unwrap().clone();
         if vanish.as_deref() == Some(key) {
-            self.inner.delete(key).await?;
+            inner.delete(key).await?;
         }
         Ok(())
-    }
-}
-
-#[async_trait]
-impl ObjectStore for Racy {
-    async fn put(&self, key: &str, body: Bytes) -> StorageResult<()> {
-        self.inner.put(key, body).await
-    }
-    async fn put_if_absent(&self, key: &str, body: Bytes) -> StorageResult<()> {
-        self.inner.put_if_absent(key, body).await
-    }
-    async fn get(&self, key: &str) -> StorageResult<Bytes> {
-        self.before_get(key).await?;
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
-        self.before_get(key).await?;
-        self.inner.get_range(key, range).await
-    }
-    async fn head(&self, key: &str) -> StorageResult<ObjectMeta> {
-        self.before_get(key).await?;
-        self.inner.head(key).await
-    }
-    async fn list(&self, prefix: &str, opts: ListOptions<'_>) -> StorageResult<ListPage> {
-        self.inner.list(prefix, opts).await
-    }
-    async fn delete(&self, key: &str) -> StorageResult<()> {
-        self.inner.delete(key).await
-    }
-    fn url(&self) -> String {
-        format!("racy+{}", self.inner.url())
     }
 }
 
@@ -110,7 +76,7 @@ type Line = (i64, Labels, String);
 
 struct Env {
     rt: tokio::runtime::Runtime,
-    store: Arc<Racy>,
+    store: Arc<HookedStore<Racy>>,
     recs: Vec<Rec>,
     blocks: Vec<Block>,
     _dir: tempfile::TempDir,
@@ -141,10 +107,10 @@ fn env() -> Env {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Racy {
-        inner: LocalStore::new(dir.path()).unwrap(),
-        vanish: Mutex::new(None),
-    });
+    let store = Arc::new(HookedStore::new(
+        Arc::new(LocalStore::new(dir.path()).unwrap()),
+        Racy::default(),
+    ));
     let recs = rt.block_on(index_lines(&*store, TENANT, &input()));
     assert_eq!(recs.len(), LINES);
     let keys: Vec<String> = rt

@@ -1,10 +1,13 @@
 //! Writes test data with the indexer's own code (parser, block maker,
 //! compressor), so the searcher reads exactly what production writes.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use skidder_common::storage::ObjectStore;
+use async_trait::async_trait;
+use bytes::Bytes;
+use skidder_common::storage::{ListOptions, ListPage, ObjectMeta, ObjectStore, StorageResult};
 use skidder_indexer::config::{AppSource, BlockConfig, ParseConfig, TenantSource};
 use skidder_indexer::metrics::Metrics as IndexerMetrics;
 use skidder_indexer::models::{Control, Item, RawBatch};
@@ -14,6 +17,71 @@ use skidder_indexer::stages::block_maker::BlockMaker;
 use skidder_indexer::stages::compressor::encode;
 use skidder_indexer::stages::parser::Parser;
 use skidder_searcher::pipeline::Labels;
+
+/// What a [`HookedStore`] does before it passes a read or a listing on:
+/// record it, fail it, hold it, or change the store under it.
+#[async_trait]
+pub trait Hooks: Send + Sync + std::fmt::Debug {
+    /// Before a `get`, `get_range` or `head` of `key`.
+    async fn before_get(&self, inner: &dyn ObjectStore, key: &str) -> StorageResult<()>;
+    /// Before a `list` of `prefix`.
+    fn before_list(&self, _prefix: &str) -> StorageResult<()> {
+        Ok(())
+    }
+}
+
+/// A store that runs a test's [`Hooks`] in front of a real one. It derefs
+/// to the hooks, so a test drives them through the store.
+#[derive(Debug)]
+pub struct HookedStore<H> {
+    pub inner: Arc<dyn ObjectStore>,
+    hooks: H,
+}
+
+impl<H> HookedStore<H> {
+    pub fn new(inner: Arc<dyn ObjectStore>, hooks: H) -> Self {
+        HookedStore { inner, hooks }
+    }
+}
+
+impl<H> std::ops::Deref for HookedStore<H> {
+    type Target = H;
+    fn deref(&self) -> &H {
+        &self.hooks
+    }
+}
+
+#[async_trait]
+impl<H: Hooks> ObjectStore for HookedStore<H> {
+    async fn put(&self, key: &str, body: Bytes) -> StorageResult<()> {
+        self.inner.put(key, body).await
+    }
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> StorageResult<()> {
+        self.inner.put_if_absent(key, body).await
+    }
+    async fn get(&self, key: &str) -> StorageResult<Bytes> {
+        self.hooks.before_get(&*self.inner, key).await?;
+        self.inner.get(key).await
+    }
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
+        self.hooks.before_get(&*self.inner, key).await?;
+        self.inner.get_range(key, range).await
+    }
+    async fn head(&self, key: &str) -> StorageResult<ObjectMeta> {
+        self.hooks.before_get(&*self.inner, key).await?;
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str, opts: ListOptions<'_>) -> StorageResult<ListPage> {
+        self.hooks.before_list(prefix)?;
+        self.inner.list(prefix, opts).await
+    }
+    async fn delete(&self, key: &str) -> StorageResult<()> {
+        self.inner.delete(key).await
+    }
+    fn url(&self) -> String {
+        format!("hooked+{}", self.inner.url())
+    }
+}
 
 /// Kafka time of the first record: 2023-11-14T22:13:20Z.
 pub const BASE_MS: i64 = 1_700_000_000_000;
