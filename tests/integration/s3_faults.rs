@@ -19,7 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::{Command, ExitStatus};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,10 +34,11 @@ use skidder_common::storage::{ObjectStore, S3Store};
 use skidder_common::testing::{free_port, seed_from_env, MotoServer, TansuBroker};
 
 use crate::exactly_once::{
-    post_mortem, produce, tally, wait_checkpoints, IndexerRun, Pace, Searcher, Tally,
+    post_mortem, produce, spawn_searcher, tally, wait_checkpoints, IndexerRun, Pace, Searcher,
+    Tally,
 };
 use crate::fault_proxy::{Fault, FaultProxy, ALL_FAULTS};
-use crate::support::{dump, http_get, metric, rss_bytes, sigterm, Demo, Guard, BIN};
+use crate::support::{dump, http_get, metric, rss_bytes, sigterm, Demo, Guard};
 
 const CREDS: [(&str, &str); 2] = [
     ("AWS_ACCESS_KEY_ID", "test"),
@@ -591,30 +592,25 @@ fn searcher_under_s3_faults_never_answers_incomplete_as_complete() {
          [store.s3]\ntimeout_secs = 1\n",
     )
     .unwrap();
-    let port = free_port();
-    let mut searcher = Guard(
-        Command::new(BIN)
-            .args(["searcher", "--config", config.to_str().unwrap()])
-            .args(["--store", "s3://logs/search", "--s3-endpoint"])
-            .arg(proxy.endpoint())
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .envs(CREDS)
-            .env("SKIDDER_LOG", "error")
-            .spawn()
-            .unwrap(),
+    let endpoint = proxy.endpoint();
+    let mut env = CREDS.to_vec();
+    env.push(("SKIDDER_LOG", "error"));
+    let (mut searcher, base) = spawn_searcher(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--store",
+            "s3://logs/search",
+            "--s3-endpoint",
+            &endpoint,
+        ],
+        &env,
     );
-    let base = format!("http://127.0.0.1:{port}");
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while agent.get(format!("{base}/ready")).call().is_err() {
-        assert!(searcher.try_wait().unwrap().is_none(), "searcher exited");
-        assert!(Instant::now() < deadline, "searcher never became ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let ask = |a: &Ask| -> (u16, String) {
         let mut req = agent.get(format!("{base}{}", a.path));
         for (k, v) in &a.params {
