@@ -120,17 +120,13 @@ pub enum Direction {
 /// once, when read, not on every query that checks it.
 pub struct Indexed {
     index: BlockIndex,
-    /// `None` if the filter is unreadable: then it prunes nothing.
-    bloom: Option<index::BloomFilter>,
+    bloom: index::BloomFilter,
 }
 
 impl Indexed {
-    fn new(mut index: BlockIndex) -> Indexed {
-        let bloom = index.bloom_filter().ok();
-        if bloom.is_some() {
-            // The decoded copy is all a query needs.
-            index.bloom = Vec::new();
-        }
+    fn new(mut index: BlockIndex, bloom: index::BloomFilter) -> Indexed {
+        // The decoded copy is all a query needs.
+        index.bloom = Vec::new();
         Indexed { index, bloom }
     }
 }
@@ -409,9 +405,9 @@ impl Engine {
             Err(e) => return Err(self.store_fault("get_index", e)),
         };
         self.metrics.bytes_fetched.inc_by(bytes.len() as u64);
-        match BlockIndex::decode(&bytes) {
-            Ok(idx) => {
-                let idx = Arc::new(Indexed::new(idx));
+        match BlockIndex::decode_with_bloom(&bytes) {
+            Ok((idx, bloom)) => {
+                let idx = Arc::new(Indexed::new(idx, bloom));
                 self.indexes
                     .put(key.to_owned(), idx.clone(), bytes.len() + 256);
                 Ok(Some(idx))
@@ -511,10 +507,7 @@ impl Engine {
                 .get(idx.version as usize)
                 .map_or(&[][..], Vec::as_slice);
             if !needed.is_empty() {
-                let keep = match &idx.bloom {
-                    Some(b) => needed.iter().all(|&t| b.may_contain(t)),
-                    None => true,
-                };
+                let keep = needed.iter().all(|&t| idx.bloom.may_contain(t));
                 if !keep {
                     self.metrics
                         .blocks_pruned

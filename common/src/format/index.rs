@@ -172,6 +172,13 @@ impl BlockIndex {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        Self::decode_with_bloom(bytes).map(|(index, _)| index)
+    }
+
+    /// [`decode`](Self::decode), also giving back the bloom filter that
+    /// validation decoded, for a reader that keeps it (the searcher's
+    /// cache) rather than decode it twice.
+    pub fn decode_with_bloom(bytes: &[u8]) -> Result<(Self, BloomFilter), FormatError> {
         let mut c = Cursor::new(bytes);
         let magic = c.take(4)?;
         if magic != MAGIC {
@@ -268,12 +275,13 @@ impl BlockIndex {
                 "trailing bytes in the index body",
             ));
         }
-        index.validate()?;
-        Ok(index)
+        let bloom = index.validate()?;
+        Ok((index, bloom))
     }
 
-    /// Checks the invariants a reader relies on.
-    fn validate(&self) -> Result<(), FormatError> {
+    /// Checks the invariants a reader relies on; returns the decoded
+    /// bloom filter.
+    fn validate(&self) -> Result<BloomFilter, FormatError> {
         let bad = |why: String| Err(FormatError::corrupt(HEADER_LEN, why));
         if self.min_time_ns > self.max_time_ns {
             return bad("min time is after max time".into());
@@ -297,8 +305,7 @@ impl BlockIndex {
                 self.record_count
             ));
         }
-        BloomFilter::decode(&self.bloom)?;
-        Ok(())
+        BloomFilter::decode(&self.bloom)
     }
 
     pub fn bloom_filter(&self) -> Result<BloomFilter, FormatError> {
