@@ -39,6 +39,15 @@ impl PartitionState {
     }
 }
 
+/// A checkpoint to write: see [`OffsetTracker::take_checkpoints`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointDue {
+    pub tp: TopicPartition,
+    pub next_offset: i64,
+    /// Ledger entries wholly below `next_offset`: (last offset, key).
+    pub ledger_keys: Vec<(i64, String)>,
+}
+
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
     parts: Mutex<HashMap<TopicPartition, PartitionState>>,
@@ -54,6 +63,9 @@ impl OffsetTracker {
     /// Starts tracking a partition whose records below `start` are stored.
     /// `stored_checkpoint` is the one in the object store; when Kafka's
     /// commit is ahead of it, the next checkpoint brings it up to `start`.
+    /// Whatever an earlier assignment of the partition left behind (a late
+    /// hold or pin after a revoke) is dropped: it could hold the watermark
+    /// below `start` for good.
     pub fn assign(
         &self,
         tp: &TopicPartition,
@@ -61,15 +73,16 @@ impl OffsetTracker {
         stored_checkpoint: Option<i64>,
         ledger_keys: Vec<(i64, String)>,
     ) {
-        self.with(|p| {
-            let s = p.entry(tp.clone()).or_default();
-            s.next_offset = start;
-            s.committed = start;
-            s.checkpointed = stored_checkpoint.unwrap_or(-1).min(start);
-            for (last, key) in ledger_keys {
-                s.ledger.entry(last).or_default().push(key);
-            }
-        });
+        let mut s = PartitionState {
+            next_offset: start,
+            committed: start,
+            checkpointed: stored_checkpoint.unwrap_or(-1).min(start),
+            ..PartitionState::default()
+        };
+        for (last, key) in ledger_keys {
+            s.ledger.entry(last).or_default().push(key);
+        }
+        self.with(|p| p.insert(tp.clone(), s));
     }
 
     pub fn forget(&self, tp: &TopicPartition) {
@@ -117,6 +130,7 @@ impl OffsetTracker {
     }
 
     /// Watermarks that moved past the last commit, marking them committed.
+    /// A commit that then fails is handed back with [`Self::commit_failed`].
     pub fn take_commits(&self) -> Vec<(TopicPartition, i64)> {
         self.with(|p| {
             p.iter_mut()
@@ -131,9 +145,21 @@ impl OffsetTracker {
         })
     }
 
+    /// The commit of `offset` failed: the next [`Self::take_commits`]
+    /// offers it again even if the watermark has not moved since.
+    pub fn commit_failed(&self, tp: &TopicPartition, offset: i64) {
+        self.with(|p| {
+            if let Some(s) = p.get_mut(tp) {
+                s.committed = s.committed.min(offset - 1);
+            }
+        });
+    }
+
     /// Watermarks that moved past the last checkpoint, with the ledger keys
-    /// that fall wholly below them and can be deleted once it is written.
-    pub fn take_checkpoints(&self) -> Vec<(TopicPartition, i64, Vec<String>)> {
+    /// (by last offset) that fall wholly below them and can be deleted once
+    /// it is written. A write that fails is handed back with
+    /// [`Self::checkpoint_failed`].
+    pub fn take_checkpoints(&self) -> Vec<CheckpointDue> {
         self.with(|p| {
             p.iter_mut()
                 .filter_map(|(tp, s)| {
@@ -144,9 +170,55 @@ impl OffsetTracker {
                     s.checkpointed = w;
                     let keep = s.ledger.split_off(&w);
                     let done = std::mem::replace(&mut s.ledger, keep);
-                    Some((tp.clone(), w, done.into_values().flatten().collect()))
+                    Some(CheckpointDue {
+                        tp: tp.clone(),
+                        next_offset: w,
+                        ledger_keys: done
+                            .into_iter()
+                            .flat_map(|(last, keys)| keys.into_iter().map(move |k| (last, k)))
+                            .collect(),
+                    })
                 })
                 .collect()
+        })
+    }
+
+    /// The checkpoint could not be written: the next
+    /// [`Self::take_checkpoints`] offers it again, with its ledger keys.
+    pub fn checkpoint_failed(&self, due: CheckpointDue) {
+        self.with(|p| {
+            if let Some(s) = p.get_mut(&due.tp) {
+                s.checkpointed = s.checkpointed.min(due.next_offset - 1);
+                for (last, key) in due.ledger_keys {
+                    s.ledger.entry(last).or_default().push(key);
+                }
+            }
+        });
+    }
+
+    /// One line per partition on where it stands, for the progress log:
+    /// read up to, watermark, last commit and checkpoint, holds and pins.
+    pub fn progress(&self) -> String {
+        self.with(|p| {
+            let mut parts: Vec<_> = p.iter().collect();
+            parts.sort_by_key(|(tp, _)| (tp.topic.clone(), tp.partition));
+            parts
+                .iter()
+                .map(|(tp, s)| {
+                    format!(
+                        "{}/{}: read {} watermark {} committed {} checkpointed {} holds {} pins {:?}",
+                        tp.topic,
+                        tp.partition,
+                        s.next_offset,
+                        s.watermark(),
+                        s.committed,
+                        s.checkpointed,
+                        s.holds.len(),
+                        s.pins
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
         })
     }
 
@@ -213,20 +285,25 @@ mod tests {
         assert!(t.wait_drained(None, Duration::ZERO));
     }
 
+    fn due(next_offset: i64, keys: &[(i64, &str)]) -> CheckpointDue {
+        CheckpointDue {
+            tp: tp(),
+            next_offset,
+            ledger_keys: keys.iter().map(|&(l, k)| (l, k.to_owned())).collect(),
+        }
+    }
+
     #[test]
     fn a_stale_stored_checkpoint_is_brought_up_to_kafkas_commit() {
         let t = OffsetTracker::default();
         // Kafka says 50 is stored, the store still says 20: nothing to read,
         // but the checkpoint must move to 50 and old ledger entries go.
         t.assign(&tp(), 50, Some(20), vec![(30, "old".into())]);
-        assert_eq!(
-            t.take_checkpoints(),
-            vec![(tp(), 50, vec!["old".to_owned()])]
-        );
+        assert_eq!(t.take_checkpoints(), vec![due(50, &[(30, "old")])]);
         assert!(t.take_checkpoints().is_empty());
         let fresh = OffsetTracker::default();
         fresh.assign(&tp(), 0, None, vec![]);
-        assert_eq!(fresh.take_checkpoints(), vec![(tp(), 0, vec![])]);
+        assert_eq!(fresh.take_checkpoints(), vec![due(0, &[])]);
     }
 
     #[test]
@@ -235,8 +312,42 @@ mod tests {
         t.assign(&tp(), 0, Some(0), vec![(4, "a".into())]);
         t.add_ledger_key(&tp(), 9, "b".into());
         t.advance(&tp(), 6);
-        assert_eq!(t.take_checkpoints(), vec![(tp(), 6, vec!["a".to_owned()])]);
+        assert_eq!(t.take_checkpoints(), vec![due(6, &[(4, "a")])]);
         t.advance(&tp(), 12);
-        assert_eq!(t.take_checkpoints(), vec![(tp(), 12, vec!["b".to_owned()])]);
+        assert_eq!(t.take_checkpoints(), vec![due(12, &[(9, "b")])]);
+    }
+
+    #[test]
+    fn failed_commits_and_checkpoints_are_offered_again() {
+        let t = OffsetTracker::default();
+        t.assign(&tp(), 0, Some(0), vec![(4, "a".into())]);
+        t.advance(&tp(), 6);
+        assert_eq!(t.take_commits(), vec![(tp(), 6)]);
+        assert!(t.take_commits().is_empty());
+        // The watermark stays at 6 (the end of the stream), yet the failed
+        // commit must go out again.
+        t.commit_failed(&tp(), 6);
+        assert_eq!(t.take_commits(), vec![(tp(), 6)]);
+
+        let first = t.take_checkpoints();
+        assert_eq!(first, vec![due(6, &[(4, "a")])]);
+        assert!(t.take_checkpoints().is_empty());
+        t.checkpoint_failed(first[0].clone());
+        assert_eq!(t.take_checkpoints(), first);
+    }
+
+    #[test]
+    fn a_new_assignment_drops_what_the_last_one_left() {
+        let t = OffsetTracker::default();
+        t.assign(&tp(), 0, Some(0), vec![]);
+        t.forget(&tp());
+        // A rebuild pinned (and a hold taken) after the revoke forgot the
+        // partition must not hold the next assignment's watermark.
+        t.pin(&tp(), 3);
+        t.hold(&tp(), 4);
+        t.assign(&tp(), 10, Some(10), vec![]);
+        assert_eq!(t.watermark(&tp()), Some(10));
+        t.advance(&tp(), 12);
+        assert_eq!(t.take_commits(), vec![(tp(), 12)]);
     }
 }

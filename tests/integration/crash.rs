@@ -23,8 +23,8 @@ use skidder_common::testing::{free_port, seed_from_env, SeededRng, TansuBroker};
 use skidder_indexer::failpoints::POINTS;
 
 use crate::exactly_once::{
-    checkpoints, post_mortem, produce, tally, wait_stored, LocalRun, Pace, Searcher, Tally,
-    INDEXER_CONFIG,
+    checkpoints, post_mortem, produce, tally, wait_session_expired, wait_stored, LocalRun, Pace,
+    Searcher, Tally, INDEXER_CONFIG,
 };
 use crate::support::{http_get, metric, sigterm, Guard};
 
@@ -66,8 +66,8 @@ fn soak_long() {
     );
 }
 
-/// Waits until the process has read something (the last victim's group
-/// session must expire first), or 15 s.
+/// Waits until the process has read something (its group join takes a
+/// few seconds), or 15 s.
 fn wait_reading(port: u16) {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(15) {
@@ -116,6 +116,7 @@ fn soak(records: u64, kills: usize, pace: Pace) {
     // Per crash point: (times armed, times fired).
     let mut points: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
     let mut sigkills = 0;
+    let mut killed = None;
     for kill in 0..kills {
         let port = free_port();
         let log = logs.path().join(format!("run-{kill:02}.log"));
@@ -131,6 +132,9 @@ fn soak(records: u64, kills: usize, pace: Pace) {
         } else {
             produced + per_run
         };
+        if let Some(at) = killed {
+            wait_session_expired(at);
+        }
         let chunk = produce(
             bootstrap.clone(),
             TOPIC,
@@ -163,6 +167,8 @@ fn soak(records: u64, kills: usize, pace: Pace) {
                 "SIGKILL".to_owned()
             }
         };
+        // Dead by now, whichever way it went.
+        killed = Some(Instant::now());
         let (chunk_ends, chunk_last) = chunk.join().unwrap();
         for (p, e) in chunk_ends {
             let end = ends.entry(p).or_default();
@@ -179,6 +185,9 @@ fn soak(records: u64, kills: usize, pace: Pace) {
 
     // A last run until every partition's checkpoint reaches its end offset.
     let metrics_port = free_port();
+    if let Some(at) = killed {
+        wait_session_expired(at);
+    }
     let mut child = run.start(metrics_port, &logs.path().join("final.log"), &[]);
     wait_stored(
         dir.path(),

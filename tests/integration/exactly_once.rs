@@ -19,6 +19,9 @@ pub const APPS: [&str; 3] = ["api", "web", "db"];
 /// Event times fall in the two hours from here (seconds).
 pub const BASE_SECS: i64 = 1_700_000_000;
 
+/// The consumer group session of [`INDEXER_CONFIG`].
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+
 /// An indexer config that cuts small blocks and commits often, so kills
 /// land between every kind of step.
 pub const INDEXER_CONFIG: &str = r#"
@@ -111,6 +114,20 @@ impl IndexerRun<'_> {
     }
 }
 
+/// Waits until the group session of an indexer killed at `killed` has
+/// expired: call it before starting the next indexer of the group.
+///
+/// tansu drops a dead member only when another member's request finds its
+/// session expired. A newcomer that joins earlier gets the dead member as
+/// its leader, an empty assignment from SyncGroup, and no rebalance when
+/// the dead member is dropped later: it sits in the group with no
+/// partitions for good. Kafka rebalances there; with tansu the test waits
+/// the session out.
+pub fn wait_session_expired(killed: Instant) {
+    let expired = killed + SESSION_TIMEOUT + Duration::from_secs(1);
+    std::thread::sleep(expired.saturating_duration_since(Instant::now()));
+}
+
 /// What one test's indexers share: a local store, a folder for their logs
 /// and their config file, all removed when the test ends.
 pub struct LocalRun {
@@ -129,7 +146,7 @@ impl LocalRun {
         LocalRun {
             store: format!("file://{}", dir.path().display()),
             dir,
-            logs: tempfile::tempdir().unwrap(),
+            logs: logs_dir(),
             config: file,
         }
     }
@@ -146,19 +163,45 @@ impl LocalRun {
     }
 }
 
-/// Prints the end of every log in `logs`, to see what a failed run did.
+/// A folder for indexer logs, removed when the test ends unless
+/// `SKIDDER_KEEP_LOGS=<dir>` asks to keep them (in a new folder there).
+fn logs_dir() -> tempfile::TempDir {
+    let Some(keep) = std::env::var_os("SKIDDER_KEEP_LOGS") else {
+        return tempfile::tempdir().unwrap();
+    };
+    std::fs::create_dir_all(&keep).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("logs-")
+        .disable_cleanup(true)
+        .tempdir_in(keep)
+        .unwrap();
+    eprintln!("indexer logs kept in {}", dir.path().display());
+    dir
+}
+
+/// Prints the end of every log in `logs`, oldest first, so the run that
+/// failed comes last and survives a truncated CI log.
 pub fn post_mortem(logs: &Path) {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(logs)
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(logs)
         .unwrap()
         .flatten()
-        .map(|e| e.path())
+        .map(|e| {
+            let modified = e.metadata().and_then(|m| m.modified());
+            (modified.unwrap_or(std::time::UNIX_EPOCH), e.path())
+        })
         .collect();
     files.sort();
-    for f in files {
-        let text = std::fs::read_to_string(&f).unwrap_or_default();
+    let newest = files.len().saturating_sub(1);
+    for (i, (_, f)) in files.iter().enumerate() {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        eprintln!("==== {} (last 40 of {} lines)", f.display(), lines.len());
-        for l in &lines[lines.len().saturating_sub(40)..] {
+        let shown = if i == newest { 150 } else { 40 };
+        eprintln!(
+            "==== {} (last {shown} of {} lines)",
+            f.display(),
+            lines.len()
+        );
+        for l in &lines[lines.len().saturating_sub(shown)..] {
             eprintln!("{l}");
         }
     }

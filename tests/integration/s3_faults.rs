@@ -34,8 +34,8 @@ use skidder_common::storage::{ObjectStore, S3Store};
 use skidder_common::testing::{free_port, seed_from_env, MotoServer, TansuBroker};
 
 use crate::exactly_once::{
-    post_mortem, produce, spawn_searcher, tally, wait_checkpoints, IndexerRun, Pace, Searcher,
-    Tally,
+    post_mortem, produce, spawn_searcher, tally, wait_checkpoints, wait_session_expired,
+    IndexerRun, Pace, Searcher, Tally,
 };
 use crate::fault_proxy::{Fault, FaultProxy, ALL_FAULTS};
 use crate::support::{dump, http_get, metric, rss_bytes, sigterm, Demo, Guard};
@@ -343,6 +343,7 @@ fn indexer_under_s3_faults_commits_only_stored_records_and_loses_none() {
             indexer.wait().unwrap();
             peak = rss.peak();
             metrics_port = free_port();
+            wait_session_expired(Instant::now());
             indexer = run.start(metrics_port, &logs.path().join("run-2.log"), &env);
             rss = RssPeak::start(indexer.id());
         }

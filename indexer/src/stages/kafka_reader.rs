@@ -95,11 +95,10 @@ impl ConsumerContext for ReaderContext {
     fn commit_callback(
         &self,
         result: rdkafka::error::KafkaResult<()>,
-        _offsets: &TopicPartitionList,
+        offsets: &TopicPartitionList,
     ) {
         if let Err(e) = result {
-            self.metrics.kafka_errors.inc();
-            tracing::warn!(error = %e, "offset commit failed; the next commit covers it");
+            self.commit_failed(offsets, &e);
         }
     }
 }
@@ -299,8 +298,23 @@ impl ReaderContext {
             }
         }
         if let Err(e) = consumer.commit(&tpl, mode) {
-            self.metrics.kafka_errors.inc();
-            tracing::warn!(error = %e, "offset commit failed; the next commit covers it");
+            self.commit_failed(&tpl, &e);
+        }
+    }
+
+    /// Hands a failed commit back to the tracker, so the next commit
+    /// carries it even if no offset moves in between.
+    fn commit_failed(&self, offsets: &TopicPartitionList, e: &rdkafka::error::KafkaError) {
+        self.metrics.kafka_errors.inc();
+        tracing::warn!(error = %e, "offset commit failed; the next commit retries it");
+        for el in offsets.elements() {
+            if let Offset::Offset(o) = el.offset() {
+                let tp = TopicPartition {
+                    topic: el.topic().into(),
+                    partition: el.partition(),
+                };
+                self.tracker.commit_failed(&tp, o);
+            }
         }
     }
 
@@ -404,6 +418,9 @@ pub fn consumer(
     Ok(consumer)
 }
 
+/// How often the reader logs where each partition stands.
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
 /// The stage loop. `pause` is raised by the memory monitor.
 pub fn run(
     consumer: BaseConsumer<ReaderContext>,
@@ -413,6 +430,7 @@ pub fn run(
     let ctx = consumer.context();
     let commit_every = Duration::from_millis(ctx.cfg.commit_interval_ms.max(10));
     let mut last_commit = Instant::now();
+    let mut last_progress = Instant::now();
     let mut paused_since: Option<Instant> = None;
     let counters = ctx.metrics.stage_counters("kafka_reader");
     let mut topic: Arc<str> = "".into();
@@ -487,6 +505,16 @@ pub fn run(
         if last_commit.elapsed() >= commit_every {
             ctx.commit(&consumer, CommitMode::Async);
             last_commit = Instant::now();
+        }
+        // A stalled partition shows here: its watermark stops while it reads.
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            tracing::info!(
+                paused = paused_since.is_some(),
+                pending = ctx.lock().pending.len(),
+                partitions = %ctx.tracker.progress(),
+                "progress"
+            );
         }
     };
     if let Some(t) = paused_since {

@@ -133,22 +133,24 @@ impl Uploader {
     /// Writes checkpoints for partitions whose watermark moved, then deletes
     /// the ledger entries wholly below them.
     pub async fn checkpoint(&self) {
-        for (tp, next_offset, done) in self.tracker.take_checkpoints() {
+        for due in self.tracker.take_checkpoints() {
             let body = serde_json::to_vec(&Checkpoint {
                 version: LEDGER_VERSION,
-                next_offset,
+                next_offset: due.next_offset,
             })
             .unwrap_or_default();
-            let key = checkpoint_key(&tp.topic, tp.partition);
+            let key = checkpoint_key(&due.tp.topic, due.tp.partition);
             if !self
                 .put_retrying("checkpoint", &key, Bytes::from(body), Some(5))
                 .await
             {
+                // Offered again next time, even if the watermark stays put.
+                self.tracker.checkpoint_failed(due);
                 continue;
             }
             crash_point("uploader::after_checkpoint");
-            for k in done {
-                if let Err(e) = self.store.delete(&k).await {
+            for (_, k) in &due.ledger_keys {
+                if let Err(e) = self.store.delete(k).await {
                     tracing::warn!(key = %k, error = %e, "ledger cleanup failed");
                 }
             }
