@@ -63,6 +63,10 @@ struct Opts {
     /// Skip the Kafka path.
     #[arg(long)]
     no_kafka: bool,
+    /// Search: run only the queries whose name contains this
+    /// (e.g. `--only needle`).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -533,7 +537,8 @@ fn search_rows(o: &Opts, c: &corpus::Corpus, t: &mut Table) -> Result<()> {
         stores.push(("S3 (moto)", s3));
         _moto = moto;
     }
-    for q in &cases {
+    let wanted = |q: &&QueryCase| o.only.as_ref().is_none_or(|w| q.name.contains(w.as_str()));
+    for q in cases.iter().filter(wanted) {
         let rg = match &q.rg {
             Some(args) => Some(baselines::rg_ms(args, &c.files, o.runs)?),
             None => None,
