@@ -38,13 +38,17 @@ enum Compiled {
 
 /// A value a field filter requires, `name="value"` in a chain of `and`s:
 /// a line whose JSON fields give `name` that value holds the value as it
-/// is, unless the line escapes characters (`\`). So a line without it,
-/// with no backslash, and with no stream label `name`, fails the filter
-/// without being parsed. Values that read as numbers are left out: JSON
-/// may write `1000` as `1e3`.
+/// is, unless the line escapes characters. So a line without it, without
+/// an escape that could spell part of it, and with no stream label `name`,
+/// fails the filter without being parsed. Only `\uXXXX` can spell a
+/// character other than `"`, `\`, `/` or a control character, so for a
+/// value without those, a line's `\"` or `\n` does not force a parse.
+/// Values that read as numbers are left out: JSON may write `1000` as `1e3`.
 struct Literal {
     name: String,
     finder: memmem::Finder<'static>,
+    /// The value holds a character JSON may write as a short escape.
+    short_escapable: bool,
 }
 
 impl Literal {
@@ -62,6 +66,9 @@ impl Literal {
             } if !value.is_empty() && value.trim().parse::<f64>().is_err() => out.push(Literal {
                 name: name.clone(),
                 finder: memmem::Finder::new(value.as_bytes()).into_owned(),
+                short_escapable: value
+                    .bytes()
+                    .any(|b| matches!(b, b'"' | b'\\' | b'/' | ..=0x1f)),
             }),
             _ => {}
         }
@@ -69,9 +76,12 @@ impl Literal {
 
     /// Whether the line can pass the filter, as far as this literal says.
     fn may_pass(&self, line: &[u8], stream: &Labels) -> bool {
-        self.finder.find(line).is_some()
-            || memchr::memchr(b'\\', line).is_some()
-            || stream.iter().any(|(k, _)| *k == self.name)
+        let escaped = if self.short_escapable {
+            memchr::memchr(b'\\', line).is_some()
+        } else {
+            memmem::find(line, b"\\u").is_some()
+        };
+        self.finder.find(line).is_some() || escaped || stream.iter().any(|(k, _)| *k == self.name)
     }
 }
 
@@ -455,6 +465,13 @@ mod tests {
         // Escaped in the JSON: the literal is not in the line, yet it matches.
         let escaped = r#"{"trace_id":"\u0061bc","note":"x\"y"}"#;
         assert!(run(r#"{a="b"} | trace_id="abc""#, escaped).is_some());
+        // Short escapes spell only `"`, `\`, `/` and control characters.
+        assert!(run(r#"{a="b"} | p="a/b""#, r#"{"p":"a\/b"}"#).is_some());
+        assert!(run(r#"{a="b"} | p="a/c""#, r#"{"p":"a\/b"}"#).is_none());
+        let quoted = r#"{"trace_id":"abc","note":"x\"y\n\u0041"}"#;
+        assert!(run(r#"{a="b"} | trace_id="abc""#, quoted).is_some());
+        assert!(run(r#"{a="b"} | trace_id="abd""#, quoted).is_none());
+        assert!(run(r#"{a="b"} | note="x\"y\nA""#, quoted).is_some());
         // A number written with an exponent still equals its decimal text.
         assert!(run(r#"{a="b"} | n="1000""#, r#"{"n":1e3}"#).is_some());
         // A stream label needs nothing from the line.
