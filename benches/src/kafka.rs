@@ -117,7 +117,7 @@ pub fn run_indexer(
     let mut child = Command::new(skidder)
         .args(["indexer", "--config"])
         .arg(config)
-        .env("RUST_LOG", "warn")
+        .env("SKIDDER_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
