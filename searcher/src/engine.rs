@@ -117,18 +117,11 @@ pub enum Direction {
 }
 
 /// A decoded index as the cache holds it: its bloom filter is decoded
-/// once, when read, not on every query that checks it.
+/// once, when read, not on every query that checks it (the index's raw
+/// `bloom` bytes are left empty).
 pub struct Indexed {
     index: BlockIndex,
     bloom: index::BloomFilter,
-}
-
-impl Indexed {
-    fn new(mut index: BlockIndex, bloom: index::BloomFilter) -> Indexed {
-        // The decoded copy is all a query needs.
-        index.bloom = Vec::new();
-        Indexed { index, bloom }
-    }
 }
 
 impl std::ops::Deref for Indexed {
@@ -215,22 +208,9 @@ pub fn stream_labels(idx: &BlockIndex, stream: usize) -> Labels {
     l
 }
 
-fn matches_all(matchers: &[Matcher], tenant: &str, labels: &Labels) -> bool {
-    matchers.iter().all(|m| {
-        let v = if m.name == "__tenant__" {
-            tenant
-        } else {
-            labels
-                .iter()
-                .find(|(k, _)| *k == m.name)
-                .map_or("", |(_, v)| v.as_str())
-        };
-        m.matches(v)
-    })
-}
-
-/// [`matches_all`] on [`stream_labels`], without building them: pruning
-/// asks this of every stream of every block a query lists.
+/// Whether a stream's labels as a query sees them ([`stream_labels`])
+/// satisfy every matcher, without building them: pruning asks this of
+/// every stream of every block a query lists.
 fn stream_matches(matchers: &[Matcher], tenant: &str, idx: &BlockIndex, stream: usize) -> bool {
     let own: &[(String, String)] = idx.streams.get(stream).map_or(&[], |s| &s.labels);
     matchers.iter().all(|m| {
@@ -428,7 +408,7 @@ impl Engine {
         self.metrics.bytes_fetched.inc_by(bytes.len() as u64);
         match BlockIndex::decode_with_bloom(&bytes) {
             Ok((idx, bloom)) => {
-                let idx = Arc::new(Indexed::new(idx, bloom));
+                let idx = Arc::new(Indexed { index: idx, bloom });
                 self.indexes
                     .put(key.to_owned(), idx.clone(), bytes.len() + 256);
                 Ok(Some(idx))
@@ -915,9 +895,12 @@ impl Engine {
         let mut out: Vec<Labels> = Vec::new();
         for c in &cands {
             for &s in &c.streams {
-                let l = stream_labels(&c.idx, s);
-                if matchers.is_empty() || matchers.iter().any(|ms| matches_all(ms, tenant, &l)) {
-                    out.push(l);
+                if matchers.is_empty()
+                    || matchers
+                        .iter()
+                        .any(|ms| stream_matches(ms, tenant, &c.idx, s))
+                {
+                    out.push(stream_labels(&c.idx, s));
                 }
             }
         }
@@ -1157,6 +1140,22 @@ mod tests {
             .iter()
             .map(|&(k, v)| (k.to_owned(), v.to_owned()))
             .collect()
+    }
+
+    /// The plain definition: look each matcher's name up in the built,
+    /// sorted label set.
+    fn matches_all(matchers: &[Matcher], tenant: &str, labels: &Labels) -> bool {
+        matchers.iter().all(|m| {
+            let v = if m.name == "__tenant__" {
+                tenant
+            } else {
+                labels
+                    .iter()
+                    .find(|(k, _)| *k == m.name)
+                    .map_or("", |(_, v)| v.as_str())
+            };
+            m.matches(v)
+        })
     }
 
     #[test]

@@ -76,10 +76,11 @@ impl Literal {
 
     /// Whether the line can pass the filter, as far as this literal says.
     fn may_pass(&self, line: &[u8], stream: &Labels) -> bool {
+        let mut escapes = memchr::memchr_iter(b'\\', line);
         let escaped = if self.short_escapable {
-            memchr::memchr(b'\\', line).is_some()
+            escapes.next().is_some()
         } else {
-            memmem::find(line, b"\\u").is_some()
+            escapes.any(|i| line.get(i + 1) == Some(&b'u'))
         };
         self.finder.find(line).is_some() || escaped || stream.iter().any(|(k, _)| *k == self.name)
     }

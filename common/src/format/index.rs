@@ -172,13 +172,24 @@ impl BlockIndex {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
-        Self::decode_with_bloom(bytes).map(|(index, _)| index)
+        let (mut index, raw) = Self::decode_parts(bytes)?;
+        BloomFilter::decode(raw)?;
+        index.bloom = raw.to_vec();
+        Ok(index)
     }
 
-    /// [`decode`](Self::decode), also giving back the bloom filter that
-    /// validation decoded, for a reader that keeps it (the searcher's
-    /// cache) rather than decode it twice.
+    /// [`decode`](Self::decode) for a reader that keeps the bloom filter
+    /// decoded (the searcher's cache): the decoded filter comes back beside
+    /// the index, whose raw `bloom` bytes stay empty rather than be copied
+    /// for nothing.
     pub fn decode_with_bloom(bytes: &[u8]) -> Result<(Self, BloomFilter), FormatError> {
+        let (index, raw) = Self::decode_parts(bytes)?;
+        Ok((index, BloomFilter::decode(raw)?))
+    }
+
+    /// Decodes and validates all but the bloom filter, whose bytes come
+    /// back as they lie; the caller decodes them, which checks them.
+    fn decode_parts(bytes: &[u8]) -> Result<(Self, &[u8]), FormatError> {
         let mut c = Cursor::new(bytes);
         let magic = c.take(4)?;
         if magic != MAGIC {
@@ -268,20 +279,20 @@ impl BlockIndex {
                 max_time_ns,
             });
         }
-        index.bloom = c.bytes_u32()?.to_vec();
+        let bloom = c.bytes_u32()?;
         if !c.is_empty() {
             return Err(FormatError::corrupt(
                 HEADER_LEN + c.position(),
                 "trailing bytes in the index body",
             ));
         }
-        let bloom = index.validate()?;
+        index.validate()?;
         Ok((index, bloom))
     }
 
-    /// Checks the invariants a reader relies on; returns the decoded
-    /// bloom filter.
-    fn validate(&self) -> Result<BloomFilter, FormatError> {
+    /// Checks the invariants a reader relies on, but the bloom filter's
+    /// (its decoding checks those).
+    fn validate(&self) -> Result<(), FormatError> {
         let bad = |why: String| Err(FormatError::corrupt(HEADER_LEN, why));
         if self.min_time_ns > self.max_time_ns {
             return bad("min time is after max time".into());
@@ -305,7 +316,7 @@ impl BlockIndex {
                 self.record_count
             ));
         }
-        BloomFilter::decode(&self.bloom)
+        Ok(())
     }
 
     pub fn bloom_filter(&self) -> Result<BloomFilter, FormatError> {
