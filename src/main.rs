@@ -4,6 +4,7 @@
 mod demo;
 mod flags;
 mod inspect;
+mod pack;
 mod search;
 
 use std::process::ExitCode;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
         flags::Command::Demo(f) => demo::run(f),
         flags::Command::Searcher(f) => search::run_searcher(f),
         flags::Command::Search(f) => search::run_search(f),
+        flags::Command::Pack(f) => pack::run(f),
     };
     match result {
         Ok(code) => code,

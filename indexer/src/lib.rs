@@ -9,6 +9,7 @@ pub mod memory;
 pub mod metrics;
 pub mod models;
 pub mod offsets;
+pub mod packer;
 pub mod pipeline;
 pub mod queue;
 pub mod stages;

@@ -1,5 +1,6 @@
 //! An LRU cache bounded by bytes, for hour listings and index objects.
-//! An index object never changes once written; an hour's listing can still
+//! An index object does not change once written (a packed copy the block
+//! proves stale is replaced, see `Engine::fetch`); an hour's listing can still
 //! grow after the hour closed (late blocks), so the engine re-reads a
 //! cached listing after `listing_cache_secs`.
 
@@ -33,6 +34,12 @@ impl<K: Hash + Eq, V> ByteLru<K, V> {
     pub fn get(&self, k: &K) -> Option<Arc<V>> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.lru.get(k).map(|(v, _)| v.clone())
+    }
+
+    /// Whether `k` is cached, without making it recent.
+    pub fn contains(&self, k: &K) -> bool {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.lru.contains(k)
     }
 
     pub fn put(&self, k: K, v: Arc<V>, bytes: usize) {

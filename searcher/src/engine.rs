@@ -13,7 +13,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use skidder_common::format::index::{self, BlockIndex};
-use skidder_common::format::layout::{hour_of, hour_prefix, DATA_SUFFIX, INDEX_SUFFIX};
+use skidder_common::format::layout::{
+    hour_of, hour_prefix, is_pack_key, DATA_SUFFIX, INDEX_SUFFIX,
+};
+use skidder_common::format::pack;
 use skidder_common::format::seqfile::{RecordBlock, SeqFileReader};
 use skidder_common::format::tokens::{
     field_hash, for_each_word_hash, inner_words, token_hash, token_hash_v1,
@@ -122,6 +125,10 @@ pub enum Direction {
 pub struct Indexed {
     index: BlockIndex,
     bloom: index::BloomFilter,
+    /// Read from an index pack, not from the index object itself: if the
+    /// block fails this index's checksum, the index object is read before
+    /// the block is called corrupt (see [`Engine::fetch`]).
+    from_pack: bool,
 }
 
 impl std::ops::Deref for Indexed {
@@ -157,6 +164,12 @@ fn data_key_of(index_key: &str) -> String {
     format!("{stem}{DATA_SUFFIX}")
 }
 
+/// The index next to a data block key.
+fn index_key_of(data_key: &str) -> String {
+    let stem = data_key.strip_suffix(DATA_SUFFIX).unwrap_or(data_key);
+    format!("{stem}{INDEX_SUFFIX}")
+}
+
 /// One matching line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -179,10 +192,18 @@ pub struct Stats {
     pub bytes_charged: u64,
 }
 
-/// A cached listing of an hour's index keys, and when it was read.
+/// What listing an hour found: its index keys with their listed sizes,
+/// and its index packs.
+struct HourListing {
+    prefix: String,
+    indexes: Vec<(String, u64)>,
+    packs: Vec<String>,
+}
+
+/// A cached listing, and when it was read.
 struct Listing {
     read_at: std::time::Instant,
-    keys: Arc<Vec<String>>,
+    hour: Arc<HourListing>,
 }
 
 /// A metric result: series labels to (step index, value).
@@ -336,9 +357,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Index keys under one hour prefix; cached, once the hour is closed,
-    /// for `listing_cache_secs`.
-    async fn hour_keys(&self, tenant: &str, hour: i64) -> Result<Arc<Vec<String>>, SearchError> {
+    /// The index keys and packs under one hour prefix; cached, once the
+    /// hour is closed, for `listing_cache_secs`.
+    async fn hour_listing(&self, tenant: &str, hour: i64) -> Result<Arc<HourListing>, SearchError> {
         let prefix = hour_prefix(tenant, hour);
         let ttl = std::time::Duration::from_secs(self.cfg.listing_cache_secs);
         if let Some(v) = self.listings.get(&prefix) {
@@ -347,7 +368,7 @@ impl Engine {
                     .cache
                     .with_label_values(&["listing", "hit"])
                     .inc();
-                return Ok(v.keys.clone());
+                return Ok(v.hour.clone());
             }
         }
         self.metrics
@@ -356,33 +377,115 @@ impl Engine {
             .inc();
         self.metrics.hours_listed.inc();
         let read_at = std::time::Instant::now();
-        let keys: Vec<String> = list_all(&*self.store, &prefix)
+        let (mut indexes, mut packs) = (Vec::new(), Vec::new());
+        for m in list_all(&*self.store, &prefix)
             .await
             .map_err(|e| self.store_fault("list", e))?
-            .into_iter()
-            .map(|m| m.key)
-            .filter(|k| k.starts_with(&prefix) && k.ends_with(INDEX_SUFFIX))
-            .collect();
-        let keys = Arc::new(keys);
+        {
+            if !m.key.starts_with(&prefix) {
+                continue;
+            }
+            if m.key.ends_with(INDEX_SUFFIX) {
+                indexes.push((m.key, m.size));
+            } else if is_pack_key(&prefix, &m.key) {
+                packs.push(m.key);
+            }
+        }
+        let bytes = indexes.iter().map(|(k, _)| k.len() + 32).sum::<usize>()
+            + packs.iter().map(|k| k.len() + 24).sum::<usize>()
+            + 2 * prefix.len();
+        let hour_listing = Arc::new(HourListing {
+            prefix: prefix.clone(),
+            indexes,
+            packs,
+        });
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
         let closed = (hour + 1) * NS_PER_HOUR + self.cfg.closed_after_secs * 1_000_000_000 < now;
         if closed && !ttl.is_zero() {
-            let bytes = keys.iter().map(|k| k.len() + 24).sum::<usize>() + prefix.len();
             let listing = Listing {
                 read_at,
-                keys: keys.clone(),
+                hour: hour_listing.clone(),
             };
             self.listings.put(prefix, Arc::new(listing), bytes);
         }
-        Ok(keys)
+        Ok(hour_listing)
     }
 
-    /// A decoded index, cached. A corrupt or vanished one is a warning (an
-    /// hour's listing may be cached past retention); a store fault is an
-    /// error.
+    /// Reads the packs of each hour that has a listed index the cache
+    /// lacks, and decodes the packed indexes its listing vouches for: the
+    /// same key, listed with the same size. Every other listed index is
+    /// then fetched on its own, as if there were no pack; an unreadable
+    /// pack only costs those GETs.
+    async fn read_packs(
+        &self,
+        hours: &[Arc<HourListing>],
+    ) -> Result<HashMap<String, (Arc<Indexed>, usize)>, SearchError> {
+        let wanted: Vec<(Arc<HourListing>, String)> = hours
+            .iter()
+            .filter(|h| h.indexes.iter().any(|(k, _)| !self.indexes.contains(k)))
+            .flat_map(|h| h.packs.iter().map(move |p| (h.clone(), p.clone())))
+            .collect();
+        let mut fetched = stream::iter(wanted)
+            .map(|(h, key)| async move {
+                let r = self.store.get(&key).await;
+                (h, key, r)
+            })
+            .buffered(self.cfg.index_fetch_concurrency.max(1));
+        let mut out = HashMap::new();
+        while let Some((hour, key, r)) = fetched.next().await {
+            let bytes = match r {
+                Ok(b) => b,
+                // Replaced or deleted since the listing: fetch one by one.
+                Err(e) if e.kind == StorageErrorKind::NotFound => continue,
+                Err(e) => return Err(self.store_fault("get_pack", e)),
+            };
+            self.metrics.bytes_fetched.inc_by(bytes.len() as u64);
+            let members = match pack::decode(&bytes) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.metrics
+                        .packs_read
+                        .with_label_values(&["unreadable"])
+                        .inc();
+                    tracing::warn!(%key, error = %e, "ignoring an unreadable index pack");
+                    continue;
+                }
+            };
+            self.metrics.packs_read.with_label_values(&["ok"]).inc();
+            let listed: HashMap<&str, u64> = hour
+                .indexes
+                .iter()
+                .map(|(k, size)| (k.strip_prefix(&hour.prefix).unwrap_or(k), *size))
+                .collect();
+            for m in members {
+                if listed.get(m.name) != Some(&(m.index.len() as u64)) {
+                    continue;
+                }
+                let key = format!("{}{}", hour.prefix, m.name);
+                if self.indexes.contains(&key) {
+                    continue;
+                }
+                // A member that does not decode is fetched on its own,
+                // which reports it if the index object is corrupt too.
+                if let Ok((index, bloom)) = BlockIndex::decode_with_bloom(m.index) {
+                    let indexed = Indexed {
+                        index,
+                        bloom,
+                        from_pack: true,
+                    };
+                    out.insert(key, (Arc::new(indexed), m.index.len() + 256));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A decoded index, from the cache, from this query's packs, or from
+    /// the store.
     async fn index(
         &self,
         key: &str,
+        packed: &HashMap<String, (Arc<Indexed>, usize)>,
         warnings: &mut Vec<String>,
     ) -> Result<Option<Arc<Indexed>>, SearchError> {
         if let Some(i) = self.indexes.get(&key.to_owned()) {
@@ -392,10 +495,29 @@ impl Engine {
                 .inc();
             return Ok(Some(i));
         }
+        if let Some((i, bytes)) = packed.get(key) {
+            self.metrics
+                .cache
+                .with_label_values(&["index", "pack"])
+                .inc();
+            self.indexes.put(key.to_owned(), i.clone(), *bytes);
+            return Ok(Some(i.clone()));
+        }
         self.metrics
             .cache
             .with_label_values(&["index", "miss"])
             .inc();
+        self.fetch_index(key, warnings).await
+    }
+
+    /// Reads and decodes an index object, and caches it. A corrupt or
+    /// vanished one is a warning (an hour's listing may be cached past
+    /// retention); a store fault is an error.
+    async fn fetch_index(
+        &self,
+        key: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<Arc<Indexed>>, SearchError> {
         let bytes = match self.store.get(key).await {
             Ok(b) => b,
             Err(e) if e.kind == StorageErrorKind::NotFound => {
@@ -407,8 +529,12 @@ impl Engine {
         };
         self.metrics.bytes_fetched.inc_by(bytes.len() as u64);
         match BlockIndex::decode_with_bloom(&bytes) {
-            Ok((idx, bloom)) => {
-                let idx = Arc::new(Indexed { index: idx, bloom });
+            Ok((index, bloom)) => {
+                let idx = Arc::new(Indexed {
+                    index,
+                    bloom,
+                    from_pack: false,
+                });
                 self.indexes
                     .put(key.to_owned(), idx.clone(), bytes.len() + 256);
                 Ok(Some(idx))
@@ -442,14 +568,16 @@ impl Engine {
             });
         }
         let listings: Vec<_> = stream::iter(first..=last)
-            .map(|h| self.hour_keys(tenant, h))
+            .map(|h| self.hour_listing(tenant, h))
             .buffered(self.cfg.index_fetch_concurrency.max(1))
             .collect()
             .await;
-        let mut keys = Vec::new();
-        for l in listings {
-            keys.extend(l?.iter().cloned());
-        }
+        let listings = listings.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let packed = self.read_packs(&listings).await?;
+        let keys: Vec<String> = listings
+            .iter()
+            .flat_map(|l| l.indexes.iter().map(|(k, _)| k.clone()))
+            .collect();
         stats.blocks_listed += keys.len() as u64;
         self.metrics.blocks_listed.inc_by(keys.len() as u64);
         // One token list per index version the store may hold.
@@ -462,10 +590,11 @@ impl Engine {
         };
         let mut out = Vec::new();
         // Stops at the first store fault; dropping the stream cancels the rest.
+        let packed = &packed;
         let mut fetched = stream::iter(keys)
             .map(|k| async move {
                 let mut w = Vec::new();
-                let r = self.index(&k, &mut w).await;
+                let r = self.index(&k, packed, &mut w).await;
                 (k, r, w)
             })
             .buffered(self.cfg.index_fetch_concurrency.max(1));
@@ -526,13 +655,16 @@ impl Engine {
     }
 
     /// Fetches and verifies a data block. `None` (with a warning) if it is
-    /// missing or corrupt; a store fault is an error.
+    /// missing or corrupt; a store fault is an error. When the index came
+    /// from a pack and the block fails its checksum, the block may have
+    /// been rewritten after the pack was: the index object itself is read,
+    /// and if the block passes it, it comes back too, to scan with.
     async fn fetch(
         &self,
-        idx: &BlockIndex,
+        idx: &Indexed,
         key: &str,
         warnings: &mut Vec<String>,
-    ) -> Result<Option<Bytes>, SearchError> {
+    ) -> Result<Option<(Bytes, Option<Arc<Indexed>>)>, SearchError> {
         let data = match self.store.get(key).await {
             Ok(d) => d,
             Err(e) if e.kind == StorageErrorKind::NotFound => {
@@ -544,20 +676,33 @@ impl Engine {
         };
         self.metrics.blocks_fetched.inc();
         self.metrics.bytes_fetched.inc_by(data.len() as u64);
-        if let Err(e) = idx.verify_data(&data) {
-            self.metrics.corrupt_objects.inc();
-            tracing::warn!(key, error = %e, "skipping corrupt block");
-            warnings.push(format!("skipped corrupt block {key}: {e}"));
-            return Ok(None);
+        let Err(e) = idx.verify_data(&data) else {
+            return Ok(Some((data, None)));
+        };
+        if idx.from_pack {
+            let mut w = Vec::new();
+            if let Some(fresh) = self.fetch_index(&index_key_of(key), &mut w).await? {
+                if fresh.verify_data(&data).is_ok() {
+                    self.metrics.stale_packed_indexes.inc();
+                    tracing::info!(key, "a packed index was out of date; read the index itself");
+                    return Ok(Some((data, Some(fresh))));
+                }
+            }
         }
-        Ok(Some(data))
+        self.metrics.corrupt_objects.inc();
+        tracing::warn!(key, error = %e, "skipping corrupt block");
+        warnings.push(format!("skipped corrupt block {key}: {e}"));
+        Ok(None)
     }
 
     /// Fetches the candidates' blocks, a few at a time, in order.
     async fn fetch_many(
         &self,
         cands: &[Candidate],
-    ) -> Vec<(Result<Option<Bytes>, SearchError>, Vec<String>)> {
+    ) -> Vec<(
+        Result<Option<(Bytes, Option<Arc<Indexed>>)>, SearchError>,
+        Vec<String>,
+    )> {
         // Owned items: a stream over borrowed candidates trips the
         // compiler's `Send` check for the handlers' futures.
         let items: Vec<(Arc<Indexed>, String)> = cands
@@ -588,9 +733,21 @@ impl Engine {
         let fetched = self.fetch_many(chunk).await;
         for (c, (data, w)) in chunk.iter().zip(fetched) {
             stats.warnings.extend(w);
-            let Some(data) = data? else { continue };
+            let Some((data, fresh)) = data? else { continue };
             stats.bytes_fetched += data.len() as u64;
-            self.scan(c, &data, scan, stats, f);
+            match fresh {
+                // Pruned on an out-of-date index: scan every stream, which
+                // re-checks labels and times record by record.
+                Some(idx) => {
+                    let c = Candidate {
+                        streams: (0..idx.streams.len()).collect(),
+                        idx,
+                        data_key: c.data_key.clone(),
+                    };
+                    self.scan(&c, &data, scan, stats, f);
+                }
+                None => self.scan(c, &data, scan, stats, f),
+            }
         }
         Ok(())
     }

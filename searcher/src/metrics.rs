@@ -19,6 +19,12 @@ pub struct Metrics {
     pub lines_matched: IntCounter,
     pub cache: IntCounterVec,
     pub corrupt_objects: IntCounter,
+    /// Index packs read, by result (`ok`, or `unreadable`: the query then
+    /// fetched that hour's indexes one by one).
+    pub packs_read: IntCounterVec,
+    /// Packed indexes a block's checksum proved out of date (the block was
+    /// rewritten after the pack); the query refetched the index itself.
+    pub stale_packed_indexes: IntCounter,
     /// Store faults during queries, by operation (`list`, `get_index`,
     /// `get_block`) and error kind; each failed its query with a 502.
     pub store_errors: IntCounterVec,
@@ -101,6 +107,15 @@ impl Metrics {
             corrupt_objects: c(
                 "skidder_searcher_corrupt_objects_total",
                 "Objects skipped as corrupt.",
+            ),
+            packs_read: cv(
+                "skidder_searcher_index_packs_read_total",
+                "Index packs read, by result.",
+                &["result"],
+            ),
+            stale_packed_indexes: c(
+                "skidder_searcher_stale_packed_indexes_total",
+                "Packed indexes found out of date by their block's checksum, and refetched.",
             ),
             store_errors: cv(
                 "skidder_searcher_store_errors_total",

@@ -16,6 +16,9 @@ use chrono::{DateTime, Datelike, Timelike};
 
 pub const DATA_SUFFIX: &str = ".seq";
 pub const INDEX_SUFFIX: &str = ".idx";
+/// Index packs: `<hour prefix>_index.<n>.pack` (see [`pack_key`]).
+pub const PACK_SUFFIX: &str = ".pack";
+const PACK_STEM: &str = "_index.";
 pub const LEDGER_ROOT: &str = "_ledger/";
 pub const DEAD_LETTER_ROOT: &str = "_deadletter/";
 const NS_PER_HOUR: i64 = 3_600_000_000_000;
@@ -136,6 +139,21 @@ pub fn hour_prefix(tenant: &str, hour: i64) -> String {
     )
 }
 
+/// The `n`th index pack of an hour: `<hour prefix>_index.<n>.pack`. It
+/// sits beside the `app=` folders, so listing the hour returns it with the
+/// indexes it copies, and deleting or copying the hour takes it along.
+pub fn pack_key(hour_prefix: &str, n: usize) -> String {
+    format!("{hour_prefix}{PACK_STEM}{n}{PACK_SUFFIX}")
+}
+
+/// Whether `key`, listed under `hour_prefix`, is one of its packs.
+pub fn is_pack_key(hour_prefix: &str, key: &str) -> bool {
+    key.strip_prefix(hour_prefix)
+        .and_then(|rest| rest.strip_prefix(PACK_STEM))
+        .and_then(|rest| rest.strip_suffix(PACK_SUFFIX))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Everything that names one block; equal names mean the same records.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BlockName {
@@ -180,6 +198,23 @@ pub fn ledger_prefix(topic: &str, partition: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pack_keys_sit_beside_the_app_folders() {
+        let hour = hour_prefix("acme", 498_685);
+        let key = pack_key(&hour, 3);
+        assert_eq!(key, "tenant=acme/dt=2026-11-21/hour=13/_index.3.pack");
+        assert!(is_pack_key(&hour, &key));
+        for not in [
+            format!("{hour}app=_index.0.pack/x.idx"),
+            format!("{hour}_index..pack"),
+            format!("{hour}_index.1x.pack"),
+            format!("{hour}app=a/_index.0.pack"),
+            "tenant=other/dt=2026-11-21/hour=13/_index.0.pack".to_owned(),
+        ] {
+            assert!(!is_pack_key(&hour, &not), "{not}");
+        }
+    }
 
     #[test]
     fn components_cannot_escape_or_collide() {

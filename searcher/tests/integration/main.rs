@@ -2,10 +2,13 @@
 //! - `pruning`: pruned results equal a brute-force scan of the input;
 //! - `api`: the HTTP service over a real S3 server (moto): tenant
 //!   isolation, bearer tokens, query limits, store faults;
+//! - `packs`: index packs save GETs and never change a result, even when
+//!   late, stale or unreadable;
 //! - `corrupt`: corrupt, truncated and missing objects are skipped with a
 //!   warning and counted, never a wrong line or a panic.
 
 mod api;
 mod corrupt;
 mod fixture;
+mod packs;
 mod pruning;

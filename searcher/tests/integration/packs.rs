@@ -1,0 +1,344 @@
+//! Index packs. `skidder pack`'s packer copies each hour's indexes into
+//! packs; a cold searcher then reads an hour's indexes with one GET per
+//! pack instead of one per block. The listing stays the source of truth,
+//! so every query here must return exactly what it returned before any
+//! pack existed, while the packs are:
+//! - split across several objects per hour;
+//! - missing a block that arrived after packing (fetched on its own);
+//! - holding an out-of-date copy of an index whose block was rewritten
+//!   with different bytes under the same name (the block's checksum
+//!   catches it, and the index object itself is read);
+//! - unreadable (that pack's indexes are fetched one by one).
+//!
+//! The store is a real directory; a hook records every GET.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use skidder_common::format::index::BlockIndex;
+use skidder_common::format::layout::hour_of;
+use skidder_common::format::pack;
+use skidder_common::format::seqfile::{SeqFileReader, SeqFileWriter};
+use skidder_common::storage::{list_all, LocalStore, ObjectStore, StorageResult};
+use skidder_indexer::packer::{pack_hours, PackOptions, PackReport};
+use skidder_searcher::engine::{Direction, Engine, EngineConfig, Entry, TimeRange};
+use skidder_searcher::logql::{parse, Query};
+use skidder_searcher::metrics::Metrics;
+
+use crate::fixture::{index_lines, HookedStore, Hooks, Rec};
+
+const TENANT: &str = "packs";
+const LINES: usize = 12_000;
+
+/// Records the key of every read.
+#[derive(Debug, Default)]
+struct Seen(Mutex<Vec<String>>);
+
+#[async_trait]
+impl Hooks for Seen {
+    async fn before_get(&self, _: &dyn ObjectStore, key: &str) -> StorageResult<()> {
+        self.0.lock().unwrap().push(key.to_owned());
+        Ok(())
+    }
+}
+
+type Store = HookedStore<Seen>;
+
+/// JSON lines over about 3.3 hours (the fixture spaces Kafka times 997 ms
+/// apart), three apps, a unique trace id each.
+fn input() -> Vec<String> {
+    (0..LINES)
+        .map(|i| {
+            let (app, level) = (
+                ["checkout", "cart", "search"][i % 3],
+                ["info", "warn", "error"][i % 7 % 3],
+            );
+            serde_json::json!({
+                "app": app,
+                "level": level,
+                "msg": format!("GET /item/{} served in {} ms", i % 97, i % 13),
+                "trace_id": format!("{:032x}", (i as u128 + 1) * 0x9E37_79B9_7F4A_7C15),
+            })
+            .to_string()
+        })
+        .collect()
+}
+
+fn trace_of(r: &Rec) -> String {
+    let v: serde_json::Value = serde_json::from_str(&r.line).unwrap();
+    v["trace_id"].as_str().unwrap().to_owned()
+}
+
+/// What one cold query returned, and what it read.
+struct Run {
+    entries: Vec<Entry>,
+    gets: Vec<String>,
+    metrics: Arc<Metrics>,
+    warnings: Vec<String>,
+}
+
+impl Run {
+    fn gets_ending(&self, suffix: &str) -> usize {
+        self.gets.iter().filter(|k| k.ends_with(suffix)).count()
+    }
+}
+
+struct Env {
+    store: Arc<Store>,
+    recs: Vec<Rec>,
+    range: TimeRange,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(HookedStore::new(
+            Arc::new(LocalStore::new(dir.path()).unwrap()),
+            Seen::default(),
+        ));
+        let recs = index_lines(&*store, TENANT, &input()).await;
+        assert_eq!(recs.len(), LINES);
+        let range = TimeRange {
+            start: recs.iter().map(|r| r.ts).min().unwrap(),
+            end: recs.iter().map(|r| r.ts).max().unwrap() + 1,
+        };
+        Env {
+            store,
+            recs,
+            range,
+            _dir: dir,
+        }
+    }
+
+    /// Runs `q` on a new engine (cold caches); log queries with a limit
+    /// above the input, so every matching line comes back.
+    async fn query(&self, q: &str) -> Run {
+        let metrics = Arc::new(Metrics::new());
+        let engine = Engine::new(self.store.clone(), EngineConfig::default(), metrics.clone());
+        self.store.0.lock().unwrap().clear();
+        let Query::Log(lq) = parse(q).unwrap() else {
+            panic!("{q} is a log query")
+        };
+        let (entries, stats) = engine
+            .logs(TENANT, self.range, &lq, LINES + 1, Direction::Forward, true)
+            .await
+            .unwrap();
+        let gets = std::mem::take(&mut *self.store.0.lock().unwrap());
+        Run {
+            entries,
+            gets,
+            metrics,
+            warnings: stats.warnings,
+        }
+    }
+
+    async fn pack(&self, max_pack_bytes: usize) -> PackReport {
+        let opts = PackOptions {
+            max_pack_bytes,
+            ..Default::default()
+        };
+        let (first, last) = (hour_of(self.range.start), hour_of(self.range.end - 1));
+        pack_hours(&*self.store, &[TENANT.to_owned()], first, last, &opts)
+            .await
+            .unwrap()
+    }
+
+    async fn keys(&self, suffix: &str) -> Vec<(String, u64)> {
+        list_all(&*self.store, &format!("tenant={TENANT}/"))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.key.ends_with(suffix))
+            .map(|m| (m.key, m.size))
+            .collect()
+    }
+
+    async fn get(&self, key: &str) -> Bytes {
+        self.store.inner.get(key).await.unwrap()
+    }
+
+    /// The index key of the block holding `r`.
+    async fn block_of(&self, r: &Rec) -> String {
+        for (key, _) in self.keys(".idx").await {
+            let seq = key.replace(".idx", ".seq");
+            let (_, records) = SeqFileReader::read_all(&self.get(&seq).await).unwrap();
+            if records.iter().any(|(_, l)| *l == r.line) {
+                return key;
+            }
+        }
+        panic!("no block holds {}", r.line)
+    }
+}
+
+fn hour_of_key(key: &str) -> &str {
+    &key[..key.find("hour=").unwrap() + "hour=HH/".len()]
+}
+
+fn counter(m: &Metrics, result: &str) -> u64 {
+    m.packs_read.with_label_values(&[result]).get()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packs_save_index_gets_and_never_change_results() {
+    let env = Env::new().await;
+    let indexes = env.keys(".idx").await;
+    let hours: std::collections::BTreeSet<&str> =
+        indexes.iter().map(|(k, _)| hour_of_key(k)).collect();
+    assert!(
+        hours.len() >= 3 && indexes.len() >= 5 * hours.len(),
+        "several hours of several blocks: {} indexes in {} hours",
+        indexes.len(),
+        hours.len()
+    );
+    let needle = &env.recs[LINES / 2];
+    let queries = [
+        format!(r#"{{__app__=~".+"}} | trace_id="{}""#, trace_of(needle)),
+        r#"{__app__="cart"} |= "/item/42 ""#.to_owned(),
+        r#"{level="warn"}"#.to_owned(),
+    ];
+    // Before any pack: what every query must keep returning.
+    let mut want = Vec::new();
+    for q in &queries {
+        let run = env.query(q).await;
+        assert_eq!(
+            run.gets_ending(".idx"),
+            indexes.len(),
+            "{q}: one GET per index"
+        );
+        assert!(run.warnings.is_empty(), "{:?}", run.warnings);
+        want.push(run.entries);
+    }
+    assert_eq!(want[0].len(), 1, "the needle is found once");
+    assert_eq!(want[0][0].line, needle.line);
+    assert!(want[1].len() > 10 && want[2].len() > 1000);
+    let check = |q: &str, run: &Run, want: &[Entry], what: &str| {
+        assert!(run.warnings.is_empty(), "{what}: {q}: {:?}", run.warnings);
+        assert!(run.entries == want, "{what}: {q}: results changed");
+    };
+
+    // A block that lands after its hour was packed.
+    let late = env.block_of(&env.recs[LINES / 3]).await;
+    let late_seq = late.replace(".idx", ".seq");
+    let (late_idx, late_data) = (env.get(&late).await, env.get(&late_seq).await);
+    env.store.delete(&late).await.unwrap();
+    env.store.delete(&late_seq).await.unwrap();
+
+    // Small packs: each hour takes several.
+    let report = env.pack(3_000).await;
+    assert_eq!(report.hours_packed, hours.len(), "{report:?}");
+    assert_eq!(report.indexes_packed, indexes.len() - 1, "{report:?}");
+    let packs = env.keys(".pack").await;
+    assert!(
+        packs.len() > hours.len(),
+        "several packs an hour: {packs:?}"
+    );
+    env.store.put(&late, late_idx).await.unwrap();
+    env.store.put(&late_seq, late_data).await.unwrap();
+
+    for (q, want) in queries.iter().zip(&want) {
+        let run = env.query(q).await;
+        check(q, &run, want, "with a late block");
+        assert_eq!(run.gets_ending(".pack"), packs.len(), "{q}");
+        assert_eq!(
+            run.gets
+                .iter()
+                .filter(|k| k.ends_with(".idx"))
+                .collect::<Vec<_>>(),
+            vec![&late],
+            "{q}: only the late block's index is read on its own"
+        );
+        assert_eq!(counter(&run.metrics, "ok"), packs.len() as u64);
+    }
+
+    // The next pass repacks only the late block's hour, now in one pack,
+    // and deletes that hour's other packs.
+    let report = env.pack(PackOptions::default().max_pack_bytes).await;
+    assert_eq!(
+        (report.hours_packed, report.hours_current),
+        (1, hours.len() - 1),
+        "{report:?}"
+    );
+    let late_hour = hour_of_key(&late);
+    let packs = env.keys(".pack").await;
+    let in_late_hour: Vec<_> = packs
+        .iter()
+        .filter(|(k, _)| k.starts_with(late_hour))
+        .collect();
+    assert_eq!(in_late_hour.len(), 1, "{packs:?}");
+    let again = env.pack(PackOptions::default().max_pack_bytes).await;
+    assert_eq!(
+        again.hours_current,
+        hours.len(),
+        "an unchanged hour is left alone"
+    );
+    for (q, want) in queries.iter().zip(&want) {
+        let run = env.query(q).await;
+        check(q, &run, want, "packed");
+        assert_eq!(run.gets_ending(".idx"), 0, "{q}: no index read on its own");
+    }
+
+    // The needle's block rewritten with other bytes (another sync marker)
+    // and a matching index of the same size: the packed copy is stale.
+    let key = env.block_of(needle).await;
+    let seq = key.replace(".idx", ".seq");
+    let (header, records) = SeqFileReader::read_all(&env.get(&seq).await).unwrap();
+    let meta: Vec<(&str, &str)> = header
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut w = SeqFileWriter::new(Vec::new(), &meta, *b"a different sync");
+    for (t, l) in &records {
+        w.append(*t, l.as_bytes());
+    }
+    let data = w.finish();
+    let mut idx = BlockIndex::decode(&env.get(&key).await).unwrap();
+    idx.data_size = data.len() as u64;
+    idx.data_crc32c = crc32c::crc32c(&data);
+    let idx = idx.encode();
+    assert_eq!(
+        idx.len(),
+        env.get(&key).await.len(),
+        "same size, other bytes"
+    );
+    env.store.put(&seq, Bytes::from(data)).await.unwrap();
+    env.store.put(&key, Bytes::from(idx)).await.unwrap();
+    let run = env.query(&queries[0]).await;
+    check(&queries[0], &run, &want[0], "stale packed index");
+    assert_eq!(run.metrics.stale_packed_indexes.get(), 1);
+    assert_eq!(run.metrics.corrupt_objects.get(), 0);
+    assert_eq!(run.gets_ending(".idx"), 1, "the index itself is read once");
+
+    // An unreadable pack: its hour's indexes are read one by one.
+    let (pack_key, _) = &packs[0];
+    let mut bytes = env.get(pack_key).await.to_vec();
+    let in_pack = pack::decode(&bytes).unwrap().len();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    env.store.put(pack_key, Bytes::from(bytes)).await.unwrap();
+    for (q, want) in queries.iter().zip(&want) {
+        let run = env.query(q).await;
+        check(q, &run, want, "unreadable pack");
+        assert_eq!(counter(&run.metrics, "unreadable"), 1);
+        assert!(
+            run.gets_ending(".idx") >= in_pack,
+            "{q}: the pack's {in_pack} indexes are read on their own"
+        );
+    }
+    let report = env.pack(PackOptions::default().max_pack_bytes).await;
+    assert!(
+        report.hours_packed >= 1,
+        "the unreadable pack is rewritten: {report:?}"
+    );
+    let run = env.query(&queries[2]).await;
+    assert!(run.entries == want[2]);
+    // Still stale, if its hour was not the one repacked: a pass compares
+    // names and sizes only.
+    assert_eq!(
+        run.gets_ending(".idx") as u64,
+        run.metrics.stale_packed_indexes.get(),
+        "every index read on its own is a stale packed copy's"
+    );
+}

@@ -1,0 +1,91 @@
+//! `skidder pack`: writes index packs for settled hours, once or on a
+//! timer, so cold searches read an hour's indexes in one GET.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use skidder_common::format::layout::hour_of;
+use skidder_common::service::Shutdown;
+use skidder_common::storage::{open_store, S3Config};
+use skidder_indexer::packer::{pack_hours, tenants, PackOptions};
+
+use crate::flags::{runtime, StoreFlags};
+
+#[derive(Args)]
+pub struct PackFlags {
+    #[command(flatten)]
+    pub store: StoreFlags,
+    /// Pack only these tenants (repeatable); by default every tenant.
+    #[arg(long = "tenant")]
+    pub tenants: Vec<String>,
+    /// How far back to look, e.g. `48h` or `30d`.
+    #[arg(long, default_value = "48h", value_parser = humantime::parse_duration)]
+    pub since: Duration,
+    /// Pack an hour only once it has been over this long, e.g. `10m`. Blocks
+    /// that arrive later are still found; the next pass repacks the hour.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub settle: Duration,
+    /// Run a pass this often until stopped, e.g. `15m`; by default once.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub every: Option<Duration>,
+    /// Largest pack in MiB; a bigger hour gets several.
+    #[arg(long, default_value_t = 64)]
+    pub max_pack_mib: usize,
+}
+
+pub fn run(flags: PackFlags) -> anyhow::Result<ExitCode> {
+    let shutdown = Shutdown::on_signals().context("installing signal handlers")?;
+    let Some(url) = &flags.store.store else {
+        bail!("name the store with --store or SKIDDER_STORE");
+    };
+    let s3 = S3Config {
+        endpoint: flags.store.s3_endpoint.clone(),
+        ..Default::default()
+    };
+    let url = url.parse().map_err(anyhow::Error::msg)?;
+    let rt = runtime()?;
+    let store = rt
+        .block_on(open_store(&url, &s3))
+        .context("opening the store")?;
+    let opts = PackOptions {
+        max_pack_bytes: flags.max_pack_mib.max(1) << 20,
+        ..Default::default()
+    };
+    loop {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        let first = hour_of(now.saturating_sub(nanos(flags.since)));
+        // The last hour that ended at least `settle` ago.
+        let last = hour_of(now.saturating_sub(nanos(flags.settle))) - 1;
+        let tenants = if flags.tenants.is_empty() {
+            rt.block_on(tenants(&*store)).context("listing tenants")?
+        } else {
+            flags.tenants.clone()
+        };
+        let report = rt
+            .block_on(pack_hours(&*store, &tenants, first, last, &opts))
+            .context("packing")?;
+        tracing::info!(
+            tenants = tenants.len(),
+            hours_listed = report.hours_listed,
+            hours_packed = report.hours_packed,
+            hours_current = report.hours_current,
+            indexes_packed = report.indexes_packed,
+            indexes_skipped = report.indexes_skipped,
+            bytes_written = report.bytes_written,
+            "pack pass done"
+        );
+        let Some(every) = flags.every else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        let until = std::time::Instant::now() + every;
+        while std::time::Instant::now() < until {
+            if shutdown.is_triggered() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
