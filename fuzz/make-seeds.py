@@ -94,7 +94,7 @@ QUERIES = [
 def main():
     idx = (GOLDEN / "block.idx").read_bytes()
     seq = (GOLDEN / "block.seq").read_bytes()
-    for target in ["logql_parse", "index_decode", "seqfile_decode"]:
+    for target in ["logql_parse", "index_decode", "seqfile_decode", "pack_decode"]:
         shutil.rmtree(SEEDS / target, ignore_errors=True)
         (SEEDS / target).mkdir(parents=True)
     for i, q in enumerate(QUERIES):
@@ -102,6 +102,7 @@ def main():
     (SEEDS / "index_decode" / "golden-v1.idx").write_bytes(idx)
     (SEEDS / "index_decode" / "golden-v1.bloom").write_bytes(bloom_of(idx))
     (SEEDS / "seqfile_decode" / "golden-v1.seq").write_bytes(seq)
+    (SEEDS / "pack_decode" / "golden-v1.pack").write_bytes((GOLDEN / "hour.pack").read_bytes())
     for i, stream in enumerate(lz4_streams_of(seq)):
         (SEEDS / "seqfile_decode" / f"golden-v1-buffer-{i}.lz4").write_bytes(stream)
 

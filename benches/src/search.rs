@@ -7,6 +7,9 @@
 //! listings and decoded indexes come from its cache (data blocks never
 //! do), as in a searcher that has been running; this is the state
 //! ripgrep is measured in, with the raw files in the page cache.
+//!
+//! The store holds index packs (`skidder pack`); a run with `read_packs`
+//! off shows what a cold query costs without them.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -83,12 +86,13 @@ fn summarize(v: &serde_json::Value) -> String {
     }
 }
 
-fn engine(store: &Arc<dyn ObjectStore>) -> (Engine, Arc<Metrics>) {
+fn engine(store: &Arc<dyn ObjectStore>, read_packs: bool) -> (Engine, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
     let engine = Engine::new(
         store.clone(),
         EngineConfig {
             max_hours: 1_000_000,
+            read_packs,
             ..EngineConfig::default()
         },
         metrics.clone(),
@@ -121,9 +125,11 @@ async fn once(
 }
 
 /// Runs `q` `runs` times against `store` on a cold engine each time, then
-/// `runs` times on one warm engine.
+/// `runs` times on one warm engine; `read_packs` as the searcher's option.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     store: Arc<dyn ObjectStore>,
+    read_packs: bool,
     tenant: &str,
     q: &QueryCase,
     start: i64,
@@ -134,7 +140,7 @@ pub async fn run(
     let mut times = Vec::new();
     let mut report = QueryReport::default();
     for _ in 0..runs {
-        let (engine, metrics) = engine(&store);
+        let (engine, metrics) = engine(&store, read_packs);
         let (ms, v, stats) = once(&engine, tenant, q, start, end, step).await?;
         times.push(ms);
         report = QueryReport {
@@ -149,7 +155,7 @@ pub async fn run(
     }
     report.median_ms = crate::measure::median(times);
 
-    let (engine, metrics) = engine(&store);
+    let (engine, metrics) = engine(&store, read_packs);
     once(&engine, tenant, q, start, end, step).await?;
     let mut warm = Vec::new();
     for _ in 0..runs {

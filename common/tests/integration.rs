@@ -2,6 +2,7 @@
 //! conformance suite on both backends, and the frozen format golden files.
 
 use skidder_common::format::index::{build_bloom, BlockIndex, StreamEntry};
+use skidder_common::format::pack;
 use skidder_common::format::seqfile::{SeqFileReader, SeqFileWriter};
 use skidder_common::format::tokens::{token_hash, token_hash_v1};
 use skidder_common::storage::{conformance, LocalStore, S3Store};
@@ -173,6 +174,45 @@ fn golden_v2_index_still_reads_and_is_still_written_identically() {
     assert_eq!(
         index, stored,
         "the v2 index writer changed: bump the version instead"
+    );
+}
+
+/// Pack version 1, holding the v1 and v2 golden indexes.
+#[test]
+fn golden_v1_pack_still_reads_and_is_still_written_identically() {
+    let path = format!("{GOLDEN_DIR}/hour.pack");
+    let v1 = std::fs::read(format!("{GOLDEN_DIR}/block.idx")).unwrap();
+    let v2 = std::fs::read(format!("{GOLDEN_V2_DIR}/block.idx")).unwrap();
+    let names = [
+        "app=checkout/logs.3.00000000000000000100.idx",
+        "app=checkout/logs.3.00000000000000000200.idx",
+    ];
+    let pack = pack::encode(&[
+        pack::Member {
+            name: names[0],
+            index: &v1,
+        },
+        pack::Member {
+            name: names[1],
+            index: &v2,
+        },
+    ]);
+    if !std::path::Path::new(&path).exists() {
+        std::fs::write(&path, &pack).unwrap();
+        eprintln!("wrote {path}; commit it");
+    }
+    let stored = std::fs::read(&path).unwrap();
+    assert!(stored.starts_with(b"SKPK\x01\x00\x00\x00\x02\x00\x00\x00"));
+    let members = pack::decode(&stored).unwrap();
+    let got: Vec<(&str, u16)> = members
+        .iter()
+        .map(|m| (m.name, BlockIndex::decode(m.index).unwrap().version))
+        .collect();
+    assert_eq!(got, vec![(names[0], 1), (names[1], 2)]);
+    assert_eq!((members[0].index, members[1].index), (&v1[..], &v2[..]));
+    assert_eq!(
+        pack, stored,
+        "the v1 pack writer changed: bump the version instead"
     );
 }
 

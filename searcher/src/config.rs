@@ -48,6 +48,8 @@ pub struct SearcherConfig {
     pub listing_cache_secs: u64,
     /// Must equal the indexer's `parse.max_token_value_len`.
     pub max_token_value_len: usize,
+    /// Read index packs (written by `skidder pack`) where present.
+    pub read_index_packs: bool,
     pub auth: AuthConfig,
 }
 
@@ -106,6 +108,7 @@ impl Default for SearcherConfig {
             cache_bytes: e.cache_bytes,
             listing_cache_secs: e.listing_cache_secs,
             max_token_value_len: e.max_token_value_len,
+            read_index_packs: e.read_packs,
             auth: AuthConfig::default(),
         }
     }
@@ -181,6 +184,7 @@ impl SearcherConfig {
             max_hours: self.max_query_hours,
             max_bytes_scanned: self.max_query_bytes_scanned,
             max_series: self.max_query_series,
+            read_packs: self.read_index_packs,
             ..EngineConfig::default()
         }
     }
@@ -264,6 +268,7 @@ mod tests {
             max_concurrent_queries = 3
             query_queue_wait_ms = 0
             listing_cache_secs = 5
+            read_index_packs = false
             [auth]
             tokens = { "s3cr3t" = "team-a" }
             "#,
@@ -276,6 +281,7 @@ mod tests {
         );
         assert_eq!(a.max_series, 7);
         assert_eq!(e.listing_cache_secs, 5);
+        assert!(!e.read_packs && EngineConfig::default().read_packs);
         assert_eq!(a.query_timeout, Duration::from_secs(9));
         assert_eq!(a.max_concurrent_queries, 3);
         assert_eq!(a.queue_wait, Duration::ZERO);

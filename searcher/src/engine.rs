@@ -1,11 +1,15 @@
 //! Finds, prunes and scans blocks for a query.
 //!
 //! Pruning runs in the order the design fixes: the time range picks the hour
-//! prefixes to list; each index's time range and label sets drop blocks and
-//! streams; the bloom filter drops blocks that lack a token every match
-//! needs. Scanning re-checks time and labels per record, so pruning is only
-//! ever an optimisation: `prune = false` must give identical results, and a
-//! property test holds it to that.
+//! prefixes to list; each index's time range drops blocks; the bloom filter
+//! drops blocks that lack a token every match needs; label sets drop
+//! blocks and streams. Scanning re-checks time and labels per record, so
+//! pruning is only ever an optimisation: `prune = false` must give
+//! identical results, and a property test holds it to that.
+//!
+//! Indexes come from the cache, from the hour's index packs where the
+//! listing vouches for them (one GET per pack rather than per block, for
+//! a cold cache), or one GET each.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -88,6 +92,9 @@ pub struct EngineConfig {
     pub max_bytes_scanned: u64,
     /// Series one metric query may return.
     pub max_series: usize,
+    /// Read an hour's indexes from its index packs (`skidder pack`) where
+    /// the listing vouches for them; off, every index is read on its own.
+    pub read_packs: bool,
 }
 
 impl Default for EngineConfig {
@@ -102,6 +109,7 @@ impl Default for EngineConfig {
             max_hours: 31 * 24,
             max_bytes_scanned: 64 << 30,
             max_series: 5000,
+            read_packs: true,
         }
     }
 }
@@ -198,6 +206,81 @@ struct HourListing {
     prefix: String,
     indexes: Vec<(String, u64)>,
     packs: Vec<String>,
+    /// Listed bytes of the packs.
+    pack_bytes: u64,
+}
+
+/// Index packs read and decoded at once per query: one per core (at
+/// least 2, at most 8), as decoding is CPU work. Measured on 2 cores, 4 at
+/// once were slower than 2 (`docs/BENCHMARKS.md`).
+fn packs_in_flight() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+}
+
+/// A query reads the packs of this many bytes' worth of hours, prunes
+/// those hours, and drops their decoded indexes before it reads the next
+/// hours' packs, so a long range needs no more memory than a short one.
+const PACK_BYTES_PER_ROUND: u64 = 256 << 20;
+
+/// A packed index and the bytes it is charged in the cache.
+type Packed = (Arc<Indexed>, usize);
+
+/// Packed indexes by key.
+type PackedIndexes = HashMap<String, Packed>;
+
+/// Splits listed hours, in order, into runs whose packs together stay
+/// under [`PACK_BYTES_PER_ROUND`] (an hour with more gets a run of its own).
+fn pack_rounds(hours: &[Arc<HourListing>]) -> Vec<&[Arc<HourListing>]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, h) in hours.iter().enumerate() {
+        if i > start && bytes.saturating_add(h.pack_bytes) > PACK_BYTES_PER_ROUND {
+            out.push(&hours[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes = bytes.saturating_add(h.pack_bytes);
+    }
+    if start < hours.len() {
+        out.push(&hours[start..]);
+    }
+    out
+}
+
+/// What pruning checks a block against; `tokens` (per index version) is
+/// `None` when the query is not pruned.
+struct Scope<'a> {
+    tenant: &'a str,
+    range: TimeRange,
+    query: &'a LogQuery,
+    tokens: Option<&'a [Vec<u64>]>,
+}
+
+/// Decodes the members of a pack of the hour at `prefix` that `wanted`
+/// lists with their exact size; a member that does not decode is left out
+/// (fetched on its own, which reports it if the index object is corrupt
+/// too). Keys come back in full.
+fn decode_pack(
+    bytes: &[u8],
+    prefix: &str,
+    wanted: &HashMap<String, u64>,
+) -> Result<Vec<(String, Packed)>, skidder_common::format::FormatError> {
+    let mut out = Vec::new();
+    for m in pack::decode(bytes)? {
+        if wanted.get(m.name) != Some(&(m.index.len() as u64)) {
+            continue;
+        }
+        // The pack's CRC covered the member's bytes.
+        if let Ok((index, bloom)) = BlockIndex::decode_with_bloom_verified(m.index) {
+            let indexed = Indexed {
+                index,
+                bloom,
+                from_pack: true,
+            };
+            let key = format!("{prefix}{}", m.name);
+            out.push((key, (Arc::new(indexed), m.index.len() + 256)));
+        }
+    }
+    Ok(out)
 }
 
 /// A cached listing, and when it was read.
@@ -377,7 +460,7 @@ impl Engine {
             .inc();
         self.metrics.hours_listed.inc();
         let read_at = std::time::Instant::now();
-        let (mut indexes, mut packs) = (Vec::new(), Vec::new());
+        let (mut indexes, mut packs, mut pack_bytes) = (Vec::new(), Vec::new(), 0u64);
         for m in list_all(&*self.store, &prefix)
             .await
             .map_err(|e| self.store_fault("list", e))?
@@ -388,6 +471,7 @@ impl Engine {
             if m.key.ends_with(INDEX_SUFFIX) {
                 indexes.push((m.key, m.size));
             } else if is_pack_key(&prefix, &m.key) {
+                pack_bytes = pack_bytes.saturating_add(m.size);
                 packs.push(m.key);
             }
         }
@@ -398,6 +482,7 @@ impl Engine {
             prefix: prefix.clone(),
             indexes,
             packs,
+            pack_bytes,
         });
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
         let closed = (hour + 1) * NS_PER_HOUR + self.cfg.closed_after_secs * 1_000_000_000 < now;
@@ -411,81 +496,73 @@ impl Engine {
         Ok(hour_listing)
     }
 
-    /// Reads the packs of each hour that has a listed index the cache
-    /// lacks, and decodes the packed indexes its listing vouches for: the
-    /// same key, listed with the same size. Every other listed index is
-    /// then fetched on its own, as if there were no pack; an unreadable
-    /// pack only costs those GETs.
-    async fn read_packs(
-        &self,
-        hours: &[Arc<HourListing>],
-    ) -> Result<HashMap<String, (Arc<Indexed>, usize)>, SearchError> {
-        let wanted: Vec<(Arc<HourListing>, String)> = hours
-            .iter()
-            .filter(|h| h.indexes.iter().any(|(k, _)| !self.indexes.contains(k)))
-            .flat_map(|h| h.packs.iter().map(move |p| (h.clone(), p.clone())))
-            .collect();
-        let mut fetched = stream::iter(wanted)
-            .map(|(h, key)| async move {
-                let r = self.store.get(&key).await;
-                (h, key, r)
+    /// Reads and decodes the packs of `hours`, a few at a time and off the
+    /// async threads (a pack is megabytes of indexes). It keeps the packed
+    /// indexes each hour's listing vouches for (the same key, listed with
+    /// the same size) and the cache lacks; every other listed index is
+    /// then fetched on its own, as if there were no pack, so an unreadable
+    /// pack only costs GETs.
+    async fn read_packs(&self, hours: &[Arc<HourListing>]) -> Result<PackedIndexes, SearchError> {
+        let mut jobs = Vec::new();
+        for hour in hours.iter().filter(|_| self.cfg.read_packs) {
+            let wanted: HashMap<String, u64> = hour
+                .indexes
+                .iter()
+                .filter(|(k, _)| !self.indexes.contains(k))
+                .map(|(k, size)| (k.strip_prefix(&hour.prefix).unwrap_or(k).to_owned(), *size))
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let wanted = Arc::new(wanted);
+            for key in &hour.packs {
+                jobs.push((key.clone(), hour.prefix.clone(), wanted.clone()));
+            }
+        }
+        // Owned items: borrowed ones trip the `Send` check of the handlers'
+        // futures (see `fetch_many`).
+        let mut decoded = stream::iter(jobs)
+            .map(|(key, prefix, wanted)| async move {
+                let bytes = self.store.get(&key).await?;
+                self.metrics.bytes_fetched.inc_by(bytes.len() as u64);
+                let decoded =
+                    tokio::task::spawn_blocking(move || decode_pack(&bytes, &prefix, &wanted))
+                        .await;
+                Ok::<_, StorageError>((key, decoded))
             })
-            .buffered(self.cfg.index_fetch_concurrency.max(1));
+            .buffer_unordered(packs_in_flight());
         let mut out = HashMap::new();
-        while let Some((hour, key, r)) = fetched.next().await {
-            let bytes = match r {
-                Ok(b) => b,
+        while let Some(r) = decoded.next().await {
+            let (key, decoded) = match r {
+                Ok(d) => d,
                 // Replaced or deleted since the listing: fetch one by one.
                 Err(e) if e.kind == StorageErrorKind::NotFound => continue,
                 Err(e) => return Err(self.store_fault("get_pack", e)),
             };
-            self.metrics.bytes_fetched.inc_by(bytes.len() as u64);
-            let members = match pack::decode(&bytes) {
-                Ok(m) => m,
-                Err(e) => {
-                    self.metrics
-                        .packs_read
-                        .with_label_values(&["unreadable"])
-                        .inc();
-                    tracing::warn!(%key, error = %e, "ignoring an unreadable index pack");
+            let error = match decoded {
+                Ok(Ok(members)) => {
+                    self.metrics.packs_read.with_label_values(&["ok"]).inc();
+                    out.extend(members);
                     continue;
                 }
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
             };
-            self.metrics.packs_read.with_label_values(&["ok"]).inc();
-            let listed: HashMap<&str, u64> = hour
-                .indexes
-                .iter()
-                .map(|(k, size)| (k.strip_prefix(&hour.prefix).unwrap_or(k), *size))
-                .collect();
-            for m in members {
-                if listed.get(m.name) != Some(&(m.index.len() as u64)) {
-                    continue;
-                }
-                let key = format!("{}{}", hour.prefix, m.name);
-                if self.indexes.contains(&key) {
-                    continue;
-                }
-                // A member that does not decode is fetched on its own,
-                // which reports it if the index object is corrupt too.
-                if let Ok((index, bloom)) = BlockIndex::decode_with_bloom(m.index) {
-                    let indexed = Indexed {
-                        index,
-                        bloom,
-                        from_pack: true,
-                    };
-                    out.insert(key, (Arc::new(indexed), m.index.len() + 256));
-                }
-            }
+            self.metrics
+                .packs_read
+                .with_label_values(&["unreadable"])
+                .inc();
+            tracing::warn!(%key, %error, "ignoring an unreadable index pack");
         }
         Ok(out)
     }
 
-    /// A decoded index, from the cache, from this query's packs, or from
+    /// A decoded index, from the cache, from this round's packs, or from
     /// the store.
     async fn index(
         &self,
         key: &str,
-        packed: &HashMap<String, (Arc<Indexed>, usize)>,
+        packed: &PackedIndexes,
         warnings: &mut Vec<String>,
     ) -> Result<Option<Arc<Indexed>>, SearchError> {
         if let Some(i) = self.indexes.get(&key.to_owned()) {
@@ -573,13 +650,9 @@ impl Engine {
             .collect()
             .await;
         let listings = listings.into_iter().collect::<Result<Vec<_>, _>>()?;
-        let packed = self.read_packs(&listings).await?;
-        let keys: Vec<String> = listings
-            .iter()
-            .flat_map(|l| l.indexes.iter().map(|(k, _)| k.clone()))
-            .collect();
-        stats.blocks_listed += keys.len() as u64;
-        self.metrics.blocks_listed.inc_by(keys.len() as u64);
+        let listed: usize = listings.iter().map(|l| l.indexes.len()).sum();
+        stats.blocks_listed += listed as u64;
+        self.metrics.blocks_listed.inc_by(listed as u64);
         // One token list per index version the store may hold.
         let tokens: Vec<Vec<u64>> = if prune {
             (0..=index::MAX_VERSION)
@@ -588,70 +661,89 @@ impl Engine {
         } else {
             Vec::new()
         };
+        let scope = Scope {
+            tenant,
+            range,
+            query: q,
+            tokens: prune.then_some(tokens.as_slice()),
+        };
         let mut out = Vec::new();
-        // Stops at the first store fault; dropping the stream cancels the rest.
-        let packed = &packed;
-        let mut fetched = stream::iter(keys)
-            .map(|k| async move {
-                let mut w = Vec::new();
-                let r = self.index(&k, packed, &mut w).await;
-                (k, r, w)
-            })
-            .buffered(self.cfg.index_fetch_concurrency.max(1));
-        while let Some((key, r, w)) = fetched.next().await {
-            stats.warnings.extend(w);
-            let Some(idx) = r? else { continue };
-            let data_key = data_key_of(&key);
-            if !prune {
-                let all = (0..idx.streams.len()).collect();
-                out.push(Candidate {
-                    idx,
-                    data_key,
-                    streams: all,
-                });
-                continue;
-            }
-            if idx.max_time_ns < range.start || idx.min_time_ns >= range.end {
-                self.metrics
-                    .blocks_pruned
-                    .with_label_values(&["time"])
-                    .inc();
-                continue;
-            }
-            // The bloom before the labels: a needle's few probes rule out
-            // nearly every block, before any stream's labels are looked at.
-            let needed = tokens
-                .get(idx.version as usize)
-                .map_or(&[][..], Vec::as_slice);
-            if !needed.iter().all(|&t| idx.bloom.may_contain(t)) {
-                self.metrics
-                    .blocks_pruned
-                    .with_label_values(&["bloom"])
-                    .inc();
-                continue;
-            }
-            let streams: Vec<usize> = (0..idx.streams.len())
-                .filter(|&s| {
-                    let st = &idx.streams[s];
-                    st.max_time_ns >= range.start
-                        && st.min_time_ns < range.end
-                        && stream_matches(&q.matchers, tenant, &idx, s)
-                })
+        for round in pack_rounds(&listings) {
+            let packed = self.read_packs(round).await?;
+            let keys: Vec<String> = round
+                .iter()
+                .flat_map(|l| l.indexes.iter().map(|(k, _)| k.clone()))
                 .collect();
-            if streams.is_empty() {
-                self.metrics
-                    .blocks_pruned
-                    .with_label_values(&["labels"])
-                    .inc();
-                continue;
+            let packed = &packed;
+            // Stops at the first store fault; dropping the stream cancels the rest.
+            let mut fetched = stream::iter(keys)
+                .map(|k| async move {
+                    let mut w = Vec::new();
+                    let r = self.index(&k, packed, &mut w).await;
+                    (k, r, w)
+                })
+                .buffered(self.cfg.index_fetch_concurrency.max(1));
+            while let Some((key, r, w)) = fetched.next().await {
+                stats.warnings.extend(w);
+                let Some(idx) = r? else { continue };
+                out.extend(self.prune(idx, &key, &scope));
             }
-            out.push(Candidate {
-                idx,
-                data_key,
-                streams,
-            });
         }
         Ok(out)
+    }
+
+    /// The candidate a listed block makes, or `None` if its index rules it
+    /// out: by time, then by bloom filter, then by labels.
+    fn prune(&self, idx: Arc<Indexed>, key: &str, scope: &Scope<'_>) -> Option<Candidate> {
+        let data_key = data_key_of(key);
+        let Some(tokens) = scope.tokens else {
+            let all = (0..idx.streams.len()).collect();
+            return Some(Candidate {
+                idx,
+                data_key,
+                streams: all,
+            });
+        };
+        let range = scope.range;
+        if idx.max_time_ns < range.start || idx.min_time_ns >= range.end {
+            self.metrics
+                .blocks_pruned
+                .with_label_values(&["time"])
+                .inc();
+            return None;
+        }
+        // The bloom before the labels: a needle's few probes rule out
+        // nearly every block, before any stream's labels are looked at.
+        let needed = tokens
+            .get(idx.version as usize)
+            .map_or(&[][..], Vec::as_slice);
+        if !needed.iter().all(|&t| idx.bloom.may_contain(t)) {
+            self.metrics
+                .blocks_pruned
+                .with_label_values(&["bloom"])
+                .inc();
+            return None;
+        }
+        let streams: Vec<usize> = (0..idx.streams.len())
+            .filter(|&s| {
+                let st = &idx.streams[s];
+                st.max_time_ns >= range.start
+                    && st.min_time_ns < range.end
+                    && stream_matches(&scope.query.matchers, scope.tenant, &idx, s)
+            })
+            .collect();
+        if streams.is_empty() {
+            self.metrics
+                .blocks_pruned
+                .with_label_values(&["labels"])
+                .inc();
+            return None;
+        }
+        Some(Candidate {
+            idx,
+            data_key,
+            streams,
+        })
     }
 
     /// Fetches and verifies a data block. `None` (with a warning) if it is
@@ -1313,6 +1405,31 @@ mod tests {
             };
             m.matches(v)
         })
+    }
+
+    #[test]
+    fn pack_rounds_bound_the_pack_bytes_held_at_once() {
+        let hour = |mib: u64| {
+            Arc::new(HourListing {
+                prefix: String::new(),
+                indexes: Vec::new(),
+                packs: Vec::new(),
+                pack_bytes: mib << 20,
+            })
+        };
+        let hours = vec![
+            hour(100),
+            hour(100),
+            hour(100),
+            hour(300),
+            hour(0),
+            hour(10),
+        ];
+        let sizes: Vec<usize> = pack_rounds(&hours).iter().map(|r| r.len()).collect();
+        assert_eq!(sizes, vec![2, 1, 1, 2]);
+        let unpacked = vec![hour(0); 1000];
+        assert_eq!(pack_rounds(&unpacked).len(), 1, "no packs: one round");
+        assert!(pack_rounds(&[]).is_empty());
     }
 
     #[test]

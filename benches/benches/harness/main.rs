@@ -22,8 +22,10 @@ use clap::{Parser, Subcommand};
 use skidder_benches::inproc::RunReport;
 use skidder_benches::search::{self, QueryCase};
 use skidder_benches::{corpus, kafka, measure, storage};
+use skidder_common::format::layout::hour_of;
 use skidder_common::storage::{LocalStore, ObjectStore};
 use skidder_indexer::config::IndexerConfig;
+use skidder_indexer::packer::{pack_hours, PackOptions};
 
 use report::Table;
 
@@ -519,6 +521,29 @@ fn search_rows(o: &Opts, c: &corpus::Corpus, t: &mut Table) -> Result<()> {
         .enable_all()
         .build()?;
     let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&store)?);
+    // Index packs, as `skidder pack` writes them once the hours settle.
+    let t0 = Instant::now();
+    let packed = rt.block_on(pack_hours(
+        &*local,
+        &["bench".to_owned()],
+        hour_of(start),
+        hour_of(end - 1),
+        &PackOptions::default(),
+    ))?;
+    let pack_bytes: u64 = rt
+        .block_on(skidder_common::storage::list_all(&*local, "tenant=bench/"))?
+        .iter()
+        .filter(|m| m.key.ends_with(".pack"))
+        .map(|m| m.size)
+        .sum();
+    t.note(format!(
+        "index packs: {} bytes ({:.2}% of raw) for {} hours; this run packed {} hours in {:.1} s",
+        pack_bytes,
+        100.0 * pack_bytes as f64 / c.bytes as f64,
+        packed.hours_packed + packed.hours_current,
+        packed.hours_packed,
+        t0.elapsed().as_secs_f64()
+    ));
     let mut stores: Vec<(&str, Arc<dyn ObjectStore>)> = vec![("local", local.clone())];
     let _moto;
     if !o.no_s3 {
@@ -543,11 +568,26 @@ fn search_rows(o: &Opts, c: &corpus::Corpus, t: &mut Table) -> Result<()> {
             Some(args) => Some(baselines::rg_ms(args, &c.files, o.runs)?),
             None => None,
         };
-        for (sname, st) in &stores {
+        // Without packs too, for the needle: the cold cost packs remove.
+        let variants: &[bool] = if q.name == "needle by field" {
+            &[true, false]
+        } else {
+            &[true]
+        };
+        let runs = stores
+            .iter()
+            .flat_map(|(n, st)| variants.iter().map(move |&p| (*n, st, p)));
+        for (sname, st, read_packs) in runs {
+            let sname = if read_packs {
+                sname.to_owned()
+            } else {
+                format!("{sname}, without packs")
+            };
             let step = q.logql.starts_with("sum").then_some(hour);
             let r = rt
                 .block_on(search::run(
                     st.clone(),
+                    read_packs,
                     "bench",
                     q,
                     start,

@@ -172,7 +172,7 @@ impl BlockIndex {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
-        let (mut index, raw) = Self::decode_parts(bytes)?;
+        let (mut index, raw) = Self::decode_parts(bytes, true)?;
         BloomFilter::decode(raw)?;
         index.bloom = raw.to_vec();
         Ok(index)
@@ -183,13 +183,22 @@ impl BlockIndex {
     /// the index, whose raw `bloom` bytes stay empty rather than be copied
     /// for nothing.
     pub fn decode_with_bloom(bytes: &[u8]) -> Result<(Self, BloomFilter), FormatError> {
-        let (index, raw) = Self::decode_parts(bytes)?;
+        let (index, raw) = Self::decode_parts(bytes, true)?;
+        Ok((index, BloomFilter::decode(raw)?))
+    }
+
+    /// [`decode_with_bloom`](Self::decode_with_bloom) for an index whose
+    /// bytes a checksum of their container has just verified (a pack
+    /// member): everything but its own CRC is checked, which would only
+    /// read the same bytes again.
+    pub fn decode_with_bloom_verified(bytes: &[u8]) -> Result<(Self, BloomFilter), FormatError> {
+        let (index, raw) = Self::decode_parts(bytes, false)?;
         Ok((index, BloomFilter::decode(raw)?))
     }
 
     /// Decodes and validates all but the bloom filter, whose bytes come
     /// back as they lie; the caller decodes them, which checks them.
-    fn decode_parts(bytes: &[u8]) -> Result<(Self, &[u8]), FormatError> {
+    fn decode_parts(bytes: &[u8], check_crc: bool) -> Result<(Self, &[u8]), FormatError> {
         let mut c = Cursor::new(bytes);
         let magic = c.take(4)?;
         if magic != MAGIC {
@@ -223,9 +232,11 @@ impl BlockIndex {
             bytes[crc_at + 2],
             bytes[crc_at + 3],
         ]);
-        let computed = crc32c::crc32c(&bytes[..crc_at]);
-        if stored != computed {
-            return Err(FormatError::Checksum { stored, computed });
+        if check_crc {
+            let computed = crc32c::crc32c(&bytes[..crc_at]);
+            if stored != computed {
+                return Err(FormatError::Checksum { stored, computed });
+            }
         }
         let mut c = Cursor::new(&bytes[HEADER_LEN..crc_at]);
         let mut index = BlockIndex {
@@ -419,6 +430,23 @@ pub(crate) mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn verified_decoding_skips_only_the_crc() {
+        let mut bytes = sample().encode();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert!(BlockIndex::decode_with_bloom(&bytes).is_err());
+        let (idx, _) = BlockIndex::decode_with_bloom_verified(&bytes).unwrap();
+        assert_eq!(idx.streams, sample().streams);
+        // Structure is still checked: a wrong body length, a bad bloom.
+        let mut short = sample().encode();
+        short[8] ^= 1;
+        assert!(BlockIndex::decode_with_bloom_verified(&short).is_err());
+        let mut b = sample().encode();
+        b.truncate(b.len() - 5);
+        assert!(BlockIndex::decode_with_bloom_verified(&b).is_err());
     }
 
     #[test]
