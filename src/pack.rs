@@ -23,16 +23,20 @@ pub struct PackFlags {
     /// How far back to look, e.g. `48h` or `30d`.
     #[arg(long, default_value = "48h", value_parser = humantime::parse_duration)]
     pub since: Duration,
-    /// Pack an hour only once it has been over this long, e.g. `10m`. Blocks
-    /// that arrive later are still found; the next pass repacks the hour.
+    /// Pack an hour only once it ended at least this long ago, e.g. `10m`.
+    /// Blocks that arrive later are still found; the next pass repacks it.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub settle: Duration,
     /// Run a pass this often until stopped, e.g. `15m`; by default once.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub every: Option<Duration>,
     /// Largest pack in MiB; a bigger hour gets several.
-    #[arg(long, default_value_t = 64)]
-    pub max_pack_mib: usize,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_pack_mib: u64,
+    /// Repack every hour in range, even those whose packs are current (to
+    /// replace a damaged pack; searchers skip one, at the cost of GETs).
+    #[arg(long)]
+    pub rewrite: bool,
 }
 
 pub fn run(flags: PackFlags) -> anyhow::Result<ExitCode> {
@@ -50,33 +54,55 @@ pub fn run(flags: PackFlags) -> anyhow::Result<ExitCode> {
         .block_on(open_store(&url, &s3))
         .context("opening the store")?;
     let opts = PackOptions {
-        max_pack_bytes: flags.max_pack_mib.max(1) << 20,
+        max_pack_bytes: (flags.max_pack_mib << 20) as usize,
+        rewrite: flags.rewrite,
         ..Default::default()
     };
+    let stop = || shutdown.is_triggered();
     loop {
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
         let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
         let first = hour_of(now.saturating_sub(nanos(flags.since)));
         // The last hour that ended at least `settle` ago.
         let last = hour_of(now.saturating_sub(nanos(flags.settle))) - 1;
-        let tenants = if flags.tenants.is_empty() {
-            rt.block_on(tenants(&*store)).context("listing tenants")?
-        } else {
-            flags.tenants.clone()
-        };
-        let report = rt
-            .block_on(pack_hours(&*store, &tenants, first, last, &opts))
-            .context("packing")?;
-        tracing::info!(
-            tenants = tenants.len(),
-            hours_listed = report.hours_listed,
-            hours_packed = report.hours_packed,
-            hours_current = report.hours_current,
-            indexes_packed = report.indexes_packed,
-            indexes_skipped = report.indexes_skipped,
-            bytes_written = report.bytes_written,
-            "pack pass done"
-        );
+        let pass = rt.block_on(async {
+            let tenants = if flags.tenants.is_empty() {
+                tenants(&*store).await.context("listing tenants")?
+            } else {
+                flags.tenants.clone()
+            };
+            let report = pack_hours(&*store, &tenants, (first, last), &opts, &stop)
+                .await
+                .context("packing")?;
+            anyhow::Ok((tenants.len(), report))
+        });
+        match pass {
+            Ok((tenants, report)) => {
+                tracing::info!(
+                    tenants,
+                    hours_listed = report.hours_listed,
+                    hours_packed = report.hours_packed,
+                    hours_current = report.hours_current,
+                    hours_failed = report.hours_failed,
+                    indexes_packed = report.indexes_packed,
+                    indexes_skipped = report.indexes_skipped,
+                    bytes_written = report.bytes_written,
+                    "pack pass done"
+                );
+                if report.hours_failed > 0 && flags.every.is_none() {
+                    bail!(
+                        "{} hours could not be packed (see the log)",
+                        report.hours_failed
+                    );
+                }
+            }
+            // On a timer, a failed pass (the store is down) is retried at
+            // the next one; packs only ever save GETs.
+            Err(e) if flags.every.is_some() => {
+                tracing::error!(error = %format!("{e:#}"), "pack pass failed");
+            }
+            Err(e) => return Err(e),
+        }
         let Some(every) = flags.every else {
             return Ok(ExitCode::SUCCESS);
         };

@@ -2,7 +2,11 @@
 //! (or a bit flip) can corrupt: decoding must return an error, never panic.
 #![no_main]
 
+#[path = "shared/crc32c.rs"]
+mod shared_crc;
+
 use libfuzzer_sys::fuzz_target;
+use shared_crc::crc32c;
 use skidder_common::format::index::{BlockIndex, BloomFilter};
 
 /// Header length (magic, version, flags, body length) and trailing CRC length.
@@ -49,21 +53,4 @@ fn probe(bloom: &BloomFilter) {
     for h in [0u64, 1, u64::MAX, 0x9e37_79b9_7f4a_7c15] {
         let _ = bloom.may_contain(h);
     }
-}
-
-/// CRC32C (Castagnoli), bitwise: the fuzz crate does not need its own
-/// dependency on the `crc32c` crate for a few hundred bytes per input.
-fn crc32c(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82f6_3b78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }

@@ -2,7 +2,11 @@
 //! one, and each member as an index, must return an error, never panic.
 #![no_main]
 
+#[path = "shared/crc32c.rs"]
+mod shared_crc;
+
 use libfuzzer_sys::fuzz_target;
+use shared_crc::crc32c;
 use skidder_common::format::index::BlockIndex;
 use skidder_common::format::pack;
 
@@ -27,20 +31,4 @@ fn check(bytes: &[u8]) {
     for m in &members {
         let _ = BlockIndex::decode(m.index);
     }
-}
-
-/// CRC32C (Castagnoli), bitwise, as in `index_decode`.
-fn crc32c(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82f6_3b78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }

@@ -7,8 +7,9 @@
 //! packed index only where the hour's listing agrees with it. So a pack may
 //! be missing, late or out of date without losing or duplicating a line; it
 //! only saves GETs. `skidder pack` runs [`pack_hours`] once or on a timer.
-//! It rewrites an hour only when the hour's listed indexes differ from what
-//! its packs hold, so a pass over settled hours is one LIST and a few GETs
+//! A pack's name carries a digest of the listing it was packed from, so a
+//! pass tells a current hour from a changed one by its LIST alone and
+//! rewrites only changed hours: a pass over settled hours costs one LIST
 //! per hour.
 
 use std::collections::BTreeSet;
@@ -17,11 +18,11 @@ use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use skidder_common::format::index::BlockIndex;
 use skidder_common::format::layout::{
-    decode_component, hour_prefix, is_pack_key, pack_key, tenant_prefix, INDEX_SUFFIX,
+    decode_component, hour_prefix, pack_digest, tenant_prefix, PackName, INDEX_SUFFIX,
 };
-use skidder_common::format::pack::{self, Member};
+use skidder_common::format::pack::{self, runs_by_size, Member};
 use skidder_common::storage::{
-    list_all, ListOptions, ObjectStore, StorageErrorKind, StorageResult,
+    list_all, list_folders, ObjectStore, StorageErrorKind, StorageResult,
 };
 
 /// How the packer writes.
@@ -32,6 +33,9 @@ pub struct PackOptions {
     pub max_pack_bytes: usize,
     /// Index GETs in flight while an hour is packed.
     pub concurrency: usize,
+    /// Repack every hour, even one whose pack names say it is current (to
+    /// replace a damaged pack, which readers skip).
+    pub rewrite: bool,
 }
 
 impl Default for PackOptions {
@@ -39,6 +43,7 @@ impl Default for PackOptions {
         PackOptions {
             max_pack_bytes: 64 << 20,
             concurrency: 32,
+            rewrite: false,
         }
     }
 }
@@ -69,57 +74,41 @@ pub struct PackReport {
     /// Listed indexes left out because they did not decode; a searcher
     /// fetches them itself and reports them.
     pub indexes_skipped: usize,
-}
-
-/// The folders directly under `prefix` (S3's common prefixes), in full.
-async fn folders(store: &dyn ObjectStore, prefix: &str) -> StorageResult<Vec<String>> {
-    let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        let page = store
-            .list(
-                prefix,
-                ListOptions {
-                    delimiter: Some("/"),
-                    page_token: token,
-                    ..Default::default()
-                },
-            )
-            .await?;
-        out.extend(page.common_prefixes);
-        match page.next_token {
-            Some(t) => token = Some(t),
-            None => return Ok(out),
-        }
-    }
+    /// Hours the store failed on; logged, and tried again next pass.
+    pub hours_failed: usize,
 }
 
 /// Every tenant with a folder at the store's root.
 pub async fn tenants(store: &dyn ObjectStore) -> StorageResult<Vec<String>> {
-    Ok(folders(store, "tenant=")
+    Ok(list_folders(store, "tenant=")
         .await?
         .iter()
         .filter_map(|p| decode_component(p.strip_prefix("tenant=")?.strip_suffix('/')?))
         .collect())
 }
 
-/// Packs hours `first..=last` (hours since the epoch) of each tenant.
+/// Packs hours `first..=last` (hours since the epoch) of each tenant,
+/// until `stop` says to. An hour the store fails on is logged and counted,
+/// and the pass goes on; listing a tenant's days must succeed.
 pub async fn pack_hours(
     store: &dyn ObjectStore,
     tenants: &[String],
-    first: i64,
-    last: i64,
+    (first, last): (i64, i64),
     opts: &PackOptions,
+    stop: &(dyn Fn() -> bool + Sync),
 ) -> StorageResult<PackReport> {
     let mut report = PackReport::default();
     for tenant in tenants {
         // Only the days that exist, so a long look back costs one LIST
         // per hour of data, not per hour of calendar.
-        let days: BTreeSet<String> = folders(store, &tenant_prefix(tenant))
+        let days: BTreeSet<String> = list_folders(store, &tenant_prefix(tenant))
             .await?
             .into_iter()
             .collect();
         for hour in first..=last {
+            if stop() {
+                return Ok(report);
+            }
             let prefix = hour_prefix(tenant, hour);
             let Some(day) = prefix.find("hour=").map(|at| &prefix[..at]) else {
                 continue;
@@ -127,8 +116,15 @@ pub async fn pack_hours(
             if !days.contains(day) {
                 continue;
             }
-            let (outcome, skipped) = pack_hour(store, &prefix, opts).await?;
             report.hours_listed += 1;
+            let (outcome, skipped) = match pack_hour(store, &prefix, opts).await {
+                Ok(r) => r,
+                Err(e) => {
+                    report.hours_failed += 1;
+                    tracing::error!(%prefix, error = %e, "could not pack an hour");
+                    continue;
+                }
+            };
             report.indexes_skipped += skipped;
             match outcome {
                 HourOutcome::Empty => {}
@@ -162,18 +158,18 @@ pub async fn pack_hour(
         .filter(|m| m.key.ends_with(INDEX_SUFFIX))
         .filter_map(|m| Some((m.key.strip_prefix(prefix)?.to_owned(), m.size)))
         .collect();
-    let old_packs: Vec<String> = listed
+    let old_packs: Vec<(String, PackName)> = listed
         .iter()
-        .filter(|m| is_pack_key(prefix, &m.key))
-        .map(|m| m.key.clone())
+        .filter_map(|m| Some((m.key.clone(), PackName::parse(prefix, &m.key)?)))
         .collect();
+    let digest = pack_digest(indexes.iter().map(|(n, s)| (n.as_str(), *s)));
     if indexes.is_empty() {
-        for k in &old_packs {
+        for (k, _) in &old_packs {
             store.delete(k).await?;
         }
         return Ok((HourOutcome::Empty, 0));
     }
-    if packed_members(store, &old_packs).await?.as_ref() == Some(&indexes) {
+    if !opts.rewrite && is_complete(&old_packs, digest) {
         return Ok((HourOutcome::Current, 0));
     }
     // Fresh copies of every index: an old pack's copy of a rewritten
@@ -202,9 +198,13 @@ pub async fn pack_hour(
         }
         members.push((name, bytes));
     }
+    let groups = runs_by_size(&members, opts.max_pack_bytes as u64, |(name, index)| {
+        pack::member_len(name, index) as u64
+    });
+    let count = groups.len();
+    let mut new_keys = Vec::with_capacity(count);
     let mut written = 0;
-    let mut packs = 0;
-    for group in groups(&members, opts.max_pack_bytes) {
+    for (n, group) in groups.into_iter().enumerate() {
         let ms: Vec<Member<'_>> = group
             .iter()
             .map(|(name, index)| Member {
@@ -214,98 +214,65 @@ pub async fn pack_hour(
             .collect();
         let body = pack::encode(&ms);
         written += body.len();
-        store
-            .put(&pack_key(prefix, packs), Bytes::from(body))
-            .await?;
-        packs += 1;
+        let key = PackName { digest, n, count }.key(prefix);
+        store.put(&key, Bytes::from(body)).await?;
+        new_keys.push(key);
     }
-    // Old packs past the new count; the new ones overwrote the rest.
-    for k in &old_packs {
-        if !(0..packs).any(|n| pack_key(prefix, n) == *k) {
+    // Only once the new packs are all there; a reader that meanwhile sees
+    // old and new ones uses whichever copies the listing vouches for.
+    for (k, _) in &old_packs {
+        if !new_keys.contains(k) {
             store.delete(k).await?;
         }
     }
     Ok((
         HourOutcome::Packed {
             indexes: members.len(),
-            packs,
+            packs: count,
             bytes: written,
         },
         skipped,
     ))
 }
 
-/// The (name, size) of every member of an hour's packs, or `None` if a
-/// pack is missing or unreadable (then the hour is simply repacked).
-async fn packed_members(
-    store: &dyn ObjectStore,
-    packs: &[String],
-) -> StorageResult<Option<BTreeSet<(String, u64)>>> {
-    if packs.is_empty() {
-        return Ok(None);
-    }
-    let mut out = BTreeSet::new();
-    for key in packs {
-        let bytes = match store.get(key).await {
-            Ok(b) => b,
-            Err(e) if e.kind == StorageErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let Ok(members) = pack::decode(&bytes) else {
-            tracing::warn!(%key, "rewriting an unreadable index pack");
-            return Ok(None);
-        };
-        for m in members {
-            if !out.insert((m.name.to_owned(), m.index.len() as u64)) {
-                // The same index in two packs: an interrupted rewrite.
-                return Ok(None);
-            }
-        }
-    }
-    Ok(Some(out))
-}
-
-/// Splits members, in order, into runs of at most `max_bytes` (a single
-/// member larger than that gets a pack of its own).
-fn groups(members: &[(String, Bytes)], max_bytes: usize) -> Vec<&[(String, Bytes)]> {
-    let mut out = Vec::new();
-    let (mut start, mut size) = (0, 0usize);
-    for (i, (name, index)) in members.iter().enumerate() {
-        let len = 8 + name.len() + index.len();
-        if i > start && size + len > max_bytes {
-            out.push(&members[start..i]);
-            (start, size) = (i, 0);
-        }
-        size += len;
-    }
-    if start < members.len() {
-        out.push(&members[start..]);
-    }
-    out
+/// Whether the listed packs are exactly packs `0..count` of one packing of
+/// the listing whose digest is `digest`.
+fn is_complete(packs: &[(String, PackName)], digest: u64) -> bool {
+    let Some((_, first)) = packs.first() else {
+        return false;
+    };
+    let ns: BTreeSet<usize> = packs
+        .iter()
+        .filter(|(_, p)| p.digest == digest && p.count == first.count)
+        .map(|(_, p)| p.n)
+        .collect();
+    packs.len() == first.count && ns.len() == first.count
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn member(name: &str, len: usize) -> (String, Bytes) {
-        (name.to_owned(), Bytes::from(vec![0u8; len]))
+    fn listed(digest: u64, parts: &[(usize, usize)]) -> Vec<(String, PackName)> {
+        parts
+            .iter()
+            .map(|&(n, count)| (format!("{n}"), PackName { digest, n, count }))
+            .collect()
     }
 
     #[test]
-    fn groups_split_at_the_size_cap_and_keep_order() {
-        let ms = vec![
-            member("a", 40),
-            member("b", 40),
-            member("c", 100),
-            member("d", 1),
-        ];
-        let g = groups(&ms, 100);
-        let names: Vec<Vec<&str>> = g
-            .iter()
-            .map(|g| g.iter().map(|(n, _)| n.as_str()).collect())
-            .collect();
-        assert_eq!(names, vec![vec!["a", "b"], vec!["c"], vec!["d"]]);
-        assert!(groups(&[], 100).is_empty());
+    fn an_hour_is_current_only_with_every_pack_of_its_digest() {
+        assert!(is_complete(&listed(7, &[(0, 2), (1, 2)]), 7));
+        assert!(is_complete(&listed(7, &[(0, 1)]), 7));
+        assert!(
+            !is_complete(&listed(7, &[(0, 2), (1, 2)]), 8),
+            "listing changed"
+        );
+        assert!(!is_complete(&listed(7, &[(0, 2)]), 7), "a pack missing");
+        assert!(
+            !is_complete(&listed(7, &[(0, 1), (0, 2), (1, 2)]), 7),
+            "two packings"
+        );
+        assert!(!is_complete(&[], 7));
     }
 }

@@ -17,15 +17,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use skidder_common::format::index::{self, BlockIndex};
-use skidder_common::format::layout::{
-    hour_of, hour_prefix, is_pack_key, DATA_SUFFIX, INDEX_SUFFIX,
-};
+use skidder_common::format::layout::{hour_of, hour_prefix, PackName, DATA_SUFFIX, INDEX_SUFFIX};
 use skidder_common::format::pack;
 use skidder_common::format::seqfile::{RecordBlock, SeqFileReader};
 use skidder_common::format::tokens::{
     field_hash, for_each_word_hash, inner_words, token_hash, token_hash_v1,
     DEFAULT_MAX_TOKEN_VALUE_LEN,
 };
+use skidder_common::format::FormatError;
 use skidder_common::storage::{list_all, ObjectStore, StorageError, StorageErrorKind};
 use thiserror::Error;
 
@@ -133,10 +132,6 @@ pub enum Direction {
 pub struct Indexed {
     index: BlockIndex,
     bloom: index::BloomFilter,
-    /// Read from an index pack, not from the index object itself: if the
-    /// block fails this index's checksum, the index object is read before
-    /// the block is called corrupt (see [`Engine::fetch`]).
-    from_pack: bool,
 }
 
 impl std::ops::Deref for Indexed {
@@ -217,10 +212,12 @@ fn packs_in_flight() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
 }
 
-/// A query reads the packs of this many bytes' worth of hours, prunes
-/// those hours, and drops their decoded indexes before it reads the next
-/// hours' packs, so a long range needs no more memory than a short one.
-const PACK_BYTES_PER_ROUND: u64 = 256 << 20;
+/// A query reads the packs of about `cache_bytes` worth of hours (at least
+/// this much), prunes those hours, and drops the decoded indexes that are
+/// not candidates before it reads the next hours' packs. What a query holds
+/// is then bounded by that, its candidates and the cache; an hour whose
+/// packs alone exceed it is still read whole.
+const MIN_PACK_BYTES_PER_ROUND: u64 = 64 << 20;
 
 /// A packed index and the bytes it is charged in the cache.
 type Packed = (Arc<Indexed>, usize);
@@ -229,21 +226,9 @@ type Packed = (Arc<Indexed>, usize);
 type PackedIndexes = HashMap<String, Packed>;
 
 /// Splits listed hours, in order, into runs whose packs together stay
-/// under [`PACK_BYTES_PER_ROUND`] (an hour with more gets a run of its own).
-fn pack_rounds(hours: &[Arc<HourListing>]) -> Vec<&[Arc<HourListing>]> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0u64);
-    for (i, h) in hours.iter().enumerate() {
-        if i > start && bytes.saturating_add(h.pack_bytes) > PACK_BYTES_PER_ROUND {
-            out.push(&hours[start..i]);
-            (start, bytes) = (i, 0);
-        }
-        bytes = bytes.saturating_add(h.pack_bytes);
-    }
-    if start < hours.len() {
-        out.push(&hours[start..]);
-    }
-    out
+/// under `max` bytes (an hour with more gets a run of its own).
+fn pack_rounds(hours: &[Arc<HourListing>], max: u64) -> Vec<&[Arc<HourListing>]> {
+    pack::runs_by_size(hours, max, |h| h.pack_bytes)
 }
 
 /// What pruning checks a block against; `tokens` (per index version) is
@@ -263,7 +248,7 @@ fn decode_pack(
     bytes: &[u8],
     prefix: &str,
     wanted: &HashMap<String, u64>,
-) -> Result<Vec<(String, Packed)>, skidder_common::format::FormatError> {
+) -> Result<Vec<(String, Packed)>, FormatError> {
     let mut out = Vec::new();
     for m in pack::decode(bytes)? {
         if wanted.get(m.name) != Some(&(m.index.len() as u64)) {
@@ -271,11 +256,7 @@ fn decode_pack(
         }
         // The pack's CRC covered the member's bytes.
         if let Ok((index, bloom)) = BlockIndex::decode_with_bloom_verified(m.index) {
-            let indexed = Indexed {
-                index,
-                bloom,
-                from_pack: true,
-            };
+            let indexed = Indexed { index, bloom };
             let key = format!("{prefix}{}", m.name);
             out.push((key, (Arc::new(indexed), m.index.len() + 256)));
         }
@@ -470,7 +451,7 @@ impl Engine {
             }
             if m.key.ends_with(INDEX_SUFFIX) {
                 indexes.push((m.key, m.size));
-            } else if is_pack_key(&prefix, &m.key) {
+            } else if PackName::parse(&prefix, &m.key).is_some() {
                 pack_bytes = pack_bytes.saturating_add(m.size);
                 packs.push(m.key);
             }
@@ -607,11 +588,7 @@ impl Engine {
         self.metrics.bytes_fetched.inc_by(bytes.len() as u64);
         match BlockIndex::decode_with_bloom(&bytes) {
             Ok((index, bloom)) => {
-                let idx = Arc::new(Indexed {
-                    index,
-                    bloom,
-                    from_pack: false,
-                });
+                let idx = Arc::new(Indexed { index, bloom });
                 self.indexes
                     .put(key.to_owned(), idx.clone(), bytes.len() + 256);
                 Ok(Some(idx))
@@ -668,7 +645,8 @@ impl Engine {
             tokens: prune.then_some(tokens.as_slice()),
         };
         let mut out = Vec::new();
-        for round in pack_rounds(&listings) {
+        let round_bytes = (self.cfg.cache_bytes as u64).max(MIN_PACK_BYTES_PER_ROUND);
+        for round in pack_rounds(&listings, round_bytes) {
             let packed = self.read_packs(round).await?;
             let keys: Vec<String> = round
                 .iter()
@@ -747,10 +725,11 @@ impl Engine {
     }
 
     /// Fetches and verifies a data block. `None` (with a warning) if it is
-    /// missing or corrupt; a store fault is an error. When the index came
-    /// from a pack and the block fails its checksum, the block may have
-    /// been rewritten after the pack was: the index object itself is read,
-    /// and if the block passes it, it comes back too, to scan with.
+    /// missing or corrupt; a store fault is an error. A block that fails
+    /// its index's checksum may have been rewritten after the index was
+    /// read (a packed copy, or a cached one, of an index a newer writer
+    /// replaced under the same name): the index object is read again, and
+    /// if the block passes it, that index comes back too, to scan with.
     async fn fetch(
         &self,
         idx: &Indexed,
@@ -771,14 +750,11 @@ impl Engine {
         let Err(e) = idx.verify_data(&data) else {
             return Ok(Some((data, None)));
         };
-        if idx.from_pack {
-            let mut w = Vec::new();
-            if let Some(fresh) = self.fetch_index(&index_key_of(key), &mut w).await? {
-                if fresh.verify_data(&data).is_ok() {
-                    self.metrics.stale_packed_indexes.inc();
-                    tracing::info!(key, "a packed index was out of date; read the index itself");
-                    return Ok(Some((data, Some(fresh))));
-                }
+        if let Some(fresh) = self.fetch_index(&index_key_of(key), warnings).await? {
+            if fresh.verify_data(&data).is_ok() {
+                self.metrics.stale_indexes.inc();
+                tracing::info!(key, "an index read earlier was out of date; read it again");
+                return Ok(Some((data, Some(fresh))));
             }
         }
         self.metrics.corrupt_objects.inc();
@@ -1425,11 +1401,14 @@ mod tests {
             hour(0),
             hour(10),
         ];
-        let sizes: Vec<usize> = pack_rounds(&hours).iter().map(|r| r.len()).collect();
+        let sizes: Vec<usize> = pack_rounds(&hours, 256 << 20)
+            .iter()
+            .map(|r| r.len())
+            .collect();
         assert_eq!(sizes, vec![2, 1, 1, 2]);
         let unpacked = vec![hour(0); 1000];
-        assert_eq!(pack_rounds(&unpacked).len(), 1, "no packs: one round");
-        assert!(pack_rounds(&[]).is_empty());
+        assert_eq!(pack_rounds(&unpacked, 1).len(), 1, "no packs: one round");
+        assert!(pack_rounds(&[], 1).is_empty());
     }
 
     #[test]

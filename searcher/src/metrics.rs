@@ -22,9 +22,10 @@ pub struct Metrics {
     /// Index packs read, by result (`ok`, or `unreadable`: the query then
     /// fetched that hour's indexes one by one).
     pub packs_read: IntCounterVec,
-    /// Packed indexes a block's checksum proved out of date (the block was
-    /// rewritten after the pack); the query refetched the index itself.
-    pub stale_packed_indexes: IntCounter,
+    /// Indexes (packed or cached copies) a block's checksum proved out of
+    /// date, the block having been rewritten since; the query read the
+    /// index object again and scanned with it.
+    pub stale_indexes: IntCounter,
     /// Store faults during queries, by operation (`list`, `get_index`,
     /// `get_block`) and error kind; each failed its query with a 502.
     pub store_errors: IntCounterVec,
@@ -113,9 +114,9 @@ impl Metrics {
                 "Index packs read, by result.",
                 &["result"],
             ),
-            stale_packed_indexes: c(
-                "skidder_searcher_stale_packed_indexes_total",
-                "Packed indexes found out of date by their block's checksum, and refetched.",
+            stale_indexes: c(
+                "skidder_searcher_stale_indexes_total",
+                "Packed or cached indexes found out of date by their block's checksum, and read again.",
             ),
             store_errors: cv(
                 "skidder_searcher_store_errors_total",

@@ -526,9 +526,9 @@ fn search_rows(o: &Opts, c: &corpus::Corpus, t: &mut Table) -> Result<()> {
     let packed = rt.block_on(pack_hours(
         &*local,
         &["bench".to_owned()],
-        hour_of(start),
-        hour_of(end - 1),
+        (hour_of(start), hour_of(end - 1)),
         &PackOptions::default(),
+        &|| false,
     ))?;
     let pack_bytes: u64 = rt
         .block_on(skidder_common::storage::list_all(&*local, "tenant=bench/"))?

@@ -24,6 +24,15 @@ pub enum FormatError {
 }
 
 impl FormatError {
+    /// Accepts a format version in `min..=max`.
+    pub(crate) fn check_version(found: u32, min: u32, max: u32) -> Result<(), Self> {
+        if (min..=max).contains(&found) {
+            Ok(())
+        } else {
+            Err(FormatError::UnsupportedVersion { found, min, max })
+        }
+    }
+
     pub(crate) fn corrupt(offset: usize, reason: impl Into<String>) -> Self {
         FormatError::Corrupt {
             offset,

@@ -200,21 +200,9 @@ impl BlockIndex {
     /// back as they lie; the caller decodes them, which checks them.
     fn decode_parts(bytes: &[u8], check_crc: bool) -> Result<(Self, &[u8]), FormatError> {
         let mut c = Cursor::new(bytes);
-        let magic = c.take(4)?;
-        if magic != MAGIC {
-            return Err(FormatError::BadMagic {
-                expected: MAGIC.to_vec(),
-                found: magic.to_vec(),
-            });
-        }
+        c.magic(MAGIC)?;
         let version = c.u16_le()?;
-        if !(MIN_VERSION..=MAX_VERSION).contains(&version) {
-            return Err(FormatError::UnsupportedVersion {
-                found: version as u32,
-                min: MIN_VERSION as u32,
-                max: MAX_VERSION as u32,
-            });
-        }
+        FormatError::check_version(version as u32, MIN_VERSION as u32, MAX_VERSION as u32)?;
         let _flags = c.u16_le()?;
         let body_len = c.u32_le()? as usize;
         let expected_len = HEADER_LEN.saturating_add(body_len).saturating_add(4);

@@ -16,7 +16,8 @@ use chrono::{DateTime, Datelike, Timelike};
 
 pub const DATA_SUFFIX: &str = ".seq";
 pub const INDEX_SUFFIX: &str = ".idx";
-/// Index packs: `<hour prefix>_index.<n>.pack` (see [`pack_key`]).
+/// Index packs: `<hour prefix>_index.<digest>.<n>of<count>.pack` (see
+/// [`PackName`]).
 pub const PACK_SUFFIX: &str = ".pack";
 const PACK_STEM: &str = "_index.";
 pub const LEDGER_ROOT: &str = "_ledger/";
@@ -139,19 +140,61 @@ pub fn hour_prefix(tenant: &str, hour: i64) -> String {
     )
 }
 
-/// The `n`th index pack of an hour: `<hour prefix>_index.<n>.pack`. It
-/// sits beside the `app=` folders, so listing the hour returns it with the
-/// indexes it copies, and deleting or copying the hour takes it along.
-pub fn pack_key(hour_prefix: &str, n: usize) -> String {
-    format!("{hour_prefix}{PACK_STEM}{n}{PACK_SUFFIX}")
+/// The name of one of an hour's index packs: pack `n` of `count`, packed
+/// from a listing whose (name, size) pairs hash to `digest`
+/// ([`pack_digest`]). The name alone tells a packer whether the hour
+/// changed since, with no GET; it sits beside the `app=` folders, so
+/// listing the hour returns it, and deleting or copying the hour takes it
+/// along: `<hour prefix>_index.<digest, 16 hex>.<n>of<count>.pack`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackName {
+    pub digest: u64,
+    pub n: usize,
+    pub count: usize,
 }
 
-/// Whether `key`, listed under `hour_prefix`, is one of its packs.
-pub fn is_pack_key(hour_prefix: &str, key: &str) -> bool {
-    key.strip_prefix(hour_prefix)
-        .and_then(|rest| rest.strip_prefix(PACK_STEM))
-        .and_then(|rest| rest.strip_suffix(PACK_SUFFIX))
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+impl PackName {
+    pub fn key(&self, hour_prefix: &str) -> String {
+        format!(
+            "{hour_prefix}{PACK_STEM}{:016x}.{}of{}{PACK_SUFFIX}",
+            self.digest, self.n, self.count
+        )
+    }
+
+    /// The pack a key listed under `hour_prefix` names, if it is one.
+    pub fn parse(hour_prefix: &str, key: &str) -> Option<PackName> {
+        let rest = key
+            .strip_prefix(hour_prefix)?
+            .strip_prefix(PACK_STEM)?
+            .strip_suffix(PACK_SUFFIX)?;
+        let (digest, part) = rest.split_once('.')?;
+        let (n, count) = part.split_once("of")?;
+        let number = |s: &str| {
+            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse().ok())
+                .flatten()
+        };
+        let name = PackName {
+            digest: (digest.len() == 16)
+                .then(|| u64::from_str_radix(digest, 16).ok())
+                .flatten()?,
+            n: number(n)?,
+            count: number(count)?,
+        };
+        (name.n < name.count && name.key(hour_prefix) == key).then_some(name)
+    }
+}
+
+/// The digest of an hour's listed indexes, as (name relative to the hour
+/// prefix, size) pairs in name order.
+pub fn pack_digest<'a>(indexes: impl IntoIterator<Item = (&'a str, u64)>) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for (name, size) in indexes {
+        h.update(name.as_bytes());
+        h.update(b"\n");
+        h.update(&size.to_le_bytes());
+    }
+    h.digest()
 }
 
 /// Everything that names one block; equal names mean the same records.
@@ -202,18 +245,40 @@ mod tests {
     #[test]
     fn pack_keys_sit_beside_the_app_folders() {
         let hour = hour_prefix("acme", 498_685);
-        let key = pack_key(&hour, 3);
-        assert_eq!(key, "tenant=acme/dt=2026-11-21/hour=13/_index.3.pack");
-        assert!(is_pack_key(&hour, &key));
+        let name = PackName {
+            digest: 0xfeed_0000_0000_beef,
+            n: 1,
+            count: 3,
+        };
+        let key = name.key(&hour);
+        assert_eq!(
+            key,
+            "tenant=acme/dt=2026-11-21/hour=13/_index.feed00000000beef.1of3.pack"
+        );
+        assert_eq!(PackName::parse(&hour, &key), Some(name));
         for not in [
-            format!("{hour}app=_index.0.pack/x.idx"),
-            format!("{hour}_index..pack"),
-            format!("{hour}_index.1x.pack"),
-            format!("{hour}app=a/_index.0.pack"),
-            "tenant=other/dt=2026-11-21/hour=13/_index.0.pack".to_owned(),
+            format!("{hour}app=_index.feed00000000beef.1of3.pack/x.idx"),
+            format!("{hour}_index.feed00000000beef.3of3.pack"),
+            format!("{hour}_index.feed00000000beef.1of.pack"),
+            format!("{hour}_index.feed00000000bee.1of3.pack"),
+            format!("{hour}_index.FEED00000000BEEF.1of3.pack"),
+            format!("{hour}_index.feed00000000beef.+1of3.pack"),
+            format!("{hour}_index.feed00000000beef.01of3.pack"),
+            format!("{hour}app=a/_index.feed00000000beef.1of3.pack"),
+            "tenant=other/dt=2026-11-21/hour=13/_index.feed00000000beef.1of3.pack".to_owned(),
         ] {
-            assert!(!is_pack_key(&hour, &not), "{not}");
+            assert_eq!(PackName::parse(&hour, &not), None, "{not}");
         }
+    }
+
+    #[test]
+    fn pack_digests_change_with_any_name_or_size() {
+        let d = |v: &[(&str, u64)]| pack_digest(v.iter().copied());
+        let base = d(&[("app=a/x.idx", 10), ("app=b/y.idx", 20)]);
+        assert_ne!(base, d(&[("app=a/x.idx", 10), ("app=b/y.idx", 21)]));
+        assert_ne!(base, d(&[("app=a/x.idx", 10)]));
+        assert_ne!(base, d(&[("app=a/x.idx", 10), ("app=b/z.idx", 20)]));
+        assert_eq!(base, d(&[("app=a/x.idx", 10), ("app=b/y.idx", 20)]));
     }
 
     #[test]

@@ -26,14 +26,36 @@ pub struct Member<'a> {
     pub index: &'a [u8],
 }
 
+/// The bytes a member takes in a pack.
+pub fn member_len(name: &str, index: &[u8]) -> usize {
+    MIN_MEMBER_LEN + name.len() + index.len()
+}
+
+/// Splits `items`, in order, into runs whose sizes add up to at most
+/// `max` (an item larger than that gets a run of its own): how a packer
+/// fills packs, and how a reader batches them.
+pub fn runs_by_size<T>(items: &[T], max: u64, size: impl Fn(&T) -> u64) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let (mut start, mut total) = (0, 0u64);
+    for (i, item) in items.iter().enumerate() {
+        let len = size(item);
+        if i > start && total.saturating_add(len) > max {
+            out.push(&items[start..i]);
+            (start, total) = (i, 0);
+        }
+        total = total.saturating_add(len);
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}
+
 /// Encodes members, which must be sorted by name with no name twice (the
 /// decoder refuses anything else, so a pack has one reading).
 pub fn encode(members: &[Member<'_>]) -> Vec<u8> {
     debug_assert!(members.windows(2).all(|w| w[0].name < w[1].name));
-    let body: usize = members
-        .iter()
-        .map(|m| MIN_MEMBER_LEN + m.name.len() + m.index.len())
-        .sum();
+    let body: usize = members.iter().map(|m| member_len(m.name, m.index)).sum();
     let mut out = Vec::with_capacity(HEADER_LEN + body + 4);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -53,22 +75,16 @@ pub fn encode(members: &[Member<'_>]) -> Vec<u8> {
 /// members' own bytes are checked when they are decoded as indexes.
 pub fn decode(bytes: &[u8]) -> Result<Vec<Member<'_>>, FormatError> {
     let mut c = Cursor::new(bytes);
-    let magic = c.take(4)?;
-    if magic != MAGIC {
-        return Err(FormatError::BadMagic {
-            expected: MAGIC.to_vec(),
-            found: magic.to_vec(),
-        });
+    c.magic(MAGIC)?;
+    FormatError::check_version(c.u16_le()? as u32, VERSION as u32, VERSION as u32)?;
+    // No flag is defined: a set one means a writer this reader predates.
+    let flags = c.u16_le()?;
+    if flags != 0 {
+        return Err(FormatError::corrupt(
+            6,
+            format!("unknown flags {flags:#06x}"),
+        ));
     }
-    let version = c.u16_le()?;
-    if version != VERSION {
-        return Err(FormatError::UnsupportedVersion {
-            found: version as u32,
-            min: VERSION as u32,
-            max: VERSION as u32,
-        });
-    }
-    let _flags = c.u16_le()?;
     let count = c.u32_le()? as usize;
     // The CRC needs 4 bytes after the header.
     let Some(crc_at) = bytes.len().checked_sub(4).filter(|&at| at >= HEADER_LEN) else {
@@ -147,6 +163,15 @@ mod tests {
     }
 
     #[test]
+    fn runs_split_at_the_size_cap_and_keep_order() {
+        let sizes = [40u64, 40, 100, 1, 300, 0];
+        let runs: Vec<&[u64]> = runs_by_size(&sizes, 100, |s| *s);
+        assert_eq!(runs, vec![&[40, 40][..], &[100], &[1], &[300], &[0]]);
+        assert!(runs_by_size(&[] as &[u64], 100, |s| *s).is_empty());
+        assert_eq!(runs_by_size(&[0u64; 5], 0, |s| *s).len(), 1);
+    }
+
+    #[test]
     fn every_flipped_bit_is_detected() {
         let bytes = sample();
         for i in 0..bytes.len() {
@@ -178,6 +203,17 @@ mod tests {
                 "{names:?}"
             );
         }
+    }
+
+    /// Found by the `pack_decode` fuzz target: flags were ignored, so two
+    /// packs differing only there decoded alike.
+    #[test]
+    fn reserved_flags_must_be_zero() {
+        let bad = [83, 75, 80, 75, 1, 0, 80, 1, 0, 0, 0, 0, 0, 0, 22, 0];
+        assert!(matches!(
+            decode(&bad),
+            Err(FormatError::Corrupt { offset: 6, .. })
+        ));
     }
 
     #[test]

@@ -151,21 +151,8 @@ pub struct RecordBlock {
 impl<'a> SeqFileReader<'a> {
     pub fn new(bytes: &'a [u8]) -> Result<Self, FormatError> {
         let mut c = Cursor::new(bytes);
-        let magic = c.take(3)?;
-        if magic != MAGIC {
-            return Err(FormatError::BadMagic {
-                expected: MAGIC.to_vec(),
-                found: magic.to_vec(),
-            });
-        }
-        let version = c.u8()?;
-        if version != VERSION {
-            return Err(FormatError::UnsupportedVersion {
-                found: version as u32,
-                min: VERSION as u32,
-                max: VERSION as u32,
-            });
-        }
+        c.magic(MAGIC)?;
+        FormatError::check_version(c.u8()? as u32, VERSION as u32, VERSION as u32)?;
         for (what, want) in [("key class", KEY_CLASS), ("value class", VALUE_CLASS)] {
             let at = c.position();
             let got = c.text()?;

@@ -56,6 +56,18 @@ impl<'a> Cursor<'a> {
         self.remaining() == 0
     }
 
+    /// Reads `magic.len()` bytes and checks that they are `magic`.
+    pub fn magic(&mut self, magic: &[u8]) -> Result<(), FormatError> {
+        let found = self.take(magic.len())?;
+        if found != magic {
+            return Err(FormatError::BadMagic {
+                expected: magic.to_vec(),
+                found: found.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
         if n > self.remaining() {
             return Err(FormatError::Truncated {

@@ -109,22 +109,38 @@ pub trait ObjectStore: Send + Sync + Debug {
 
 /// Lists every key under `prefix`, following pages.
 pub async fn list_all(store: &dyn ObjectStore, prefix: &str) -> StorageResult<Vec<ObjectMeta>> {
-    let mut out = Vec::new();
+    Ok(list_pages(store, prefix, None).await?.0)
+}
+
+/// The folders directly under `prefix`, in full (`tenant=a/` under
+/// `tenant=`): S3's common prefixes for the delimiter `/`, following pages.
+pub async fn list_folders(store: &dyn ObjectStore, prefix: &str) -> StorageResult<Vec<String>> {
+    Ok(list_pages(store, prefix, Some("/")).await?.1)
+}
+
+async fn list_pages(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    delimiter: Option<&str>,
+) -> StorageResult<(Vec<ObjectMeta>, Vec<String>)> {
+    let (mut objects, mut folders) = (Vec::new(), Vec::new());
     let mut token = None;
     loop {
         let page = store
             .list(
                 prefix,
                 ListOptions {
+                    delimiter,
                     page_token: token,
                     ..Default::default()
                 },
             )
             .await?;
-        out.extend(page.objects);
+        objects.extend(page.objects);
+        folders.extend(page.common_prefixes);
         match page.next_token {
             Some(t) => token = Some(t),
-            None => return Ok(out),
+            None => return Ok((objects, folders)),
         }
     }
 }
