@@ -300,6 +300,17 @@ checkpoint_interval_secs = 1
     let objects = rt.block_on(list_all(&s3, "")).unwrap();
     let with_packs = regex_lite(&objects.iter().map(|o| o.key.clone()).collect::<Vec<_>>());
     assert!(with_packs.packs > 0, "{with_packs:?}");
+    // `inspect --all` reads the packs too: every member is its index.
+    let out = inspect(&store_args, &creds, &[]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "inspect failed: {log}");
+    assert!(
+        log.contains(&format!(
+            "{} index packs read, 0 packed indexes out of date",
+            with_packs.packs
+        )),
+        "{log}"
+    );
     assert_eq!(
         (with_packs.blocks, with_packs.indexes),
         (layout.blocks, layout.indexes)
