@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use skidder_common::service::Shutdown;
-use skidder_common::storage::open_store;
+use skidder_common::storage::{open_store, ObjectStore, S3Config};
 use skidder_indexer::config::IndexerConfig;
 use skidder_indexer::metrics::Metrics;
 
@@ -47,6 +47,27 @@ pub struct StoreFlags {
     /// S3-compatible endpoint, e.g. http://127.0.0.1:9000.
     #[arg(long, env = "SKIDDER_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
+}
+
+impl StoreFlags {
+    /// The store `--store` names, or `None` without one.
+    pub fn open(
+        &self,
+        rt: &tokio::runtime::Runtime,
+    ) -> anyhow::Result<Option<std::sync::Arc<dyn ObjectStore>>> {
+        let Some(url) = &self.store else {
+            return Ok(None);
+        };
+        let s3 = S3Config {
+            endpoint: self.s3_endpoint.clone(),
+            ..Default::default()
+        };
+        let url = url.parse().map_err(anyhow::Error::msg)?;
+        Ok(Some(
+            rt.block_on(open_store(&url, &s3))
+                .context("opening the store")?,
+        ))
+    }
 }
 
 #[derive(Args)]

@@ -12,9 +12,7 @@ use skidder_common::format::index::BlockIndex;
 use skidder_common::format::layout::{PackName, INDEX_SUFFIX};
 use skidder_common::format::pack;
 use skidder_common::format::seqfile::{RecordBlock, SeqFileReader};
-use skidder_common::storage::{
-    list_all, open_store, LocalStore, ObjectMeta, ObjectStore, S3Config,
-};
+use skidder_common::storage::{list_all, LocalStore, ObjectMeta, ObjectStore};
 
 use crate::flags::{runtime, StoreFlags};
 
@@ -32,21 +30,6 @@ pub struct InspectFlags {
     /// Print each record as a JSON line: time, labels, line.
     #[arg(long)]
     pub dump: bool,
-}
-
-fn open(
-    flags: &InspectFlags,
-    rt: &tokio::runtime::Runtime,
-) -> anyhow::Result<Option<Arc<dyn ObjectStore>>> {
-    let Some(url) = &flags.store.store else {
-        return Ok(None);
-    };
-    let s3 = S3Config {
-        endpoint: flags.store.s3_endpoint.clone(),
-        ..Default::default()
-    };
-    let url = url.parse().map_err(anyhow::Error::msg)?;
-    Ok(Some(rt.block_on(open_store(&url, &s3))?))
 }
 
 /// Reads `target` from the store, or else as a local path whose siblings
@@ -164,12 +147,11 @@ fn check_packs(
 ) -> (u64, u64, u64) {
     let (mut read, mut stale, mut bad) = (0, 0, 0);
     for k in keys {
-        let Some(at) = k.key.find("/hour=").map(|i| i + "/hour=HH/".len()) else {
+        // A pack's members are named relative to its own folder.
+        let Some(slash) = k.key.rfind('/') else {
             continue;
         };
-        let Some(prefix) = k.key.get(..at) else {
-            continue;
-        };
+        let prefix = &k.key[..=slash];
         if PackName::parse(prefix, &k.key).is_none() {
             continue;
         }
@@ -202,7 +184,7 @@ fn check_packs(
 
 pub fn run(flags: InspectFlags) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
-    let store = open(&flags, &rt)?;
+    let store = flags.store.open(&rt)?;
     if flags.all {
         let Some(s) = &store else {
             bail!("--all needs --store")

@@ -8,10 +8,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use skidder_common::format::layout::hour_of;
 use skidder_common::service::Shutdown;
-use skidder_common::storage::{open_store, S3Config};
 use skidder_indexer::packer::{pack_hours, tenants, PackOptions};
 
 use crate::flags::{runtime, StoreFlags};
+use crate::search::signalled;
 
 #[derive(Args)]
 pub struct PackFlags {
@@ -41,18 +41,10 @@ pub struct PackFlags {
 
 pub fn run(flags: PackFlags) -> anyhow::Result<ExitCode> {
     let shutdown = Shutdown::on_signals().context("installing signal handlers")?;
-    let Some(url) = &flags.store.store else {
+    let rt = runtime()?;
+    let Some(store) = flags.store.open(&rt)? else {
         bail!("name the store with --store or SKIDDER_STORE");
     };
-    let s3 = S3Config {
-        endpoint: flags.store.s3_endpoint.clone(),
-        ..Default::default()
-    };
-    let url = url.parse().map_err(anyhow::Error::msg)?;
-    let rt = runtime()?;
-    let store = rt
-        .block_on(open_store(&url, &s3))
-        .context("opening the store")?;
     let opts = PackOptions {
         max_pack_bytes: (flags.max_pack_mib << 20) as usize,
         rewrite: flags.rewrite,
@@ -106,12 +98,14 @@ pub fn run(flags: PackFlags) -> anyhow::Result<ExitCode> {
         let Some(every) = flags.every else {
             return Ok(ExitCode::SUCCESS);
         };
-        let until = std::time::Instant::now() + every;
-        while std::time::Instant::now() < until {
-            if shutdown.is_triggered() {
-                return Ok(ExitCode::SUCCESS);
-            }
-            std::thread::sleep(Duration::from_millis(200));
+        // The timer needs the runtime: build it inside `block_on`.
+        let stopped = rt.block_on(async {
+            tokio::time::timeout(every, signalled(shutdown.clone()))
+                .await
+                .is_ok()
+        });
+        if stopped {
+            return Ok(ExitCode::SUCCESS);
         }
     }
 }

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 use skidder_common::service::Shutdown;
-use skidder_common::storage::{open_store, S3Config};
+use skidder_common::storage::open_store;
 use skidder_searcher::api::{now_ns, parse_step, parse_time, run_range, RangeRequest};
 use skidder_searcher::config::SearcherConfig;
 use skidder_searcher::engine::{Direction, Engine, EngineConfig};
@@ -230,15 +230,10 @@ pub fn run_search(f: SearchFlags) -> anyhow::Result<ExitCode> {
         }
         serde_json::from_str(&text).context("the searcher's response is not JSON")?
     } else {
-        let Some(url) = &f.store.store else {
+        let rt = runtime()?;
+        let Some(store) = f.store.open(&rt)? else {
             bail!("give --url of a searcher, or --store")
         };
-        let s3 = S3Config {
-            endpoint: f.store.s3_endpoint.clone(),
-            ..Default::default()
-        };
-        let rt = runtime()?;
-        let store = rt.block_on(open_store(&url.parse().map_err(anyhow::Error::msg)?, &s3))?;
         let engine = Engine::new(store, EngineConfig::default(), Arc::new(Metrics::new()));
         let req = RangeRequest {
             query: &f.query,

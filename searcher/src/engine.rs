@@ -219,6 +219,10 @@ fn packs_in_flight() -> usize {
 /// packs alone exceed it is still read whole.
 const MIN_PACK_BYTES_PER_ROUND: u64 = 64 << 20;
 
+/// A fetched and verified data block, and the index to scan it with when
+/// the one it was pruned with proved out of date.
+type Fetched = Option<(Bytes, Option<Arc<Indexed>>)>;
+
 /// A packed index and the bytes it is charged in the cache.
 type Packed = (Arc<Indexed>, usize);
 
@@ -485,7 +489,8 @@ impl Engine {
     /// pack only costs GETs.
     async fn read_packs(&self, hours: &[Arc<HourListing>]) -> Result<PackedIndexes, SearchError> {
         let mut jobs = Vec::new();
-        for hour in hours.iter().filter(|_| self.cfg.read_packs) {
+        let packed = hours.iter().filter(|h| !h.packs.is_empty());
+        for hour in packed.filter(|_| self.cfg.read_packs) {
             let wanted: HashMap<String, u64> = hour
                 .indexes
                 .iter()
@@ -735,7 +740,7 @@ impl Engine {
         idx: &Indexed,
         key: &str,
         warnings: &mut Vec<String>,
-    ) -> Result<Option<(Bytes, Option<Arc<Indexed>>)>, SearchError> {
+    ) -> Result<Fetched, SearchError> {
         let data = match self.store.get(key).await {
             Ok(d) => d,
             Err(e) if e.kind == StorageErrorKind::NotFound => {
@@ -767,10 +772,7 @@ impl Engine {
     async fn fetch_many(
         &self,
         cands: &[Candidate],
-    ) -> Vec<(
-        Result<Option<(Bytes, Option<Arc<Indexed>>)>, SearchError>,
-        Vec<String>,
-    )> {
+    ) -> Vec<(Result<Fetched, SearchError>, Vec<String>)> {
         // Owned items: a stream over borrowed candidates trips the
         // compiler's `Send` check for the handlers' futures.
         let items: Vec<(Arc<Indexed>, String)> = cands

@@ -297,6 +297,37 @@ checkpoint_interval_secs = 1
         let packed = log.contains("packed an hour's indexes");
         assert_eq!(packed, pass == 0, "pass {pass}: {log}");
     }
+    // On a timer it waits between passes and stops cleanly on SIGTERM.
+    let log_path =
+        std::env::temp_dir().join(format!("skidder-pack-every-{}.log", std::process::id()));
+    let mut timer = Guard(
+        Command::new(BIN)
+            .arg("pack")
+            .args(store_args)
+            .args(["--since", "200000h", "--settle", "0s", "--every", "1h"])
+            .envs(creds)
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .contains("pack pass done")
+    {
+        assert!(timer.try_wait().unwrap().is_none(), "pack --every exited");
+        assert!(Instant::now() < deadline, "no pack pass within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        timer.try_wait().unwrap().is_none(),
+        "pack --every exited after its first pass: {}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+    sigterm(timer.id());
+    assert!(timer.wait().unwrap().success());
+    let _ = std::fs::remove_file(&log_path);
     let objects = rt.block_on(list_all(&s3, "")).unwrap();
     let with_packs = regex_lite(&objects.iter().map(|o| o.key.clone()).collect::<Vec<_>>());
     assert!(with_packs.packs > 0, "{with_packs:?}");

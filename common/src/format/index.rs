@@ -5,7 +5,7 @@
 
 use bloomfilter::Bloom;
 
-use super::vint::{write_bytes_u32, Cursor};
+use super::vint::{check_crc32c_at, push_crc32c, write_bytes_u32, Cursor};
 use super::FormatError;
 
 pub const MAGIC: &[u8; 4] = b"SKIX";
@@ -166,8 +166,7 @@ impl BlockIndex {
         write_bytes_u32(&mut out, &self.bloom);
         let body_len = (out.len() - HEADER_LEN) as u32;
         out[8..12].copy_from_slice(&body_len.to_le_bytes());
-        let crc = crc32c::crc32c(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
+        push_crc32c(&mut out);
         out
     }
 
@@ -214,17 +213,8 @@ impl BlockIndex {
             });
         }
         let crc_at = HEADER_LEN + body_len;
-        let stored = u32::from_le_bytes([
-            bytes[crc_at],
-            bytes[crc_at + 1],
-            bytes[crc_at + 2],
-            bytes[crc_at + 3],
-        ]);
         if check_crc {
-            let computed = crc32c::crc32c(&bytes[..crc_at]);
-            if stored != computed {
-                return Err(FormatError::Checksum { stored, computed });
-            }
+            check_crc32c_at(bytes, crc_at)?;
         }
         let mut c = Cursor::new(&bytes[HEADER_LEN..crc_at]);
         let mut index = BlockIndex {

@@ -9,7 +9,7 @@
 //! magic, length and CRC, and decodes with [`BlockIndex`](super::index::BlockIndex)'s
 //! decoder. Byte layout: `docs/FORMAT.md`.
 
-use super::vint::{write_bytes_u32, Cursor};
+use super::vint::{check_crc32c_at, push_crc32c, write_bytes_u32, Cursor};
 use super::FormatError;
 
 pub const MAGIC: &[u8; 4] = b"SKPK";
@@ -65,8 +65,7 @@ pub fn encode(members: &[Member<'_>]) -> Vec<u8> {
         write_bytes_u32(&mut out, m.name.as_bytes());
         write_bytes_u32(&mut out, m.index);
     }
-    let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
+    push_crc32c(&mut out);
     out
 }
 
@@ -94,16 +93,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Member<'_>>, FormatError> {
             available: bytes.len().saturating_sub(HEADER_LEN),
         });
     };
-    let stored = u32::from_le_bytes([
-        bytes[crc_at],
-        bytes[crc_at + 1],
-        bytes[crc_at + 2],
-        bytes[crc_at + 3],
-    ]);
-    let computed = crc32c::crc32c(&bytes[..crc_at]);
-    if stored != computed {
-        return Err(FormatError::Checksum { stored, computed });
-    }
+    check_crc32c_at(bytes, crc_at)?;
     let mut c = Cursor::new(&bytes[HEADER_LEN..crc_at]);
     if count > c.remaining() / MIN_MEMBER_LEN {
         return Err(FormatError::corrupt(
@@ -196,8 +186,7 @@ mod tests {
                 write_bytes_u32(&mut out, n.as_bytes());
                 write_bytes_u32(&mut out, b"x");
             }
-            let crc = crc32c::crc32c(&out);
-            out.extend_from_slice(&crc.to_le_bytes());
+            push_crc32c(&mut out);
             assert!(
                 matches!(decode(&out), Err(FormatError::Corrupt { .. })),
                 "{names:?}"

@@ -178,6 +178,32 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Appends the CRC32C (Castagnoli) of everything in `out`, as a u32 LE.
+pub fn push_crc32c(out: &mut Vec<u8>) {
+    let crc = crc32c::crc32c(out);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// Checks the CRC32C (Castagnoli) stored as a u32 LE in the 4 bytes at
+/// `at` against every byte before them; the caller has checked that they
+/// are there.
+pub fn check_crc32c_at(bytes: &[u8], at: usize) -> Result<(), FormatError> {
+    let stored = bytes
+        .get(at..at.saturating_add(4))
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_le_bytes)
+        .ok_or(FormatError::Truncated {
+            offset: at,
+            needed: 4,
+            available: bytes.len().saturating_sub(at),
+        })?;
+    let computed = crc32c::crc32c(&bytes[..at]);
+    if stored != computed {
+        return Err(FormatError::Checksum { stored, computed });
+    }
+    Ok(())
+}
+
 /// Appends a Hadoop `Text`: VLong length, then the bytes.
 pub fn write_text(out: &mut Vec<u8>, s: &[u8]) {
     write_vlong(out, s.len() as i64);
