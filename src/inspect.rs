@@ -9,9 +9,10 @@ use bytes::Bytes;
 use clap::Args;
 use serde_json::json;
 use skidder_common::format::index::BlockIndex;
-use skidder_common::format::layout::{PackName, INDEX_SUFFIX};
+use skidder_common::format::layout::{parse_slices_key, PackName, INDEX_SUFFIX};
 use skidder_common::format::pack;
 use skidder_common::format::seqfile::{RecordBlock, SeqFileReader};
+use skidder_common::format::slices;
 use skidder_common::storage::{list_all, LocalStore, ObjectMeta, ObjectStore};
 
 use crate::flags::{runtime, StoreFlags};
@@ -24,7 +25,7 @@ pub struct InspectFlags {
     #[command(flatten)]
     pub store: StoreFlags,
     /// Verify every index (and its data block) under the prefix, and every
-    /// index pack against the indexes it copies.
+    /// index pack and sliced-blooms object against the indexes it copies.
     #[arg(long)]
     pub all: bool,
     /// Print each record as a JSON line: time, labels, line.
@@ -135,44 +136,39 @@ fn check_index(
     Ok(report)
 }
 
-/// Reads every index pack among `keys` and compares each member with the
-/// index object it copies. A pack that does not decode fails; a member
-/// whose index is gone or differs is only out of date (searchers check
-/// each member against the listing and the block), and is reported. Returns
-/// (packs read, members out of date, packs failed).
-fn check_packs(
+/// What checking the packer's objects found: objects read, copies out of
+/// date, objects that failed.
+type Checked = (u64, u64, u64);
+
+/// Reads every object among `keys` that `is_kind` picks (given its
+/// folder's prefix) and runs `check` on it, which returns how many of its
+/// copies are out of date. An object `check` fails on counts as failed.
+fn check_each(
     store: &Arc<dyn ObjectStore>,
     rt: &tokio::runtime::Runtime,
     keys: &[ObjectMeta],
-) -> (u64, u64, u64) {
+    is_kind: impl Fn(&str, &str) -> bool,
+    check: impl Fn(&str, &str, &[u8]) -> anyhow::Result<u64>,
+) -> Checked {
     let (mut read, mut stale, mut bad) = (0, 0, 0);
     for k in keys {
-        // A pack's members are named relative to its own folder.
+        // Members are named relative to the object's own folder.
         let Some(slash) = k.key.rfind('/') else {
             continue;
         };
         let prefix = &k.key[..=slash];
-        if PackName::parse(prefix, &k.key).is_none() {
+        if !is_kind(prefix, &k.key) {
             continue;
         }
-        let result = (|| {
-            let bytes = rt.block_on(store.get(&k.key))?;
-            let members =
-                pack::decode(&bytes).with_context(|| format!("{}: invalid index pack", k.key))?;
-            for m in members {
-                let key = format!("{prefix}{}", m.name);
-                match rt.block_on(store.get(&key)) {
-                    Ok(index) if index.as_ref() == m.index => {}
-                    _ => {
-                        stale += 1;
-                        eprintln!("STALE {}: its copy of {key} is not the index object", k.key);
-                    }
-                }
-            }
-            anyhow::Ok(())
-        })();
+        let result = rt
+            .block_on(store.get(&k.key))
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| check(prefix, &k.key, &bytes));
         match result {
-            Ok(()) => read += 1,
+            Ok(n) => {
+                read += 1;
+                stale += n;
+            }
             Err(e) => {
                 bad += 1;
                 eprintln!("FAIL {e:#}");
@@ -180,6 +176,100 @@ fn check_packs(
         }
     }
     (read, stale, bad)
+}
+
+/// Reads every index pack among `keys` and compares each member with the
+/// index object it copies. A pack that does not decode fails; a member
+/// whose index is gone or differs is only out of date (searchers check
+/// each member against the listing and the block), and is reported.
+fn check_packs(
+    store: &Arc<dyn ObjectStore>,
+    rt: &tokio::runtime::Runtime,
+    keys: &[ObjectMeta],
+) -> Checked {
+    let is_pack = |prefix: &str, key: &str| PackName::parse(prefix, key).is_some();
+    check_each(store, rt, keys, is_pack, |prefix, key, bytes| {
+        let members = pack::decode(bytes).with_context(|| format!("{key}: invalid index pack"))?;
+        let mut stale = 0;
+        for m in members {
+            let index_key = format!("{prefix}{}", m.name);
+            match rt.block_on(store.get(&index_key)) {
+                Ok(index) if index.as_ref() == m.index => {}
+                _ => {
+                    stale += 1;
+                    eprintln!("STALE {key}: its copy of {index_key} is not the index object");
+                }
+            }
+        }
+        Ok(stale)
+    })
+}
+
+/// Reads every sliced-blooms object among `keys` whole, checks each chunk,
+/// and compares each sliced filter, bit by bit, with the bloom filter of
+/// the index object it was sliced from: out of date if that index is gone,
+/// has another size or another filter.
+fn check_slices(
+    store: &Arc<dyn ObjectStore>,
+    rt: &tokio::runtime::Runtime,
+    keys: &[ObjectMeta],
+) -> Checked {
+    let is_slices = |prefix: &str, key: &str| parse_slices_key(prefix, key).is_some();
+    check_each(store, rt, keys, is_slices, |prefix, key, bytes| {
+        let invalid = || format!("{key}: invalid sliced blooms");
+        let head = slices::Head::decode(bytes).with_context(invalid)?;
+        if head.total_len != bytes.len() as u64 {
+            bail!(
+                "{key}: {} bytes, its head says {}",
+                bytes.len(),
+                head.total_len
+            );
+        }
+        // Every group's rows, chunk by chunk.
+        let mut rows: Vec<Vec<u8>> = Vec::new();
+        for g in &head.groups {
+            let mut all = Vec::new();
+            for row in (0..g.bits).step_by(g.chunk_rows as usize) {
+                let (_, r) = g.chunk_of(row);
+                let chunk = &bytes[r.start as usize..r.end as usize];
+                all.extend(slices::chunk_rows(chunk).with_context(invalid)?);
+            }
+            rows.push(all);
+        }
+        let mut stale = 0;
+        for b in &head.blocks {
+            let group = head.shapes[b.shape as usize].group as usize;
+            let g = &head.groups[group];
+            let index_key = format!("{prefix}{}", b.name);
+            let same = rt
+                .block_on(store.get(&index_key))
+                .ok()
+                .is_some_and(|index| {
+                    let Ok((_, bloom)) = BlockIndex::decode_with_bloom(&index) else {
+                        return false;
+                    };
+                    if index.len() as u64 != b.index_size || bloom.bits() != g.bits {
+                        return false;
+                    }
+                    let mut column = vec![0u8; bloom.bitmap().len()];
+                    let (byte, bit) = ((b.column / 8) as usize, 1u8 << (b.column % 8));
+                    for (row, at) in
+                        (0..g.bits as usize).zip((byte..).step_by(g.row_bytes() as usize))
+                    {
+                        if rows[group][at] & bit != 0 {
+                            column[row / 8] |= 1 << (row % 8);
+                        }
+                    }
+                    bloom.header() == head.shapes[b.shape as usize].header
+                        && bloom.bitmap() == column
+                });
+            if !same {
+                stale += 1;
+                eprintln!("STALE {key}: its filter of {index_key} is not that index's");
+            }
+        }
+        Ok(stale)
+    })
 }
 
 pub fn run(flags: InspectFlags) -> anyhow::Result<ExitCode> {
@@ -211,9 +301,10 @@ pub fn run(flags: InspectFlags) -> anyhow::Result<ExitCode> {
             }
         }
         let (packs, stale, bad_packs) = check_packs(s, &rt, &keys);
-        bad += bad_packs;
+        let (sliced, stale_filters, bad_slices) = check_slices(s, &rt, &keys);
+        bad += bad_packs + bad_slices;
         eprintln!(
-            "{ok} blocks verified, {bad} failed; {packs} index packs read, {stale} packed indexes out of date"
+            "{ok} blocks verified, {bad} failed; {packs} index packs read, {stale} packed indexes out of date; {sliced} sliced blooms read, {stale_filters} sliced filters out of date"
         );
         return Ok(if bad == 0 {
             ExitCode::SUCCESS

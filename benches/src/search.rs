@@ -8,8 +8,9 @@
 //! do), as in a searcher that has been running; this is the state
 //! ripgrep is measured in, with the raw files in the page cache.
 //!
-//! The store holds index packs (`skidder pack`); a run with `read_packs`
-//! off shows what a cold query costs without them.
+//! The store holds index packs and sliced blooms (`skidder pack`); runs
+//! that read fewer of them ([`Reads`]) show what a cold query costs
+//! without them.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -86,13 +87,28 @@ fn summarize(v: &serde_json::Value) -> String {
     }
 }
 
-fn engine(store: &Arc<dyn ObjectStore>, read_packs: bool) -> (Engine, Arc<Metrics>) {
+/// Which of `skidder pack`'s objects the searcher reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reads {
+    pub packs: bool,
+    pub slices: bool,
+}
+
+impl Reads {
+    pub const ALL: Reads = Reads {
+        packs: true,
+        slices: true,
+    };
+}
+
+fn engine(store: &Arc<dyn ObjectStore>, reads: Reads) -> (Engine, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
     let engine = Engine::new(
         store.clone(),
         EngineConfig {
             max_hours: 1_000_000,
-            read_packs,
+            read_packs: reads.packs,
+            read_slices: reads.slices,
             ..EngineConfig::default()
         },
         metrics.clone(),
@@ -125,11 +141,11 @@ async fn once(
 }
 
 /// Runs `q` `runs` times against `store` on a cold engine each time, then
-/// `runs` times on one warm engine; `read_packs` as the searcher's option.
+/// `runs` times on one warm engine, reading `reads`.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     store: Arc<dyn ObjectStore>,
-    read_packs: bool,
+    reads: Reads,
     tenant: &str,
     q: &QueryCase,
     start: i64,
@@ -140,7 +156,7 @@ pub async fn run(
     let mut times = Vec::new();
     let mut report = QueryReport::default();
     for _ in 0..runs {
-        let (engine, metrics) = engine(&store, read_packs);
+        let (engine, metrics) = engine(&store, reads);
         let (ms, v, stats) = once(&engine, tenant, q, start, end, step).await?;
         times.push(ms);
         report = QueryReport {
@@ -155,7 +171,7 @@ pub async fn run(
     }
     report.median_ms = crate::measure::median(times);
 
-    let (engine, metrics) = engine(&store, read_packs);
+    let (engine, metrics) = engine(&store, reads);
     once(&engine, tenant, q, start, end, step).await?;
     let mut warm = Vec::new();
     for _ in 0..runs {

@@ -4,6 +4,7 @@
 use skidder_common::format::index::{build_bloom, BlockIndex, StreamEntry};
 use skidder_common::format::pack;
 use skidder_common::format::seqfile::{SeqFileReader, SeqFileWriter};
+use skidder_common::format::slices;
 use skidder_common::format::tokens::{token_hash, token_hash_v1};
 use skidder_common::storage::{conformance, LocalStore, S3Store};
 use skidder_common::testing::MotoServer;
@@ -213,6 +214,87 @@ fn golden_v1_pack_still_reads_and_is_still_written_identically() {
     assert_eq!(
         pack, stored,
         "the v1 pack writer changed: bump the version instead"
+    );
+}
+
+/// Sliced blooms version 1, of the v1 and v2 golden indexes: filters of
+/// two sizes, so two groups.
+#[test]
+fn golden_v1_slices_still_read_and_are_still_written_identically() {
+    let path = format!("{GOLDEN_DIR}/hour.slices");
+    let v1 = std::fs::read(format!("{GOLDEN_DIR}/block.idx")).unwrap();
+    let v2 = std::fs::read(format!("{GOLDEN_V2_DIR}/block.idx")).unwrap();
+    let names = [
+        "app=checkout/logs.3.00000000000000000100.idx",
+        "app=checkout/logs.3.00000000000000000200.idx",
+    ];
+    let (i1, b1) = BlockIndex::decode_with_bloom(&v1).unwrap();
+    let (i2, b2) = BlockIndex::decode_with_bloom(&v2).unwrap();
+    let input = |name, bytes: &[u8], index: &BlockIndex, bloom| slices::Input {
+        name,
+        index_size: bytes.len() as u64,
+        index_version: index.version,
+        bloom,
+    };
+    let written = slices::encode(&[
+        input(names[0], &v1, &i1, &b1),
+        input(names[1], &v2, &i2, &b2),
+    ])
+    .unwrap();
+    if !std::path::Path::new(&path).exists() {
+        std::fs::write(&path, &written).unwrap();
+        eprintln!("wrote {path}; commit it");
+    }
+    let stored = std::fs::read(&path).unwrap();
+    assert!(stored.starts_with(b"SKBS\x01\x00\x00\x00"));
+    let head = slices::Head::decode(&stored).unwrap();
+    assert_eq!(head.total_len, stored.len() as u64);
+    assert_eq!(head.groups.len(), 2);
+    let got: Vec<(&str, u64, u16)> = head
+        .blocks
+        .iter()
+        .map(|b| (b.name.as_str(), b.index_size, b.index_version))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (names[0], v1.len() as u64, 1),
+            (names[1], v2.len() as u64, 2)
+        ]
+    );
+    // Lookups agree with each block's own filter.
+    for word in ["abc123", "started", "cart", "nothere", "level=info"] {
+        let tokens = vec![
+            Vec::new(),
+            vec![token_hash_v1(word.as_bytes())],
+            vec![token_hash(word.as_bytes())],
+        ];
+        let probe = head.probe(&head.blocks, &tokens).unwrap();
+        let chunks: slices::Chunks = probe
+            .chunks()
+            .into_iter()
+            .map(|(at, r)| {
+                let rows = slices::chunk_rows(&stored[r.start as usize..r.end as usize]).unwrap();
+                (at, rows)
+            })
+            .collect();
+        let out: Vec<&str> = probe
+            .ruled_out(&chunks)
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect();
+        let mut want = Vec::new();
+        if !b1.may_contain(tokens[1][0]) {
+            want.push(names[0]);
+        }
+        if !b2.may_contain(tokens[2][0]) {
+            want.push(names[1]);
+        }
+        assert_eq!(out, want, "{word}");
+    }
+    assert_eq!(
+        written, stored,
+        "the v1 sliced-blooms writer changed: bump the version instead"
     );
 }
 

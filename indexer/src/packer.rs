@@ -16,11 +16,13 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
-use skidder_common::format::index::BlockIndex;
+use skidder_common::format::index::{BlockIndex, BloomFilter};
 use skidder_common::format::layout::{
-    decode_component, hour_prefix, pack_digest, tenant_prefix, PackName, INDEX_SUFFIX,
+    decode_component, hour_prefix, pack_digest, parse_slices_key, slices_key, tenant_prefix,
+    PackName, INDEX_SUFFIX,
 };
 use skidder_common::format::pack::{self, runs_by_size, Member};
+use skidder_common::format::slices;
 use skidder_common::storage::{
     list_all, list_folders, ObjectStore, StorageErrorKind, StorageResult,
 };
@@ -162,9 +164,20 @@ pub async fn pack_hour(
         .iter()
         .filter_map(|m| Some((m.key.clone(), PackName::parse(prefix, &m.key)?)))
         .collect();
+    // Packs and sliced blooms, which are rewritten together.
+    let old_objects: Vec<String> = old_packs
+        .iter()
+        .map(|(k, _)| k.clone())
+        .chain(
+            listed
+                .iter()
+                .filter(|m| parse_slices_key(prefix, &m.key).is_some())
+                .map(|m| m.key.clone()),
+        )
+        .collect();
     let digest = pack_digest(indexes.iter().map(|(n, s)| (n.as_str(), *s)));
     if indexes.is_empty() {
-        for (k, _) in &old_packs {
+        for k in &old_objects {
             store.delete(k).await?;
         }
         return Ok((HourOutcome::Empty, 0));
@@ -183,6 +196,7 @@ pub async fn pack_hour(
         .collect()
         .await;
     let mut members: Vec<(String, Bytes)> = Vec::with_capacity(fetched.len());
+    let mut blooms: Vec<(u16, BloomFilter)> = Vec::with_capacity(fetched.len());
     let mut skipped = 0;
     for (name, r) in fetched {
         let bytes = match r {
@@ -191,10 +205,13 @@ pub async fn pack_hour(
             Err(e) if e.kind == StorageErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        if let Err(e) = BlockIndex::decode(&bytes) {
-            tracing::warn!(key = %format!("{prefix}{name}"), error = %e, "not packing a corrupt index");
-            skipped += 1;
-            continue;
+        match BlockIndex::decode_with_bloom(&bytes) {
+            Ok((index, bloom)) => blooms.push((index.version, bloom)),
+            Err(e) => {
+                tracing::warn!(key = %format!("{prefix}{name}"), error = %e, "not packing a corrupt index");
+                skipped += 1;
+                continue;
+            }
         }
         members.push((name, bytes));
     }
@@ -218,9 +235,32 @@ pub async fn pack_hour(
         store.put(&key, Bytes::from(body)).await?;
         new_keys.push(key);
     }
-    // Only once the new packs are all there; a reader that meanwhile sees
-    // old and new ones uses whichever copies the listing vouches for.
-    for (k, _) in &old_packs {
+    let inputs: Vec<slices::Input<'_>> = members
+        .iter()
+        .zip(&blooms)
+        .map(|((name, index), (version, bloom))| slices::Input {
+            name,
+            index_size: index.len() as u64,
+            index_version: *version,
+            bloom,
+        })
+        .collect();
+    let sliced = slices::encode(&inputs).filter(|body| {
+        // Slices of a few odd-sized filters (blocks from before filters
+        // came in size steps) would cost a reader more GETs than they save.
+        slices::Head::decode(body).is_ok_and(|h| h.blocks.len() * 2 >= members.len())
+    });
+    if let Some(body) = sliced {
+        written += body.len();
+        let key = slices_key(prefix, digest);
+        store.put(&key, Bytes::from(body)).await?;
+        new_keys.push(key);
+    } else {
+        tracing::info!(%prefix, "not slicing the hour's bloom filters: too few share a size");
+    }
+    // Only once the new objects are all there; a reader that meanwhile
+    // sees old and new ones uses whichever copies the listing vouches for.
+    for k in &old_objects {
         if !new_keys.contains(k) {
             store.delete(k).await?;
         }

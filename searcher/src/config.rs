@@ -50,6 +50,9 @@ pub struct SearcherConfig {
     pub max_token_value_len: usize,
     /// Read index packs (written by `skidder pack`) where present.
     pub read_index_packs: bool,
+    /// Prune with an hour's sliced blooms (written by `skidder pack`)
+    /// before reading its indexes, where present.
+    pub read_sliced_blooms: bool,
     pub auth: AuthConfig,
 }
 
@@ -109,6 +112,7 @@ impl Default for SearcherConfig {
             listing_cache_secs: e.listing_cache_secs,
             max_token_value_len: e.max_token_value_len,
             read_index_packs: e.read_packs,
+            read_sliced_blooms: e.read_slices,
             auth: AuthConfig::default(),
         }
     }
@@ -185,6 +189,7 @@ impl SearcherConfig {
             max_bytes_scanned: self.max_query_bytes_scanned,
             max_series: self.max_query_series,
             read_packs: self.read_index_packs,
+            read_slices: self.read_sliced_blooms,
             ..EngineConfig::default()
         }
     }
@@ -269,6 +274,7 @@ mod tests {
             query_queue_wait_ms = 0
             listing_cache_secs = 5
             read_index_packs = false
+            read_sliced_blooms = false
             [auth]
             tokens = { "s3cr3t" = "team-a" }
             "#,
@@ -282,6 +288,7 @@ mod tests {
         assert_eq!(a.max_series, 7);
         assert_eq!(e.listing_cache_secs, 5);
         assert!(!e.read_packs && EngineConfig::default().read_packs);
+        assert!(!e.read_slices && EngineConfig::default().read_slices);
         assert_eq!(a.query_timeout, Duration::from_secs(9));
         assert_eq!(a.max_concurrent_queries, 3);
         assert_eq!(a.queue_wait, Duration::ZERO);

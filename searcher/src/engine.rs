@@ -9,17 +9,22 @@
 //!
 //! Indexes come from the cache, from the hour's index packs where the
 //! listing vouches for them (one GET per pack rather than per block, for
-//! a cold cache), or one GET each.
+//! a cold cache), or one GET each. Before any is read, a query that needs
+//! tokens rules out blocks with the hour's sliced blooms, where present: a
+//! few small ranged GETs per hour instead of every index.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use skidder_common::format::index::{self, BlockIndex};
-use skidder_common::format::layout::{hour_of, hour_prefix, PackName, DATA_SUFFIX, INDEX_SUFFIX};
+use skidder_common::format::layout::{
+    hour_of, hour_prefix, parse_slices_key, PackName, DATA_SUFFIX, INDEX_SUFFIX,
+};
 use skidder_common::format::pack;
 use skidder_common::format::seqfile::{RecordBlock, SeqFileReader};
+use skidder_common::format::slices::{self, Chunks, Head};
 use skidder_common::format::tokens::{
     field_hash, for_each_word_hash, inner_words, token_hash, token_hash_v1,
     DEFAULT_MAX_TOKEN_VALUE_LEN,
@@ -94,6 +99,9 @@ pub struct EngineConfig {
     /// Read an hour's indexes from its index packs (`skidder pack`) where
     /// the listing vouches for them; off, every index is read on its own.
     pub read_packs: bool,
+    /// Rule out blocks with an hour's sliced blooms (`skidder pack`)
+    /// before reading its indexes, where the listing vouches for them.
+    pub read_slices: bool,
 }
 
 impl Default for EngineConfig {
@@ -109,6 +117,7 @@ impl Default for EngineConfig {
             max_bytes_scanned: 64 << 30,
             max_series: 5000,
             read_packs: true,
+            read_slices: true,
         }
     }
 }
@@ -203,6 +212,8 @@ struct HourListing {
     packs: Vec<String>,
     /// Listed bytes of the packs.
     pack_bytes: u64,
+    /// The hour's sliced blooms, if listed, and their listed size.
+    slices: Option<(String, u64)>,
 }
 
 /// Index packs read and decoded at once per query: one per core (at
@@ -218,6 +229,21 @@ fn packs_in_flight() -> usize {
 /// is then bounded by that, its candidates and the cache; an hour whose
 /// packs alone exceed it is still read whole.
 const MIN_PACK_BYTES_PER_ROUND: u64 = 64 << 20;
+
+/// Bytes a reader asks for first from sliced blooms: the head of a busy
+/// hour's (about 60 bytes per block) in one GET.
+const SLICES_HEAD_READ: u64 = 64 << 10;
+
+/// What an hour's sliced blooms said.
+enum Sliced {
+    /// These index keys' blocks lack a token the query needs.
+    RuledOut(Vec<String>),
+    /// Nothing to rule out (every index is cached), or replaced or
+    /// deleted since the listing.
+    Unused,
+    /// The object does not decode: nothing is ruled out.
+    Unreadable(FormatError),
+}
 
 /// A fetched and verified data block, and the index to scan it with when
 /// the one it was pruned with proved out of date.
@@ -283,6 +309,8 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     listings: ByteLru<String, Listing>,
     indexes: ByteLru<String, Indexed>,
+    /// Heads of sliced blooms, by key.
+    heads: ByteLru<String, Head>,
 }
 
 /// The labels a query sees for a stream: its own plus `__app__`.
@@ -386,7 +414,8 @@ impl Engine {
     pub fn new(store: Arc<dyn ObjectStore>, cfg: EngineConfig, metrics: Arc<Metrics>) -> Self {
         Engine {
             listings: ByteLru::new(cfg.cache_bytes / 4),
-            indexes: ByteLru::new(cfg.cache_bytes - cfg.cache_bytes / 4),
+            heads: ByteLru::new(cfg.cache_bytes / 16),
+            indexes: ByteLru::new(cfg.cache_bytes - cfg.cache_bytes / 4 - cfg.cache_bytes / 16),
             store,
             cfg,
             metrics,
@@ -446,6 +475,7 @@ impl Engine {
         self.metrics.hours_listed.inc();
         let read_at = std::time::Instant::now();
         let (mut indexes, mut packs, mut pack_bytes) = (Vec::new(), Vec::new(), 0u64);
+        let mut slices = None;
         for m in list_all(&*self.store, &prefix)
             .await
             .map_err(|e| self.store_fault("list", e))?
@@ -458,16 +488,20 @@ impl Engine {
             } else if PackName::parse(&prefix, &m.key).is_some() {
                 pack_bytes = pack_bytes.saturating_add(m.size);
                 packs.push(m.key);
+            } else if parse_slices_key(&prefix, &m.key).is_some() {
+                slices = Some((m.key, m.size));
             }
         }
         let bytes = indexes.iter().map(|(k, _)| k.len() + 32).sum::<usize>()
             + packs.iter().map(|k| k.len() + 24).sum::<usize>()
+            + slices.as_ref().map_or(0, |(k, _)| k.len() + 32)
             + 2 * prefix.len();
         let hour_listing = Arc::new(HourListing {
             prefix: prefix.clone(),
             indexes,
             packs,
             pack_bytes,
+            slices,
         });
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
         let closed = (hour + 1) * NS_PER_HOUR + self.cfg.closed_after_secs * 1_000_000_000 < now;
@@ -487,17 +521,27 @@ impl Engine {
     /// the same size) and the cache lacks; every other listed index is
     /// then fetched on its own, as if there were no pack, so an unreadable
     /// pack only costs GETs.
-    async fn read_packs(&self, hours: &[Arc<HourListing>]) -> Result<PackedIndexes, SearchError> {
+    /// Indexes in `ruled_out` are not wanted; an hour whose sliced blooms
+    /// left few enough wanted for one wave of GETs reads them on their own.
+    async fn read_packs(
+        &self,
+        hours: &[Arc<HourListing>],
+        ruled_out: &HashSet<String>,
+    ) -> Result<PackedIndexes, SearchError> {
         let mut jobs = Vec::new();
         let packed = hours.iter().filter(|h| !h.packs.is_empty());
         for hour in packed.filter(|_| self.cfg.read_packs) {
             let wanted: HashMap<String, u64> = hour
                 .indexes
                 .iter()
-                .filter(|(k, _)| !self.indexes.contains(k))
+                .filter(|(k, _)| !self.indexes.contains(k) && !ruled_out.contains(k))
                 .map(|(k, size)| (k.strip_prefix(&hour.prefix).unwrap_or(k).to_owned(), *size))
                 .collect();
-            if wanted.is_empty() {
+            let sliced = wanted.len() < hour.indexes.len()
+                && hour.indexes.iter().any(|(k, _)| ruled_out.contains(k));
+            if wanted.is_empty()
+                || (sliced && wanted.len() <= self.cfg.index_fetch_concurrency.max(1))
+            {
                 continue;
             }
             let wanted = Arc::new(wanted);
@@ -541,6 +585,156 @@ impl Engine {
             tracing::warn!(%key, %error, "ignoring an unreadable index pack");
         }
         Ok(out)
+    }
+
+    /// The index keys of `hours` whose blocks each hour's sliced blooms
+    /// rule out for `tokens` (per index version). Only uncached indexes
+    /// the slices vouch for (the listed name and size) are probed; sliced
+    /// blooms that are gone or do not decode rule nothing out.
+    async fn read_slices(
+        &self,
+        hours: &[Arc<HourListing>],
+        tokens: &Arc<Vec<Vec<u64>>>,
+    ) -> Result<HashSet<String>, SearchError> {
+        let mut out = HashSet::new();
+        if !self.cfg.read_slices || tokens.iter().all(Vec::is_empty) {
+            return Ok(out);
+        }
+        // Owned items: borrowed ones trip the `Send` check of the handlers'
+        // futures (see `fetch_many`).
+        let jobs: Vec<_> = hours
+            .iter()
+            .filter_map(|h| Some((h.clone(), h.slices.clone()?, tokens.clone())))
+            .collect();
+        let mut sliced = stream::iter(jobs)
+            .map(|(hour, (key, size), tokens)| async move {
+                let r = self.hour_slices(&hour, &key, size, &tokens).await;
+                (key, r)
+            })
+            .buffer_unordered(self.cfg.index_fetch_concurrency.max(1));
+        while let Some((key, r)) = sliced.next().await {
+            match r? {
+                Sliced::RuledOut(keys) => {
+                    self.metrics.slices_read.with_label_values(&["ok"]).inc();
+                    out.extend(keys);
+                }
+                Sliced::Unused => {}
+                Sliced::Unreadable(error) => {
+                    self.metrics
+                        .slices_read
+                        .with_label_values(&["unreadable"])
+                        .inc();
+                    tracing::warn!(%key, %error, "ignoring unreadable sliced blooms");
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One hour of [`read_slices`](Self::read_slices).
+    async fn hour_slices(
+        &self,
+        hour: &HourListing,
+        key: &str,
+        size: u64,
+        tokens: &[Vec<u64>],
+    ) -> Result<Sliced, SearchError> {
+        let wanted: HashMap<&str, u64> = hour
+            .indexes
+            .iter()
+            .filter(|(k, _)| !self.indexes.contains(k))
+            .map(|(k, size)| (k.strip_prefix(&hour.prefix).unwrap_or(k), *size))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(Sliced::Unused);
+        }
+        let head = match self.slices_head(key, size).await? {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(Sliced::Unused),
+            Err(e) => return Ok(Sliced::Unreadable(e)),
+        };
+        let vouched = head
+            .blocks
+            .iter()
+            .filter(|b| wanted.get(b.name.as_str()) == Some(&b.index_size));
+        let probe = match head.probe(vouched, tokens) {
+            Ok(p) => p,
+            Err(e) => return Ok(Sliced::Unreadable(e)),
+        };
+        let fetched: Vec<_> = stream::iter(probe.chunks())
+            .map(|(at, range)| async move { (at, self.store.get_range(key, range).await) })
+            .buffer_unordered(self.cfg.index_fetch_concurrency.max(1))
+            .collect()
+            .await;
+        let mut chunks = Chunks::new();
+        for (at, r) in fetched {
+            let bytes = match r {
+                Ok(b) => b,
+                Err(e) if e.kind == StorageErrorKind::NotFound => return Ok(Sliced::Unused),
+                Err(e) => return Err(self.store_fault("get_slices", e)),
+            };
+            self.metrics.bytes_fetched.inc_by(bytes.len() as u64);
+            match slices::chunk_rows(&bytes) {
+                Ok(rows) => chunks.insert(at, rows),
+                Err(e) => return Ok(Sliced::Unreadable(e)),
+            };
+        }
+        let keys = probe
+            .ruled_out(&chunks)
+            .iter()
+            .map(|b| format!("{}{}", hour.prefix, b.name))
+            .collect();
+        Ok(Sliced::RuledOut(keys))
+    }
+
+    /// The head of the sliced blooms at `key`, listed with `size` bytes:
+    /// cached, or read with one ranged GET (two for a head over
+    /// [`SLICES_HEAD_READ`]). `Ok(None)` if the object is gone.
+    async fn slices_head(
+        &self,
+        key: &str,
+        size: u64,
+    ) -> Result<Result<Option<Arc<Head>>, FormatError>, SearchError> {
+        if let Some(h) = self.heads.get(&key.to_owned()) {
+            return Ok(Ok(Some(h)));
+        }
+        let get = |end: u64| async move {
+            match self.store.get_range(key, 0..end).await {
+                Ok(b) => {
+                    self.metrics.bytes_fetched.inc_by(b.len() as u64);
+                    Ok(Some(b))
+                }
+                Err(e) if e.kind == StorageErrorKind::NotFound => Ok(None),
+                Err(e) => Err(self.store_fault("get_slices", e)),
+            }
+        };
+        let Some(mut bytes) = get(size.min(SLICES_HEAD_READ)).await? else {
+            return Ok(Ok(None));
+        };
+        let len = match slices::head_len(&bytes) {
+            Ok(len) => len as u64,
+            Err(e) => return Ok(Err(e)),
+        };
+        if len > bytes.len() as u64 && len <= size {
+            let Some(b) = get(len).await? else {
+                return Ok(Ok(None));
+            };
+            bytes = b;
+        }
+        let head = match Head::decode(&bytes) {
+            Ok(h) if h.total_len == size => h,
+            Ok(h) => {
+                return Ok(Err(FormatError::Corrupt {
+                    offset: 0,
+                    reason: format!("{} bytes long, listed with {size}", h.total_len),
+                }))
+            }
+            Err(e) => return Ok(Err(e)),
+        };
+        let head = Arc::new(head);
+        self.heads
+            .put(key.to_owned(), head.clone(), len as usize * 2);
+        Ok(Ok(Some(head)))
     }
 
     /// A decoded index, from the cache, from this round's packs, or from
@@ -651,11 +845,21 @@ impl Engine {
         };
         let mut out = Vec::new();
         let round_bytes = (self.cfg.cache_bytes as u64).max(MIN_PACK_BYTES_PER_ROUND);
+        let probe_tokens = Arc::new(tokens.clone());
         for round in pack_rounds(&listings, round_bytes) {
-            let packed = self.read_packs(round).await?;
+            let ruled_out = match scope.tokens {
+                Some(_) => self.read_slices(round, &probe_tokens).await?,
+                None => HashSet::new(),
+            };
+            self.metrics
+                .blocks_pruned
+                .with_label_values(&["bloom"])
+                .inc_by(ruled_out.len() as u64);
+            let packed = self.read_packs(round, &ruled_out).await?;
             let keys: Vec<String> = round
                 .iter()
                 .flat_map(|l| l.indexes.iter().map(|(k, _)| k.clone()))
+                .filter(|k| !ruled_out.contains(k))
                 .collect();
             let packed = &packed;
             // Stops at the first store fault; dropping the stream cancels the rest.

@@ -22,6 +22,9 @@ pub struct Metrics {
     /// Index packs read, by result (`ok`, or `unreadable`: the query then
     /// fetched that hour's indexes one by one).
     pub packs_read: IntCounterVec,
+    /// Hours pruned with sliced blooms, by result (`ok`, or `unreadable`:
+    /// the query then read that hour's indexes instead).
+    pub slices_read: IntCounterVec,
     /// Indexes (packed or cached copies) a block's checksum proved out of
     /// date, the block having been rewritten since; the query read the
     /// index object again and scanned with it.
@@ -112,6 +115,11 @@ impl Metrics {
             packs_read: cv(
                 "skidder_searcher_index_packs_read_total",
                 "Index packs read, by result.",
+                &["result"],
+            ),
+            slices_read: cv(
+                "skidder_searcher_sliced_blooms_read_total",
+                "Hours pruned with sliced blooms, by result.",
                 &["result"],
             ),
             stale_indexes: c(

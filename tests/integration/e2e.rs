@@ -331,14 +331,15 @@ checkpoint_interval_secs = 1
     let objects = rt.block_on(list_all(&s3, "")).unwrap();
     let with_packs = regex_lite(&objects.iter().map(|o| o.key.clone()).collect::<Vec<_>>());
     assert!(with_packs.packs > 0, "{with_packs:?}");
+    assert!(with_packs.slices > 0, "{with_packs:?}");
     // `inspect --all` reads the packs too: every member is its index.
     let out = inspect(&store_args, &creds, &[]);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "inspect failed: {log}");
     assert!(
         log.contains(&format!(
-            "{} index packs read, 0 packed indexes out of date",
-            with_packs.packs
+            "{} index packs read, 0 packed indexes out of date; {} sliced blooms read, 0 sliced filters out of date",
+            with_packs.packs, with_packs.slices
         )),
         "{log}"
     );
@@ -445,16 +446,18 @@ fn search_checks(moto: &MotoServer, expected: &[Expected]) {
         .unwrap()
         .0
         .clone();
+    // The field filter first, while the searcher's cache is cold: it
+    // prunes with the sliced blooms (a cached index needs none).
     let needle_cases: [(String, Box<Wanted<'_>>); 4] = [
-        (
-            format!(r#"{{__app__="dns"}} |= "{domain}""#),
-            Box::new(|e: &Expected| e.app == "dns" && e.line.contains(domain.as_str())),
-        ),
         (
             format!(r#"{{__app__="dns"}} | query="{domain}""#),
             Box::new(|e: &Expected| {
                 e.app == "dns" && field(&e.line, "query").as_deref() == Some(domain.as_str())
             }),
+        ),
+        (
+            format!(r#"{{__app__="dns"}} |= "{domain}""#),
+            Box::new(|e: &Expected| e.app == "dns" && e.line.contains(domain.as_str())),
         ),
         (
             r#"{event_type="alert"} |~ "ET (POLICY|SCAN)""#.to_owned(),
@@ -523,6 +526,13 @@ fn search_checks(moto: &MotoServer, expected: &[Expected]) {
         ) > 0,
         "the searcher read no index pack"
     );
+    assert!(
+        metric(
+            &metrics_text,
+            r#"skidder_searcher_sliced_blooms_read_total{result="ok"}"#
+        ) > 0,
+        "the searcher pruned with no sliced blooms"
+    );
     sigterm(searcher.id());
     assert!(searcher.wait().unwrap().success());
 }
@@ -532,6 +542,7 @@ struct Layout {
     blocks: usize,
     indexes: usize,
     packs: usize,
+    slices: usize,
 }
 
 /// Checks each key against the layout in docs/FORMAT.md.
@@ -546,6 +557,10 @@ fn regex_lite(keys: &[String]) -> Layout {
         let parts: Vec<&str> = k.split('/').collect();
         if parts.len() == 4 && parts[3].starts_with("_index.") && parts[3].ends_with(".pack") {
             l.packs += 1;
+            continue;
+        }
+        if parts.len() == 4 && parts[3].starts_with("_blooms.") && parts[3].ends_with(".slices") {
+            l.slices += 1;
             continue;
         }
         assert_eq!(parts.len(), 5, "bad key {k}");

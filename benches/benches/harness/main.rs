@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use skidder_benches::inproc::RunReport;
-use skidder_benches::search::{self, QueryCase};
+use skidder_benches::search::{self, QueryCase, Reads};
 use skidder_benches::{corpus, kafka, measure, storage};
 use skidder_common::format::layout::hour_of;
 use skidder_common::storage::{LocalStore, ObjectStore};
@@ -530,16 +530,22 @@ fn search_rows(o: &Opts, c: &corpus::Corpus, t: &mut Table) -> Result<()> {
         &PackOptions::default(),
         &|| false,
     ))?;
-    let pack_bytes: u64 = rt
-        .block_on(skidder_common::storage::list_all(&*local, "tenant=bench/"))?
-        .iter()
-        .filter(|m| m.key.ends_with(".pack"))
-        .map(|m| m.size)
-        .sum();
+    let listed = rt.block_on(skidder_common::storage::list_all(&*local, "tenant=bench/"))?;
+    let bytes_of = |suffix: &str| -> u64 {
+        listed
+            .iter()
+            .filter(|m| m.key.ends_with(suffix))
+            .map(|m| m.size)
+            .sum()
+    };
+    let (pack_bytes, slices_bytes) = (bytes_of(".pack"), bytes_of(".slices"));
     t.note(format!(
-        "index packs: {} bytes ({:.2}% of raw) for {} hours; this run packed {} hours in {:.1} s",
+        "index packs: {} bytes ({:.2}% of raw); sliced blooms: {} bytes ({:.2}% of raw) in {} objects; for {} hours; this run packed {} hours in {:.1} s",
         pack_bytes,
         100.0 * pack_bytes as f64 / c.bytes as f64,
+        slices_bytes,
+        100.0 * slices_bytes as f64 / c.bytes as f64,
+        listed.iter().filter(|m| m.key.ends_with(".slices")).count(),
         packed.hours_packed + packed.hours_current,
         packed.hours_packed,
         t0.elapsed().as_secs_f64()
@@ -568,26 +574,35 @@ fn search_rows(o: &Opts, c: &corpus::Corpus, t: &mut Table) -> Result<()> {
             Some(args) => Some(baselines::rg_ms(args, &c.files, o.runs)?),
             None => None,
         };
-        // Without packs too, for the needle: the cold cost packs remove.
-        let variants: &[bool] = if q.name == "needle by field" {
-            &[true, false]
+        // With fewer of the packer's objects too, for the needle: the cold
+        // cost each removes.
+        let packs_only = Reads {
+            packs: true,
+            slices: false,
+        };
+        let neither = Reads {
+            packs: false,
+            slices: false,
+        };
+        let variants: &[Reads] = if q.name == "needle by field" {
+            &[Reads::ALL, packs_only, neither]
         } else {
-            &[true]
+            &[Reads::ALL]
         };
         let runs = stores
             .iter()
             .flat_map(|(n, st)| variants.iter().map(move |&p| (*n, st, p)));
-        for (sname, st, read_packs) in runs {
-            let sname = if read_packs {
-                sname.to_owned()
-            } else {
-                format!("{sname}, without packs")
+        for (sname, st, reads) in runs {
+            let sname = match (reads.packs, reads.slices) {
+                (true, true) => sname.to_owned(),
+                (true, false) => format!("{sname}, packs but no sliced blooms"),
+                _ => format!("{sname}, neither packs nor sliced blooms"),
             };
             let step = q.logql.starts_with("sum").then_some(hour);
             let r = rt
                 .block_on(search::run(
                     st.clone(),
-                    read_packs,
+                    reads,
                     "bench",
                     q,
                     start,

@@ -101,6 +101,75 @@ pub fn build_bloom(hashes: impl ExactSizeIterator<Item = u64>, fp_rate: f64) -> 
     bloom.into_bytes()
 }
 
+/// Bitmap bytes for a block's filter of `tokens` tokens at `fp_rate`,
+/// rounded to 2^a or 3 * 2^(a-1) bytes, so that an hour's filters come in
+/// a few sizes and the packer can slice them (`format::slices`). It rounds
+/// up (a lower false-positive rate) unless that passes `budget_bytes`;
+/// then down, as long as the rate stays at most `worst`.
+pub fn sliceable_bloom_bytes(
+    tokens: usize,
+    fp_rate: f64,
+    budget_bytes: usize,
+    worst: f64,
+) -> usize {
+    let fp = if fp_rate > 0.0 && fp_rate < 1.0 {
+        fp_rate
+    } else {
+        0.01
+    };
+    let n = tokens.max(1);
+    let exact = Bloom::<u64>::compute_bitmap_size(n, fp).max(1);
+    // The largest 2^a or 3 * 2^(a-1) at most `exact`, and the next one up.
+    let pow = 1usize << (usize::BITS - 1 - exact.leading_zeros());
+    let down = if pow >= 2 && exact >= pow / 2 * 3 {
+        pow / 2 * 3
+    } else {
+        pow
+    };
+    if down == exact {
+        return exact;
+    }
+    let up = if down == pow && pow >= 2 {
+        pow / 2 * 3
+    } else {
+        pow * 2
+    };
+    let ln2_sq = std::f64::consts::LN_2 * std::f64::consts::LN_2;
+    let fp_of = |bytes: usize| (-(bytes as f64 * 8.0 / n as f64) * ln2_sq).exp();
+    if up <= budget_bytes.max(exact) || fp_of(down) > worst {
+        up
+    } else {
+        down
+    }
+}
+
+/// Builds a bloom filter for `hashes` with a bitmap of `bytes` bytes and
+/// the number of hash functions best for that size.
+pub fn build_bloom_with_bytes(hashes: impl ExactSizeIterator<Item = u64>, bytes: usize) -> Vec<u8> {
+    let n = hashes.len().max(1);
+    // Both arguments are positive, so construction cannot fail.
+    let mut bloom = Bloom::<u64>::new_with_seed(bytes.max(1), n, &BLOOM_SEED)
+        .expect("positive size and item count");
+    for h in hashes {
+        bloom.set(&h);
+    }
+    bloom.into_bytes()
+}
+
+/// Calls `f` with the number of each set bit of a bitmap as the
+/// `bloomfilter` crate lays it out (bit `i` is bit `i % 8` of byte `i / 8`).
+pub fn for_each_set_bit(bitmap: &[u8], mut f: impl FnMut(u64)) {
+    for (at, chunk) in bitmap.chunks(8).enumerate() {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        let mut w = u64::from_le_bytes(word);
+        while w != 0 {
+            f(at as u64 * 64 + u64::from(w.trailing_zeros()));
+            w &= w - 1;
+        }
+    }
+}
+
 /// A decoded bloom filter, ready for membership checks.
 pub struct BloomFilter(Bloom<u64>);
 
@@ -127,6 +196,53 @@ impl BloomFilter {
     /// False means the token is certainly absent.
     pub fn may_contain(&self, token_hash: u64) -> bool {
         self.0.check(&token_hash)
+    }
+
+    /// Bits in the bitmap.
+    pub fn bits(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// The serialisation's bytes before the bitmap: the crate's header,
+    /// which fixes the seed and the number of hash functions.
+    pub fn header(&self) -> &[u8] {
+        let all = self.0.as_slice();
+        &all[..all.len() - self.bitmap().len()]
+    }
+
+    /// The bitmap, [`for_each_set_bit`]'s layout.
+    pub fn bitmap(&self) -> &[u8] {
+        let all = self.0.as_slice();
+        let len = usize::try_from(self.bits() / 8).unwrap_or(usize::MAX);
+        &all[all.len().saturating_sub(len)..]
+    }
+
+    /// The bits `tokens` set in an empty filter of `bits` bits whose
+    /// serialisation starts with `header`, in order: the bits a filter of
+    /// that shape must all have set to hold every one of `tokens`.
+    pub fn bits_of(header: &[u8], bits: u64, tokens: &[u64]) -> Result<Vec<u64>, FormatError> {
+        if !bits.is_multiple_of(8) {
+            return Err(FormatError::corrupt(
+                0,
+                format!("{bits} bits is not whole bytes"),
+            ));
+        }
+        let mut bytes = Vec::with_capacity(header.len() + (bits / 8) as usize);
+        bytes.extend_from_slice(header);
+        bytes.resize(header.len() + (bits / 8) as usize, 0);
+        let mut empty = BloomFilter::decode(&bytes)?;
+        if empty.bits() != bits {
+            return Err(FormatError::corrupt(
+                0,
+                format!("header says {} bits, not {bits}", empty.bits()),
+            ));
+        }
+        for t in tokens {
+            empty.0.set(t);
+        }
+        let mut out = Vec::new();
+        for_each_set_bit(empty.bitmap(), |b| out.push(b));
+        Ok(out)
     }
 }
 
@@ -336,6 +452,30 @@ impl BlockIndex {
 pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::f64::consts::LN_2;
+
+    #[test]
+    fn sliceable_sizes_come_in_steps_and_keep_the_rate() {
+        let steps = |b: usize| b.is_power_of_two() || (b % 3 == 0 && (b / 3).is_power_of_two());
+        for n in [1usize, 7, 100, 5_000, 123_457] {
+            let exact = Bloom::<u64>::compute_bitmap_size(n, 0.001);
+            // A roomy budget rounds up: never a worse rate than asked.
+            let up = sliceable_bloom_bytes(n, 0.001, usize::MAX, 0.01);
+            assert!(
+                steps(up) && up >= exact && up <= exact * 3 / 2 + 1,
+                "{n}: {up} vs {exact}"
+            );
+            // A tight one rounds down, within the worst rate.
+            let down = sliceable_bloom_bytes(n, 0.001, exact, 0.01);
+            assert!(steps(down) && down <= exact.max(up), "{n}: {down}");
+            let fp = (-(down as f64 * 8.0 / n as f64) * LN_2 * LN_2).exp();
+            assert!(down == up || fp <= 0.01, "{n}: {fp}");
+        }
+        // Never rounded down past the worst rate.
+        let n = 10_000;
+        let exact = Bloom::<u64>::compute_bitmap_size(n, 0.01);
+        assert!(sliceable_bloom_bytes(n, 0.01, 0, 0.01) >= exact);
+    }
 
     #[test]
     fn fp_rate_is_the_wanted_one_unless_the_budget_is_too_small() {

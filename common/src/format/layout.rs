@@ -20,6 +20,10 @@ pub const INDEX_SUFFIX: &str = ".idx";
 /// [`PackName`]).
 pub const PACK_SUFFIX: &str = ".pack";
 const PACK_STEM: &str = "_index.";
+/// Sliced blooms: `<hour prefix>_blooms.<digest>.slices` (see
+/// [`slices_key`]).
+const SLICES_STEM: &str = "_blooms.";
+const SLICES_SUFFIX: &str = ".slices";
 pub const LEDGER_ROOT: &str = "_ledger/";
 pub const DEAD_LETTER_ROOT: &str = "_deadletter/";
 const NS_PER_HOUR: i64 = 3_600_000_000_000;
@@ -185,6 +189,26 @@ impl PackName {
     }
 }
 
+/// The key of an hour's sliced blooms (`format::slices`), made beside its
+/// packs from the listing whose digest is `digest` ([`pack_digest`]):
+/// `<hour prefix>_blooms.<digest, 16 hex>.slices`.
+pub fn slices_key(hour_prefix: &str, digest: u64) -> String {
+    format!("{hour_prefix}{SLICES_STEM}{digest:016x}{SLICES_SUFFIX}")
+}
+
+/// The digest in a sliced-blooms key listed under `hour_prefix`, if it is
+/// one.
+pub fn parse_slices_key(hour_prefix: &str, key: &str) -> Option<u64> {
+    let digest = key
+        .strip_prefix(hour_prefix)?
+        .strip_prefix(SLICES_STEM)?
+        .strip_suffix(SLICES_SUFFIX)?;
+    let digest = (digest.len() == 16)
+        .then(|| u64::from_str_radix(digest, 16).ok())
+        .flatten()?;
+    (slices_key(hour_prefix, digest) == key).then_some(digest)
+}
+
 /// The digest of an hour's listed indexes, as (name relative to the hour
 /// prefix, size) pairs in name order.
 pub fn pack_digest<'a>(indexes: impl IntoIterator<Item = (&'a str, u64)>) -> u64 {
@@ -268,6 +292,23 @@ mod tests {
             "tenant=other/dt=2026-11-21/hour=13/_index.feed00000000beef.1of3.pack".to_owned(),
         ] {
             assert_eq!(PackName::parse(&hour, &not), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn slices_keys_round_trip_and_refuse_look_alikes() {
+        let hour = hour_prefix("acme", 498_685);
+        let key = slices_key(&hour, 0xab);
+        assert_eq!(key, format!("{hour}_blooms.00000000000000ab.slices"));
+        assert_eq!(parse_slices_key(&hour, &key), Some(0xab));
+        for not in [
+            format!("{hour}_blooms.AB.slices"),
+            format!("{hour}_blooms.00000000000000AB.slices"),
+            format!("{hour}_blooms.00000000000000ab.pack"),
+            format!("{hour}app=x/_blooms.00000000000000ab.slices"),
+            format!("{hour}_index.00000000000000ab.0of1.pack"),
+        ] {
+            assert_eq!(parse_slices_key(&hour, &not), None, "{not}");
         }
     }
 

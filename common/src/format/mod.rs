@@ -11,6 +11,7 @@ pub mod layout;
 pub mod ledger;
 pub mod pack;
 pub mod seqfile;
+pub mod slices;
 pub mod tokens;
 pub mod vint;
 

@@ -14,7 +14,9 @@ use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skidder_common::format::index::{bloom_fp_rate, build_bloom, StreamEntry};
+use skidder_common::format::index::{
+    bloom_fp_rate, build_bloom_with_bytes, sliceable_bloom_bytes, StreamEntry,
+};
 use skidder_common::format::layout::{hour_of, BlockName};
 use skidder_common::format::ledger::LedgerEntry;
 
@@ -179,7 +181,10 @@ impl OpenBlock {
                     cfg.bloom_fp_rate,
                     cfg.bloom_max_fp_rate,
                 );
-                build_bloom(self.tokens.iter().copied(), fp)
+                // In size steps, so the packer can slice an hour's filters.
+                let bytes =
+                    sliceable_bloom_bytes(self.tokens.len(), fp, budget, cfg.bloom_max_fp_rate);
+                build_bloom_with_bytes(self.tokens.iter().copied(), bytes)
             },
             raw_bytes: self.lines.len() as u64,
             name: self.name,

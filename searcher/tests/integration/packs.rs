@@ -12,6 +12,7 @@
 //!
 //! The store is a real directory; a hook records every GET.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -20,9 +21,13 @@ use skidder_common::format::index::BlockIndex;
 use skidder_common::format::layout::hour_of;
 use skidder_common::format::pack;
 use skidder_common::format::seqfile::{SeqFileReader, SeqFileWriter};
+use skidder_common::format::slices;
+use skidder_common::format::tokens::DEFAULT_MAX_TOKEN_VALUE_LEN;
 use skidder_common::storage::{list_all, LocalStore, ObjectStore, StorageResult};
 use skidder_indexer::packer::{pack_hours, PackOptions, PackReport};
-use skidder_searcher::engine::{Direction, Engine, EngineConfig, Entry, TimeRange};
+use skidder_searcher::engine::{
+    required_tokens, Direction, Engine, EngineConfig, Entry, TimeRange,
+};
 use skidder_searcher::logql::{parse, Query};
 use skidder_searcher::metrics::Metrics;
 
@@ -112,11 +117,21 @@ impl Env {
         }
     }
 
+    /// Runs `q` on a new engine (cold caches) that reads packs but not
+    /// sliced blooms.
+    async fn query(&self, q: &str) -> Run {
+        self.query_with(q, false).await
+    }
+
     /// Runs `q` on a new engine (cold caches); log queries with a limit
     /// above the input, so every matching line comes back.
-    async fn query(&self, q: &str) -> Run {
+    async fn query_with(&self, q: &str, read_slices: bool) -> Run {
         let metrics = Arc::new(Metrics::new());
-        let engine = Engine::new(self.store.clone(), EngineConfig::default(), metrics.clone());
+        let cfg = EngineConfig {
+            read_slices,
+            ..EngineConfig::default()
+        };
+        let engine = Engine::new(self.store.clone(), cfg, metrics.clone());
         self.store.0.lock().unwrap().clear();
         let Query::Log(lq) = parse(q).unwrap() else {
             panic!("{q} is a log query")
@@ -190,8 +205,7 @@ fn counter(m: &Metrics, result: &str) -> u64 {
 async fn packs_save_index_gets_and_never_change_results() {
     let env = Env::new().await;
     let indexes = env.keys(".idx").await;
-    let hours: std::collections::BTreeSet<&str> =
-        indexes.iter().map(|(k, _)| hour_of_key(k)).collect();
+    let hours: BTreeSet<&str> = indexes.iter().map(|(k, _)| hour_of_key(k)).collect();
     assert!(
         hours.len() >= 3 && indexes.len() >= 5 * hours.len(),
         "several hours of several blocks: {} indexes in {} hours",
@@ -348,4 +362,142 @@ async fn packs_save_index_gets_and_never_change_results() {
     assert!(run.entries == want[2]);
     assert_eq!(run.gets_ending(".idx"), 0, "fresh packs hold fresh copies");
     assert_eq!(counter(&run.metrics, "unreadable"), 0);
+}
+
+/// The index keys whose own bloom filter holds every token `q` needs: the
+/// blocks a cold query must read the index of, if sliced blooms rule out
+/// exactly what the filters would.
+async fn bloom_positive(env: &Env, q: &str) -> BTreeSet<String> {
+    let Query::Log(lq) = parse(q).unwrap() else {
+        panic!("{q} is a log query")
+    };
+    let mut out = BTreeSet::new();
+    for (key, _) in env.keys(".idx").await {
+        let (idx, bloom) = BlockIndex::decode_with_bloom(&env.get(&key).await).unwrap();
+        let tokens = required_tokens(&lq, DEFAULT_MAX_TOKEN_VALUE_LEN, idx.version);
+        if tokens.iter().all(|&t| bloom.may_contain(t)) {
+            out.insert(key);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sliced_blooms_rule_out_blocks_before_any_index_is_read() {
+    let env = Env::new().await;
+    let hours: BTreeSet<String> = env
+        .keys(".idx")
+        .await
+        .iter()
+        .map(|(k, _)| hour_of_key(k).to_owned())
+        .collect();
+    let (needle, late_needle) = (&env.recs[LINES / 2], &env.recs[LINES / 3]);
+    let queries = [
+        format!(r#"{{__app__=~".+"}} | trace_id="{}""#, trace_of(needle)),
+        // Quoted, so the id is a whole word (a bare one may be part of a
+        // longer word, and prunes nothing).
+        format!(
+            r#"{{__app__=~".+"}} |= "\"trace_id\":\"{}\"""#,
+            trace_of(needle)
+        ),
+        format!(
+            r#"{{__app__=~".+"}} | trace_id="{}""#,
+            trace_of(late_needle)
+        ),
+        r#"{__app__="cart"} |= "/item/42 ""#.to_owned(),
+        r#"{__app__=~".+"} |= " nowhere_to_be_found ""#.to_owned(),
+    ];
+    let mut want = Vec::new();
+    for q in &queries {
+        want.push(env.query_with(q, true).await.entries);
+    }
+    assert_eq!(want[0].len(), 1);
+    assert_eq!(want[1], want[0]);
+    assert_eq!(want[2].len(), 1);
+    assert!(want[3].len() > 10 && want[4].is_empty());
+
+    // The late needle's block lands after its hour was packed.
+    let late = env.block_of(late_needle).await;
+    let late_seq = late.replace(".idx", ".seq");
+    let (late_idx, late_data) = (env.get(&late).await, env.get(&late_seq).await);
+    env.store.delete(&late).await.unwrap();
+    env.store.delete(&late_seq).await.unwrap();
+    env.pack(PackOptions::default().max_pack_bytes).await;
+    let sliced = env.keys(".slices").await;
+    assert_eq!(sliced.len(), hours.len(), "one per hour: {sliced:?}");
+    env.store.put(&late, late_idx).await.unwrap();
+    env.store.put(&late_seq, late_data).await.unwrap();
+
+    for (i, (q, want)) in queries.iter().zip(&want).enumerate() {
+        let run = env.query_with(q, true).await;
+        assert!(run.warnings.is_empty(), "{q}: {:?}", run.warnings);
+        assert!(run.entries == *want, "{q}: results changed");
+        let ok = run.metrics.slices_read.with_label_values(&["ok"]).get();
+        assert_eq!(ok, hours.len() as u64, "{q}");
+        // Exactly the blocks whose filter holds the tokens, and the late
+        // one, which no slice knows of.
+        let mut expect = bloom_positive(&env, q).await;
+        expect.insert(late.clone());
+        let read: BTreeSet<String> = run
+            .gets
+            .iter()
+            .filter(|k| k.ends_with(".idx"))
+            .cloned()
+            .collect();
+        if i == 3 {
+            // A common word: most blocks stay, and their hours' packs
+            // are read instead.
+            assert!(read.is_subset(&expect), "{q}");
+        } else {
+            assert_eq!(read, expect, "{q}");
+            assert_eq!(run.gets_ending(".pack"), 0, "{q}: no pack read");
+            assert_eq!(
+                run.gets_ending(".idx"),
+                read.len(),
+                "{q}: each index read once"
+            );
+        }
+    }
+
+    // Damaged rows: every chunk of one hour's object fails its check, so
+    // that hour's blocks are pruned from their indexes (its packs) again.
+    let (key, _) = &sliced[0];
+    let mut bytes = env.get(key).await.to_vec();
+    let head = slices::Head::decode(&bytes).unwrap();
+    for g in &head.groups {
+        for row in (0..g.bits).step_by(g.chunk_rows as usize) {
+            let (_, range) = g.chunk_of(row);
+            bytes[range.start as usize] ^= 0x01;
+        }
+    }
+    env.store.put(key, Bytes::from(bytes)).await.unwrap();
+    for (q, want) in queries.iter().zip(&want) {
+        let run = env.query_with(q, true).await;
+        assert!(
+            run.entries == *want,
+            "{q}: results changed with damaged slices"
+        );
+        let bad = run.metrics.slices_read.with_label_values(&["unreadable"]);
+        assert_eq!(bad.get(), 1, "{q}");
+    }
+
+    // A damaged head too; and a repack (asked for: the listing did not
+    // change) writes it anew.
+    let mut bytes = env.get(key).await.to_vec();
+    bytes[20] ^= 0x01;
+    env.store.put(key, Bytes::from(bytes)).await.unwrap();
+    let run = env.query_with(&queries[0], true).await;
+    assert!(run.entries == want[0]);
+    let bad = run.metrics.slices_read.with_label_values(&["unreadable"]);
+    assert_eq!(bad.get(), 1);
+    env.pack_with(PackOptions {
+        rewrite: true,
+        ..Default::default()
+    })
+    .await;
+    let run = env.query_with(&queries[0], true).await;
+    assert!(run.entries == want[0]);
+    assert_eq!(run.gets_ending(".pack"), 0);
+    let bad = run.metrics.slices_read.with_label_values(&["unreadable"]);
+    assert_eq!(bad.get(), 0);
 }
