@@ -32,7 +32,8 @@ pub enum Command {
     Searcher(crate::search::SearcherFlags),
     /// Run a LogQL query against a searcher or straight against a store.
     Search(crate::search::SearchFlags),
-    /// Pack each settled hour's indexes into one object, for cold searches.
+    /// Pack each settled hour's indexes into one object, and slice its bloom
+    /// filters, for cold searches.
     Pack(crate::pack::PackFlags),
     /// Run the whole system on an embedded Kafka with generated logs.
     Demo(crate::demo::DemoFlags),

@@ -1,5 +1,6 @@
-//! `skidder pack`: writes index packs for settled hours, once or on a
-//! timer, so cold searches read an hour's indexes in one GET.
+//! `skidder pack`: writes index packs and sliced blooms for settled hours,
+//! once or on a timer, so cold searches read an hour's indexes in one GET
+//! and rule out its blocks with a few small ranged ones.
 
 use std::process::ExitCode;
 use std::time::Duration;

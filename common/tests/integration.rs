@@ -240,7 +240,8 @@ fn golden_v1_slices_still_read_and_are_still_written_identically() {
         input(names[0], &v1, &i1, &b1),
         input(names[1], &v2, &i2, &b2),
     ])
-    .unwrap();
+    .unwrap()
+    .0;
     if !std::path::Path::new(&path).exists() {
         std::fs::write(&path, &written).unwrap();
         eprintln!("wrote {path}; commit it");
@@ -275,7 +276,7 @@ fn golden_v1_slices_still_read_and_are_still_written_identically() {
             .into_iter()
             .map(|(at, r)| {
                 let rows = slices::chunk_rows(&stored[r.start as usize..r.end as usize]).unwrap();
-                (at, rows)
+                (at, rows.into())
             })
             .collect();
         let out: Vec<&str> = probe

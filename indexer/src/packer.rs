@@ -1,6 +1,8 @@
 //! Writes index packs (`format::pack`): copies of an hour's index objects
 //! in one object, so a cold searcher reads the hour with one GET instead of
-//! one per block.
+//! one per block; and beside them the hour's sliced blooms
+//! (`format::slices`), so a cold needle query rules out the hour's blocks
+//! with a few small ranged GETs before it reads any index.
 //!
 //! Packing is maintenance, not part of the write path: the indexer's
 //! exactly-once bookkeeping never looks at a pack, and a searcher uses a
@@ -245,12 +247,10 @@ pub async fn pack_hour(
             bloom,
         })
         .collect();
-    let sliced = slices::encode(&inputs).filter(|body| {
-        // Slices of a few odd-sized filters (blocks from before filters
-        // came in size steps) would cost a reader more GETs than they save.
-        slices::Head::decode(body).is_ok_and(|h| h.blocks.len() * 2 >= members.len())
-    });
-    if let Some(body) = sliced {
+    // Slices of a few odd-sized filters (blocks from before filters came in
+    // size steps) would cost a reader more GETs than they save.
+    let sliced = slices::encode(&inputs).filter(|(_, blocks)| blocks * 2 >= members.len());
+    if let Some((body, _)) = sliced {
         written += body.len();
         let key = slices_key(prefix, digest);
         store.put(&key, Bytes::from(body)).await?;

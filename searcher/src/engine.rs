@@ -311,6 +311,9 @@ pub struct Engine {
     indexes: ByteLru<String, Indexed>,
     /// Heads of sliced blooms, by key.
     heads: ByteLru<String, Head>,
+    /// Checked chunks of sliced blooms, by key, group and chunk: a query
+    /// run again (a dashboard refreshing) reads the same rows.
+    chunks: ByteLru<(String, u32, u64), Vec<u8>>,
 }
 
 /// The labels a query sees for a stream: its own plus `__app__`.
@@ -414,7 +417,8 @@ impl Engine {
     pub fn new(store: Arc<dyn ObjectStore>, cfg: EngineConfig, metrics: Arc<Metrics>) -> Self {
         Engine {
             listings: ByteLru::new(cfg.cache_bytes / 4),
-            heads: ByteLru::new(cfg.cache_bytes / 16),
+            heads: ByteLru::new(cfg.cache_bytes / 32),
+            chunks: ByteLru::new(cfg.cache_bytes / 32),
             indexes: ByteLru::new(cfg.cache_bytes - cfg.cache_bytes / 4 - cfg.cache_bytes / 16),
             store,
             cfg,
@@ -537,8 +541,7 @@ impl Engine {
                 .filter(|(k, _)| !self.indexes.contains(k) && !ruled_out.contains(k))
                 .map(|(k, size)| (k.strip_prefix(&hour.prefix).unwrap_or(k).to_owned(), *size))
                 .collect();
-            let sliced = wanted.len() < hour.indexes.len()
-                && hour.indexes.iter().any(|(k, _)| ruled_out.contains(k));
+            let sliced = hour.indexes.iter().any(|(k, _)| ruled_out.contains(k));
             if wanted.is_empty()
                 || (sliced && wanted.len() <= self.cfg.index_fetch_concurrency.max(1))
             {
@@ -661,12 +664,21 @@ impl Engine {
             Ok(p) => p,
             Err(e) => return Ok(Sliced::Unreadable(e)),
         };
-        let fetched: Vec<_> = stream::iter(probe.chunks())
+        let mut chunks = Chunks::new();
+        let mut missing = Vec::new();
+        for (at, range) in probe.chunks() {
+            match self.chunks.get(&(key.to_owned(), at.0, at.1)) {
+                Some(rows) => {
+                    chunks.insert(at, rows);
+                }
+                None => missing.push((at, range)),
+            }
+        }
+        let fetched: Vec<_> = stream::iter(missing)
             .map(|(at, range)| async move { (at, self.store.get_range(key, range).await) })
             .buffer_unordered(self.cfg.index_fetch_concurrency.max(1))
             .collect()
             .await;
-        let mut chunks = Chunks::new();
         for (at, r) in fetched {
             let bytes = match r {
                 Ok(b) => b,
@@ -674,10 +686,14 @@ impl Engine {
                 Err(e) => return Err(self.store_fault("get_slices", e)),
             };
             self.metrics.bytes_fetched.inc_by(bytes.len() as u64);
-            match slices::chunk_rows(&bytes) {
-                Ok(rows) => chunks.insert(at, rows),
+            let rows = match slices::chunk_rows(&bytes) {
+                Ok(rows) => Arc::new(rows),
                 Err(e) => return Ok(Sliced::Unreadable(e)),
             };
+            let len = rows.len() + key.len() + 64;
+            self.chunks
+                .put((key.to_owned(), at.0, at.1), rows.clone(), len);
+            chunks.insert(at, rows);
         }
         let keys = probe
             .ruled_out(&chunks)
@@ -1597,6 +1613,7 @@ mod tests {
                 indexes: Vec::new(),
                 packs: Vec::new(),
                 pack_bytes: mib << 20,
+                slices: None,
             })
         };
         let hours = vec![

@@ -105,7 +105,9 @@ pub fn build_bloom(hashes: impl ExactSizeIterator<Item = u64>, fp_rate: f64) -> 
 /// rounded to 2^a or 3 * 2^(a-1) bytes, so that an hour's filters come in
 /// a few sizes and the packer can slice them (`format::slices`). It rounds
 /// up (a lower false-positive rate) unless that passes `budget_bytes`;
-/// then down, as long as the rate stays at most `worst`.
+/// then down, as long as the rate stays at most `worst`; and a filter at
+/// both limits keeps its exact size (it is not sliced, and its block is
+/// pruned from its own index).
 pub fn sliceable_bloom_bytes(
     tokens: usize,
     fp_rate: f64,
@@ -136,10 +138,12 @@ pub fn sliceable_bloom_bytes(
     };
     let ln2_sq = std::f64::consts::LN_2 * std::f64::consts::LN_2;
     let fp_of = |bytes: usize| (-(bytes as f64 * 8.0 / n as f64) * ln2_sq).exp();
-    if up <= budget_bytes.max(exact) || fp_of(down) > worst {
+    if up <= budget_bytes.max(exact) {
         up
-    } else {
+    } else if fp_of(down) <= worst {
         down
+    } else {
+        exact
     }
 }
 
@@ -471,10 +475,10 @@ pub(crate) mod tests {
             let fp = (-(down as f64 * 8.0 / n as f64) * LN_2 * LN_2).exp();
             assert!(down == up || fp <= 0.01, "{n}: {fp}");
         }
-        // Never rounded down past the worst rate.
+        // At both limits: neither past the budget nor past the worst rate.
         let n = 10_000;
         let exact = Bloom::<u64>::compute_bitmap_size(n, 0.01);
-        assert!(sliceable_bloom_bytes(n, 0.01, 0, 0.01) >= exact);
+        assert_eq!(sliceable_bloom_bytes(n, 0.01, exact, 0.01), exact);
     }
 
     #[test]

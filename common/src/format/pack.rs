@@ -74,16 +74,7 @@ pub fn encode(members: &[Member<'_>]) -> Vec<u8> {
 /// members' own bytes are checked when they are decoded as indexes.
 pub fn decode(bytes: &[u8]) -> Result<Vec<Member<'_>>, FormatError> {
     let mut c = Cursor::new(bytes);
-    c.magic(MAGIC)?;
-    FormatError::check_version(c.u16_le()? as u32, VERSION as u32, VERSION as u32)?;
-    // No flag is defined: a set one means a writer this reader predates.
-    let flags = c.u16_le()?;
-    if flags != 0 {
-        return Err(FormatError::corrupt(
-            6,
-            format!("unknown flags {flags:#06x}"),
-        ));
-    }
+    c.object_start(MAGIC, VERSION)?;
     let count = c.u32_le()? as usize;
     // The CRC needs 4 bytes after the header.
     let Some(crc_at) = bytes.len().checked_sub(4).filter(|&at| at >= HEADER_LEN) else {

@@ -36,6 +36,11 @@ pub const CHUNK_BYTES: usize = 4096;
 /// group, so blocks whose size is rarer than this are left out (and read
 /// their own index).
 pub const MAX_GROUPS: usize = 8;
+/// A group must hold at least this share of an hour's blocks: each costs a
+/// reader about k ranged GETs, which a few blocks (an app's last block of
+/// the hour, small and with a small filter) are not worth; their indexes
+/// are read instead.
+pub const MIN_GROUP_SHARE: usize = 16;
 /// Most bits a filter may have: 32 MiB, far above any block's budget. A
 /// reader allocates a filter this size to learn a token's bits.
 pub const MAX_BITS: u64 = 1 << 28;
@@ -115,9 +120,11 @@ pub struct Head {
 }
 
 /// Slices the filters of `inputs` (sorted by name, no name twice). Blocks
-/// whose filter size is not among the [`MAX_GROUPS`] most common, or is
-/// over [`MAX_BITS`], are left out. `None` if no block is left.
-pub fn encode(inputs: &[Input<'_>]) -> Option<Vec<u8>> {
+/// whose filter size is not among the [`MAX_GROUPS`] most common, is
+/// shared by fewer than 1/[`MIN_GROUP_SHARE`] of the blocks, or is over
+/// [`MAX_BITS`], are left out. Returns the object and how many blocks it
+/// holds, or `None` if no block is left.
+pub fn encode(inputs: &[Input<'_>]) -> Option<(Vec<u8>, usize)> {
     debug_assert!(inputs.windows(2).all(|w| w[0].name < w[1].name));
     let mut by_bits: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for (i, input) in inputs.iter().enumerate() {
@@ -129,6 +136,8 @@ pub fn encode(inputs: &[Input<'_>]) -> Option<Vec<u8>> {
     let mut common: Vec<(u64, Vec<usize>)> = by_bits.into_iter().collect();
     common.sort_by_key(|(bits, members)| (std::cmp::Reverse(members.len()), *bits));
     common.truncate(MAX_GROUPS);
+    let min_columns = (inputs.len() / MIN_GROUP_SHARE).max(1);
+    common.retain(|(_, members)| members.len() >= min_columns);
     common.sort_by_key(|(bits, _)| *bits);
     let mut groups = Vec::new();
     let mut shapes: Vec<Shape> = Vec::new();
@@ -203,22 +212,13 @@ pub fn encode(inputs: &[Input<'_>]) -> Option<Vec<u8>> {
             out.extend_from_slice(&crc32c::crc32c(&out[start..]).to_le_bytes());
         }
     }
-    Some(out)
+    Some((out, placed.len()))
 }
 
 /// The head's length, from the first [`PRELUDE_LEN`] bytes of an object.
 pub fn head_len(prelude: &[u8]) -> Result<usize, FormatError> {
     let mut c = Cursor::new(prelude);
-    c.magic(MAGIC)?;
-    FormatError::check_version(c.u16_le()? as u32, VERSION as u32, VERSION as u32)?;
-    // No flag is defined: a set one means a writer this reader predates.
-    let flags = c.u16_le()?;
-    if flags != 0 {
-        return Err(FormatError::corrupt(
-            6,
-            format!("unknown flags {flags:#06x}"),
-        ));
-    }
+    c.object_start(MAGIC, VERSION)?;
     let len = c.u32_le()? as usize;
     if len < PRELUDE_LEN + 4 {
         return Err(FormatError::corrupt(
@@ -404,8 +404,8 @@ pub struct Probe<'h> {
     blocks: Vec<&'h Block>,
 }
 
-/// A fetched chunk's rows, by (group, chunk).
-pub type Chunks = HashMap<(u32, u64), Vec<u8>>;
+/// Fetched chunks' rows, by (group, chunk).
+pub type Chunks = HashMap<(u32, u64), std::sync::Arc<Vec<u8>>>;
 
 impl<'h> Probe<'h> {
     /// The chunks to fetch, as (group, chunk) and the byte range of each,
@@ -499,7 +499,7 @@ mod tests {
                 bloom: f,
             })
             .collect();
-        encode(&inputs).unwrap()
+        encode(&inputs).unwrap().0
     }
 
     /// Answers a lookup for `tokens` from the object's bytes.
@@ -514,7 +514,9 @@ mod tests {
             .map(|(at, r)| {
                 (
                     at,
-                    chunk_rows(&bytes[r.start as usize..r.end as usize]).unwrap(),
+                    chunk_rows(&bytes[r.start as usize..r.end as usize])
+                        .unwrap()
+                        .into(),
                 )
             })
             .collect();
@@ -570,6 +572,24 @@ mod tests {
             4
         );
         assert_eq!(head.blocks.len(), MAX_GROUPS + 3);
+    }
+
+    #[test]
+    fn sizes_few_blocks_share_are_left_out() {
+        let filters: Vec<BloomFilter> = (0..40)
+            .map(|i| filter(&[i], 64))
+            .chain([filter(&[7], 96), filter(&[8], 96), filter(&[9], 128)])
+            .collect();
+        let names: Vec<String> = (0..filters.len()).map(|i| format!("b{i:02}")).collect();
+        let head = Head::decode(&encode_sample(&filters, &names)).unwrap();
+        let groups: Vec<(u64, u32)> = head.groups.iter().map(|g| (g.bits, g.columns)).collect();
+        assert_eq!(
+            groups,
+            vec![(512, 40), (768, 2)],
+            "43 / 16 = 2 blocks at least"
+        );
+        assert_eq!(head.block("b42"), None);
+        assert!(head.block("b41").is_some());
     }
 
     #[test]

@@ -68,6 +68,23 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
+    /// Reads the start the packer's objects share: `magic`, a u16 LE
+    /// version that must be `version`, and u16 LE flags that must be 0 (no
+    /// flag is defined: a set one means a writer this reader predates).
+    pub fn object_start(&mut self, magic: &[u8], version: u16) -> Result<(), FormatError> {
+        self.magic(magic)?;
+        FormatError::check_version(self.u16_le()? as u32, version as u32, version as u32)?;
+        let at = self.position();
+        let flags = self.u16_le()?;
+        if flags != 0 {
+            return Err(FormatError::corrupt(
+                at,
+                format!("unknown flags {flags:#06x}"),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
         if n > self.remaining() {
             return Err(FormatError::Truncated {
