@@ -232,7 +232,7 @@ fn check_slices(
             for row in (0..g.bits).step_by(g.chunk_rows as usize) {
                 let (_, r) = g.chunk_of(row);
                 let chunk = &bytes[r.start as usize..r.end as usize];
-                all.extend(slices::chunk_rows(chunk).with_context(invalid)?);
+                all.extend(slices::chunk_rows(chunk, &r).with_context(invalid)?);
             }
             rows.push(all);
         }
@@ -245,10 +245,14 @@ fn check_slices(
                 .block_on(store.get(&index_key))
                 .ok()
                 .is_some_and(|index| {
-                    let Ok((_, bloom)) = BlockIndex::decode_with_bloom(&index) else {
+                    let Ok((idx, bloom)) = BlockIndex::decode_with_bloom(&index) else {
                         return false;
                     };
-                    if index.len() as u64 != b.index_size || bloom.bits() != g.bits {
+                    // The version says which tokens a lookup probes for.
+                    if index.len() as u64 != b.index_size
+                        || idx.version != b.index_version
+                        || bloom.bits() != g.bits
+                    {
                         return false;
                     }
                     let mut column = vec![0u8; bloom.bitmap().len()];

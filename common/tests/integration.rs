@@ -275,7 +275,8 @@ fn golden_v1_slices_still_read_and_are_still_written_identically() {
             .chunks()
             .into_iter()
             .map(|(at, r)| {
-                let rows = slices::chunk_rows(&stored[r.start as usize..r.end as usize]).unwrap();
+                let rows =
+                    slices::chunk_rows(&stored[r.start as usize..r.end as usize], &r).unwrap();
                 (at, rows.into())
             })
             .collect();

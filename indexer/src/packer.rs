@@ -252,7 +252,7 @@ pub async fn pack_hour(
     let sliced = slices::encode(&inputs).filter(|(_, blocks)| blocks * 2 >= members.len());
     if let Some((body, _)) = sliced {
         written += body.len();
-        let key = slices_key(prefix, digest);
+        let key = slices_key(prefix, digest, xxhash_rust::xxh3::xxh3_64(&body));
         store.put(&key, Bytes::from(body)).await?;
         new_keys.push(key);
     } else {

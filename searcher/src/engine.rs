@@ -535,11 +535,10 @@ impl Engine {
         let mut jobs = Vec::new();
         let packed = hours.iter().filter(|h| !h.packs.is_empty());
         for hour in packed.filter(|_| self.cfg.read_packs) {
-            let wanted: HashMap<String, u64> = hour
-                .indexes
-                .iter()
-                .filter(|(k, _)| !self.indexes.contains(k) && !ruled_out.contains(k))
-                .map(|(k, size)| (k.strip_prefix(&hour.prefix).unwrap_or(k).to_owned(), *size))
+            let wanted: HashMap<String, u64> = self
+                .uncached(hour)
+                .filter(|(key, _, _)| !ruled_out.contains(*key))
+                .map(|(_, name, size)| (name.to_owned(), size))
                 .collect();
             let sliced = hour.indexes.iter().any(|(k, _)| ruled_out.contains(k));
             if wanted.is_empty()
@@ -588,6 +587,18 @@ impl Engine {
             tracing::warn!(%key, %error, "ignoring an unreadable index pack");
         }
         Ok(out)
+    }
+
+    /// An hour's listed indexes that are not cached, as (key, name
+    /// relative to the hour prefix, listed size).
+    fn uncached<'a>(
+        &'a self,
+        hour: &'a HourListing,
+    ) -> impl Iterator<Item = (&'a str, &'a str, u64)> + 'a {
+        hour.indexes
+            .iter()
+            .filter(|(k, _)| !self.indexes.contains(k))
+            .map(|(k, size)| (k.as_str(), k.strip_prefix(&hour.prefix).unwrap_or(k), *size))
     }
 
     /// The index keys of `hours` whose blocks each hour's sliced blooms
@@ -642,11 +653,9 @@ impl Engine {
         size: u64,
         tokens: &[Vec<u64>],
     ) -> Result<Sliced, SearchError> {
-        let wanted: HashMap<&str, u64> = hour
-            .indexes
-            .iter()
-            .filter(|(k, _)| !self.indexes.contains(k))
-            .map(|(k, size)| (k.strip_prefix(&hour.prefix).unwrap_or(k), *size))
+        let wanted: HashMap<&str, u64> = self
+            .uncached(hour)
+            .map(|(_, name, size)| (name, size))
             .collect();
         if wanted.is_empty() {
             return Ok(Sliced::Unused);
@@ -675,18 +684,21 @@ impl Engine {
             }
         }
         let fetched: Vec<_> = stream::iter(missing)
-            .map(|(at, range)| async move { (at, self.store.get_range(key, range).await) })
+            .map(|(at, range)| async move {
+                let r = self.store.get_range(key, range.clone()).await;
+                (at, range, r)
+            })
             .buffer_unordered(self.cfg.index_fetch_concurrency.max(1))
             .collect()
             .await;
-        for (at, r) in fetched {
+        for (at, range, r) in fetched {
             let bytes = match r {
                 Ok(b) => b,
                 Err(e) if e.kind == StorageErrorKind::NotFound => return Ok(Sliced::Unused),
                 Err(e) => return Err(self.store_fault("get_slices", e)),
             };
             self.metrics.bytes_fetched.inc_by(bytes.len() as u64);
-            let rows = match slices::chunk_rows(&bytes) {
+            let rows = match slices::chunk_rows(&bytes, &range) {
                 Ok(rows) => Arc::new(rows),
                 Err(e) => return Ok(Sliced::Unreadable(e)),
             };

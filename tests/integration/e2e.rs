@@ -351,7 +351,13 @@ checkpoint_interval_secs = 1
     // The read path: `skidder searcher` over the same S3 data, asked in
     // LogQL over Loki's HTTP API; answers computed here from the input.
     // It reads the packs; the answers must not change.
-    search_checks(&moto, &expected);
+    let sliced_hours: Vec<i64> = objects
+        .iter()
+        .filter(|o| o.key.ends_with(".slices"))
+        .filter_map(|o| hour_of_prefix(&o.key))
+        .collect();
+    assert!(!sliced_hours.is_empty());
+    search_checks(&moto, &expected, sliced_hours[0]);
 }
 
 /// Which input records a query must return.
@@ -372,7 +378,16 @@ fn field(line: &str, key: &str) -> Option<String> {
     v.get(key)?.as_str().map(str::to_owned)
 }
 
-fn search_checks(moto: &MotoServer, expected: &[Expected]) {
+/// The hour (since the epoch) of a key under `tenant=…/dt=…/hour=…/`.
+fn hour_of_prefix(key: &str) -> Option<i64> {
+    let dt = key.split("/dt=").nth(1)?.get(..10)?;
+    let hh: i64 = key.split("/hour=").nth(1)?.get(..2)?.parse().ok()?;
+    let day = chrono::NaiveDate::parse_from_str(dt, "%Y-%m-%d").ok()?;
+    let secs = day.and_hms_opt(0, 0, 0)?.and_utc().timestamp();
+    Some(secs / 3600 + hh)
+}
+
+fn search_checks(moto: &MotoServer, expected: &[Expected], sliced_hour: i64) {
     let port = free_port();
     let mut searcher = Guard(
         Command::new(BIN)
@@ -431,6 +446,41 @@ fn search_checks(moto: &MotoServer, expected: &[Expected]) {
         out
     };
 
+    // First, while the searcher's cache is cold: a whole word of a line in
+    // an hour with sliced blooms. The hour's blocks are ruled out with
+    // ranged GETs of the slices before any index is read, and every line
+    // holding the word must still come back.
+    let hour_ns = 3_600_000_000_000i64;
+    let (start, end) = (sliced_hour * hour_ns, (sliced_hour + 1) * hour_ns);
+    let in_hour: Vec<&Expected> = expected
+        .iter()
+        .filter(|e| (start..end).contains(&e.time_ns))
+        .collect();
+    let word = in_hour
+        .iter()
+        .flat_map(|e| e.line.split(' '))
+        .find(|w| w.len() >= 6 && w.bytes().all(|b| b.is_ascii_alphabetic()))
+        .expect("a plain word in the sliced hour")
+        .to_owned();
+    let needle = format!(" {word} ");
+    let mut want: Vec<String> = in_hour
+        .iter()
+        .filter(|e| e.line.contains(&needle))
+        .map(|e| e.line.clone())
+        .collect();
+    want.sort();
+    let v = ask(
+        "/loki/api/v1/query_range",
+        &[
+            ("query", format!(r#"{{__app__=~".+"}} |= "{needle}""#)),
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+            ("limit", "5000".into()),
+        ],
+    );
+    assert!(!want.is_empty() && want.len() < 5000, "{needle}");
+    assert_eq!(lines_of(&v), want, "{needle} in the sliced hour");
+
     // A needle in JSON lines, as a line filter and as a field filter.
     // The rarest queried domain: a needle, not a haystack.
     let mut counts: HashMap<String, usize> = HashMap::new();
@@ -446,8 +496,6 @@ fn search_checks(moto: &MotoServer, expected: &[Expected]) {
         .unwrap()
         .0
         .clone();
-    // The field filter first, while the searcher's cache is cold: it
-    // prunes with the sliced blooms (a cached index needs none).
     let needle_cases: [(String, Box<Wanted<'_>>); 4] = [
         (
             format!(r#"{{__app__="dns"}} | query="{domain}""#),

@@ -460,7 +460,8 @@ pub(crate) mod tests {
 
     #[test]
     fn sliceable_sizes_come_in_steps_and_keep_the_rate() {
-        let steps = |b: usize| b.is_power_of_two() || (b % 3 == 0 && (b / 3).is_power_of_two());
+        let steps =
+            |b: usize| b.is_power_of_two() || (b.is_multiple_of(3) && (b / 3).is_power_of_two());
         for n in [1usize, 7, 100, 5_000, 123_457] {
             let exact = Bloom::<u64>::compute_bitmap_size(n, 0.001);
             // A roomy budget rounds up: never a worse rate than asked.

@@ -20,7 +20,7 @@ pub const INDEX_SUFFIX: &str = ".idx";
 /// [`PackName`]).
 pub const PACK_SUFFIX: &str = ".pack";
 const PACK_STEM: &str = "_index.";
-/// Sliced blooms: `<hour prefix>_blooms.<digest>.slices` (see
+/// Sliced blooms: `<hour prefix>_blooms.<digest>.<content>.slices` (see
 /// [`slices_key`]).
 const SLICES_STEM: &str = "_blooms.";
 const SLICES_SUFFIX: &str = ".slices";
@@ -190,23 +190,33 @@ impl PackName {
 }
 
 /// The key of an hour's sliced blooms (`format::slices`), made beside its
-/// packs from the listing whose digest is `digest` ([`pack_digest`]):
-/// `<hour prefix>_blooms.<digest, 16 hex>.slices`.
-pub fn slices_key(hour_prefix: &str, digest: u64) -> String {
-    format!("{hour_prefix}{SLICES_STEM}{digest:016x}{SLICES_SUFFIX}")
+/// packs from the listing whose digest is `digest` ([`pack_digest`]), with
+/// `content` the xxh3-64 of the object's bytes:
+/// `<hour prefix>_blooms.<digest, 16 hex>.<content, 16 hex>.slices`.
+///
+/// Other bytes get another key, never the same one: a reader caches the
+/// head and the rows by key, and pairing a cached head with rows of a
+/// rewrite (an index rebuilt at the same size, or a packer that groups
+/// differently) could rule out a block that holds a match.
+pub fn slices_key(hour_prefix: &str, digest: u64, content: u64) -> String {
+    format!("{hour_prefix}{SLICES_STEM}{digest:016x}.{content:016x}{SLICES_SUFFIX}")
 }
 
-/// The digest in a sliced-blooms key listed under `hour_prefix`, if it is
-/// one.
-pub fn parse_slices_key(hour_prefix: &str, key: &str) -> Option<u64> {
-    let digest = key
+/// The (digest, content hash) of a sliced-blooms key listed under
+/// `hour_prefix`, if it is one.
+pub fn parse_slices_key(hour_prefix: &str, key: &str) -> Option<(u64, u64)> {
+    let rest = key
         .strip_prefix(hour_prefix)?
         .strip_prefix(SLICES_STEM)?
         .strip_suffix(SLICES_SUFFIX)?;
-    let digest = (digest.len() == 16)
-        .then(|| u64::from_str_radix(digest, 16).ok())
-        .flatten()?;
-    (slices_key(hour_prefix, digest) == key).then_some(digest)
+    let (digest, content) = rest.split_once('.')?;
+    let hex = |s: &str| {
+        (s.len() == 16)
+            .then(|| u64::from_str_radix(s, 16).ok())
+            .flatten()
+    };
+    let (digest, content) = (hex(digest)?, hex(content)?);
+    (slices_key(hour_prefix, digest, content) == key).then_some((digest, content))
 }
 
 /// The digest of an hour's listed indexes, as (name relative to the hour
@@ -298,14 +308,18 @@ mod tests {
     #[test]
     fn slices_keys_round_trip_and_refuse_look_alikes() {
         let hour = hour_prefix("acme", 498_685);
-        let key = slices_key(&hour, 0xab);
-        assert_eq!(key, format!("{hour}_blooms.00000000000000ab.slices"));
-        assert_eq!(parse_slices_key(&hour, &key), Some(0xab));
+        let key = slices_key(&hour, 0xab, 0xcd);
+        assert_eq!(
+            key,
+            format!("{hour}_blooms.00000000000000ab.00000000000000cd.slices")
+        );
+        assert_eq!(parse_slices_key(&hour, &key), Some((0xab, 0xcd)));
         for not in [
-            format!("{hour}_blooms.AB.slices"),
-            format!("{hour}_blooms.00000000000000AB.slices"),
-            format!("{hour}_blooms.00000000000000ab.pack"),
-            format!("{hour}app=x/_blooms.00000000000000ab.slices"),
+            format!("{hour}_blooms.00000000000000ab.slices"),
+            format!("{hour}_blooms.AB.00000000000000cd.slices"),
+            format!("{hour}_blooms.00000000000000AB.00000000000000cd.slices"),
+            format!("{hour}_blooms.00000000000000ab.00000000000000cd.pack"),
+            format!("{hour}app=x/_blooms.00000000000000ab.00000000000000cd.slices"),
             format!("{hour}_index.00000000000000ab.0of1.pack"),
         ] {
             assert_eq!(parse_slices_key(&hour, &not), None, "{not}");

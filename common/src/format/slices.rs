@@ -158,11 +158,10 @@ pub fn encode(inputs: &[Input<'_>]) -> Option<(Vec<u8>, usize)> {
             placed.insert(i, (shape, column as u32));
         }
         let columns = members.len() as u32;
-        let row_bytes = u64::from(columns).div_ceil(8);
         groups.push(Group {
             bits: *bits,
             columns,
-            chunk_rows: (CHUNK_BYTES as u64 / row_bytes).max(1) as u32,
+            chunk_rows: chunk_rows_for(columns),
             offset: 0,
         });
     }
@@ -215,6 +214,11 @@ pub fn encode(inputs: &[Input<'_>]) -> Option<(Vec<u8>, usize)> {
     Some((out, placed.len()))
 }
 
+/// Rows per chunk for a group of `columns` blocks: about [`CHUNK_BYTES`].
+fn chunk_rows_for(columns: u32) -> u32 {
+    (CHUNK_BYTES as u64 / u64::from(columns).div_ceil(8)).max(1) as u32
+}
+
 /// The head's length, from the first [`PRELUDE_LEN`] bytes of an object.
 pub fn head_len(prelude: &[u8]) -> Result<usize, FormatError> {
     let mut c = Cursor::new(prelude);
@@ -263,7 +267,9 @@ impl Head {
                     format!("a group of {bits} bits"),
                 ));
             }
-            if columns == 0 || columns > MAX_BLOCKS || chunk_rows == 0 {
+            // Chunks are of the one size a writer picks, so a reader's
+            // fetches stay small.
+            if columns == 0 || columns > MAX_BLOCKS || chunk_rows != chunk_rows_for(columns) {
                 return Err(FormatError::corrupt(
                     here,
                     format!("a group of {columns} columns in chunks of {chunk_rows} rows"),
@@ -433,34 +439,41 @@ impl<'h> Probe<'h> {
                 let g = self.head.shapes[b.shape as usize].group;
                 let group = &self.head.groups[g as usize];
                 let (byte, bit) = ((b.column / 8) as usize, 1u8 << (b.column % 8));
-                let set = |row: u64| {
+                // The block's bit in `row`: `None` if its chunk was not
+                // fetched or is short, which rules nothing out.
+                let bit_of = |row: u64| {
                     let chunk = row / u64::from(group.chunk_rows);
                     let in_chunk = row % u64::from(group.chunk_rows);
-                    chunks.get(&(g, chunk)).is_some_and(|rows| {
-                        rows.get(in_chunk as usize * group.row_bytes() as usize + byte)
-                            .is_some_and(|v| v & bit != 0)
-                    })
+                    let rows = chunks.get(&(g, chunk))?;
+                    let at = in_chunk as usize * group.row_bytes() as usize + byte;
+                    Some(rows.get(at)? & bit != 0)
                 };
-                // A chunk not fetched rules nothing out.
-                let fetched =
-                    |row: u64| chunks.contains_key(&(g, row / u64::from(group.chunk_rows)));
-                let bits = &self.bits[&(b.shape, b.index_version)];
-                bits.iter().all(|&r| fetched(r)) && !bits.iter().all(|&r| set(r))
+                let mut clear = false;
+                for &row in &self.bits[&(b.shape, b.index_version)] {
+                    match bit_of(row) {
+                        None => return false,
+                        Some(set) => clear |= !set,
+                    }
+                }
+                clear
             })
             .collect()
     }
 }
 
-/// Checks a fetched chunk (its rows and trailing CRC32C) and returns its
-/// rows.
-pub fn chunk_rows(bytes: &[u8]) -> Result<Vec<u8>, FormatError> {
-    let Some(at) = bytes.len().checked_sub(4) else {
+/// Checks a fetched chunk, which must be as long as the range it was
+/// fetched for (a short read must not pass as rows of clear bits), and its
+/// trailing CRC32C; returns its rows.
+pub fn chunk_rows(bytes: &[u8], range: &Range<u64>) -> Result<Vec<u8>, FormatError> {
+    let wanted = range.end.saturating_sub(range.start);
+    if bytes.len() as u64 != wanted || wanted < 4 {
         return Err(FormatError::Truncated {
             offset: 0,
-            needed: 4,
+            needed: wanted as usize,
             available: bytes.len(),
         });
-    };
+    }
+    let at = bytes.len() - 4;
     check_crc32c_at(bytes, at)?;
     Ok(bytes[..at].to_vec())
 }
@@ -514,7 +527,7 @@ mod tests {
             .map(|(at, r)| {
                 (
                     at,
-                    chunk_rows(&bytes[r.start as usize..r.end as usize])
+                    chunk_rows(&bytes[r.start as usize..r.end as usize], &r)
                         .unwrap()
                         .into(),
                 )
@@ -599,7 +612,11 @@ mod tests {
         let head = Head::decode(&bytes).unwrap();
         let (_, range) = head.groups[0].chunk_of(0);
         bytes[range.start as usize] ^= 1;
-        assert!(chunk_rows(&bytes[range.start as usize..range.end as usize]).is_err());
+        let chunk = &bytes[range.start as usize..range.end as usize];
+        assert!(chunk_rows(chunk, &range).is_err());
+        // A short read is no chunk, even one whose CRC fits (that of no
+        // bytes is 0).
+        assert!(chunk_rows(&[0, 0, 0, 0], &range).is_err());
         let len = head_len(&bytes).unwrap();
         bytes[len - 5] ^= 1;
         assert!(Head::decode(&bytes).is_err());
