@@ -209,9 +209,12 @@ impl ReaderContext {
                 attempt += 1;
                 match self.rt.block_on(self.load_partition(&tp, kafka)) {
                     Ok(plan) => break plan,
-                    Err(e) if attempt < 5 => {
+                    // About 30 s of a flaky store before giving up: each
+                    // attempt reads every ledger entry of the partition, so
+                    // a brown-out can fail several in a row.
+                    Err(e) if attempt < LOAD_ATTEMPTS => {
                         tracing::warn!(error = %e, attempt, "loading partition state, retrying");
-                        std::thread::sleep(Duration::from_millis(200 << attempt));
+                        std::thread::sleep(Duration::from_millis((200 << attempt).min(5_000)));
                     }
                     Err(e) => return Err(e),
                 }
@@ -417,6 +420,11 @@ pub fn consumer(
     consumer.subscribe(&topics)?;
     Ok(consumer)
 }
+
+/// Attempts at loading a newly assigned partition's state (its ledger
+/// entries and checkpoint) before the reader gives up and the indexer
+/// exits; with the backoff, about 30 s of store faults.
+const LOAD_ATTEMPTS: u32 = 10;
 
 /// How often the reader logs where each partition stands.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
