@@ -580,13 +580,22 @@ impl Engine {
                 Ok(Err(e)) => e.to_string(),
                 Err(e) => e.to_string(),
             };
-            self.metrics
-                .packs_read
-                .with_label_values(&["unreadable"])
-                .inc();
-            tracing::warn!(%key, %error, "ignoring an unreadable index pack");
+            self.unreadable(&self.metrics.packs_read, &key, &error, "an index pack");
         }
         Ok(out)
+    }
+
+    /// Counts and logs a shortcut object (`what`) that does not decode; the
+    /// query goes on without it.
+    fn unreadable(
+        &self,
+        counter: &prometheus::IntCounterVec,
+        key: &str,
+        error: &dyn std::fmt::Display,
+        what: &str,
+    ) {
+        counter.with_label_values(&["unreadable"]).inc();
+        tracing::warn!(%key, %error, "ignoring unreadable {what}");
     }
 
     /// An hour's listed indexes that are not cached, as (key, name
@@ -634,11 +643,7 @@ impl Engine {
                 }
                 Sliced::Unused => {}
                 Sliced::Unreadable(error) => {
-                    self.metrics
-                        .slices_read
-                        .with_label_values(&["unreadable"])
-                        .inc();
-                    tracing::warn!(%key, %error, "ignoring unreadable sliced blooms");
+                    self.unreadable(&self.metrics.slices_read, &key, &error, "sliced blooms")
                 }
             }
         }

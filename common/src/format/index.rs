@@ -84,21 +84,21 @@ pub fn bloom_fp_rate(tokens: usize, budget_bytes: usize, wanted: f64, worst: f64
         .clamp(wanted, worst.max(wanted))
 }
 
-/// Builds a bloom filter for `hashes` at false-positive rate `fp_rate`.
-pub fn build_bloom(hashes: impl ExactSizeIterator<Item = u64>, fp_rate: f64) -> Vec<u8> {
-    let fp = if fp_rate > 0.0 && fp_rate < 1.0 {
+/// `fp_rate` if it is a usable rate (strictly between 0 and 1), else 1%.
+fn usable_fp_rate(fp_rate: f64) -> f64 {
+    if fp_rate > 0.0 && fp_rate < 1.0 {
         fp_rate
     } else {
         0.01
-    };
-    let n = hashes.len().max(1);
-    // Both arguments are positive, so construction cannot fail.
-    let mut bloom = Bloom::<u64>::new_for_fp_rate_with_seed(n, fp, &BLOOM_SEED)
-        .expect("positive size and item count");
-    for h in hashes {
-        bloom.set(&h);
     }
-    bloom.into_bytes()
+}
+
+/// Builds a bloom filter for `hashes` at false-positive rate `fp_rate`,
+/// sized exactly for them.
+pub fn build_bloom(hashes: impl ExactSizeIterator<Item = u64>, fp_rate: f64) -> Vec<u8> {
+    let n = hashes.len().max(1);
+    let bytes = Bloom::<u64>::compute_bitmap_size(n, usable_fp_rate(fp_rate));
+    build_bloom_with_bytes(hashes, bytes)
 }
 
 /// Bitmap bytes for a block's filter of `tokens` tokens at `fp_rate`,
@@ -114,11 +114,7 @@ pub fn sliceable_bloom_bytes(
     budget_bytes: usize,
     worst: f64,
 ) -> usize {
-    let fp = if fp_rate > 0.0 && fp_rate < 1.0 {
-        fp_rate
-    } else {
-        0.01
-    };
+    let fp = usable_fp_rate(fp_rate);
     let n = tokens.max(1);
     let exact = Bloom::<u64>::compute_bitmap_size(n, fp).max(1);
     // The largest 2^a or 3 * 2^(a-1) at most `exact`, and the next one up.
