@@ -12,4 +12,5 @@ pub mod offsets;
 pub mod packer;
 pub mod pipeline;
 pub mod queue;
+pub mod span_words;
 pub mod stages;

@@ -10,6 +10,6 @@ pub mod template;
 
 pub use control::{Control, Item, PartitionPlan, TopicPartition};
 pub use encoded_block::EncodedBlock;
-pub use parsed_batch::{ParsedBatch, ParsedRecord, StreamKey};
+pub use parsed_batch::{ParsedBatch, ParsedRecord, RepeatedWords, StreamKey};
 pub use raw_batch::{RawBatch, RawMessage};
 pub use sealed_block::SealedBlock;

@@ -80,10 +80,14 @@ struct OpenBlock {
     /// Allocated only once the block has [`RECENT_AFTER`] tokens, so that
     /// 100k tiny blocks (a cardinality explosion) do not cost 32 KiB each.
     recent: Box<[u64]>,
+    /// Ids of the repeated values whose words the block holds.
+    repeats: rustc_hash::FxHashSet<u64>,
 }
 
 /// Slots of [`OpenBlock::recent`]; a power of two.
 const RECENT_SLOTS: usize = 4096;
+/// Room past `blocks.target_bytes` for the message that crosses it.
+const LINES_SLACK: usize = 256 << 10;
 /// Distinct tokens a block holds before it gets its [`OpenBlock::recent`] cache.
 const RECENT_AFTER: usize = 512;
 /// What an open block costs beyond its buffers: the struct, its maps' and
@@ -103,6 +107,7 @@ impl OpenBlock {
             lines: Vec::new(),
             tokens: TokenSet::default(),
             recent: Box::default(),
+            repeats: Default::default(),
         }
     }
 
@@ -125,6 +130,24 @@ impl OpenBlock {
         }
     }
 
+    /// Appends a line. Lines grow by doubling, but not far past the size
+    /// the block is cut at: a 4 MiB block would otherwise double to 8 MiB
+    /// for its last line, copying 4 MiB and holding 4 MiB it never uses.
+    fn push_line(&mut self, line: &[u8], target_bytes: usize) {
+        let need = self.lines.len() + line.len();
+        let cap = self.lines.capacity();
+        if need > cap {
+            let limit = target_bytes.saturating_add(LINES_SLACK);
+            let grown = if cap >= limit {
+                cap * 2
+            } else {
+                (cap * 2).min(limit)
+            };
+            self.lines.reserve_exact(grown.max(need) - self.lines.len());
+        }
+        self.lines.extend_from_slice(line);
+    }
+
     /// Raw line bytes: what `blocks.target_bytes` measures.
     fn bytes(&self) -> usize {
         self.lines.len()
@@ -137,6 +160,7 @@ impl OpenBlock {
             + self.records.capacity() * std::mem::size_of::<(u32, i64, u32, u32)>()
             + self.tokens.capacity() * 9
             + self.recent.len() * 8
+            + self.repeats.capacity() * 9
             + self.stream_labels.len() * 64
     }
 
@@ -407,11 +431,17 @@ impl BlockMaker {
                         }
                     };
                     let start = block.lines.len() as u32;
-                    block.lines.extend_from_slice(line);
+                    block.push_line(line, self.cfg.target_bytes);
                     block
                         .records
                         .push((stream, r.time_ns, start, line.len() as u32));
-                    block.add_tokens(batch.tokens_of(r));
+                    batch.for_each_token_run(r, |repeat, run| {
+                        // The words of a repeated value the block already
+                        // holds are in its set: skipped.
+                        if repeat.is_none_or(|id| block.repeats.insert(id)) {
+                            block.add_tokens(run);
+                        }
+                    });
                     block.last_offset = offset;
                     if !touched.contains(&key) {
                         touched.push(key);
@@ -603,6 +633,8 @@ mod tests {
                 line_len: line.len() as u32,
                 tokens_start: 0,
                 tokens_len: 0,
+                repeats_start: 0,
+                repeats_len: 0,
             });
             b.lines.extend_from_slice(line.as_bytes());
         }
@@ -718,6 +750,63 @@ mod tests {
         tracker.release(&tp(), 0);
         // No commit may pass the rebuild's first offset.
         assert_eq!(tracker.watermark(&tp()), Some(1));
+    }
+
+    #[test]
+    fn repeated_values_keep_their_words_in_every_block() {
+        use crate::config::ParseConfig;
+        use crate::models::RawBatch;
+        use crate::stages::parser::Parser;
+        use skidder_common::format::index::BloomFilter;
+        use skidder_common::format::tokens::for_each_word_hash;
+
+        // The same long `kubernetes` object on every line, which the parser
+        // gives one id; lines in two hours, so in at least two blocks.
+        let meta = format!(
+            r#""kubernetes":{{"pod_name":"api-7f9c","labels":{{"team":"{}"}}}}"#,
+            "payments ".repeat(40)
+        );
+        let lines: Vec<String> = (0..6)
+            .map(|i| {
+                format!(
+                    r#"{{"ts":{},"msg":"event {i}",{meta}}}"#,
+                    36_000 + i * 1_000
+                )
+            })
+            .collect();
+        let mut raw = RawBatch::new("logs".into(), 0);
+        for (i, l) in lines.iter().enumerate() {
+            raw.push(i as i64, None, l.as_bytes());
+        }
+        let parsed = Parser::new(ParseConfig::default())
+            .unwrap()
+            .parse_batch(&raw);
+        assert!(parsed.repeats.len() >= 4, "{:?}", parsed.repeats);
+        // Cut after every message, and then one block per hour.
+        for target in [1, usize::MAX] {
+            let (mut m, out, _) = maker(target);
+            m.handle(Item::Data(ParsedBatch {
+                records: parsed.records.clone(),
+                streams: parsed.streams.clone(),
+                lines: parsed.lines.clone(),
+                tokens: parsed.tokens.clone(),
+                repeats: parsed.repeats.clone(),
+                topic: parsed.topic.clone(),
+                ..Default::default()
+            }))
+            .unwrap();
+            m.flush(None, false).unwrap();
+            let mut blocks = 0;
+            while let Ok(Item::Data(b)) = out.pop(Duration::ZERO) {
+                blocks += 1;
+                let bloom = BloomFilter::decode(&b.bloom).unwrap();
+                for &(_, start, len) in &b.records {
+                    let line = &b.lines[start as usize..(start + len) as usize];
+                    for_each_word_hash(line, |h| assert!(bloom.may_contain(h), "target {target}"));
+                }
+            }
+            assert!(blocks >= 2, "target {target}: {blocks} blocks");
+        }
     }
 
     #[test]

@@ -8,10 +8,12 @@
 //! timestamp; it is counted, never dropped.
 
 use std::fmt::Write as _;
+use std::ops::Range;
 use std::sync::Arc;
 
 use simd_json::prelude::{TypedValue, ValueAsScalar, ValueIntoString};
-use simd_json::{Buffers, Tape, ValueType};
+use simd_json::tape::Node;
+use simd_json::{Buffers, StaticNode, Tape, ValueType};
 use skidder_common::format::tokens::{flatten_key, for_each_word_hash, MAX_FIELD_DEPTH};
 
 use super::StageExit;
@@ -23,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::models::template::{AppTemplate, TemplatePart};
 use crate::models::{Item, ParsedBatch, ParsedRecord, RawBatch, StreamKey};
 use crate::queue::{ByteQueue, Weighted};
+use crate::span_words::{SpanWords, MIN_SPAN};
 
 /// A parsed JSON value: a view into the reused tape.
 type Value<'t, 'i> = simd_json::value::tape::Value<'t, 'i>;
@@ -51,6 +54,9 @@ pub struct Parser {
     tape: Option<Tape<'static>>,
     key_buf: String,
     value_buf: String,
+    /// Word hashes of repeated nested values, and this line's cuts.
+    span_words: SpanWords,
+    cuts: Vec<Range<usize>>,
     pub plain_text: u64,
     /// Records refused by a limit in the last batch, for the dead-letter prefix.
     pub refused: Vec<Refused>,
@@ -199,6 +205,8 @@ impl Parser {
             tape: Some(Tape::null()),
             key_buf: String::new(),
             value_buf: String::new(),
+            span_words: SpanWords::default(),
+            cuts: Vec::new(),
             plain_text: 0,
             refused: Vec::new(),
         })
@@ -212,6 +220,8 @@ impl Parser {
             first_offset: raw.first_offset().unwrap_or(0),
             last_offset: raw.messages.last().map(|m| m.offset).unwrap_or(0),
             lines: Vec::with_capacity(raw.payload.len()),
+            // About one word per 8 bytes: reserved once, not grown.
+            tokens: Vec::with_capacity(raw.payload.len() / 8),
             ..Default::default()
         };
         self.refused.clear();
@@ -277,16 +287,23 @@ impl Parser {
         // store, so only JSON candidates are copied to the scratch buffer.
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut tape = self.tape.take().unwrap_or_else(Tape::null).reset();
+        self.cuts.clear();
         // simd-json validates UTF-8 itself, so only lines that are not JSON
         // objects are checked here. The scratch copy carries the padding
         // simd-json reads past the end, which spares it a copy of its own.
+        let mut base = 0;
         let parsed = line[0] == b'{' && {
             scratch.clear();
             scratch.extend_from_slice(line);
             scratch.resize(line.len() + simd_json::INPUT_PADDING, 0);
+            base = scratch.as_ptr() as usize;
             simd_json::fill_tape_padded(&mut scratch, line.len(), &mut self.buffers, &mut tape)
                 .is_ok()
         };
+        // Most lines have no float and no escape, and then no value needs
+        // words of its own: a scan of the tape spares the walk.
+        let escaped = parsed && line.contains(&b'\\');
+        let walk = escaped || (parsed && tape.0.iter().any(is_float));
         let root = Some(tape.as_value()).filter(|v| parsed && v.is_object());
         let found = match root {
             Some(v) => self.stream_of(Some(v), topic, table).map(|stream| {
@@ -300,7 +317,10 @@ impl Parser {
                             .filter(|&t| searchable_time(t))
                     })
                     .unwrap_or(fallback_ns);
-                self.json_tokens(v, line.contains(&b'\\'), &mut out.tokens);
+                if walk {
+                    self.json_tokens(v, escaped, &mut out.tokens);
+                }
+                nested_cuts(v, line.len(), base, &mut self.cuts);
                 (time, stream)
             }),
             None => self.stream_of(None, topic, table).map(|stream| {
@@ -319,8 +339,9 @@ impl Parser {
         let (time_ns, stream) = found?;
         let line_len = out.lines.len() as u32 - line_start;
         let stored = &out.lines[line_start as usize..];
-        let tokens = &mut out.tokens;
-        for_each_word_hash(stored, |h| tokens.push(h));
+        let repeats_start = out.repeats.len() as u32;
+        self.span_words
+            .push_words(stored, &self.cuts, &mut out.tokens, &mut out.repeats);
         out.records.push(ParsedRecord {
             offset,
             time_ns,
@@ -329,6 +350,8 @@ impl Parser {
             line_len,
             tokens_start,
             tokens_len: out.tokens.len() as u32 - tokens_start,
+            repeats_start,
+            repeats_len: out.repeats.len() as u32 - repeats_start,
         });
         Ok(())
     }
@@ -388,7 +411,9 @@ impl Parser {
             for (name, path) in &self.label_paths {
                 if let Some(val) = lookup(v, path) {
                     if scalar_text(val, &mut self.value_buf) {
-                        let _ = write!(self.key_buf, "\0{name}\0{}", self.value_buf);
+                        for part in ["\0", name, "\0", &self.value_buf] {
+                            self.key_buf.push_str(part);
+                        }
                     }
                 }
             }
@@ -441,6 +466,35 @@ fn fill_template(t: &AppTemplate, v: Value<'_, '_>, out: &mut String, tmp: &mut 
         }
     }
     true
+}
+
+fn is_float(node: &Node<'_>) -> bool {
+    matches!(node, Node::Static(StaticNode::F64(_)))
+}
+
+/// Where a line may be cut around its long nested values, for
+/// [`SpanWords`]: from the quote before a top-level key whose value is an
+/// object or an array to the quote before the next key, or to the line's
+/// end. simd-json leaves each key in place in the scratch copy that starts
+/// at `base`, so its address gives its offset in the line; `SpanWords`
+/// checks every cut's edges against the line itself.
+fn nested_cuts(root: Value<'_, '_>, len: usize, base: usize, cuts: &mut Vec<Range<usize>>) {
+    let Some(o) = root.as_object() else { return };
+    let mut open: Option<usize> = None;
+    for (key, value) in o.iter() {
+        let at = (key.as_ptr() as usize)
+            .checked_sub(base + 1)
+            .filter(|&at| at < len);
+        if let (Some(start), Some(end)) = (open, at) {
+            if end >= start + MIN_SPAN {
+                cuts.push(start..end);
+            }
+        }
+        open = at.filter(|_| matches!(value.value_type(), ValueType::Object | ValueType::Array));
+    }
+    if let Some(start) = open.filter(|&s| len >= s + MIN_SPAN) {
+        cuts.push(start..len);
+    }
 }
 
 /// Index format v2's field rule: the words of each scalar value (as the
@@ -594,6 +648,48 @@ mod tests {
                 "missing token {t}"
             );
         }
+    }
+
+    #[test]
+    fn repeated_nested_values_give_the_same_words_from_the_cache() {
+        // A long `kubernetes` object on every line, in the middle and last;
+        // the third line differs in it by one byte.
+        let meta = format!(
+            r#"{{"pod":"api-1","labels":{{"team":"{}"}}}}"#,
+            "pay ".repeat(80)
+        );
+        let other = meta.replace("api-1", "api-2");
+        let lines = [
+            format!(r#"{{"msg":"a 1","kubernetes":{meta},"n":1}}"#),
+            format!(r#"{{"msg":"b 2","kubernetes":{meta},"n":2}}"#),
+            format!(r#"{{"msg":"c 3","kubernetes":{other},"n":3}}"#),
+            format!(r#"{{"msg":"d 4","kubernetes":{meta}}}"#),
+            format!(r#"{{"msg":"e 5","kubernetes":{meta},"n":5}}"#),
+        ];
+        let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+        let b = parse(ParseConfig::default(), &refs);
+        for (r, line) in b.records.iter().zip(&lines) {
+            let mut got = b.tokens_of(r).to_vec();
+            let mut want = Vec::new();
+            for_each_word_hash(line.as_bytes(), |h| want.push(h));
+            got.sort_unstable();
+            want.sort_unstable();
+            assert_eq!(got, want, "{line}");
+        }
+        // Remembered on its second sighting, then reused; the last line's
+        // span runs to the line's end, so it is another span.
+        let ids: Vec<Vec<u64>> = b
+            .records
+            .iter()
+            .map(|r| {
+                let reps = &b.repeats[r.repeats_start as usize..][..r.repeats_len as usize];
+                reps.iter().map(|x| x.id).collect()
+            })
+            .collect();
+        assert_eq!(ids[0], Vec::<u64>::new());
+        assert_eq!(ids[1].len(), 1);
+        assert_eq!(ids[4], ids[1]);
+        assert_eq!(ids[2], Vec::<u64>::new());
     }
 
     #[test]
