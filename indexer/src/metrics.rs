@@ -33,6 +33,7 @@ pub struct Metrics {
     pub data_bytes_written: IntCounter,
     pub index_bytes_written: IntCounter,
     pub plain_text_records: IntCounter,
+    pub repeated_value_hits: IntCounter,
     pub replay_skipped_records: IntCounter,
     pub replayed_blocks: IntCounter,
     pub memory_cuts: IntCounter,
@@ -162,6 +163,10 @@ impl Metrics {
             plain_text_records: c(
                 "skidder_indexer_plain_text_records_total",
                 "Records kept as plain text because they were not JSON or not UTF-8.",
+            ),
+            repeated_value_hits: c(
+                "skidder_indexer_repeated_value_hits_total",
+                "Nested JSON values whose words the parser took from its cache of repeated values.",
             ),
             replay_skipped_records: c(
                 "skidder_indexer_replay_skipped_records_total",

@@ -545,6 +545,7 @@ pub fn run(
 ) -> StageExit {
     super::map_stage(input, output, |raw| {
         let before = parser.plain_text;
+        let hits_before = parser.span_words.hits;
         let parsed = parser.parse_batch(&raw);
         // Stored before the batch moves on: its hold covers them till then.
         for r in parser.refused.drain(..) {
@@ -553,6 +554,9 @@ pub fn run(
         metrics
             .plain_text_records
             .inc_by(parser.plain_text - before);
+        metrics
+            .repeated_value_hits
+            .inc_by(parser.span_words.hits - hits_before);
         metrics.stage(
             "parser",
             raw.messages.len() as u64,
