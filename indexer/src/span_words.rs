@@ -63,7 +63,7 @@ impl SpanWords {
     ) {
         let mut done = 0;
         for cut in cuts {
-            if !self.safe_cut(line, done, cut) {
+            if !safe_cut(line, done, cut) {
                 continue;
             }
             for_each_word_hash(&line[done..cut.start], |h| out.push(h));
@@ -78,16 +78,6 @@ impl SpanWords {
             done = cut.end;
         }
         for_each_word_hash(&line[done..], |h| out.push(h));
-    }
-
-    /// Whether `cut` lies in `line` after `done`, starts on a non-word
-    /// byte, and ends at the line's end or before a non-word byte.
-    fn safe_cut(&self, line: &[u8], done: usize, cut: &Range<usize>) -> bool {
-        cut.start >= done
-            && cut.start < cut.end
-            && cut.end <= line.len()
-            && !is_word_byte(line[cut.start])
-            && line.get(cut.end).is_none_or(|&b| !is_word_byte(b))
     }
 
     /// Pushes the words of `span`, and returns its id if it is remembered.
@@ -130,6 +120,16 @@ impl SpanWords {
         );
         Some(id)
     }
+}
+
+/// Whether `cut` lies in `line` after `done`, starts on a non-word byte,
+/// and ends at the line's end or before a non-word byte.
+fn safe_cut(line: &[u8], done: usize, cut: &Range<usize>) -> bool {
+    cut.start >= done
+        && cut.start < cut.end
+        && cut.end <= line.len()
+        && !is_word_byte(line[cut.start])
+        && line.get(cut.end).is_none_or(|&b| !is_word_byte(b))
 }
 
 #[cfg(test)]
