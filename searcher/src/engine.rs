@@ -514,7 +514,12 @@ impl Engine {
                 read_at,
                 hour: hour_listing.clone(),
             };
-            self.listings.put(prefix, Arc::new(listing), bytes);
+            // Listings run concurrently and finish in any order: one that
+            // began before the cached one would take back blocks a query
+            // has already counted.
+            let newer = |old: &Listing| old.read_at > read_at;
+            self.listings
+                .put_unless(prefix, Arc::new(listing), bytes, newer);
         }
         Ok(hour_listing)
     }

@@ -28,6 +28,8 @@ pub trait Hooks: Send + Sync + std::fmt::Debug {
     fn before_list(&self, _prefix: &str) -> StorageResult<()> {
         Ok(())
     }
+    /// After a page of `prefix` was listed, before it is returned.
+    async fn after_list(&self, _prefix: &str) {}
 }
 
 /// A store that runs a test's [`Hooks`] in front of a real one. It derefs
@@ -73,7 +75,9 @@ impl<H: Hooks> ObjectStore for HookedStore<H> {
     }
     async fn list(&self, prefix: &str, opts: ListOptions<'_>) -> StorageResult<ListPage> {
         self.hooks.before_list(prefix)?;
-        self.inner.list(prefix, opts).await
+        let page = self.inner.list(prefix, opts).await;
+        self.hooks.after_list(prefix).await;
+        page
     }
     async fn delete(&self, key: &str) -> StorageResult<()> {
         self.inner.delete(key).await

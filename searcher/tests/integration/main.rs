@@ -10,5 +10,6 @@
 mod api;
 mod corrupt;
 mod fixture;
+mod listing;
 mod packs;
 mod pruning;
