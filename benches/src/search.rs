@@ -183,3 +183,36 @@ pub async fn run(
     report.warm_median_ms = crate::measure::median(warm);
     Ok(report)
 }
+
+/// The least any cold query over `[start, end)` pays: listing every hour
+/// in range, side by side as the engine does. The searcher finds blocks
+/// only by listing, so a cold query can never beat this; the median of
+/// `runs`, in milliseconds.
+pub async fn listing_floor(
+    store: &Arc<dyn ObjectStore>,
+    tenant: &str,
+    start: i64,
+    end: i64,
+    runs: usize,
+) -> Result<f64, String> {
+    use futures::StreamExt;
+    use skidder_common::format::layout::{hour_of, hour_prefix};
+    let concurrency = EngineConfig::default().index_fetch_concurrency.max(1);
+    let prefixes: Vec<String> = (hour_of(start)..=hour_of(end - 1))
+        .map(|h| hour_prefix(tenant, h))
+        .collect();
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let listed: Vec<_> = futures::stream::iter(&prefixes)
+            .map(|p| skidder_common::storage::list_all(&**store, p))
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        for l in listed {
+            l.map_err(|e| format!("listing: {e}"))?;
+        }
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(crate::measure::median(times))
+}

@@ -568,6 +568,19 @@ fn search_rows(o: &Opts, c: &corpus::Corpus, t: &mut Table) -> Result<()> {
         stores.push(("S3 (moto)", s3));
         _moto = moto;
     }
+    // What listing alone costs on each store: no cold query can be faster.
+    let mut floors = std::collections::HashMap::new();
+    for (sname, st) in &stores {
+        let ms = rt
+            .block_on(search::listing_floor(st, "bench", start, end, o.runs))
+            .map_err(anyhow::Error::msg)?;
+        t.note(format!(
+            "{sname}: listing the {} hours in range, side by side, takes {ms:.1} ms (median of {}): the floor of every cold query",
+            hour_of(end - 1) - hour_of(start) + 1,
+            o.runs
+        ));
+        floors.insert(*sname, ms);
+    }
     let wanted = |q: &&QueryCase| o.only.as_ref().is_none_or(|w| q.name.contains(w.as_str()));
     for q in cases.iter().filter(wanted) {
         let rg = match &q.rg {
@@ -593,6 +606,7 @@ fn search_rows(o: &Opts, c: &corpus::Corpus, t: &mut Table) -> Result<()> {
             .iter()
             .flat_map(|(n, st)| variants.iter().map(move |&p| (*n, st, p)));
         for (sname, st, reads) in runs {
+            let floor = floors.get(sname).copied().unwrap_or(0.0);
             let sname = match (reads.packs, reads.slices) {
                 (true, true) => sname.to_owned(),
                 (true, false) => format!("{sname}, packs but no sliced blooms"),
@@ -618,9 +632,10 @@ fn search_rows(o: &Opts, c: &corpus::Corpus, t: &mut Table) -> Result<()> {
             };
             let base = match rg {
                 Some(ms) => format!(
-                    "rg {ms:.0} ms: skidder {:.1}x faster cold, {:.1}x warm",
+                    "rg {ms:.0} ms: skidder {:.1}x faster cold, {:.1}x warm; listing alone {floor:.0} ms, so cold can reach {:.1}x at best",
                     ms / r.median_ms,
-                    ms / r.warm_median_ms
+                    ms / r.warm_median_ms,
+                    ms / floor.max(f64::MIN_POSITIVE)
                 ),
                 None => String::new(),
             };
