@@ -45,8 +45,8 @@ impl Hooks for Gate {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_old_listing_does_not_replace_a_newer_one() {
     // Blocks are indexed aside, then all but one block reach the store.
-    let staging = tempfile::tempdir().unwrap();
-    let staging = LocalStore::new(staging.path()).unwrap();
+    let staging_dir = tempfile::tempdir().unwrap();
+    let staging = LocalStore::new(staging_dir.path()).unwrap();
     let lines: Vec<String> = (0..LINES)
         .map(|i| {
             let app = ["checkout", "cart"][i % 2];
