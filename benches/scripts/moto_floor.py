@@ -6,22 +6,12 @@
 # of one hour and a 4 KiB ranged GET (docs/BENCHMARKS.md, "The floor on
 # moto"). Run with the test venv: ~/.cache/skidder/venv/bin/python \
 #   benches/scripts/moto_floor.py
-import os, socket, subprocess, time, statistics, urllib.parse, urllib.request
+import statistics, time, urllib.parse, urllib.request
 from concurrent.futures import ThreadPoolExecutor
-import boto3
-venv = os.path.expanduser("~/.cache/skidder/venv/bin")
-s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-p = subprocess.Popen([f"{venv}/moto_server", "-H", "127.0.0.1", "-p", str(port)],
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+from moto_helper import moto_bucket
+
 HOURS, BLOCKS = 5, 264
-try:
-    c = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                     aws_access_key_id="t", aws_secret_access_key="t")
-    for _ in range(100):
-        try:
-            c.create_bucket(Bucket="logs"); break
-        except Exception:
-            time.sleep(0.1)
+with moto_bucket() as (c, port):
     def prefix(h):
         return f"tenant=default/dt=2026-11-20/hour={h:02}/"
     for h in range(HOURS):
@@ -57,5 +47,3 @@ try:
               f"{HOURS} hours listed side by side: median {a:.1f} ms; "
               f"4 KiB ranged GET: median {g:.2f} ms; "
               f"floor ({HOURS} LISTs side by side + 2 GETs): {a + 2 * g:.0f} ms")
-finally:
-    p.terminate()
