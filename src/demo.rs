@@ -12,6 +12,7 @@ use clap::Args;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
+use skidder_common::format::layout::{now_ns, NS_PER_HOUR};
 use skidder_common::service::Shutdown;
 use skidder_common::storage::{list_all, LocalStore};
 use skidder_indexer::config::{AppSource, IndexerConfig, TenantSource};
@@ -153,8 +154,8 @@ pub fn run(flags: DemoFlags) -> anyhow::Result<ExitCode> {
         .create()
         .context("creating the producer")?;
     let mut g = Gen::new(42);
-    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-    let span = 3_600_000_000_000i64; // the last hour
+    let now = now_ns();
+    let span = NS_PER_HOUR; // the last hour
     let (mut needle, mut needle_app) = (String::new(), "");
     for i in 0..flags.records {
         let ts = now - span + (span / flags.records.max(1) as i64) * i as i64;

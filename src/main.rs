@@ -3,13 +3,42 @@
 
 mod demo;
 mod flags;
+mod indexer;
 mod inspect;
 mod pack;
 mod search;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "skidder",
+    version,
+    about = "Log management on object storage: Kafka in, LogQL out."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Index JSON logs from Kafka into object storage.
+    Indexer(indexer::IndexerFlags),
+    /// Print and verify an index or data block; optionally dump its records.
+    Inspect(inspect::InspectFlags),
+    /// Serve LogQL over Loki's HTTP API, from object storage.
+    Searcher(search::SearcherFlags),
+    /// Run a LogQL query against a searcher or straight against a store.
+    Search(search::SearchFlags),
+    /// Pack each settled hour's indexes into one object, and slice its bloom
+    /// filters, for cold searches.
+    Pack(pack::PackFlags),
+    /// Run the whole system on an embedded Kafka with generated logs.
+    Demo(demo::DemoFlags),
+}
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -19,14 +48,14 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = flags::Cli::parse();
+    let cli = Cli::parse();
     let result = match cli.command {
-        flags::Command::Indexer(f) => flags::run_indexer(f),
-        flags::Command::Inspect(f) => inspect::run(f),
-        flags::Command::Demo(f) => demo::run(f),
-        flags::Command::Searcher(f) => search::run_searcher(f),
-        flags::Command::Search(f) => search::run_search(f),
-        flags::Command::Pack(f) => pack::run(f),
+        Command::Indexer(f) => indexer::run(f),
+        Command::Inspect(f) => inspect::run(f),
+        Command::Demo(f) => demo::run(f),
+        Command::Searcher(f) => search::run_searcher(f),
+        Command::Search(f) => search::run_search(f),
+        Command::Pack(f) => pack::run(f),
     };
     match result {
         Ok(code) => code,

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use skidder_common::format::layout::hour_of;
+use skidder_common::format::layout::{hour_of, now_ns};
 use skidder_common::service::Shutdown;
 use skidder_indexer::packer::{pack_hours, tenants, PackOptions};
 
-use crate::flags::{runtime, StoreFlags};
-use crate::search::signalled;
+use crate::flags::{runtime, signalled, StoreFlags};
 
 #[derive(Args)]
 pub struct PackFlags {
@@ -53,7 +52,7 @@ pub fn run(flags: PackFlags) -> anyhow::Result<ExitCode> {
     };
     let stop = || shutdown.is_triggered();
     loop {
-        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let now = now_ns();
         let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
         let first = hour_of(now.saturating_sub(nanos(flags.since)));
         // The last hour that ended at least `settle` ago.

@@ -7,14 +7,16 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use serde_json::Value;
+use skidder_common::format::layout::now_ns;
 use skidder_common::service::Shutdown;
 use skidder_common::storage::open_store;
-use skidder_searcher::api::{now_ns, parse_step, parse_time, run_range, RangeRequest};
+use skidder_searcher::api::{run_range, RangeRequest};
 use skidder_searcher::config::SearcherConfig;
 use skidder_searcher::engine::{Direction, Engine, EngineConfig};
 use skidder_searcher::metrics::Metrics;
+use skidder_searcher::time::{parse_step, parse_time};
 
-use crate::flags::{runtime, StoreFlags};
+use crate::flags::{runtime, signalled, StoreFlags};
 
 #[derive(Args)]
 pub struct SearcherFlags {
@@ -51,13 +53,6 @@ impl SearcherFlags {
         }
         cfg.validate()?;
         Ok(cfg)
-    }
-}
-
-/// Resolves when SIGTERM or SIGINT has arrived.
-pub async fn signalled(shutdown: Shutdown) {
-    while !shutdown.is_triggered() {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 

@@ -14,7 +14,7 @@ use skidder_common::storage::{ListOptions, ListPage, ObjectMeta, ObjectStore, St
 use skidder_indexer::config::IndexerConfig;
 use skidder_indexer::metrics::Metrics;
 use skidder_indexer::models::{Item, RawBatch};
-use skidder_indexer::queue::ByteQueue;
+use skidder_indexer::queue::Sender;
 
 /// Kafka-sized batches: about 1 MiB of messages each.
 const BATCH_BYTES: usize = 1 << 20;
@@ -24,7 +24,7 @@ const BATCH_BYTES: usize = 1 << 20;
 /// Waits while `pause` is set, as the Kafka reader does.
 pub fn feed(
     files: &[PathBuf],
-    q: &ByteQueue<Item<RawBatch>>,
+    q: &Sender<Item<RawBatch>>,
     pause: &AtomicBool,
 ) -> std::io::Result<u64> {
     let topic: Arc<str> = "bench".into();

@@ -314,7 +314,8 @@ impl IndexerConfig {
             return Err(invalid("parse.app/default_app", "an app is 1-128 bytes"));
         }
         if let AppSource::Template(t) = &self.parse.app {
-            crate::models::template::AppTemplate::parse(t).map_err(|e| invalid("parse.app", e))?;
+            crate::models::template::AppTemplate::parse(t)
+                .map_err(|e| invalid("parse.app", e.to_string()))?;
         }
         Ok(())
     }

@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use skidder_common::format::layout::dead_letter_key;
 
-use crate::stages::uploader::Uploader;
+use crate::writer::{PutError, Writer};
 
 /// Why a record was refused; the names appear in keys and metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,15 +44,16 @@ pub struct Refused {
     pub bytes: Vec<u8>,
 }
 
-/// Stores dead letters, retrying like block uploads do: forever, with
-/// backoff, so a failing store stops intake instead of losing a record.
+/// Stores dead letters, retrying like block uploads do: a blip for ever,
+/// with backoff, so a failing store stops intake instead of losing a
+/// record; an error no retry can fix stops the indexer.
 pub struct DeadLetters {
-    pub uploader: Uploader,
+    pub writer: Writer,
     pub rt: tokio::runtime::Handle,
 }
 
 impl DeadLetters {
-    pub fn write(&self, topic: &str, partition: i32, r: Refused) {
+    pub fn write(&self, topic: &str, partition: i32, r: Refused) -> Result<(), PutError> {
         let key = dead_letter_key(topic, partition, r.offset, r.line, r.reason.as_str());
         let len = r.bytes.len() as u64;
         tracing::warn!(
@@ -61,16 +62,17 @@ impl DeadLetters {
             reason = r.reason.as_str(),
             "record refused"
         );
-        self.rt.block_on(self.uploader.put_retrying(
+        self.rt.block_on(self.writer.put_retrying(
             "dead_letter",
             &key,
             Bytes::from(r.bytes),
             None,
-        ));
-        let m = &self.uploader.metrics;
+        ))?;
+        let m = &self.writer.metrics;
         m.refused_records
             .with_label_values(&[r.reason.as_str()])
             .inc();
         m.dead_letter_bytes.inc_by(len);
+        Ok(())
     }
 }

@@ -20,6 +20,18 @@ pub const POINTS: &[&str] = &[
     "kafka_reader::before_commit",
 ];
 
+/// One point inside each stage's work, as (stage, point), for the test
+/// that makes each stage die in turn: armed with the `panic` action
+/// (`parser::batch=3*off->panic`) the stage panics there, on its own
+/// thread (the uploader's in an upload task), as a bug would.
+pub const STAGE_POINTS: &[(&str, &str)] = &[
+    ("kafka_reader", "kafka_reader::message"),
+    ("parser", "parser::batch"),
+    ("block_maker", "block_maker::mid_batch"),
+    ("compressor", "compressor::block"),
+    ("uploader", "uploader::before_ledger"),
+];
+
 /// Arms the points named in `FAILPOINTS`; call once at start-up.
 #[cfg(feature = "failpoints")]
 pub fn setup() {
@@ -33,7 +45,8 @@ pub fn setup() {
 #[cfg(not(feature = "failpoints"))]
 pub fn setup() {}
 
-/// Aborts the process here if the point `name` is armed and fires.
+/// Aborts the process here if the point `name` is armed with `return`
+/// and fires; panics here if it is armed with `panic`.
 #[cfg(feature = "failpoints")]
 pub fn crash_point(name: &str) {
     if fail::eval(name, |_| ()).is_some() {

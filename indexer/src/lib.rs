@@ -2,6 +2,7 @@
 //! indexes out, on object storage, exactly once. See `indexer/README.md`
 //! for the pipeline diagram and `docs/DESIGN.md` for the guarantees.
 
+pub mod assignment;
 pub mod config;
 pub mod dead_letter;
 pub mod failpoints;
@@ -14,3 +15,4 @@ pub mod pipeline;
 pub mod queue;
 pub mod span_words;
 pub mod stages;
+pub mod writer;

@@ -4,6 +4,7 @@
 //! storage, commits, and closes its queue; each stage drains its input,
 //! then closes its output.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,24 +16,29 @@ use thiserror::Error;
 use crate::config::IndexerConfig;
 use crate::memory::Monitor;
 use crate::metrics::Metrics;
+use crate::models::template::TemplateError;
 use crate::models::{Control, Item, RawBatch};
 use crate::offsets::OffsetTracker;
-use crate::queue::ByteQueue;
-use crate::stages::{self, StageExit};
+use crate::queue::{byte_queue, Probe, Receiver, Sender, Weighted};
+use crate::stages::{self, StageError, StageExit};
+use crate::writer::Writer;
 
 #[derive(Debug, Error)]
 pub enum PipelineError {
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("parser config: {0}")]
-    Parser(String),
+    Parser(#[from] TemplateError),
     #[error("metrics listener on {addr}: {source}")]
     Metrics {
         addr: String,
         source: std::io::Error,
     },
-    #[error("stage {stage} failed: {reason}")]
-    Stage { stage: &'static str, reason: String },
+    #[error("stage {stage} failed: {source}")]
+    Stage {
+        stage: &'static str,
+        source: StageError,
+    },
     #[error("starting thread: {0}")]
     Thread(std::io::Error),
 }
@@ -40,13 +46,20 @@ pub enum PipelineError {
 /// Items per queue; the byte budget is the real bound.
 const QUEUE_ITEMS: usize = 1024;
 
-fn queue<T: crate::queue::Weighted>(name: &str, budget: usize, m: &Metrics) -> Arc<ByteQueue<T>> {
-    Arc::new(ByteQueue::new(
+fn queue<T: Weighted + Send + 'static>(
+    name: &str,
+    budget: usize,
+    m: &Metrics,
+    probes: &mut Vec<Probe>,
+) -> (Sender<T>, Receiver<T>) {
+    let (tx, rx) = byte_queue(
         QUEUE_ITEMS,
         budget,
         m.queue_bytes.with_label_values(&[name]),
         m.queue_blocked_us.with_label_values(&[name]),
-    ))
+    );
+    probes.push(tx.probe());
+    (tx, rx)
 }
 
 /// Serves `/metrics` until the runtime stops.
@@ -74,7 +87,8 @@ pub async fn serve_metrics(addr: &str, metrics: Arc<Metrics>) -> Result<(), Pipe
 
 /// The four stages behind the source, running on their own threads.
 struct Stages {
-    q_raw: Arc<ByteQueue<Item<RawBatch>>>,
+    /// The source's output, until the source takes it.
+    source_out: Option<Sender<Item<RawBatch>>>,
     tracker: Arc<OffsetTracker>,
     pause: Arc<AtomicBool>,
     threads: Vec<(&'static str, std::thread::JoinHandle<StageExit>)>,
@@ -82,7 +96,8 @@ struct Stages {
 }
 
 impl Stages {
-    /// Starts every stage but the source, sink first.
+    /// Starts every stage but the source, sink first. Each stage thread
+    /// owns its queue handles, so its end closes them.
     fn start(
         cfg: &IndexerConfig,
         store: Arc<dyn ObjectStore>,
@@ -91,10 +106,13 @@ impl Stages {
     ) -> Result<Stages, PipelineError> {
         let budget = cfg.memory.queue_bytes;
         let tracker = Arc::new(OffsetTracker::default());
-        let q_encoded = queue("compressor_to_uploader", budget, metrics);
-        let q_sealed = queue("block_maker_to_compressor", budget, metrics);
-        let q_parsed = queue("parser_to_block_maker", budget, metrics);
-        let q_raw = queue("reader_to_parser", budget, metrics);
+        let mut probes = Vec::new();
+        let (encoded_tx, encoded_rx) =
+            queue("compressor_to_uploader", budget, metrics, &mut probes);
+        let (sealed_tx, sealed_rx) =
+            queue("block_maker_to_compressor", budget, metrics, &mut probes);
+        let (parsed_tx, parsed_rx) = queue("parser_to_block_maker", budget, metrics, &mut probes);
+        let (raw_tx, raw_rx) = queue("reader_to_parser", budget, metrics, &mut probes);
 
         let mut threads: Vec<(&'static str, std::thread::JoinHandle<StageExit>)> = Vec::new();
         let spawn = |name: &'static str, f: Box<dyn FnOnce() -> StageExit + Send>| {
@@ -104,28 +122,32 @@ impl Stages {
                 .map(|h| (name, h))
                 .map_err(PipelineError::Thread)
         };
-        let uploader = stages::uploader::Uploader {
+        let writer = Writer {
             store,
-            tracker: tracker.clone(),
             metrics: metrics.clone(),
             cfg: cfg.upload.clone(),
         };
         let dead_letters = crate::dead_letter::DeadLetters {
-            uploader: uploader.clone(),
+            writer: writer.clone(),
             rt: rt.clone(),
         };
+        let uploader = stages::uploader::Uploader {
+            writer,
+            tracker: tracker.clone(),
+        };
+        let parser = stages::parser::Parser::new(cfg.parse.clone())?;
         {
-            let (q, rt) = (q_encoded.clone(), rt.clone());
+            let rt = rt.clone();
             threads.push(spawn(
                 "uploader",
-                Box::new(move || stages::uploader::run(uploader, &q, &rt)),
+                Box::new(move || stages::uploader::run(uploader, encoded_rx, &rt)),
             )?);
         }
         {
-            let (i, o, m) = (q_sealed.clone(), q_encoded.clone(), metrics.clone());
+            let m = metrics.clone();
             threads.push(spawn(
                 "compressor",
-                Box::new(move || stages::compressor::run(&i, &o, &m)),
+                Box::new(move || stages::compressor::run(sealed_rx, encoded_tx, &m)),
             )?);
         }
         {
@@ -134,38 +156,29 @@ impl Stages {
                 (cfg.memory.limit_bytes / 4) as usize,
                 tracker.clone(),
                 metrics.clone(),
-                q_sealed.clone(),
+                sealed_tx,
             );
-            let i = q_parsed.clone();
             threads.push(spawn(
                 "block_maker",
-                Box::new(move || stages::block_maker::run(maker, &i)),
+                Box::new(move || stages::block_maker::run(maker, parsed_rx)),
             )?);
         }
         {
-            let parser =
-                stages::parser::Parser::new(cfg.parse.clone()).map_err(PipelineError::Parser)?;
-            let (i, o, m) = (q_raw.clone(), q_parsed.clone(), metrics.clone());
+            let m = metrics.clone();
             threads.push(spawn(
                 "parser",
-                Box::new(move || stages::parser::run(parser, &dead_letters, &i, &o, &m)),
+                Box::new(move || stages::parser::run(parser, &dead_letters, raw_rx, parsed_tx, &m)),
             )?);
         }
 
         let pause = Arc::new(AtomicBool::new(false));
         let stop_monitor = Arc::new(AtomicBool::new(false));
-        let qs = (
-            q_raw.clone(),
-            q_parsed.clone(),
-            q_sealed.clone(),
-            q_encoded.clone(),
-        );
         let m = metrics.clone();
         let monitor = Monitor {
             cfg: cfg.memory.clone(),
             metrics: metrics.clone(),
             in_flight: Box::new(move || {
-                (qs.0.bytes() + qs.1.bytes() + qs.2.bytes() + qs.3.bytes()) as u64
+                probes.iter().map(Probe::bytes).sum::<usize>() as u64
                     + m.open_block_bytes.get().max(0) as u64
                     + m.uploading_bytes.get().max(0) as u64
             }),
@@ -177,7 +190,7 @@ impl Stages {
             .spawn(move || monitor.run())
             .map_err(PipelineError::Thread)?;
         Ok(Stages {
-            q_raw,
+            source_out: Some(raw_tx),
             tracker,
             pause,
             threads,
@@ -185,22 +198,36 @@ impl Stages {
         })
     }
 
-    /// Waits for every stage to drain and stop; the source has already
-    /// closed its queue. Returns the first failure, the source's first.
-    fn join(self, source_exit: (&'static str, StageExit)) -> Result<(), PipelineError> {
+    /// The source's output queue; taken once.
+    fn take_source_out(&mut self) -> Sender<Item<RawBatch>> {
+        self.source_out
+            .take()
+            .expect("the source output is taken once, by the source")
+    }
+
+    /// Waits for every stage to stop; the source has already dropped or
+    /// closed its output. Returns the first failure, the source's first.
+    fn join(self, source: &'static str, source_exit: StageExit) -> Result<(), PipelineError> {
+        drop(self.source_out);
         let mut first_error = match source_exit {
-            (stage, StageExit::Failure(reason)) => Some(PipelineError::Stage { stage, reason }),
+            StageExit::Failure(source_err) => Some(PipelineError::Stage {
+                stage: source,
+                source: source_err,
+            }),
             _ => None,
         };
         for (name, h) in self.threads {
             let exit = h
                 .join()
-                .unwrap_or_else(|_| StageExit::Failure("thread panicked".into()));
-            tracing::info!(stage = name, ?exit, "stage stopped");
-            if let StageExit::Failure(reason) = exit {
+                .unwrap_or_else(|p| StageExit::Failure(StageError::from_panic(p)));
+            match &exit {
+                StageExit::Failure(e) => tracing::error!(stage = name, error = %e, "stage failed"),
+                _ => tracing::info!(stage = name, ?exit, "stage stopped"),
+            }
+            if let StageExit::Failure(e) = exit {
                 first_error.get_or_insert(PipelineError::Stage {
                     stage: name,
-                    reason,
+                    source: e,
                 });
             }
         }
@@ -210,7 +237,10 @@ impl Stages {
     }
 }
 
-/// Runs the indexer until `shutdown` is triggered or a stage fails.
+/// Runs the indexer until `shutdown` is triggered or a stage fails. A
+/// stage that fails or panics closes its queues, so the pipeline unwinds
+/// and this returns the cause; offsets are committed only for what was
+/// stored before it.
 pub fn run(
     cfg: &IndexerConfig,
     store: Arc<dyn ObjectStore>,
@@ -218,27 +248,32 @@ pub fn run(
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
 ) -> Result<(), PipelineError> {
-    let stages = Stages::start(cfg, store.clone(), rt, &metrics)?;
+    let mut stages = Stages::start(cfg, store.clone(), rt, &metrics)?;
     // Source last.
     let ctx = stages::kafka_reader::ReaderContext::new(
         store,
         rt.clone(),
         stages.tracker.clone(),
         metrics.clone(),
-        stages.q_raw.clone(),
+        stages.take_source_out(),
         cfg.kafka.clone(),
         Duration::from_secs(cfg.upload.drain_timeout_secs),
     );
     let consumer = match stages::kafka_reader::consumer(&cfg.kafka, ctx) {
         Ok(c) => c,
         Err(e) => {
-            stages.q_raw.close();
-            let _ = stages.join(("kafka_reader", StageExit::Quit));
+            let _ = stages.join("kafka_reader", StageExit::Quit);
             return Err(e.into());
         }
     };
-    let exit = stages::kafka_reader::run(consumer, &shutdown, &stages.pause);
-    stages.join(("kafka_reader", exit))
+    let pause = stages.pause.clone();
+    // The reader runs on this thread: a panic in it unwinds the pipeline
+    // like any other stage's.
+    let exit = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        stages::kafka_reader::run(consumer, &shutdown, &pause)
+    }))
+    .unwrap_or_else(|p| StageExit::Failure(StageError::from_panic(p)));
+    stages.join("kafka_reader", exit)
 }
 
 /// Runs the pipeline behind an in-process source instead of Kafka, for
@@ -250,18 +285,19 @@ pub fn run_with_source(
     store: Arc<dyn ObjectStore>,
     rt: &tokio::runtime::Handle,
     metrics: Arc<Metrics>,
-    feed: impl FnOnce(&ByteQueue<Item<RawBatch>>, &AtomicBool),
+    feed: impl FnOnce(&Sender<Item<RawBatch>>, &AtomicBool),
 ) -> Result<(), PipelineError> {
-    let stages = Stages::start(cfg, store, rt, &metrics)?;
-    feed(&stages.q_raw, &stages.pause);
-    let flushed = stages.q_raw.push(Item::Control(Control::Flush {
+    let mut stages = Stages::start(cfg, store, rt, &metrics)?;
+    let out = stages.take_source_out();
+    feed(&out, &stages.pause);
+    let flushed = out.push(Item::Control(Control::Flush {
         partitions: None,
         forget: false,
     }));
-    stages.q_raw.close();
+    drop(out);
     let exit = match flushed {
         Ok(()) => StageExit::Success,
         Err(_) => StageExit::DownstreamClosed,
     };
-    stages.join(("source", exit))
+    stages.join("source", exit)
 }

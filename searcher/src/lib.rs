@@ -1,11 +1,16 @@
 //! Skidder's read path: stateless LogQL search over object storage, served
 //! over Loki's HTTP API so Grafana and logcli work unchanged.
 //!
+//! In the order a request meets them:
+//! - [`api`]: Loki's HTTP endpoints (its `middleware` decides the tenant
+//!   and applies the query limits; its `params` reads Loki's parameters,
+//!   with times from [`time`]);
+//! - [`auth`]: the tenant of a request: bearer token, `X-Scope-OrgID` or default;
 //! - [`logql`]: the query language, parsed with positioned errors;
-//! - [`pipeline`]: per-line evaluation (filters, parsers, label filters);
+//!   [`logql::eval`] runs a log query's pipeline on one line (filters,
+//!   parsers, label filters);
 //! - [`engine`]: listing, pruning (time, labels, bloom), scanning, metrics;
-//! - [`api`]: Loki's HTTP endpoints, with query limits;
-//! - [`auth`]: the tenant of a request: bearer token, `X-Scope-OrgID` or default.
+//!   its files are named in read-path order (see its module doc).
 
 pub mod api;
 pub mod auth;
@@ -14,7 +19,7 @@ pub mod config;
 pub mod engine;
 pub mod logql;
 pub mod metrics;
-pub mod pipeline;
+pub mod time;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -14,4 +14,5 @@ mod kafka_faults;
 mod load;
 mod loki_api;
 mod s3_faults;
+mod stage_death;
 mod support;

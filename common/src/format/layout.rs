@@ -26,7 +26,15 @@ const SLICES_STEM: &str = "_blooms.";
 const SLICES_SUFFIX: &str = ".slices";
 pub const LEDGER_ROOT: &str = "_ledger/";
 pub const DEAD_LETTER_ROOT: &str = "_deadletter/";
-const NS_PER_HOUR: i64 = 3_600_000_000_000;
+/// Nanoseconds in an hour: blocks are cut, named and listed by the hour.
+pub const NS_PER_HOUR: i64 = 3_600_000_000_000;
+
+/// The wall clock in nanoseconds since the Unix epoch, saturating at
+/// `i64::MAX` (the year 2262), so "now" is never before a real time.
+/// The one clock reading every crate uses for "now".
+pub fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
 
 /// The last event time the searcher accepts: 2116, far enough from
 /// `i64`'s end that range arithmetic cannot overflow.
@@ -263,6 +271,21 @@ impl BlockName {
     }
 }
 
+/// The data block beside an index key: the same stem, [`DATA_SUFFIX`] for
+/// [`INDEX_SUFFIX`] (appended if the key lacks it). A reader takes a
+/// block's key from the index key it listed, never from the `data_key`
+/// written inside the index, so it reads only under prefixes it listed.
+pub fn data_key_of(index_key: &str) -> String {
+    let stem = index_key.strip_suffix(INDEX_SUFFIX).unwrap_or(index_key);
+    format!("{stem}{DATA_SUFFIX}")
+}
+
+/// The index beside a data block key: the inverse of [`data_key_of`].
+pub fn index_key_of(data_key: &str) -> String {
+    let stem = data_key.strip_suffix(DATA_SUFFIX).unwrap_or(data_key);
+    format!("{stem}{INDEX_SUFFIX}")
+}
+
 /// `_ledger/topic=<t>/partition=<p>/`: the per-partition record of blocks
 /// in flight (see `docs/DESIGN.md`).
 pub fn ledger_prefix(topic: &str, partition: i32) -> String {
@@ -365,6 +388,30 @@ mod tests {
             "tenant=acme/dt=2025-11-21/hour=13/app=shop%2Fcheckout/logs.3.00000000000000000042.seq"
         );
         assert!(n.index_key().ends_with(".idx"));
+    }
+
+    #[test]
+    fn a_blocks_data_and_index_keys_are_siblings() {
+        let n = BlockName {
+            tenant: "acme".into(),
+            app: "a".into(),
+            hour: 0,
+            topic: "logs".into(),
+            partition: 0,
+            first_offset: 7,
+        };
+        assert_eq!(data_key_of(&n.index_key()), n.data_key());
+        assert_eq!(index_key_of(&n.data_key()), n.index_key());
+        assert_eq!(
+            data_key_of("tenant=t/dt=1970-01-01/hour=00/app=a/x.idx"),
+            "tenant=t/dt=1970-01-01/hour=00/app=a/x.seq"
+        );
+        // Only the suffix changes, even where the stem holds the other one.
+        assert_eq!(data_key_of("app=a.idx/x.idx"), "app=a.idx/x.seq");
+        assert_eq!(index_key_of("a.seq.seq"), "a.seq.idx");
+        // A key without the suffix gets it appended.
+        assert_eq!(data_key_of("x"), "x.seq");
+        assert_eq!(index_key_of("x"), "x.idx");
     }
 
     #[test]

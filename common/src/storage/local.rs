@@ -19,6 +19,17 @@ use super::{
 const TMP_MARKER: &str = ".skidder-tmp-";
 const DEFAULT_PAGE: usize = 1000;
 
+/// A directory as an object store: each key is a file path under the root.
+///
+/// Where a directory cannot do what S3 does (Skidder's layout needs none of
+/// it):
+/// - a key cannot also be a folder of another key: with `a/b` stored, a put
+///   of `a` fails, and with `a` stored, a put of `a/b` fails (S3 holds
+///   both);
+/// - a file whose name is not UTF-8, or starts with `.skidder-tmp-` (a
+///   write in progress, or one a crash interrupted), is never listed;
+/// - each page of a listing walks every file under the prefix's deepest
+///   folder.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
@@ -41,6 +52,8 @@ fn io_err(key: &str, e: std::io::Error) -> StorageError {
 }
 
 impl LocalStore {
+    /// The store in the directory `root`, created with its parents if
+    /// missing. Keys are paths relative to it.
     pub fn new(root: impl AsRef<Path>) -> StorageResult<Self> {
         let root = root.as_ref().to_path_buf();
         std::fs::create_dir_all(&root).map_err(|e| io_err(&root.display().to_string(), e))?;
@@ -159,7 +172,9 @@ impl ObjectStore for LocalStore {
             use std::io::{Read, Seek, SeekFrom};
             let mut f = std::fs::File::open(path)?;
             let len = f.metadata()?.len();
-            if r.start > r.end || (len > 0 && r.start >= len) {
+            // Past the end is refused, as S3 answers 416; an empty object
+            // has one readable range, `0..`, which reads nothing.
+            if r.start > r.end || (r.start >= len && r.start > 0) {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
                     format!("range {r:?} outside object {k} of {len} bytes"),

@@ -29,6 +29,8 @@ use super::{
     StorageResult,
 };
 
+/// How to reach S3 or an S3-compatible server: the config's `[store.s3]`
+/// section. Every field is optional.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
@@ -38,7 +40,10 @@ pub struct S3Config {
     pub region: Option<String>,
     /// Defaults to true when an endpoint is set.
     pub path_style: Option<bool>,
+    /// A static access key, used only together with `secret_access_key`;
+    /// without both, the standard AWS credential chain.
     pub access_key_id: Option<String>,
+    /// The secret of `access_key_id`.
     pub secret_access_key: Option<String>,
     /// Seconds one attempt of a request may take, from sending it to the
     /// first byte of the answer; reading a body gets as long again. A
@@ -50,6 +55,8 @@ const DEFAULT_TIMEOUT_SECS: u64 = 30;
 /// The SDK's own default for connecting.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
 
+/// A bucket, or a prefix in one, as an object store: key `k` is stored as
+/// `<prefix>k`, and listings give keys back without the prefix.
 #[derive(Debug, Clone)]
 pub struct S3Store {
     client: Client,
@@ -119,6 +126,10 @@ async fn read_body(key: &str, body: ByteStream, timeout: Duration) -> StorageRes
 }
 
 impl S3Store {
+    /// A client for the keys under `prefix` in `bucket`. `prefix` must be
+    /// empty or end with `/`, as [`StoreUrl`](super::StoreUrl) gives it.
+    /// Sends no request: a missing bucket or a refused credential shows at
+    /// the first call.
     pub async fn new(bucket: &str, prefix: &str, cfg: &S3Config) -> Self {
         let region = cfg
             .region

@@ -2,6 +2,8 @@ use std::sync::Arc;
 
 use skidder_common::format::ledger::LedgerEntry;
 
+use crate::queue::Weighted;
+
 /// A Kafka topic and partition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
@@ -44,4 +46,16 @@ pub enum Control {
 pub enum Item<T> {
     Data(T),
     Control(Control),
+}
+
+/// What a control message is charged in a queue's byte budget.
+const CONTROL_WEIGHT: usize = 64;
+
+impl<T: Weighted> Weighted for Item<T> {
+    fn weight(&self) -> usize {
+        match self {
+            Item::Data(d) => d.weight(),
+            Item::Control(_) => CONTROL_WEIGHT,
+        }
+    }
 }

@@ -14,8 +14,8 @@ pub struct EncodedBlock {
     pub raw_bytes: u64,
 }
 
-impl EncodedBlock {
-    pub fn weight(&self) -> usize {
+impl crate::queue::Weighted for EncodedBlock {
+    fn weight(&self) -> usize {
         self.data.len() + self.index.len()
     }
 }

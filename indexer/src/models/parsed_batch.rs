@@ -77,8 +77,10 @@ impl ParsedBatch {
         }
         f(None, &self.tokens[done..end]);
     }
+}
 
-    pub fn weight(&self) -> usize {
+impl crate::queue::Weighted for ParsedBatch {
+    fn weight(&self) -> usize {
         self.lines.len()
             + self.tokens.len() * 8
             + self.repeats.len() * std::mem::size_of::<RepeatedWords>()

@@ -46,9 +46,11 @@ impl RawBatch {
     pub fn first_offset(&self) -> Option<i64> {
         self.messages.first().map(|m| m.offset)
     }
+}
 
+impl crate::queue::Weighted for RawBatch {
     /// Bytes charged against queue budgets.
-    pub fn weight(&self) -> usize {
+    fn weight(&self) -> usize {
         self.payload.len() + self.messages.len() * std::mem::size_of::<RawMessage>()
     }
 }

@@ -17,8 +17,8 @@ pub struct SealedBlock {
     pub raw_bytes: u64,
 }
 
-impl SealedBlock {
-    pub fn weight(&self) -> usize {
+impl crate::queue::Weighted for SealedBlock {
+    fn weight(&self) -> usize {
         self.lines.len() + self.records.len() * 16 + self.bloom.len()
     }
 }

@@ -1,5 +1,20 @@
 //! App-id templates such as `{kubernetes.namespace}-{service}`.
 
+use thiserror::Error;
+
+/// Why a template does not parse; `template` is the whole text.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TemplateError {
+    #[error("template {template:?}: '{{' at {at} is never closed")]
+    Unclosed { template: String, at: usize },
+    #[error("template {template:?}: bad field path {path:?}")]
+    BadPath { template: String, path: String },
+    #[error("template {template:?}: '}}' without '{{'")]
+    StrayClose { template: String },
+    #[error("template is empty")]
+    Empty,
+}
+
 /// A parsed template: literal text and dotted field paths, alternating.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppTemplate {
@@ -14,7 +29,7 @@ pub enum TemplatePart {
 }
 
 impl AppTemplate {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, TemplateError> {
         let mut parts = Vec::new();
         let mut rest = s;
         while let Some(open) = rest.find('{') {
@@ -23,10 +38,16 @@ impl AppTemplate {
             }
             let close = rest[open..]
                 .find('}')
-                .ok_or_else(|| format!("template {s:?}: '{{' at {open} is never closed"))?;
+                .ok_or_else(|| TemplateError::Unclosed {
+                    template: s.to_owned(),
+                    at: open,
+                })?;
             let path = &rest[open + 1..open + close];
             if path.is_empty() || path.split('.').any(str::is_empty) {
-                return Err(format!("template {s:?}: bad field path {path:?}"));
+                return Err(TemplateError::BadPath {
+                    template: s.to_owned(),
+                    path: path.to_owned(),
+                });
             }
             parts.push(TemplatePart::Field(
                 path.split('.').map(String::from).collect(),
@@ -34,13 +55,15 @@ impl AppTemplate {
             rest = &rest[open + close + 1..];
         }
         if rest.contains('}') {
-            return Err(format!("template {s:?}: '}}' without '{{'"));
+            return Err(TemplateError::StrayClose {
+                template: s.to_owned(),
+            });
         }
         if !rest.is_empty() {
             parts.push(TemplatePart::Literal(rest.to_owned()));
         }
         if parts.is_empty() {
-            return Err("template is empty".into());
+            return Err(TemplateError::Empty);
         }
         Ok(AppTemplate { parts })
     }
@@ -61,8 +84,18 @@ mod tests {
                 TemplatePart::Field(vec!["service".into()]),
             ]
         );
-        assert!(AppTemplate::parse("{a").is_err());
-        assert!(AppTemplate::parse("a}").is_err());
-        assert!(AppTemplate::parse("{a..b}").is_err());
+        assert!(matches!(
+            AppTemplate::parse("{a"),
+            Err(TemplateError::Unclosed { at: 0, .. })
+        ));
+        assert!(matches!(
+            AppTemplate::parse("a}"),
+            Err(TemplateError::StrayClose { .. })
+        ));
+        assert!(matches!(
+            AppTemplate::parse("{a..b}"),
+            Err(TemplateError::BadPath { .. })
+        ));
+        assert_eq!(AppTemplate::parse(""), Err(TemplateError::Empty));
     }
 }

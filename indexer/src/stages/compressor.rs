@@ -8,18 +8,10 @@ use skidder_common::format::seqfile::SeqFileWriter;
 use std::collections::BTreeMap;
 
 use super::StageExit;
+use crate::failpoints::crash_point;
 use crate::metrics::Metrics;
 use crate::models::{EncodedBlock, Item, SealedBlock};
-use crate::queue::{ByteQueue, Weighted};
-
-impl Weighted for Item<SealedBlock> {
-    fn weight(&self) -> usize {
-        match self {
-            Item::Data(b) => b.weight(),
-            Item::Control(_) => 64,
-        }
-    }
-}
+use crate::queue::{Receiver, Sender};
 
 /// SequenceFile metadata keys.
 pub mod meta {
@@ -121,14 +113,15 @@ pub fn encode(block: SealedBlock, buf: Vec<u8>) -> EncodedBlock {
 }
 
 pub fn run(
-    input: &ByteQueue<Item<SealedBlock>>,
-    output: &ByteQueue<Item<EncodedBlock>>,
+    input: Receiver<Item<SealedBlock>>,
+    output: Sender<Item<EncodedBlock>>,
     metrics: &Metrics,
 ) -> StageExit {
     super::map_stage(input, output, |block| {
+        crash_point("compressor::block");
         let (n, raw) = (block.records.len() as u64, block.raw_bytes);
         let enc = encode(block, Vec::with_capacity(raw as usize / 3));
         metrics.stage("compressor", n, raw, n, enc.data.len() as u64);
-        enc
+        Ok(enc)
     })
 }

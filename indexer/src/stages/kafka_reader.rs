@@ -19,18 +19,21 @@ use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
-use skidder_common::format::layout::ledger_prefix;
-use skidder_common::format::ledger::{checkpoint_key, Checkpoint, LedgerEntry};
 use skidder_common::service::Shutdown;
-use skidder_common::storage::{list_all, ObjectStore, StorageErrorKind};
+use skidder_common::storage::ObjectStore;
 
-use super::StageExit;
+use super::{StageError, StageExit};
+use crate::assignment::{load_with_retries, AssignError};
 use crate::config::KafkaConfig;
 use crate::failpoints::crash_point;
 use crate::metrics::Metrics;
-use crate::models::{Control, Item, PartitionPlan, RawBatch, TopicPartition};
+use crate::models::{Control, Item, RawBatch, TopicPartition};
 use crate::offsets::OffsetTracker;
-use crate::queue::ByteQueue;
+use crate::queue::{Sender, TryPushError, Weighted};
+
+/// The parser is gone: nothing read from here on can be stored.
+#[derive(Debug)]
+struct DownstreamClosed;
 
 /// What the poll loop and the rebalance callbacks share. Both run on the
 /// reader thread, so the lock is never contended.
@@ -42,7 +45,7 @@ struct Shared {
     /// Per assigned partition, the next offset to take: messages below it
     /// are already stored (below the start offset) or already taken.
     next: HashMap<TopicPartition, i64>,
-    failure: Option<String>,
+    failure: Option<AssignError>,
 }
 
 pub struct ReaderContext {
@@ -51,7 +54,7 @@ pub struct ReaderContext {
     rt: tokio::runtime::Handle,
     tracker: Arc<OffsetTracker>,
     metrics: Arc<Metrics>,
-    out: Arc<ByteQueue<Item<RawBatch>>>,
+    out: Sender<Item<RawBatch>>,
     cfg: KafkaConfig,
     drain_timeout: Duration,
     assignment_changed: AtomicBool,
@@ -119,7 +122,7 @@ impl ReaderContext {
         rt: tokio::runtime::Handle,
         tracker: Arc<OffsetTracker>,
         metrics: Arc<Metrics>,
-        out: Arc<ByteQueue<Item<RawBatch>>>,
+        out: Sender<Item<RawBatch>>,
         cfg: KafkaConfig,
         drain_timeout: Duration,
     ) -> Self {
@@ -140,63 +143,14 @@ impl ReaderContext {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The stored checkpoint and the ledger entries at or past it.
-    async fn load_partition(
-        &self,
-        tp: &TopicPartition,
-        kafka_committed: Option<i64>,
-    ) -> Result<PartitionPlan, String> {
-        let ck_key = checkpoint_key(&tp.topic, tp.partition);
-        let stored = match self.store.get(&ck_key).await {
-            Ok(b) => Some(
-                serde_json::from_slice::<Checkpoint>(&b)
-                    .map_err(|e| format!("{ck_key}: corrupt checkpoint: {e}"))?
-                    .next_offset,
-            ),
-            Err(e) if e.kind == StorageErrorKind::NotFound => None,
-            Err(e) => return Err(e.to_string()),
-        };
-        let start = stored.unwrap_or(0).max(kafka_committed.unwrap_or(0));
-        let mut ledger = Vec::new();
-        let mut stale_ledger_keys = Vec::new();
-        for obj in list_all(&*self.store, &ledger_prefix(&tp.topic, tp.partition))
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            let Some((_, last)) = LedgerEntry::parse_key(&obj.key) else {
-                continue;
-            };
-            if last < start {
-                stale_ledger_keys.push((last, obj.key));
-                continue;
-            }
-            let body = self.store.get(&obj.key).await.map_err(|e| e.to_string())?;
-            let entry = LedgerEntry::from_json(&body)
-                .map_err(|e| format!("{}: corrupt ledger entry: {e}", obj.key))?;
-            ledger.push(entry);
-        }
-        tracing::info!(
-            topic = %tp.topic, partition = tp.partition, start,
-            kafka_committed, stored_checkpoint = stored, ledger_entries = ledger.len(),
-            "partition assigned"
-        );
-        Ok(PartitionPlan {
-            tp: tp.clone(),
-            start_offset: start,
-            ledger,
-            stored_checkpoint: stored,
-            stale_ledger_keys,
-        })
-    }
-
     fn on_assign(
         &self,
         consumer: &BaseConsumer<Self>,
         tpl: &TopicPartitionList,
-    ) -> Result<(), String> {
+    ) -> Result<(), AssignError> {
         let committed = consumer
             .committed_offsets(tpl.clone(), Duration::from_secs(30))
-            .map_err(|e| format!("fetching committed offsets: {e}"))?;
+            .map_err(AssignError::Committed)?;
         for tp in tps_of(tpl) {
             let kafka = committed
                 .find_partition(&tp.topic, tp.partition)
@@ -204,21 +158,7 @@ impl ReaderContext {
                     Offset::Offset(n) => Some(n),
                     _ => None,
                 });
-            let mut attempt = 0;
-            let plan = loop {
-                attempt += 1;
-                match self.rt.block_on(self.load_partition(&tp, kafka)) {
-                    Ok(plan) => break plan,
-                    // About 30 s of a flaky store before giving up: each
-                    // attempt reads every ledger entry of the partition, so
-                    // a brown-out can fail several in a row.
-                    Err(e) if attempt < LOAD_ATTEMPTS => {
-                        tracing::warn!(error = %e, attempt, "loading partition state, retrying");
-                        std::thread::sleep(Duration::from_millis((200 << attempt).min(5_000)));
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
+            let plan = load_with_retries(&self.rt, &*self.store, &tp, kafka)?;
             let keys = plan
                 .ledger
                 .iter()
@@ -276,13 +216,24 @@ impl ReaderContext {
                 }
             }
         }
-        let ok = self
-            .tracker
-            .wait_drained(partitions.as_deref(), self.drain_timeout);
-        if !ok {
-            tracing::error!("blocks were not all stored within the drain timeout");
+        let deadline = Instant::now() + self.drain_timeout;
+        loop {
+            let slice = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(200));
+            if self.tracker.wait_drained(partitions.as_deref(), slice) {
+                return true;
+            }
+            // A stage behind died: what it held will never be stored.
+            if self.out.is_closed() {
+                tracing::error!("a pipeline stage stopped before every block was stored");
+                return false;
+            }
+            if Instant::now() >= deadline {
+                tracing::error!("blocks were not all stored within the drain timeout");
+                return false;
+            }
         }
-        ok
     }
 
     /// Commits every watermark that moved.
@@ -363,7 +314,7 @@ impl ReaderContext {
     }
 
     /// Cuts batches that waited long enough, and moves what fits downstream.
-    fn forward(&self) -> Result<(), ()> {
+    fn forward(&self) -> Result<(), DownstreamClosed> {
         let mut s = self.lock();
         let linger = Duration::from_millis(self.cfg.batch_linger_ms);
         let old: Vec<TopicPartition> = s
@@ -382,14 +333,15 @@ impl ReaderContext {
             };
             match self.out.try_push(item) {
                 Ok(()) => s.pending_bytes -= w,
-                Err(item) => {
-                    if self.out.is_closed() {
-                        return Err(());
-                    }
+                Err(TryPushError::Full(item)) => {
                     s.pending.push_front(item);
                     break;
                 }
+                Err(TryPushError::Closed(_)) => return Err(DownstreamClosed),
             }
+        }
+        if self.out.is_closed() {
+            return Err(DownstreamClosed);
         }
         Ok(())
     }
@@ -421,11 +373,6 @@ pub fn consumer(
     Ok(consumer)
 }
 
-/// Attempts at loading a newly assigned partition's state (its ledger
-/// entries and checkpoint) before the reader gives up and the indexer
-/// exits; with the backoff, about 30 s of store faults.
-const LOAD_ATTEMPTS: u32 = 10;
-
 /// How often the reader logs where each partition stands.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
@@ -447,7 +394,7 @@ pub fn run(
             break StageExit::Quit;
         }
         if let Some(f) = ctx.lock().failure.take() {
-            break StageExit::Failure(f);
+            break StageExit::Failure(f.into());
         }
         // librdkafka may or may not keep a partition's pause flag across a
         // rebalance, so after one, state the current pause on the whole new
@@ -497,6 +444,7 @@ pub fn run(
                 };
                 let len = m.payload_len() as u64;
                 counters.add(1, len, 1, len);
+                crash_point("kafka_reader::message");
                 ctx.add(
                     tp,
                     m.offset(),
@@ -531,14 +479,14 @@ pub fn run(
             .inc_by(t.elapsed().as_secs_f64());
     }
     // Flush, wait for storage, commit: a clean stop loses and repeats nothing.
+    // A downstream stage that died stored nothing more: the commit then
+    // carries only what was stored before.
     let drained = ctx.flush_and_wait(None, false);
     ctx.commit(&consumer, CommitMode::Sync);
     ctx.out.close();
     consumer.unsubscribe();
     match exit {
-        StageExit::Quit if !drained => {
-            StageExit::Failure("shutdown timed out before every block was stored".into())
-        }
+        StageExit::Quit if !drained => StageExit::Failure(StageError::DrainTimeout),
         other => other,
     }
 }
@@ -546,17 +494,21 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::Receiver;
 
-    fn reader(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> ReaderContext {
+    fn reader(
+        rt: &tokio::runtime::Runtime,
+        dir: &std::path::Path,
+    ) -> (ReaderContext, Receiver<Item<RawBatch>>) {
         let m = Arc::new(Metrics::new());
-        let out = Arc::new(ByteQueue::new(
+        let (out, rx) = crate::queue::byte_queue(
             16,
             1 << 20,
             m.queue_bytes.with_label_values(&["t"]),
             m.queue_blocked_us.with_label_values(&["t"]),
-        ));
+        );
         let store = Arc::new(skidder_common::storage::LocalStore::new(dir).unwrap());
-        ReaderContext::new(
+        let ctx = ReaderContext::new(
             store,
             rt.handle().clone(),
             Arc::new(OffsetTracker::default()),
@@ -564,7 +516,8 @@ mod tests {
             out,
             KafkaConfig::default(),
             Duration::from_secs(1),
-        )
+        );
+        (ctx, rx)
     }
 
     fn tp(partition: i32) -> TopicPartition {
@@ -580,7 +533,7 @@ mod tests {
             .build()
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let ctx = reader(&rt, dir.path());
+        let (ctx, _rx) = reader(&rt, dir.path());
         // Assigned with everything below 5 stored.
         ctx.tracker.assign(&tp(0), 5, Some(5), vec![]);
         ctx.lock().next.insert(tp(0), 5);

@@ -1,9 +1,17 @@
-//! LogQL: the subset Episilia supports plus what Grafana's log views send.
-//! The parser turns text into this AST; `crate::pipeline` evaluates it.
+//! LogQL, the part of it Skidder supports: stream selectors, line
+//! filters, `| json`, `| logfmt`, label filters, `| line_format` and
+//! `| drop`; `count_over_time`, `rate`, `bytes_over_time` and
+//! `bytes_rate`; `sum`, `count`, `min`, `max`, `avg` and `topk` with
+//! `by`/`without`; arithmetic where one side is a constant. That covers
+//! what Grafana's log views and logcli send; the parser refuses the rest
+//! with an error rather than ignore it. `parser` turns text into this
+//! AST; [`eval`] runs a log query's pipeline on one line.
 
+pub mod eval;
 mod parser;
 
-pub use parser::{parse, parse_duration, ParseError};
+pub use crate::time::parse_duration;
+pub use parser::{parse, ParseError};
 use regex::Regex;
 
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@
 use regex::Regex;
 
 use super::*;
+use crate::time::parse_duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
@@ -50,45 +51,6 @@ const SYMBOLS: &[&str] = &[
     "|=", "|~", "!=", "!~", "=~", "==", ">=", "<=", "{", "}", "(", ")", "[", "]", ",", "=", "|",
     ">", "<", "+", "-", "*", "/",
 ];
-
-fn duration_unit(u: &str) -> Option<i64> {
-    Some(match u {
-        "ns" => 1,
-        "us" | "µs" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        "d" => 86_400_000_000_000,
-        "w" => 604_800_000_000_000,
-        "y" => 31_536_000_000_000_000,
-        _ => return None,
-    })
-}
-
-/// Parses `1h30m`, `5m`, `250ms` into nanoseconds.
-pub fn parse_duration(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut total: i64 = 0;
-    if b.is_empty() {
-        return None;
-    }
-    while i < b.len() {
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let n: i64 = s.get(start..i)?.parse().ok()?;
-        let ustart = i;
-        while i < b.len() && !b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let unit = duration_unit(s.get(ustart..i)?)?;
-        total = total.checked_add(n.checked_mul(unit)?)?;
-    }
-    Some(total)
-}
 
 impl<'a> Lexer<'a> {
     fn err(&self, at: usize, message: impl Into<String>) -> ParseError {
@@ -642,121 +604,4 @@ pub fn parse(src: &str) -> Result<Query, ParseError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn ok(q: &str) -> Query {
-        parse(q).unwrap_or_else(|e| panic!("{q}: {e}"))
-    }
-
-    #[test]
-    fn parses_what_grafana_and_users_send() {
-        for q in [
-            r#"{app="checkout"}"#,
-            r#"{__app__="checkout", level!="debug", pod=~"api-.*", ns!~"kube.*"}"#,
-            r#"{app="a"} |= "error" != "timeout" |~ "5\\d\\d" !~ `(?i)health`"#,
-            r#"{app="a"} | json | status >= 500 and method="GET" or (path=~"/api/.*", latency_ms < 10.5)"#,
-            r#"{app="a"} | trace_id="abc123""#,
-            r#"{app="a"} | logfmt | line_format "{{.msg}}""#,
-            r#"sum by (level, detected_level) (count_over_time({app="a"} |= "x" [1m]))"#,
-            r#"sum by (level, detected_level) (count_over_time({app="a"} | drop __error__ [1m]))"#,
-            r#"sum(rate({app="a"}[5m])) by (pod)"#,
-            r#"topk(3, sum by (app) (bytes_over_time({app=~".+"}[1h])))"#,
-            r#"avg without (pod) (bytes_rate({app="a"}[30s]))"#,
-            "vector(1)+vector(1)",
-            r#"sum(rate({app="a"}[1h30m])) * 60"#,
-        ] {
-            ok(q);
-        }
-    }
-
-    #[test]
-    fn errors_say_what_and_where() {
-        let cases = [
-            (r#"{app="a""#, 1, 9, "expecting \"}\""),
-            (r#"{app="a"} |= error"#, 1, 14, "expecting a quoted string"),
-            (r#"{app=~"(["}"#, 1, 7, "invalid regex"),
-            ("{app=\"a\"}\n | status > \"5\"", 2, 13, "drop the quotes"),
-            (r#"{app=""}"#, 1, 1, "at least one matcher"),
-            (
-                r#"sum(count_over_time({app="a"}))"#,
-                1,
-                30,
-                "expecting \"[\"",
-            ),
-            (r#"frobnicate({app="a"}[1m])"#, 1, 11, "unknown function"),
-            ("", 1, 1, "empty query"),
-            (r#"{app="a"} | json | x="#, 1, 22, "end of query"),
-        ];
-        for (q, line, col, want) in cases {
-            let e = parse(q).expect_err(q);
-            assert!(e.message.contains(want), "{q}: {e}");
-            assert_eq!((e.line, e.col), (line, col), "{q}: {e}");
-        }
-    }
-
-    #[test]
-    fn regexes_are_anchored_for_labels_only() {
-        let Query::Log(q) = ok(r#"{app=~"check"} |~ "out""#) else {
-            panic!()
-        };
-        assert!(!q.matchers[0].matches("checkout"));
-        assert!(q.matchers[0].matches("check"));
-        let Stage::Line { re: Some(re), .. } = &q.stages[0] else {
-            panic!()
-        };
-        assert!(re.is_match("checkout"));
-    }
-
-    #[test]
-    fn deep_nesting_is_refused_not_overflowed() {
-        let q = format!("{}vector(1){}", "(".repeat(10_000), ")".repeat(10_000));
-        assert!(parse(&q).is_err());
-        let q = format!(
-            r#"{{a="b"}} | {}x="y"{}"#,
-            "(".repeat(10_000),
-            ")".repeat(10_000)
-        );
-        assert!(parse(&q).is_err());
-    }
-
-    /// Found while writing the `logql_parse` fuzz target: chains like
-    /// `1+1+…` or `x="y" and x="y" and …` parse in a loop but build a
-    /// left-deep tree, which overflowed the stack when dropped or walked.
-    #[test]
-    fn long_operator_chains_are_refused_not_overflowed() {
-        for q in [
-            include_str!("../../tests/regressions/long-binary-chain.logql"),
-            include_str!("../../tests/regressions/long-label-filter-chain.logql"),
-        ] {
-            // A small stack, so that the old thousands-deep tree overflows here
-            // and not only on the searcher's worker threads.
-            let refused = std::thread::Builder::new()
-                .stack_size(256 * 1024)
-                .spawn(move || parse(q).is_err())
-                .unwrap()
-                .join()
-                .unwrap();
-            assert!(refused, "{}...", &q[..40]);
-        }
-        // Chains of reasonable length still parse.
-        ok(&format!("{}1", "1+".repeat(100)));
-        ok(&format!(
-            r#"{{a="b"}} | {}x="y""#,
-            r#"x="y" or "#.repeat(100)
-        ));
-    }
-
-    proptest! {
-        #[test]
-        fn no_input_panics(s in "\\PC{0,80}") {
-            let _ = parse(&s);
-        }
-
-        #[test]
-        fn no_near_miss_panics(s in r#"[{}()\[\]|=!~"`a-z0-9 ,.<>+*/-]{0,60}"#) {
-            let _ = parse(&s);
-        }
-    }
-}
+mod tests;

@@ -34,8 +34,8 @@ use skidder_common::storage::{list_all, LocalStore, ObjectStore, StorageResult};
 use skidder_common::testing::{seed_from_env, SeededRng};
 use skidder_searcher::api::ApiConfig;
 use skidder_searcher::engine::{Engine, EngineConfig};
+use skidder_searcher::logql::eval::Labels;
 use skidder_searcher::metrics::Metrics;
-use skidder_searcher::pipeline::Labels;
 
 use crate::fixture::{index_lines, HookedStore, Hooks, Rec, BASE_MS};
 

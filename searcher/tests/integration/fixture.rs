@@ -12,11 +12,11 @@ use skidder_indexer::config::{AppSource, BlockConfig, ParseConfig, TenantSource}
 use skidder_indexer::metrics::Metrics as IndexerMetrics;
 use skidder_indexer::models::{Control, Item, RawBatch};
 use skidder_indexer::offsets::OffsetTracker;
-use skidder_indexer::queue::ByteQueue;
+use skidder_indexer::queue::byte_queue;
 use skidder_indexer::stages::block_maker::BlockMaker;
 use skidder_indexer::stages::compressor::encode;
 use skidder_indexer::stages::parser::Parser;
-use skidder_searcher::pipeline::Labels;
+use skidder_searcher::logql::eval::Labels;
 
 /// What a [`HookedStore`] does before it passes a read or a listing on:
 /// record it, fail it, hold it, or change the store under it.
@@ -114,23 +114,17 @@ pub async fn index_lines(store: &dyn ObjectStore, tenant: &str, lines: &[String]
     };
     let mut parser = Parser::new(parse_cfg).unwrap();
     let m = Arc::new(IndexerMetrics::new());
-    let out = Arc::new(ByteQueue::new(
+    let (out, blocks) = byte_queue(
         1 << 16,
         1 << 34,
         m.queue_bytes.with_label_values(&["t"]),
         m.queue_blocked_us.with_label_values(&["t"]),
-    ));
+    );
     let cfg = BlockConfig {
         target_bytes: 256 << 10,
         ..Default::default()
     };
-    let mut maker = BlockMaker::new(
-        cfg,
-        usize::MAX,
-        Arc::new(OffsetTracker::default()),
-        m,
-        out.clone(),
-    );
+    let mut maker = BlockMaker::new(cfg, usize::MAX, Arc::new(OffsetTracker::default()), m, out);
     let mut recs = Vec::new();
     for (b, chunk) in lines.chunks(500).enumerate() {
         let mut raw = RawBatch::new("logs".into(), (b % 3) as i32);
@@ -159,7 +153,7 @@ pub async fn index_lines(store: &dyn ObjectStore, tenant: &str, lines: &[String]
             forget: false,
         }))
         .unwrap();
-    while let Ok(item) = out.pop(Duration::ZERO) {
+    while let Ok(item) = blocks.pop(Duration::ZERO) {
         if let Item::Data(block) = item {
             let enc = encode(block, Vec::new());
             store.put(&enc.data_key, enc.data).await.unwrap();

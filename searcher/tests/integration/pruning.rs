@@ -11,9 +11,9 @@ use std::sync::Arc;
 use skidder_common::format::layout::hour_of;
 use skidder_common::storage::LocalStore;
 use skidder_searcher::engine::{sort_entries, Direction, Engine, EngineConfig, Entry, TimeRange};
+use skidder_searcher::logql::eval::{Labels, LinePipeline};
 use skidder_searcher::logql::{parse, Query};
 use skidder_searcher::metrics::Metrics;
-use skidder_searcher::pipeline::{Labels, LinePipeline};
 
 use skidder_common::testing::SeededRng as Rng;
 
@@ -192,7 +192,7 @@ fn random_query(rng: &mut Rng, recs: &[Rec]) -> String {
                 if let Ok(v @ serde_json::Value::Object(_)) =
                     serde_json::from_str::<serde_json::Value>(&r.line)
                 {
-                    skidder_searcher::pipeline::flatten_json(&v, &mut fields);
+                    skidder_searcher::logql::eval::flatten_json(&v, &mut fields);
                 }
                 if let Some((k, v)) = fields.get(rng.below(fields.len().max(1))).cloned() {
                     let v = if rng.below(4) == 0 {

@@ -6,38 +6,38 @@
 //! from record to record, so a record costs no allocation. Anything that is not a JSON
 //! object, or not UTF-8, is kept as a plain-text line with the Kafka
 //! timestamp; it is counted, never dropped.
+//!
+//! Beside the stage: `time.rs` (event times), `streams.rs` (tenant, app
+//! and labels, and the table that keeps them), `words.rs` (the JSON words
+//! for the bloom filter).
+
+mod streams;
+mod time;
+mod words;
 
 use std::fmt::Write as _;
 use std::ops::Range;
-use std::sync::Arc;
 
-use simd_json::prelude::{TypedValue, ValueAsScalar, ValueIntoString};
-use simd_json::tape::Node;
-use simd_json::{Buffers, StaticNode, Tape, ValueType};
-use skidder_common::format::tokens::{flatten_key, for_each_word_hash, MAX_FIELD_DEPTH};
+use simd_json::prelude::{TypedValue, ValueAsScalar};
+use simd_json::{Buffers, Tape, ValueType};
+use skidder_common::format::layout::{now_ns, searchable_time};
+use skidder_common::format::tokens::flatten_key;
 
-use super::StageExit;
-use skidder_common::format::layout::{searchable_time, valid_tenant, MAX_APP_LEN};
-
-use crate::config::{AppSource, ParseConfig, TenantSource, TimestampFormat};
+use super::{StageError, StageExit};
+use crate::config::{AppSource, ParseConfig, TenantSource};
 use crate::dead_letter::{DeadLetters, Reason, Refused};
+use crate::failpoints::crash_point;
 use crate::metrics::Metrics;
-use crate::models::template::{AppTemplate, TemplatePart};
-use crate::models::{Item, ParsedBatch, ParsedRecord, RawBatch, StreamKey};
-use crate::queue::{ByteQueue, Weighted};
-use crate::span_words::{SpanWords, MIN_SPAN};
+use crate::models::template::{AppTemplate, TemplateError};
+use crate::models::{Item, ParsedBatch, ParsedRecord, RawBatch};
+use crate::queue::{Receiver, Sender};
+use crate::span_words::SpanWords;
+use streams::{StreamTable, KNOWN_STREAMS};
+use time::parse_time;
+use words::{is_float, nested_cuts};
 
 /// A parsed JSON value: a view into the reused tape.
 type Value<'t, 'i> = simd_json::value::tape::Value<'t, 'i>;
-
-impl Weighted for Item<RawBatch> {
-    fn weight(&self) -> usize {
-        match self {
-            Item::Data(b) => b.weight(),
-            Item::Control(_) => 64,
-        }
-    }
-}
 
 /// Parsing rules compiled from the config.
 pub struct Parser {
@@ -98,84 +98,8 @@ fn scalar_text(v: Value<'_, '_>, out: &mut String) -> bool {
     true
 }
 
-/// Nanoseconds from a number whose unit is guessed by magnitude.
-fn epoch_auto(x: f64) -> Option<i64> {
-    let a = x.abs();
-    let scale = if a < 1e11 {
-        1e9
-    } else if a < 1e14 {
-        1e6
-    } else if a < 1e17 {
-        1e3
-    } else {
-        1.0
-    };
-    epoch_scaled(x, scale)
-}
-
-/// Whole units in integer arithmetic (f64 cannot hold 19 significant
-/// digits); fractions of a second are rounded to the microsecond.
-fn epoch_scaled(x: f64, ns_per_unit: f64) -> Option<i64> {
-    if !x.is_finite() || (x * ns_per_unit).abs() >= 9.2e18 {
-        return None;
-    }
-    let whole = x.trunc();
-    let frac_ns = if ns_per_unit == 1e9 {
-        ((x - whole) * 1e6).round() as i64 * 1_000
-    } else {
-        ((x - whole) * ns_per_unit).round() as i64
-    };
-    (whole as i64)
-        .checked_mul(ns_per_unit as i64)?
-        .checked_add(frac_ns)
-}
-
-fn parse_time(v: Value<'_, '_>, fmt: &TimestampFormat) -> Option<i64> {
-    let num = match v.value_type() {
-        ValueType::I64 => v.as_i64().map(|i| i as f64),
-        ValueType::U64 => v.as_u64().map(|u| u as f64),
-        ValueType::F64 => v.as_f64(),
-        ValueType::String => {
-            let s = v.as_str().unwrap_or_default();
-            if matches!(fmt, TimestampFormat::Auto | TimestampFormat::Rfc3339) {
-                if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-                    return t.timestamp_nanos_opt();
-                }
-            }
-            s.trim().parse::<f64>().ok()
-        }
-        _ => None,
-    }?;
-    // Integers beyond 2^53 lose precision as f64; take them exactly.
-    if let (ValueType::I64, TimestampFormat::EpochNs) = (v.value_type(), fmt) {
-        return v.as_i64();
-    }
-    match fmt {
-        TimestampFormat::Auto => epoch_auto(num),
-        TimestampFormat::Rfc3339 => None,
-        TimestampFormat::EpochS => epoch_scaled(num, 1e9),
-        TimestampFormat::EpochMs => epoch_scaled(num, 1e6),
-        TimestampFormat::EpochUs => epoch_scaled(num, 1e3),
-        TimestampFormat::EpochNs => epoch_scaled(num, 1.0),
-    }
-}
-
-/// The batch's distinct streams, and every stream seen lately, so that a
-/// stream costs its allocations once, not once per batch.
-#[derive(Default)]
-struct StreamTable {
-    /// By stream key text: the stream, the batch that last used it, and its
-    /// index in that batch's `streams`.
-    known: rustc_hash::FxHashMap<String, (StreamKey, u64, u32)>,
-    batch: u64,
-    streams: Vec<StreamKey>,
-}
-
-/// Streams remembered across batches; past this the memory is given back.
-const KNOWN_STREAMS: usize = 100_000;
-
 impl Parser {
-    pub fn new(cfg: ParseConfig) -> Result<Self, String> {
+    pub fn new(cfg: ParseConfig) -> Result<Self, TemplateError> {
         let app_template = match &cfg.app {
             AppSource::Template(t) => Some(AppTemplate::parse(t)?),
             AppSource::Fixed(_) => None,
@@ -230,7 +154,7 @@ impl Parser {
         if table.known.len() > KNOWN_STREAMS {
             table.known = Default::default();
         }
-        let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+        let now_ns = now_ns();
         for m in &raw.messages {
             let fallback_ns = m
                 .timestamp_ms
@@ -355,201 +279,26 @@ impl Parser {
         });
         Ok(())
     }
-
-    /// Pushes the word hashes of every scalar field value that the line's
-    /// own words may not already hold (see [`Walk`]).
-    fn json_tokens(&mut self, v: Value<'_, '_>, escaped: bool, tokens: &mut Vec<u64>) {
-        let mut walk = Walk {
-            escaped,
-            value: std::mem::take(&mut self.value_buf),
-            max_len: self.cfg.max_token_value_len,
-            tokens,
-        };
-        walk.object(v, 0);
-        self.value_buf = walk.value;
-    }
-
-    /// Finds or adds the record's stream in the batch table.
-    /// The record's stream, or why it is refused. Only new streams are
-    /// checked: a refused one never enters the table.
-    fn stream_of(
-        &mut self,
-        v: Option<Value<'_, '_>>,
-        topic: &str,
-        table: &mut StreamTable,
-    ) -> Result<u32, Reason> {
-        let tenant = match (&self.cfg.tenant, v) {
-            (TenantSource::Fixed(t), _) => t.as_str(),
-            (TenantSource::Topic, _) => topic,
-            (TenantSource::Field(_), Some(v)) => self
-                .tenant_path
-                .as_ref()
-                .and_then(|p| lookup(v, p))
-                .and_then(|t| t.into_string())
-                .filter(|t| !t.is_empty())
-                .unwrap_or(&self.cfg.default_tenant),
-            (TenantSource::Field(_), None) => &self.cfg.default_tenant,
-        };
-        self.key_buf.clear();
-        self.key_buf.push_str(tenant);
-        self.key_buf.push('\0');
-        let app_start = self.key_buf.len();
-        let filled = match (&self.cfg.app, &self.app_template, v) {
-            (AppSource::Fixed(a), _, _) => {
-                self.key_buf.push_str(a);
-                true
-            }
-            (_, Some(t), Some(v)) => fill_template(t, v, &mut self.key_buf, &mut self.value_buf),
-            _ => false,
-        };
-        if !filled || self.key_buf.len() == app_start {
-            self.key_buf.truncate(app_start);
-            self.key_buf.push_str(&self.cfg.default_app);
-        }
-        let app_end = self.key_buf.len();
-        if let Some(v) = v {
-            for (name, path) in &self.label_paths {
-                if let Some(val) = lookup(v, path) {
-                    if scalar_text(val, &mut self.value_buf) {
-                        for part in ["\0", name, "\0", &self.value_buf] {
-                            self.key_buf.push_str(part);
-                        }
-                    }
-                }
-            }
-        }
-        if let Some((key, batch, id)) = table.known.get_mut(self.key_buf.as_str()) {
-            if *batch != table.batch {
-                *batch = table.batch;
-                *id = table.streams.len() as u32;
-                table.streams.push(key.clone());
-            }
-            return Ok(*id);
-        }
-        if !valid_tenant(tenant) {
-            return Err(Reason::InvalidTenant);
-        }
-        if app_end - app_start > MAX_APP_LEN {
-            return Err(Reason::AppTooLong);
-        }
-        let app: Arc<str> = self.key_buf[app_start..app_end].into();
-        let mut labels = Vec::new();
-        let mut parts = self.key_buf[app_end..].split('\0').skip(1);
-        while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
-            if v.len() > self.cfg.max_label_value_bytes {
-                return Err(Reason::LabelTooLong);
-            }
-            labels.push((k.to_owned(), v.to_owned()));
-        }
-        let id = table.streams.len() as u32;
-        let key = StreamKey {
-            tenant: tenant.into(),
-            app,
-            labels: labels.into(),
-        };
-        table.streams.push(key.clone());
-        table
-            .known
-            .insert(self.key_buf.clone(), (key, table.batch, id));
-        Ok(id)
-    }
-}
-
-fn fill_template(t: &AppTemplate, v: Value<'_, '_>, out: &mut String, tmp: &mut String) -> bool {
-    for part in &t.parts {
-        match part {
-            TemplatePart::Literal(s) => out.push_str(s),
-            TemplatePart::Field(path) => match lookup(v, path) {
-                Some(val) if scalar_text(val, tmp) => out.push_str(tmp),
-                _ => return false,
-            },
-        }
-    }
-    true
-}
-
-fn is_float(node: &Node<'_>) -> bool {
-    matches!(node, Node::Static(StaticNode::F64(_)))
-}
-
-/// Where a line may be cut around its long nested values, for
-/// [`SpanWords`]: from the quote before a top-level key whose value is an
-/// object or an array to the quote before the next key, or to the line's
-/// end. simd-json leaves each key in place in the scratch copy that starts
-/// at `base`, so its address gives its offset in the line; `SpanWords`
-/// checks every cut's edges against the line itself.
-fn nested_cuts(root: Value<'_, '_>, len: usize, base: usize, cuts: &mut Vec<Range<usize>>) {
-    let Some(o) = root.as_object() else { return };
-    let mut open: Option<usize> = None;
-    for (key, value) in o.iter() {
-        let at = (key.as_ptr() as usize)
-            .checked_sub(base + 1)
-            .filter(|&at| at < len);
-        if let (Some(start), Some(end)) = (open, at) {
-            if end >= start + MIN_SPAN {
-                cuts.push(start..end);
-            }
-        }
-        open = at.filter(|_| matches!(value.value_type(), ValueType::Object | ValueType::Array));
-    }
-    if let Some(start) = open.filter(|&s| len >= s + MIN_SPAN) {
-        cuts.push(start..len);
-    }
-}
-
-/// Index format v2's field rule: the words of each scalar value (as the
-/// searcher's field extraction prints it) are in the bloom filter. Most of
-/// them are words of the raw line already, which the caller indexes anyway:
-/// a string's raw bytes equal its value unless the line has a backslash
-/// escape, and an integer or a boolean prints as written. So only floats,
-/// and every value of a line with escapes, are hashed here.
-struct Walk<'t> {
-    escaped: bool,
-    value: String,
-    max_len: usize,
-    tokens: &'t mut Vec<u64>,
-}
-
-impl Walk<'_> {
-    fn object(&mut self, v: Value<'_, '_>, depth: usize) {
-        let Some(o) = v.as_object() else { return };
-        if depth >= MAX_FIELD_DEPTH {
-            return;
-        }
-        for (_, child) in o.iter() {
-            match child.value_type() {
-                ValueType::Object => self.object(child, depth + 1),
-                ValueType::Array => {}
-                ValueType::F64 => self.value_words(child),
-                _ if self.escaped => self.value_words(child),
-                _ => {}
-            }
-        }
-    }
-
-    fn value_words(&mut self, v: Value<'_, '_>) {
-        if scalar_text(v, &mut self.value) && self.value.len() <= self.max_len {
-            let tokens = &mut *self.tokens;
-            for_each_word_hash(self.value.as_bytes(), |h| tokens.push(h));
-        }
-    }
 }
 
 /// The stage loop: parses each raw batch, passes controls on.
 pub fn run(
     mut parser: Parser,
     dead_letters: &DeadLetters,
-    input: &ByteQueue<Item<RawBatch>>,
-    output: &ByteQueue<Item<ParsedBatch>>,
+    input: Receiver<Item<RawBatch>>,
+    output: Sender<Item<ParsedBatch>>,
     metrics: &Metrics,
 ) -> StageExit {
     super::map_stage(input, output, |raw| {
+        crash_point("parser::batch");
         let before = parser.plain_text;
         let hits_before = parser.span_words.hits;
         let parsed = parser.parse_batch(&raw);
         // Stored before the batch moves on: its hold covers them till then.
         for r in parser.refused.drain(..) {
-            dead_letters.write(&raw.topic, raw.partition, r);
+            dead_letters
+                .write(&raw.topic, raw.partition, r)
+                .map_err(StageError::Store)?;
         }
         metrics
             .plain_text_records
@@ -564,14 +313,14 @@ pub fn run(
             parsed.records.len() as u64,
             parsed.lines.len() as u64,
         );
-        parsed
+        Ok(parsed)
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use skidder_common::format::tokens::token_hash;
+    use skidder_common::format::tokens::{for_each_word_hash, token_hash};
 
     fn parse(cfg: ParseConfig, lines: &[&[u8]]) -> ParsedBatch {
         let mut raw = RawBatch::new("logs".into(), 0);

@@ -1,0 +1,298 @@
+//! One handler per Loki endpoint: read the parameters, ask the engine,
+//! shape the answer. The tenant was decided by the middleware before any
+//! handler runs, so a handler never looks at headers.
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, State};
+use axum::http::Uri;
+use axum::response::Response;
+use serde_json::{json, Value};
+use skidder_common::format::layout::{now_ns, NS_PER_HOUR};
+use skidder_common::service::render_metrics;
+
+use super::error::ApiError;
+use super::middleware::Tenant;
+use super::params::{default_step, Params};
+use super::responses::{
+    json_ok, labels_json, matrix_json, sample_json, stats_json, streams_json, success,
+};
+use super::{AppState, Shared};
+use crate::engine::{Direction, Engine, SearchError, Stats, TimeRange};
+use crate::logql::eval::Labels;
+use crate::logql::{self, AggOp, Grouping, MetricExpr, Query, RangeFn};
+
+type ApiResult = Result<Response, ApiError>;
+
+/// What a `query_range` request asks for.
+pub struct RangeRequest<'a> {
+    pub query: &'a str,
+    pub start: i64,
+    pub end: i64,
+    pub limit: usize,
+    pub direction: Direction,
+    pub step: Option<i64>,
+}
+
+/// Runs a range query and builds Loki's response body. Used by the HTTP
+/// handler and by `skidder search --store`.
+pub async fn run_range(
+    engine: &Engine,
+    tenant: &str,
+    r: RangeRequest<'_>,
+) -> Result<(Value, Stats), ApiError> {
+    let started = Instant::now();
+    match logql::parse(r.query)? {
+        Query::Log(q) => {
+            let (entries, stats) = engine
+                .logs(
+                    tenant,
+                    TimeRange {
+                        start: r.start,
+                        end: r.end,
+                    },
+                    &q,
+                    r.limit,
+                    r.direction,
+                    true,
+                )
+                .await?;
+            let mut st = stats_json(&stats, started);
+            st["summary"]["totalEntriesReturned"] = json!(entries.len());
+            Ok((
+                json!({"resultType": "streams", "result": streams_json(entries), "stats": st}),
+                stats,
+            ))
+        }
+        Query::Metric(m) => {
+            // Metric queries are evaluated at millisecond precision, as in Loki.
+            let start = r.start - r.start.rem_euclid(1_000_000);
+            let step = r.step.unwrap_or_else(|| default_step(start, r.end));
+            if step <= 0 {
+                return Err(ApiError::bad(
+                    "zero or negative query resolution step widths are not accepted",
+                ));
+            }
+            if (r.end - start) / step > 11_000 {
+                return Err(ApiError::bad(
+                    "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+                ));
+            }
+            let (matrix, stats) = engine
+                .metric(tenant, &m, r.start, r.end, step, true)
+                .await?;
+            Ok((
+                json!({"resultType": "matrix", "result": matrix_json(&matrix, r.start, step), "stats": stats_json(&stats, started)}),
+                stats,
+            ))
+        }
+    }
+}
+
+pub(super) async fn query_range(
+    State(s): State<Shared>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let p = Params::new(&uri, &body);
+    let (start, end) = p.range(NS_PER_HOUR)?;
+    let step = p.step()?;
+    let req = RangeRequest {
+        query: p.query()?,
+        start,
+        end,
+        limit: p.limit(s.cfg.max_limit)?,
+        direction: p.direction()?,
+        step,
+    };
+    let (data, stats) = run_range(&s.engine, &tenant, req).await?;
+    Ok(success(data, &stats))
+}
+
+pub(super) async fn query(
+    State(s): State<Shared>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let started = Instant::now();
+    let p = Params::new(&uri, &body);
+    let t = p.time("time")?.unwrap_or_else(now_ns);
+    match logql::parse(p.query()?)? {
+        Query::Log(q) => {
+            let range = TimeRange {
+                start: t - NS_PER_HOUR,
+                end: t + 1,
+            };
+            let (entries, stats) = s
+                .engine
+                .logs(
+                    &tenant,
+                    range,
+                    &q,
+                    p.limit(s.cfg.max_limit)?,
+                    p.direction()?,
+                    true,
+                )
+                .await?;
+            Ok(success(
+                json!({"resultType": "streams", "result": streams_json(entries), "stats": stats_json(&stats, started)}),
+                &stats,
+            ))
+        }
+        Query::Metric(m) => {
+            let (matrix, stats) = s.engine.metric(&tenant, &m, t, t, 1, true).await?;
+            let result: Vec<Value> = matrix
+                .iter()
+                .filter_map(|(l, pts)| pts.get(&0).map(|v| sample_json(l, t, *v)))
+                .collect();
+            Ok(success(
+                json!({"resultType": "vector", "result": result, "stats": stats_json(&stats, started)}),
+                &stats,
+            ))
+        }
+    }
+}
+
+/// The stream label sets a series, labels or label-values request covers.
+async fn series_of(
+    s: &AppState,
+    tenant: &str,
+    p: &Params,
+) -> Result<(Vec<Labels>, Stats), ApiError> {
+    let (start, end) = p.range(6 * NS_PER_HOUR)?;
+    let matchers: Vec<_> = p.selectors()?.into_iter().map(|q| q.matchers).collect();
+    Ok(s.engine
+        .series(tenant, TimeRange { start, end }, &matchers)
+        .await?)
+}
+
+pub(super) async fn series(
+    State(s): State<Shared>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let p = Params::new(&uri, &body);
+    let (series, stats) = series_of(&s, &tenant, &p).await?;
+    if series.len() > s.cfg.max_series {
+        return Err(SearchError::Series {
+            limit: s.cfg.max_series,
+        }
+        .into());
+    }
+    Ok(success(
+        Value::Array(series.iter().map(labels_json).collect()),
+        &stats,
+    ))
+}
+
+pub(super) async fn labels(
+    State(s): State<Shared>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let p = Params::new(&uri, &body);
+    let (series, stats) = series_of(&s, &tenant, &p).await?;
+    let mut names: Vec<&str> = series
+        .iter()
+        .flat_map(|l| l.iter().map(|(k, _)| k.as_str()))
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(success(json!(names), &stats))
+}
+
+pub(super) async fn label_values(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let p = Params::new(&uri, &body);
+    let (series, stats) = series_of(&s, &tenant, &p).await?;
+    let mut values: Vec<&str> = series
+        .iter()
+        .filter_map(|l| l.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str()))
+        .collect();
+    values.sort();
+    values.dedup();
+    Ok(success(json!(values), &stats))
+}
+
+pub(super) async fn index_stats(
+    State(s): State<Shared>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let p = Params::new(&uri, &body);
+    let (start, end) = p.range(NS_PER_HOUR)?;
+    let Query::Log(q) = logql::parse(p.query()?)? else {
+        return Err(ApiError::bad("index/stats takes a stream selector"));
+    };
+    let (st, stats) = s
+        .engine
+        .index_stats(&tenant, TimeRange { start, end }, &q)
+        .await?;
+    let mut body = json!({"streams": st.streams, "chunks": st.chunks, "entries": st.entries, "bytes": st.bytes});
+    if !stats.warnings.is_empty() {
+        body["warnings"] = json!(stats.warnings);
+    }
+    Ok(json_ok(&body))
+}
+
+pub(super) async fn index_volume(
+    State(s): State<Shared>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let p = Params::new(&uri, &body);
+    let (start, end) = p.range(NS_PER_HOUR)?;
+    let Query::Log(q) = logql::parse(p.query()?)? else {
+        return Err(ApiError::bad("index/volume takes a stream selector"));
+    };
+    let targets: Vec<String> = match p.get("targetLabels") {
+        Some(t) => t.split(',').map(str::to_owned).collect(),
+        None => q.matchers.iter().map(|m| m.name.clone()).collect(),
+    };
+    let expr = MetricExpr::Agg {
+        op: AggOp::Sum,
+        grouping: Some(Grouping {
+            without: false,
+            labels: targets,
+        }),
+        inner: Box::new(MetricExpr::Range {
+            func: RangeFn::BytesOverTime,
+            query: q,
+            range_ns: (end - start).max(1),
+        }),
+    };
+    let (matrix, stats) = s.engine.metric(&tenant, &expr, end, end, 1, true).await?;
+    let limit = p.limit(s.cfg.max_limit)?;
+    let mut result: Vec<(f64, Value)> = matrix
+        .iter()
+        .filter_map(|(l, pts)| pts.get(&0).map(|v| (*v, sample_json(l, end, *v))))
+        .collect();
+    result.sort_by(|a, b| b.0.total_cmp(&a.0));
+    result.truncate(limit);
+    Ok(success(
+        json!({"resultType": "vector", "result": result.into_iter().map(|r| r.1).collect::<Vec<_>>()}),
+        &stats,
+    ))
+}
+
+pub(super) async fn buildinfo() -> Response {
+    let body = json!({"version": "2.9.0", "revision": "skidder", "branch": "main", "buildUser": "skidder",
+                      "buildDate": "", "goVersion": ""});
+    json_ok(&body)
+}
+
+pub(super) async fn metrics(State(s): State<Shared>) -> String {
+    render_metrics(&s.engine.metrics().registry)
+}

@@ -1,0 +1,106 @@
+//! Step 8 for a metric query: evaluate the expression tree over the
+//! store. Range functions scan their candidates once and drop each
+//! matching line into the windows that hold it; the maths on the
+//! resulting series lives in [`super::metric`]. The series limit is
+//! enforced here, where a range over too many series can stop early.
+
+use super::metric::{aggregate, binary, constant, sample, Grid, Matrix, Operand, RangeSums};
+use super::prune::raw_bytes;
+use super::scan::Scan;
+use super::{Engine, SearchError, Stats};
+use crate::logql::eval::LinePipeline;
+use crate::logql::MetricExpr;
+
+impl Engine {
+    /// A metric query evaluated at `start + k * step` for every k with the
+    /// time at or before `end`.
+    pub async fn metric(
+        &self,
+        tenant: &str,
+        expr: &MetricExpr,
+        start: i64,
+        end: i64,
+        step: i64,
+        prune: bool,
+    ) -> Result<(Matrix, Stats), SearchError> {
+        let mut stats = Stats::default();
+        let grid = Grid::new(start, end, step);
+        let cap = self.cfg.max_series;
+        let m = self
+            .eval_metric(tenant, expr, grid, prune, Some(cap), &mut stats)
+            .await?;
+        if m.values().filter(|p| !p.is_empty()).count() > cap {
+            return Err(SearchError::Series { limit: cap });
+        }
+        Ok((m, stats))
+    }
+
+    /// `cap`, when set, bounds the series of this sub-expression's result,
+    /// so a range over too many series stops early. Under an aggregation
+    /// it is `None`: the inner series may be many when the result is few,
+    /// and only the final result is limited, as in Loki.
+    async fn eval_metric(
+        &self,
+        tenant: &str,
+        expr: &MetricExpr,
+        grid: Grid,
+        prune: bool,
+        cap: Option<usize>,
+        stats: &mut Stats,
+    ) -> Result<Matrix, SearchError> {
+        match expr {
+            MetricExpr::Const(v) => Ok(constant(grid, *v)),
+            MetricExpr::Binary { op, lhs, rhs } => {
+                let (l, r) = (
+                    Box::pin(self.eval_metric(tenant, lhs, grid, prune, cap, stats)).await?,
+                    Box::pin(self.eval_metric(tenant, rhs, grid, prune, cap, stats)).await?,
+                );
+                let operand = |e: &MetricExpr, m| match e {
+                    MetricExpr::Const(_) => Operand::Constant(m),
+                    _ => Operand::Series(m),
+                };
+                Ok(binary(*op, operand(lhs, l), operand(rhs, r)))
+            }
+            MetricExpr::Agg {
+                op,
+                grouping,
+                inner,
+            } => {
+                let m = Box::pin(self.eval_metric(tenant, inner, grid, prune, None, stats)).await?;
+                Ok(aggregate(*op, grouping.as_ref(), m))
+            }
+            MetricExpr::Range {
+                func,
+                query,
+                range_ns,
+            } => {
+                let range = grid.lookback(*range_ns);
+                let cands = self.candidates(tenant, range, query, prune, stats).await?;
+                // A metric query scans every candidate: refuse before fetching any.
+                self.charge(stats, raw_bytes(&cands))?;
+                let pipeline = LinePipeline::new(query);
+                let mut sums = RangeSums::new(cap);
+                let scan = Scan {
+                    tenant,
+                    range,
+                    query,
+                    pipeline: &pipeline,
+                };
+                for chunk in cands.chunks(self.cfg.fetch_concurrency.max(1)) {
+                    self.scan_chunk(chunk, &scan, stats, &mut |ts, labels, extracted, line| {
+                        let Some(steps) = grid.windows_holding(ts, *range_ns) else {
+                            return;
+                        };
+                        let value = sample(*func, line);
+                        sums.add(pipeline.result_labels(labels, extracted), steps, value);
+                    })
+                    .await?;
+                    if let (true, Some(limit)) = (sums.over_cap(), cap) {
+                        return Err(SearchError::Series { limit });
+                    }
+                }
+                Ok(sums.finish(*func, *range_ns))
+            }
+        }
+    }
+}
