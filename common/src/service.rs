@@ -27,6 +27,23 @@ impl Shutdown {
     }
 }
 
+/// Displays an error with its whole chain of sources, `outer: inner: ...`,
+/// as `anyhow`'s `{:#}` does, for log lines: library errors name their
+/// own part and leave their cause to `source()`.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(e) = next {
+            write!(f, ": {e}")?;
+            next = e.source();
+        }
+        Ok(())
+    }
+}
+
 /// Renders a registry in Prometheus' text format.
 pub fn render_metrics(registry: &prometheus::Registry) -> String {
     let mut out = String::new();

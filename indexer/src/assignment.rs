@@ -22,16 +22,16 @@ pub const LOAD_ATTEMPTS: u32 = 10;
 
 #[derive(Debug, Error)]
 pub enum AssignError {
-    #[error("fetching committed offsets from Kafka: {0}")]
+    #[error("fetching committed offsets from Kafka")]
     Committed(#[source] rdkafka::error::KafkaError),
-    #[error("reading the store: {0}")]
+    #[error("reading the store")]
     Store(#[from] StorageError),
-    #[error("{key}: corrupt checkpoint: {source}")]
+    #[error("{key}: corrupt checkpoint")]
     CorruptCheckpoint {
         key: String,
         source: serde_json::Error,
     },
-    #[error("{key}: corrupt ledger entry: {source}")]
+    #[error("{key}: corrupt ledger entry")]
     CorruptLedger {
         key: String,
         source: serde_json::Error,
@@ -135,14 +135,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_corrupt_checkpoint_fails_at_once_naming_its_key() {
+    fn local() -> (tempfile::TempDir, LocalStore, tokio::runtime::Runtime) {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path()).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
+        (dir, store, rt)
+    }
+
+    #[test]
+    fn a_corrupt_checkpoint_fails_at_once_naming_its_key() {
+        let (_dir, store, rt) = local();
         let key = checkpoint_key("logs", 3);
         rt.block_on(store.put(&key, Bytes::from_static(b"{not json")))
             .unwrap();
@@ -156,12 +161,7 @@ mod tests {
 
     #[test]
     fn a_missing_checkpoint_starts_at_kafkas_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::new(dir.path()).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let (_dir, store, rt) = local();
         let plan = load_with_retries(rt.handle(), &store, &tp(), Some(42)).unwrap();
         assert_eq!((plan.start_offset, plan.stored_checkpoint), (42, None));
     }

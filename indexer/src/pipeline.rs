@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use skidder_common::service::{render_metrics, Shutdown};
+use skidder_common::service::{render_metrics, ErrorChain, Shutdown};
 use skidder_common::storage::ObjectStore;
 use thiserror::Error;
 
@@ -25,16 +25,16 @@ use crate::writer::Writer;
 
 #[derive(Debug, Error)]
 pub enum PipelineError {
-    #[error("kafka: {0}")]
+    #[error("kafka")]
     Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("parser config: {0}")]
+    #[error("parser config")]
     Parser(#[from] TemplateError),
-    #[error("metrics listener on {addr}: {source}")]
+    #[error("metrics listener on {addr}")]
     Metrics {
         addr: String,
         source: std::io::Error,
     },
-    #[error("stage {stage} failed: {source}")]
+    #[error("stage {stage} failed")]
     Stage {
         stage: &'static str,
         source: StageError,
@@ -221,7 +221,9 @@ impl Stages {
                 .join()
                 .unwrap_or_else(|p| StageExit::Failure(StageError::from_panic(p)));
             match &exit {
-                StageExit::Failure(e) => tracing::error!(stage = name, error = %e, "stage failed"),
+                StageExit::Failure(e) => {
+                    tracing::error!(stage = name, error = %ErrorChain(e), "stage failed")
+                }
                 _ => tracing::info!(stage = name, ?exit, "stage stopped"),
             }
             if let StageExit::Failure(e) = exit {

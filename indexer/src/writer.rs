@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 
 /// A put that failed for good: `what` names the object's role.
 #[derive(Debug, Error)]
-#[error("storing the {what}: {source}")]
+#[error("storing the {what}")]
 pub struct PutError {
     pub what: &'static str,
     #[source]

@@ -148,7 +148,13 @@ fn assert_exactly_once(
 
 /// Every produced record exactly once, for a broker that stored each
 /// message once ([`tally`], as the crash test counts).
-fn assert_each_once(seen: &HashMap<u64, u32>, produced: u64, store: &Path, seed: u64, logs: &Path) {
+pub(crate) fn assert_each_once(
+    seen: &HashMap<u64, u32>,
+    produced: u64,
+    store: &Path,
+    seed: u64,
+    logs: &Path,
+) {
     let found = tally(seen, produced);
     eprintln!(
         "searcher: {} of {produced} records found, {} lost, {} duplicated",

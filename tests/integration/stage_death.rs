@@ -15,9 +15,10 @@ use skidder_common::testing::{free_port, seed_from_env, SeededRng, TansuBroker};
 use skidder_indexer::failpoints::STAGE_POINTS;
 
 use crate::exactly_once::{
-    post_mortem, produce, tally, wait_session_expired, wait_stored, LocalRun, Pace, Searcher,
-    Tally, INDEXER_CONFIG,
+    post_mortem, produce, wait_session_expired, wait_stored, LocalRun, Pace, Searcher,
+    INDEXER_CONFIG,
 };
+use crate::kafka_faults::assert_each_once;
 use crate::support::sigterm;
 
 const TOPIC: &str = "death";
@@ -117,18 +118,6 @@ fn each_stage_that_panics_stops_the_indexer_and_a_restart_loses_and_duplicates_n
         "seed {seed}: SIGTERM must exit 0: {status}"
     );
 
-    let found = tally(&Searcher::start(&local.store).count_ids(), produced);
-    eprintln!("stage death: seed {seed}, {produced} records: {found:?}");
-    if found.lost + found.duplicated > 0 {
-        post_mortem(logs);
-    }
-    assert_eq!(
-        found,
-        Tally {
-            found: produced,
-            lost: 0,
-            duplicated: 0
-        },
-        "seed {seed}: lost or duplicated records"
-    );
+    let seen = Searcher::start(&local.store).count_ids();
+    assert_each_once(&seen, produced, local.dir.path(), seed, logs);
 }

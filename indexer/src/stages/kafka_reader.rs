@@ -19,7 +19,7 @@ use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
-use skidder_common::service::Shutdown;
+use skidder_common::service::{ErrorChain, Shutdown};
 use skidder_common::storage::ObjectStore;
 
 use super::{StageError, StageExit};
@@ -89,7 +89,7 @@ impl ConsumerContext for ReaderContext {
             }
         };
         if let Err(e) = result {
-            tracing::error!(error = %e, "partition assignment failed");
+            tracing::error!(error = %ErrorChain(&e), "partition assignment failed");
             self.lock().failure = Some(e);
         }
         self.assignment_changed.store(true, Ordering::SeqCst);

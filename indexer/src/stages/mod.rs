@@ -73,7 +73,7 @@ pub enum StageExit {
 /// having committed no offset past what was stored.
 #[derive(Debug, Error)]
 pub enum StageError {
-    #[error("loading the state of an assigned partition: {0}")]
+    #[error("loading the state of an assigned partition")]
     Assign(#[from] AssignError),
     #[error(transparent)]
     Store(#[from] PutError),
