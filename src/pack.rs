@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use skidder_common::format::layout::{hour_of, now_ns};
 use skidder_common::service::Shutdown;
+use skidder_common::storage::RequestCounters;
 use skidder_indexer::packer::{pack_hours, tenants, PackOptions};
 
 use crate::flags::{runtime, signalled, StoreFlags};
@@ -39,12 +40,27 @@ pub struct PackFlags {
     pub rewrite: bool,
 }
 
+/// `list=12 get=340 put=24`: the requests made since `before`, by operation.
+fn requests_since(counters: &RequestCounters, before: &[(&'static str, u64); 7]) -> String {
+    let now = counters.totals();
+    let parts: Vec<String> = now
+        .iter()
+        .zip(before)
+        .filter(|((_, n), (_, b))| n > b)
+        .map(|((op, n), (_, b))| format!("{op}={}", n - b))
+        .collect();
+    parts.join(" ")
+}
+
 pub fn run(flags: PackFlags) -> anyhow::Result<ExitCode> {
     let shutdown = Shutdown::on_signals().context("installing signal handlers")?;
     let rt = runtime()?;
     let Some(store) = flags.store.open(&rt)? else {
         bail!("name the store with --store or SKIDDER_STORE");
     };
+    // Each pass logs the requests it made: what packing costs on S3.
+    let counters = RequestCounters::new();
+    let store = counters.wrap(store, "packer");
     let opts = PackOptions {
         max_pack_bytes: (flags.max_pack_mib << 20) as usize,
         rewrite: flags.rewrite,
@@ -52,6 +68,7 @@ pub fn run(flags: PackFlags) -> anyhow::Result<ExitCode> {
     };
     let stop = || shutdown.is_triggered();
     loop {
+        let before = counters.totals();
         let now = now_ns();
         let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
         let first = hour_of(now.saturating_sub(nanos(flags.since)));
@@ -79,6 +96,7 @@ pub fn run(flags: PackFlags) -> anyhow::Result<ExitCode> {
                     indexes_packed = report.indexes_packed,
                     indexes_skipped = report.indexes_skipped,
                     bytes_written = report.bytes_written,
+                    requests = %requests_since(&counters, &before),
                     "pack pass done"
                 );
                 if report.hours_failed > 0 && flags.every.is_none() {

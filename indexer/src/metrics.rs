@@ -1,6 +1,8 @@
 //! Every metric the indexer exports, in one place. Names follow
 //! `skidder_indexer_<name>_<unit>[_total]`; stages update them per batch.
 
+use skidder_common::storage::RequestCounters;
+
 use prometheus::{
     exponential_buckets, Counter, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
@@ -16,6 +18,9 @@ pub const STAGES: [&str; 5] = [
 
 pub struct Metrics {
     pub registry: Registry,
+    /// `skidder_store_requests_total{op, caller}` and its bytes: every
+    /// request to the store, by the part of the indexer that made it.
+    pub store_requests: RequestCounters,
     pub records_in: IntCounterVec,
     pub records_out: IntCounterVec,
     pub bytes_in: IntCounterVec,
@@ -201,6 +206,11 @@ impl Metrics {
                 "skidder_indexer_uploading_bytes",
                 "Bytes of blocks being uploaded.",
             ),
+            store_requests: {
+                let s = RequestCounters::new();
+                s.register(&r).expect("metric registered once");
+                s
+            },
             registry: r,
         };
         for stage in STAGES {

@@ -122,17 +122,17 @@ impl Stages {
                 .map(|h| (name, h))
                 .map_err(PipelineError::Thread)
         };
-        let writer = Writer {
-            store,
+        let writer = |caller| Writer {
+            store: metrics.store_requests.wrap(store.clone(), caller),
             metrics: metrics.clone(),
             cfg: cfg.upload.clone(),
         };
         let dead_letters = crate::dead_letter::DeadLetters {
-            writer: writer.clone(),
+            writer: writer("dead_letter"),
             rt: rt.clone(),
         };
         let uploader = stages::uploader::Uploader {
-            writer,
+            writer: writer("uploader"),
             tracker: tracker.clone(),
         };
         let parser = stages::parser::Parser::new(cfg.parse.clone())?;
@@ -253,7 +253,7 @@ pub fn run(
     let mut stages = Stages::start(cfg, store.clone(), rt, &metrics)?;
     // Source last.
     let ctx = stages::kafka_reader::ReaderContext::new(
-        store,
+        metrics.store_requests.wrap(store, "assignment"),
         rt.clone(),
         stages.tracker.clone(),
         metrics.clone(),

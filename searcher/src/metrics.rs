@@ -1,5 +1,7 @@
 //! Every metric the searcher exports, in one place.
 
+use skidder_common::storage::RequestCounters;
+
 use prometheus::{
     exponential_buckets, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry,
@@ -35,6 +37,9 @@ pub struct Metrics {
     /// Requests refused by a limit or by authentication, by reason.
     pub queries_rejected: IntCounterVec,
     pub queries_in_flight: IntGauge,
+    /// `skidder_store_requests_total{op, caller}` and its bytes: every
+    /// request to the store, by step of the read path.
+    pub store_requests: RequestCounters,
 }
 
 impl Metrics {
@@ -144,6 +149,11 @@ impl Metrics {
                 .expect("valid metric");
                 reg(Box::new(g.clone()));
                 g
+            },
+            store_requests: {
+                let s = RequestCounters::new();
+                s.register(&r).expect("metric registered once");
+                s
             },
             registry: r,
         }

@@ -209,6 +209,20 @@ checkpoint_interval_secs = 1
         assert!(metrics_text.contains(name), "metric {name} missing");
     }
     assert!(metric(&metrics_text, "skidder_indexer_plain_text_records_total") > 0);
+    // Every block costs the uploader three PUTs (ledger, data, index),
+    // and each assigned partition a checkpoint GET and a ledger LIST.
+    let requests = |op: &str, caller: &str| {
+        let name = format!(r#"skidder_store_requests_total{{caller="{caller}",op="{op}"}}"#);
+        metric(&metrics_text, &name)
+    };
+    let blocks = metric(&metrics_text, "skidder_indexer_blocks_written_total");
+    assert!(blocks > 0);
+    assert!(
+        requests("put", "uploader") >= 3 * blocks,
+        "{} PUTs for {blocks} blocks",
+        requests("put", "uploader")
+    );
+    assert!(requests("get", "assignment") >= 1 && requests("list", "assignment") >= 1);
 
     // SIGTERM: flush, commit, exit 0.
     sigterm(indexer.id());
@@ -581,6 +595,19 @@ fn search_checks(moto: &MotoServer, expected: &[Expected], sliced_hour: i64) {
         ) > 0,
         "the searcher pruned with no sliced blooms"
     );
+    // The same reads, counted as store requests by step of the read path.
+    let requests = |op: &str, caller: &str| {
+        let name = format!(r#"skidder_store_requests_total{{caller="{caller}",op="{op}"}}"#);
+        metric(&metrics_text, &name)
+    };
+    assert!(
+        requests("get", "packs")
+            >= metric(
+                &metrics_text,
+                r#"skidder_searcher_index_packs_read_total{result="ok"}"#
+            )
+    );
+    assert!(requests("get_range", "slices") > 0 && requests("list", "listing") > 0);
     sigterm(searcher.id());
     assert!(searcher.wait().unwrap().success());
 }

@@ -18,6 +18,7 @@
 #[cfg(feature = "testing")]
 pub mod conformance;
 mod local;
+mod metered;
 mod s3;
 
 use std::fmt::Debug;
@@ -29,6 +30,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 pub use local::LocalStore;
+pub use metered::{RequestCounters, OPS};
 pub use s3::{S3Config, S3Store};
 
 /// What kind of failure a [`StorageError`] is. Callers branch on it, to

@@ -38,7 +38,7 @@ impl Engine {
         key: &str,
         warnings: &mut Vec<String>,
     ) -> Result<FetchedBlock, SearchError> {
-        let data = match self.store.get(key).await {
+        let data = match self.stores.blocks.get(key).await {
             Ok(d) => d,
             Err(e) if e.kind == StorageErrorKind::NotFound => {
                 self.metrics.corrupt_objects.inc();

@@ -74,7 +74,7 @@ impl Engine {
         key: &str,
         warnings: &mut Vec<String>,
     ) -> Result<IndexRead, SearchError> {
-        let bytes = match self.store.get(key).await {
+        let bytes = match self.stores.indexes.get(key).await {
             Ok(b) => b,
             Err(e) if e.kind == StorageErrorKind::NotFound => {
                 self.metrics.corrupt_objects.inc();

@@ -58,7 +58,7 @@ impl Engine {
         let read_at = std::time::Instant::now();
         let (mut indexes, mut packs, mut pack_bytes) = (Vec::new(), Vec::new(), 0u64);
         let mut slices = None;
-        for m in list_all(&*self.store, &prefix)
+        for m in list_all(&*self.stores.listing, &prefix)
             .await
             .map_err(|e| self.store_fault("list", e))?
         {

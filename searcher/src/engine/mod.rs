@@ -166,8 +166,18 @@ pub struct Stats {
     pub bytes_charged: u64,
 }
 
+/// One handle on the store per step of the read path, so that
+/// `skidder_store_requests_total{caller}` says which step pays for what.
+struct Stores {
+    listing: Arc<dyn ObjectStore>,
+    slices: Arc<dyn ObjectStore>,
+    packs: Arc<dyn ObjectStore>,
+    indexes: Arc<dyn ObjectStore>,
+    blocks: Arc<dyn ObjectStore>,
+}
+
 pub struct Engine {
-    store: Arc<dyn ObjectStore>,
+    stores: Stores,
     cfg: EngineConfig,
     metrics: Arc<Metrics>,
     listings: ByteLru<String, Listing>,
@@ -186,7 +196,16 @@ impl Engine {
             heads: ByteLru::new(cfg.cache_bytes / 32),
             chunks: ByteLru::new(cfg.cache_bytes / 32),
             indexes: ByteLru::new(cfg.cache_bytes - cfg.cache_bytes / 4 - cfg.cache_bytes / 16),
-            store,
+            stores: {
+                let wrap = |caller| metrics.store_requests.wrap(store.clone(), caller);
+                Stores {
+                    listing: wrap("listing"),
+                    slices: wrap("slices"),
+                    packs: wrap("packs"),
+                    indexes: wrap("indexes"),
+                    blocks: wrap("blocks"),
+                }
+            },
             cfg,
             metrics,
         }

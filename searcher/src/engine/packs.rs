@@ -125,7 +125,7 @@ impl Engine {
         // futures (see `fetch_many`).
         let mut reads = stream::iter(jobs)
             .map(|(key, prefix, wanted)| async move {
-                let bytes = match self.store.get(&key).await {
+                let bytes = match self.stores.packs.get(&key).await {
                     Ok(b) => b,
                     Err(e) if e.kind == StorageErrorKind::NotFound => {
                         return Ok((key, PackRead::Gone))

@@ -124,7 +124,7 @@ impl Engine {
         }
         let fetched: Vec<_> = stream::iter(missing)
             .map(|(at, range)| async move {
-                let r = self.store.get_range(key, range.clone()).await;
+                let r = self.stores.slices.get_range(key, range.clone()).await;
                 (at, range, r)
             })
             .buffer_unordered(self.cfg.index_fetch_concurrency.max(1))
@@ -162,7 +162,7 @@ impl Engine {
             return Ok(SlicesHead::Read(h));
         }
         let get = |end: u64| async move {
-            match self.store.get_range(key, 0..end).await {
+            match self.stores.slices.get_range(key, 0..end).await {
                 Ok(b) => {
                     self.metrics.bytes_fetched.inc_by(b.len() as u64);
                     Ok(Some(b))
