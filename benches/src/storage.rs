@@ -2,10 +2,12 @@
 //! the bloom filters say "maybe" for tokens that are not there.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
 use skidder_common::format::index::BlockIndex;
 use skidder_common::format::tokens::token_hash;
+use skidder_common::storage::ObjectStore;
 
 #[derive(Debug, Default, Clone)]
 pub struct StoreReport {
@@ -77,4 +79,27 @@ pub fn report(root: &Path, probes_per_block: u64) -> Result<StoreReport, String>
         }
     }
     Ok(r)
+}
+
+/// Copies every object of one store to another, 16 at a time; returns how
+/// many.
+pub async fn copy_store(
+    from: &Arc<dyn ObjectStore>,
+    to: &Arc<dyn ObjectStore>,
+) -> skidder_common::storage::StorageResult<usize> {
+    use futures::StreamExt;
+    let objs = skidder_common::storage::list_all(&**from, "").await?;
+    let n = objs.len();
+    let results: Vec<_> = futures::stream::iter(objs)
+        .map(|m| async move {
+            let body = from.get(&m.key).await?;
+            to.put(&m.key, body).await
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+    Ok(n)
 }

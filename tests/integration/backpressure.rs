@@ -1,5 +1,5 @@
 //! A store that stops accepting uploads must stop Kafka intake, not grow
-//! memory. The real indexer process reads ~400 MB from tansu while its S3
+//! memory. The real indexer process reads ~400 MB from Apache Kafka while its S3
 //! endpoint answers reads but never answers a PUT; its resident memory must
 //! stay under the configured limit, and it must pause fetching.
 
@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use skidder_common::testing::{free_port, TansuBroker};
+use skidder_common::testing::{free_port, KafkaBroker};
 
 use crate::support::{http_get, metric, rss_bytes, Guard, TestProducer, BIN};
 
@@ -16,8 +16,21 @@ const LIMIT: u64 = 256 << 20;
 const MESSAGES: usize = 1600;
 const MESSAGE_BYTES: usize = 256 << 10;
 
-/// Answers one S3 request: listings are empty, GETs are 404, and PUTs hang
-/// for as long as the connection lives.
+/// An S3 endpoint on a free port that stores nothing: listings are
+/// empty, GETs are 404, and PUTs hang for as long as the connection lives.
+/// Returns its port.
+pub(crate) fn stalled_s3() -> u16 {
+    let s3 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = s3.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in s3.incoming().flatten() {
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    port
+}
+
+/// Answers the requests of one connection to [`stalled_s3`].
 fn serve(stream: TcpStream) {
     let mut reader = BufReader::new(match stream.try_clone() {
         Ok(s) => s,
@@ -60,7 +73,7 @@ fn serve(stream: TcpStream) {
 
 #[test]
 fn a_stalled_store_pauses_kafka_and_holds_rss_under_the_limit() {
-    let kafka = TansuBroker::start();
+    let kafka = KafkaBroker::start();
     kafka.create_topic("bp", 2);
     let mut producer = TestProducer::new(&kafka.bootstrap());
     let mut payload = String::with_capacity(MESSAGE_BYTES);
@@ -78,13 +91,7 @@ fn a_stalled_store_pauses_kafka_and_holds_rss_under_the_limit() {
     }
     producer.finish();
 
-    let s3 = TcpListener::bind("127.0.0.1:0").unwrap();
-    let s3_port = s3.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in s3.incoming().flatten() {
-            std::thread::spawn(move || serve(stream));
-        }
-    });
+    let s3_port = stalled_s3();
 
     let config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(

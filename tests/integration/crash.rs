@@ -1,5 +1,5 @@
 //! The soak test: `kill -9` the real indexer process again and again while
-//! it ingests from tansu, restart it each time, and check that in the end
+//! it ingests from Apache Kafka, restart it each time, and check that in the end
 //! every record is found exactly once through the searcher.
 //!
 //! Half the kills are `SIGKILL` at a random moment. The other half arm one
@@ -19,12 +19,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use skidder_common::testing::{free_port, seed_from_env, SeededRng, TansuBroker};
+use skidder_common::testing::{free_port, seed_from_env, KafkaBroker, SeededRng};
 use skidder_indexer::failpoints::POINTS;
 
 use crate::exactly_once::{
-    checkpoints, post_mortem, produce, tally, wait_session_expired, wait_stored, LocalRun, Pace,
-    Searcher, Tally, INDEXER_CONFIG,
+    checkpoints, post_mortem, produce, tally, wait_stored, LocalRun, Pace, Searcher, Tally,
+    INDEXER_CONFIG,
 };
 use crate::support::{http_get, metric, sigterm, Guard};
 
@@ -100,7 +100,7 @@ fn soak(records: u64, kills: usize, pace: Pace) {
     let mut rng = SeededRng::new(seed);
     let started = Instant::now();
 
-    let kafka = TansuBroker::start();
+    let kafka = KafkaBroker::start();
     kafka.create_topic(TOPIC, PARTITIONS as u32);
 
     let local = LocalRun::new(INDEXER_CONFIG);
@@ -116,7 +116,6 @@ fn soak(records: u64, kills: usize, pace: Pace) {
     // Per crash point: (times armed, times fired).
     let mut points: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
     let mut sigkills = 0;
-    let mut killed = None;
     for kill in 0..kills {
         let port = free_port();
         let log = logs.path().join(format!("run-{kill:02}.log"));
@@ -132,9 +131,6 @@ fn soak(records: u64, kills: usize, pace: Pace) {
         } else {
             produced + per_run
         };
-        if let Some(at) = killed {
-            wait_session_expired(at);
-        }
         let chunk = produce(
             bootstrap.clone(),
             TOPIC,
@@ -167,8 +163,6 @@ fn soak(records: u64, kills: usize, pace: Pace) {
                 "SIGKILL".to_owned()
             }
         };
-        // Dead by now, whichever way it went.
-        killed = Some(Instant::now());
         let (chunk_ends, chunk_last) = chunk.join().unwrap();
         for (p, e) in chunk_ends {
             let end = ends.entry(p).or_default();
@@ -185,9 +179,6 @@ fn soak(records: u64, kills: usize, pace: Pace) {
 
     // A last run until every partition's checkpoint reaches its end offset.
     let metrics_port = free_port();
-    if let Some(at) = killed {
-        wait_session_expired(at);
-    }
     let mut child = run.start(metrics_port, &logs.path().join("final.log"), &[]);
     wait_stored(
         dir.path(),

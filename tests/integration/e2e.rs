@@ -1,5 +1,5 @@
 //! End-to-end: every file under `../shared/data` goes through a real Kafka
-//! broker (tansu) and the real `skidder indexer` process into a real S3
+//! broker (Apache Kafka) and the real `skidder indexer` process into a real S3
 //! server (moto). Then every object must follow the layout, pass
 //! `skidder inspect`, and reading all blocks back must give each input
 //! record exactly once, with the right time, tenant, app and labels, all
@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use skidder_common::storage::{list_all, S3Store};
-use skidder_common::testing::{free_port, MotoServer, TansuBroker};
+use skidder_common::testing::{free_port, KafkaBroker, MotoServer};
 
 use crate::support::{dump, http_get, inspect, metric, sigterm, Guard, TestProducer, BIN};
 
@@ -97,7 +97,7 @@ fn expect(line: &str, kafka_ts_ms: i64) -> Expected {
 #[test]
 fn kafka_to_s3_every_record_exactly_once() {
     let moto = MotoServer::start();
-    let kafka = TansuBroker::start();
+    let kafka = KafkaBroker::start();
     kafka.create_topic("logs", 4);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let s3 = rt.block_on(S3Store::new("logs", "skidder/", &moto.s3_config()));

@@ -19,9 +19,6 @@ pub const APPS: [&str; 3] = ["api", "web", "db"];
 /// Event times fall in the two hours from here (seconds).
 pub const BASE_SECS: i64 = 1_700_000_000;
 
-/// The consumer group session of [`INDEXER_CONFIG`].
-pub const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
-
 /// An indexer config that cuts small blocks and commits often, so kills
 /// land between every kind of step.
 pub const INDEXER_CONFIG: &str = r#"
@@ -112,20 +109,6 @@ impl IndexerRun<'_> {
         }
         Guard(cmd.spawn().unwrap())
     }
-}
-
-/// Waits until the group session of an indexer killed at `killed` has
-/// expired: call it before starting the next indexer of the group.
-///
-/// tansu drops a dead member only when another member's request finds its
-/// session expired. A newcomer that joins earlier gets the dead member as
-/// its leader, an empty assignment from SyncGroup, and no rebalance when
-/// the dead member is dropped later: it sits in the group with no
-/// partitions for good. Kafka rebalances there; with tansu the test waits
-/// the session out.
-pub fn wait_session_expired(killed: Instant) {
-    let expired = killed + SESSION_TIMEOUT + Duration::from_secs(1);
-    std::thread::sleep(expired.saturating_duration_since(Instant::now()));
 }
 
 /// What one test's indexers share: a local store, a folder for their logs

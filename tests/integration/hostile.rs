@@ -1,5 +1,5 @@
 //! The hostile-record corpus (`tests/data/hostile/`, see its README) through
-//! the whole pipeline: tansu, the real indexer on a local store, then the
+//! the whole pipeline: Apache Kafka, the real indexer on a local store, then the
 //! searcher. Every record is either found by the searcher where the indexer
 //! put it, or refused by a documented limit: then it is counted by reason
 //! and its bytes lie whole under `_deadletter/`. Nothing panics, and no
@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use skidder_common::format::layout::{decode_component, valid_tenant};
-use skidder_common::testing::{free_port, TansuBroker};
+use skidder_common::testing::{free_port, KafkaBroker};
 
 use crate::exactly_once::{spawn_searcher, wait_stored, LocalRun};
 use crate::support::{dump, http_get, metric, sigterm, TestProducer};
@@ -99,7 +99,7 @@ fn lines_of(body: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn hostile_records_are_stored_and_found_or_refused_whole() {
-    let kafka = TansuBroker::start();
+    let kafka = KafkaBroker::start();
     kafka.create_topic(TOPIC, 1);
     let cases = corpus();
     let mut producer = TestProducer::with_max_message_bytes(&kafka.bootstrap(), 200 << 20);

@@ -1,7 +1,8 @@
 //! Exactly once through Kafka-side faults, against the real `skidder
 //! indexer` process: the broker restarting mid-ingestion, consumer-group
 //! rebalances both ways (a second indexer joins, then leaves by SIGTERM),
-//! and SIGTERM while the indexer is busy with a large backlog. Each test
+//! SIGTERM while the indexer is busy with a large backlog, and the leader
+//! of the partitions being read killed on a three-broker cluster. Each test
 //! ends with every record in Kafka found exactly once through the searcher.
 //! Seeds are printed; `SKIDDER_FAULTS_SEED` replays a run.
 
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use skidder_common::testing::{free_port, seed_from_env, MotoServer, SeededRng, TansuBroker};
+use skidder_common::testing::{free_port, seed_from_env, KafkaBroker, SeededRng};
 
 use crate::exactly_once::{
     checkpoints, post_mortem, produce, tally, wait_stored, LocalRun, Pace, Searcher, Tally,
@@ -265,6 +266,36 @@ fn read_topic(
     ids
 }
 
+/// How many times Kafka holds each id, read back from the topic; fails if
+/// it lost an acknowledged record. A producer retry can store a message
+/// twice (the broker wrote it, then died before answering): both copies
+/// are Kafka records, and the indexer must store each, so the truth is
+/// what Kafka holds.
+fn kafka_truth(
+    bootstrap: &str,
+    topic: &str,
+    ends: &HashMap<i32, i64>,
+    produced: u64,
+) -> HashMap<u64, u32> {
+    let copies = read_topic(bootstrap, topic, ends);
+    let twice: Vec<_> = copies.iter().filter(|(_, at)| at.len() > 1).collect();
+    if !twice.is_empty() {
+        eprintln!("ids Kafka holds more than once, at (partition, offset): {twice:?}");
+    }
+    let in_kafka: HashMap<u64, u32> = copies
+        .iter()
+        .map(|(&id, at)| (id, at.len() as u32))
+        .collect();
+    let missing = (1..=produced).filter(|i| !in_kafka.contains_key(i)).count();
+    assert_eq!(missing, 0, "the broker lost acknowledged records");
+    eprintln!(
+        "{produced} records produced, {} in Kafka ({} ids twice by producer retries)",
+        in_kafka.values().map(|&n| n as u64).sum::<u64>(),
+        twice.len()
+    );
+    in_kafka
+}
+
 // ---------------------------------------------------------------------------
 // 1. Broker restart mid-ingestion
 // ---------------------------------------------------------------------------
@@ -281,9 +312,8 @@ fn broker_restart_mid_ingestion_loses_and_duplicates_nothing() {
     let seed = seed_from_env("SKIDDER_FAULTS_SEED");
     let mut rng = SeededRng::new(seed);
 
-    // tansu keeps its log in moto, so it survives the restarts.
-    let kafka_s3 = MotoServer::start();
-    let mut kafka = TansuBroker::start_persistent(&kafka_s3);
+    // Kafka keeps its log on disk, so it survives the restarts.
+    let mut kafka = KafkaBroker::start();
     kafka.create_topic(RESTART_TOPIC, RESTART_PARTITIONS as u32);
     let bootstrap = kafka.bootstrap();
     let pace = Pace {
@@ -360,33 +390,17 @@ fn broker_restart_mid_ingestion_loses_and_duplicates_nothing() {
     let status = stop(&mut child, logs.path());
     assert!(status.success(), "SIGTERM must exit 0: {status}");
 
-    // A producer retry can store a message twice in Kafka (the broker wrote
-    // it, then died before answering). Both copies are Kafka records, and
-    // the indexer must store each: so the truth is what Kafka holds.
     eprintln!(
         "reading again after the last restart at {reading_again:?}, all produced at \
          {all_produced:?}, all stored at {:?}",
         t0.elapsed()
     );
-    let copies = read_topic(&bootstrap, RESTART_TOPIC, &ends);
-    let twice: Vec<_> = copies.iter().filter(|(_, at)| at.len() > 1).collect();
-    if !twice.is_empty() {
-        eprintln!("ids Kafka holds more than once, at (partition, offset): {twice:?}");
-    }
-    let in_kafka: HashMap<u64, u32> = copies
-        .iter()
-        .map(|(&id, at)| (id, at.len() as u32))
-        .collect();
-    let kafka_records: u64 = in_kafka.values().map(|&n| n as u64).sum();
-    let missing = (1..=produced).filter(|i| !in_kafka.contains_key(i)).count();
-    assert_eq!(missing, 0, "the broker lost acknowledged records");
+    let in_kafka = kafka_truth(&bootstrap, RESTART_TOPIC, &ends, produced);
     eprintln!(
-        "{} broker restarts ({} SIGTERM, {} SIGKILL); {produced} records produced, \
-         {kafka_records} in Kafka ({} ids twice by producer retries), end offsets {ends:?}",
+        "{} broker restarts ({} SIGTERM, {} SIGKILL); end offsets {ends:?}",
         RESTARTS.len(),
         RESTARTS.iter().filter(|hard| !**hard).count(),
         RESTARTS.iter().filter(|hard| **hard).count(),
-        twice.len(),
     );
     eprintln!(
         "indexer: {} rebalances, {} Kafka errors, {} replayed records skipped, {} blocks rebuilt",
@@ -416,7 +430,7 @@ fn rebalances_both_ways_lose_and_duplicate_nothing() {
     let seed = seed_from_env("SKIDDER_FAULTS_SEED");
     let mut rng = SeededRng::new(seed);
 
-    let kafka = TansuBroker::start();
+    let kafka = KafkaBroker::start();
     kafka.create_topic(REBALANCE_TOPIC, REBALANCE_PARTITIONS as u32);
     let bootstrap = kafka.bootstrap();
     let pace = Pace {
@@ -560,7 +574,7 @@ fn sigterm_under_heavy_load_exits_0_and_loses_and_duplicates_nothing() {
     let seed = seed_from_env("SKIDDER_FAULTS_SEED");
     let mut rng = SeededRng::new(seed);
 
-    let kafka = TansuBroker::start();
+    let kafka = KafkaBroker::start();
     kafka.create_topic(LOAD_TOPIC, LOAD_PARTITIONS as u32);
     let bootstrap = kafka.bootstrap();
     // The whole backlog first, as fast as the broker takes it.
@@ -655,4 +669,94 @@ fn sigterm_under_heavy_load_exits_0_and_loses_and_duplicates_nothing() {
     // SIGTERM stores and commits everything taken, so the next run has no
     // unsure block to rebuild.
     assert_eq!(rebuilt, 0, "a clean stop must leave nothing to rebuild");
+}
+
+// ---------------------------------------------------------------------------
+// 4. Leader failover on a three-broker cluster
+// ---------------------------------------------------------------------------
+
+const FAILOVER_TOPIC: &str = "failover";
+const FAILOVER_PARTITIONS: i32 = 3;
+const FAILOVERS: usize = 3;
+
+#[test]
+fn leader_killed_on_a_three_broker_cluster_loses_and_duplicates_nothing() {
+    let seed = seed_from_env("SKIDDER_FAULTS_SEED");
+    let mut rng = SeededRng::new(seed);
+    // Replication factor 3, at least 2 in sync: a node down loses nothing.
+    let mut kafka = KafkaBroker::start_cluster(3);
+    kafka.create_topic(FAILOVER_TOPIC, FAILOVER_PARTITIONS as u32);
+    let bootstrap = kafka.bootstrap();
+    let t0 = Instant::now();
+    let producer = produce(
+        bootstrap.clone(),
+        FAILOVER_TOPIC,
+        seed,
+        1,
+        8_000,
+        // About a minute of producing: longer than the failovers take.
+        Pace {
+            every: 10,
+            pause_ms: 150,
+        },
+    );
+    let local = LocalRun::new(INDEXER_CONFIG);
+    let (dir, logs, store) = (&local.dir, &local.logs, &local.store);
+    let run = local.run(&bootstrap, FAILOVER_TOPIC, "failover");
+    let port = free_port();
+    let log = logs.path().join("indexer.log");
+    let mut child = run.start(port, &log, &[]);
+
+    // One indexer through every failover: it must recover by itself.
+    for i in 0..FAILOVERS {
+        let before = metric(&scrape(port), READ);
+        wait_for(
+            "the indexer reading",
+            Duration::from_secs(90),
+            &mut [&mut child],
+            logs.path(),
+            || metric(&scrape(port), READ) > before,
+        );
+        std::thread::sleep(Duration::from_millis(500 + rng.next() % 1500));
+        let partition = (rng.next() % FAILOVER_PARTITIONS as u64) as i32;
+        let leader = kafka
+            .leader_of(FAILOVER_TOPIC, partition)
+            .expect("the partition has a leader");
+        let read = metric(&scrape(port), READ);
+        assert!(
+            !producer.is_finished(),
+            "the producer finished before failover {}: it would not be mid-ingestion",
+            i + 1
+        );
+        kafka.restart_node(leader, true, Duration::from_secs(3));
+        eprintln!(
+            "failover {}: killed node {} (leader of partition {partition}) at {:?}, \
+             the indexer had read {read} messages",
+            i + 1,
+            leader + 1,
+            t0.elapsed()
+        );
+    }
+    let (ends, produced) = producer.join().unwrap();
+    wait_stored(
+        dir.path(),
+        FAILOVER_TOPIC,
+        &ends,
+        &mut [&mut child],
+        logs.path(),
+        Duration::from_secs(300),
+    );
+    let m = scrape(port);
+    let status = stop(&mut child, logs.path());
+    assert!(status.success(), "SIGTERM must exit 0: {status}");
+    eprintln!(
+        "indexer: {} rebalances, {} Kafka errors, {} replayed records skipped, all stored at {:?}",
+        log_count(&log, "partitions revoked"),
+        metric(&m, KAFKA_ERRORS),
+        metric(&m, SKIPPED),
+        t0.elapsed()
+    );
+    let in_kafka = kafka_truth(&bootstrap, FAILOVER_TOPIC, &ends, produced);
+    let seen = Searcher::start(store).count_ids();
+    assert_exactly_once(&seen, &in_kafka, dir.path(), seed, logs.path());
 }

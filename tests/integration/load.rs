@@ -1,5 +1,5 @@
 //! Load: 50 concurrent clients query a `skidder searcher` while the real
-//! `skidder indexer` ingests from tansu into the same local store.
+//! `skidder indexer` ingests from Apache Kafka into the same local store.
 //!
 //! While the indexer writes, every response must be a 200 (a 429 when the
 //! queue is full is counted, not failed) with no warning, every returned
@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use skidder_common::testing::{free_port, seed_from_env, SeededRng, TansuBroker};
+use skidder_common::testing::{free_port, seed_from_env, KafkaBroker, SeededRng};
 
 use crate::exactly_once::{
     post_mortem, produce, spawn_searcher, wait_stored, IndexerRun, Pace, APPS, BASE_SECS,
@@ -552,7 +552,7 @@ fn fifty_clients_query_while_the_indexer_ingests() {
     let mut rng = SeededRng::new(seed);
     let began = Instant::now();
 
-    let kafka = TansuBroker::start();
+    let kafka = KafkaBroker::start();
     kafka.create_topic(TOPIC, PARTITIONS as u32);
     let dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();

@@ -1,6 +1,6 @@
 //! The `skidder` package's integration tests, in one binary. Each runs the
-//! real binary against real servers started as separate processes: tansu
-//! (Kafka), moto (S3) and PySpark (Hadoop's reader). See `scripts/test-all`.
+//! real binary against real servers started as separate processes: Apache
+//! Kafka, moto (S3) and PySpark (Hadoop's reader). See `scripts/test-all`.
 
 mod backpressure;
 mod crash;
@@ -11,8 +11,10 @@ mod fault_proxy;
 mod hadoop;
 mod hostile;
 mod kafka_faults;
+mod kafka_producers;
 mod load;
 mod loki_api;
+mod restart_loop;
 mod s3_faults;
 mod stage_death;
 mod support;

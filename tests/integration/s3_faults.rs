@@ -31,14 +31,14 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use skidder_common::format::ledger::{checkpoint_key, Checkpoint};
 use skidder_common::storage::{ObjectStore, S3Store};
-use skidder_common::testing::{free_port, seed_from_env, MotoServer, TansuBroker};
+use skidder_common::testing::{free_port, seed_from_env, KafkaBroker, MotoServer};
 
 use crate::exactly_once::{
-    post_mortem, produce, spawn_searcher, tally, wait_checkpoints, wait_session_expired,
-    IndexerRun, Pace, Searcher, Tally,
+    post_mortem, produce, spawn_searcher, tally, wait_checkpoints, IndexerRun, Pace, Searcher,
+    Tally,
 };
-use crate::fault_proxy::{Fault, FaultProxy, ALL_FAULTS};
 use crate::support::{dump, http_get, metric, rss_bytes, sigterm, Demo, Guard};
+use skidder_common::testing::fault_proxy::{Fault, FaultProxy, ALL_FAULTS};
 
 const CREDS: [(&str, &str); 2] = [
     ("AWS_ACCESS_KEY_ID", "test"),
@@ -270,7 +270,7 @@ fn indexer_under_s3_faults_commits_only_stored_records_and_loses_none() {
     create_bucket(&moto, &rt);
     let direct = rt.block_on(S3Store::new("logs", "faults/", &moto.s3_config()));
     let proxy = FaultProxy::start(&moto_addr(&moto), seed);
-    let kafka = TansuBroker::start();
+    let kafka = KafkaBroker::start();
     kafka.create_topic(TOPIC, PARTITIONS as u32);
     let bootstrap = kafka.bootstrap();
 
@@ -343,7 +343,6 @@ fn indexer_under_s3_faults_commits_only_stored_records_and_loses_none() {
             indexer.wait().unwrap();
             peak = rss.peak();
             metrics_port = free_port();
-            wait_session_expired(Instant::now());
             indexer = run.start(metrics_port, &logs.path().join("run-2.log"), &env);
             rss = RssPeak::start(indexer.id());
         }

@@ -11,12 +11,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use skidder_common::testing::{free_port, seed_from_env, SeededRng, TansuBroker};
+use skidder_common::testing::{free_port, seed_from_env, KafkaBroker, SeededRng};
 use skidder_indexer::failpoints::STAGE_POINTS;
 
 use crate::exactly_once::{
-    post_mortem, produce, wait_session_expired, wait_stored, LocalRun, Pace, Searcher,
-    INDEXER_CONFIG,
+    post_mortem, produce, wait_stored, LocalRun, Pace, Searcher, INDEXER_CONFIG,
 };
 use crate::kafka_faults::assert_each_once;
 use crate::support::sigterm;
@@ -30,7 +29,7 @@ const EXIT_BOUND: Duration = Duration::from_secs(60);
 fn each_stage_that_panics_stops_the_indexer_and_a_restart_loses_and_duplicates_nothing() {
     let seed = seed_from_env("SKIDDER_CRASH_SEED");
     let mut rng = SeededRng::new(seed);
-    let kafka = TansuBroker::start();
+    let kafka = KafkaBroker::start();
     kafka.create_topic(TOPIC, PARTITIONS as u32);
     let local = LocalRun::new(INDEXER_CONFIG);
     let bootstrap = kafka.bootstrap();
@@ -43,11 +42,7 @@ fn each_stage_that_panics_stops_the_indexer_and_a_restart_loses_and_duplicates_n
     let per_run = 4_000;
     let mut ends: HashMap<i32, i64> = HashMap::new();
     let mut produced = 0;
-    let mut died_at = None;
     for (i, (stage, point)) in STAGE_POINTS.iter().enumerate() {
-        if let Some(at) = died_at {
-            wait_session_expired(at);
-        }
         let chunk = produce(
             bootstrap.clone(),
             TOPIC,
@@ -73,7 +68,6 @@ fn each_stage_that_panics_stops_the_indexer_and_a_restart_loses_and_duplicates_n
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        died_at = Some(Instant::now());
         let (chunk_ends, last) = chunk.join().unwrap();
         for (p, e) in chunk_ends {
             let end = ends.entry(p).or_default();
@@ -98,9 +92,6 @@ fn each_stage_that_panics_stops_the_indexer_and_a_restart_loses_and_duplicates_n
         );
     }
 
-    if let Some(at) = died_at {
-        wait_session_expired(at);
-    }
     let port = free_port();
     let mut child = run.start(port, &logs.join("final.log"), &[]);
     wait_stored(

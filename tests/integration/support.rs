@@ -38,35 +38,58 @@ impl ProducerContext for Delivery {
     }
 }
 
-/// A producer for tansu: one record per batch (tansu 0.6 mishandles fetches
-/// inside multi-record batches; ../shared/TEST-SERVERS.md).
+/// A producer shaped like a log shipper's: messages batched for up to
+/// 20 ms (`linger.ms`), many to a batch, and each batch lz4-compressed.
 pub struct TestProducer {
-    inner: ThreadedProducer<Delivery>,
+    /// For what the helpers do not cover, such as transactions.
+    pub inner: ThreadedProducer<Delivery>,
     pub sent: u64,
 }
 
 impl TestProducer {
     pub fn new(bootstrap: &str) -> Self {
-        Self::with_max_message_bytes(bootstrap, 2_000_000)
+        Self::with_config(bootstrap, &[])
     }
 
     /// A producer whose messages may be up to `max` bytes.
     pub fn with_max_message_bytes(bootstrap: &str, max: usize) -> Self {
-        let inner = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("batch.num.messages", "1")
-            .set("linger.ms", "0")
-            .set("message.max.bytes", max.to_string())
-            .create_with_context(Delivery::default())
-            .unwrap();
+        Self::with_config(bootstrap, &[("message.max.bytes", &max.to_string())])
+    }
+
+    /// The shipper-like defaults, then `config` (librdkafka properties).
+    pub fn with_config(bootstrap: &str, config: &[(&str, &str)]) -> Self {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", bootstrap)
+            .set("linger.ms", "20")
+            .set("compression.type", "lz4")
+            .set("message.max.bytes", "2000000");
+        for (k, v) in config {
+            c.set(*k, *v);
+        }
+        let inner = c.create_with_context(Delivery::default()).unwrap();
         TestProducer { inner, sent: 0 }
     }
 
     pub fn send(&mut self, topic: &str, key: &str, payload: &[u8], timestamp_ms: i64) {
-        let mut rec = BaseRecord::to(topic)
-            .payload(payload)
-            .key(key)
-            .timestamp(timestamp_ms);
+        self.enqueue(
+            BaseRecord::to(topic)
+                .payload(payload)
+                .key(key)
+                .timestamp(timestamp_ms),
+        );
+    }
+
+    /// Sends `payload` to one partition, with no key and the current time.
+    pub fn send_to(&mut self, topic: &str, partition: i32, payload: &[u8]) {
+        self.enqueue(
+            BaseRecord::<(), [u8]>::to(topic)
+                .payload(payload)
+                .partition(partition),
+        );
+    }
+
+    /// Queues `rec`, waiting while the producer's queue is full.
+    fn enqueue<K: rdkafka::message::ToBytes + ?Sized>(&mut self, mut rec: BaseRecord<'_, K, [u8]>) {
         loop {
             match self.inner.send(rec) {
                 Ok(()) => break,

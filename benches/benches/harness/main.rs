@@ -13,6 +13,7 @@ mod baselines;
 mod datasets;
 mod index_rows;
 mod report;
+mod scale_rows;
 mod search_rows;
 
 use std::path::{Path, PathBuf};
@@ -86,6 +87,9 @@ enum Cmd {
     Search(Opts),
     /// Each real dataset in ../shared/data: rate and size.
     Datasets(Opts),
+    /// Store requests of cold queries on stores shaped like 1 TB/day,
+    /// through an S3 server with a fixed latency; extrapolated.
+    Scale(scale_rows::ScaleOpts),
     /// Internal: index files in this process and print a JSON report.
     #[command(hide = true)]
     Inproc {
@@ -205,6 +209,7 @@ fn main() -> Result<()> {
             search_rows::search_rows(&o, &c, &mut t)?;
             t.finish(&o.work)
         }
+        Cmd::Scale(o) => scale_rows::scale_rows(&o),
         Cmd::Datasets(o) => {
             let mut t = Table::new(&o);
             datasets::datasets(&o, &mut t)?;

@@ -93,7 +93,7 @@ pub(crate) fn search_rows(o: &Opts, c: &corpus::Corpus, t: &mut Table) -> Result
         })?;
         let s3: Arc<dyn ObjectStore> = Arc::new(s3);
         let t0 = Instant::now();
-        let n = rt.block_on(copy_store(&local, &s3))?;
+        let n = rt.block_on(storage::copy_store(&local, &s3))?;
         t.note(format!(
             "S3 store: moto, {n} objects uploaded in {:.0} s",
             t0.elapsed().as_secs_f64()
@@ -195,23 +195,4 @@ pub(crate) fn search_rows(o: &Opts, c: &corpus::Corpus, t: &mut Table) -> Result
         }
     }
     Ok(())
-}
-
-/// Copies every object of one store to another; returns how many.
-async fn copy_store(from: &Arc<dyn ObjectStore>, to: &Arc<dyn ObjectStore>) -> Result<usize> {
-    use futures::StreamExt;
-    let objs = skidder_common::storage::list_all(&**from, "").await?;
-    let n = objs.len();
-    let results: Vec<_> = futures::stream::iter(objs)
-        .map(|m| async move {
-            let body = from.get(&m.key).await?;
-            to.put(&m.key, body).await
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
-    for r in results {
-        r?;
-    }
-    Ok(n)
 }

@@ -358,12 +358,23 @@ pub fn consumer(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        // Records of aborted transactions are never delivered, and open
+        // transactions hold their partition back until they end.
+        // librdkafka's default too; stated because exactly-once needs it.
+        .set("isolation.level", "read_committed")
         .set("statistics.interval.ms", "5000")
         .set("queued.max.messages.kbytes", "32768")
         // A message bigger than a fetch response may hold stalls its
         // partition for good; allow up to 1 GiB (broker limits are far lower).
         .set("receive.message.max.bytes", "1073741824")
-        .set("partition.assignment.strategy", "range,roundrobin");
+        .set("partition.assignment.strategy", "range,roundrobin")
+        // A crashed member keeps its partitions, unread, until its session
+        // times out; so does one killed mid-rebalance, once per rebalance
+        // it was caught in. librdkafka's 45 s makes a restart loop take
+        // minutes; heartbeats come from librdkafka's own thread, so 10 s
+        // costs nothing. docs/GUARANTEES.md, "Restarts and the group session".
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "3000");
     for (k, v) in &cfg.properties {
         c.set(k, v);
     }

@@ -3,6 +3,11 @@
 //! drop. A missing server binary is a test failure, never a skip: install
 //! them with `.ci/run` (see `../shared/TEST-SERVERS.md`).
 
+pub mod fault_proxy;
+mod kafka;
+
+pub use kafka::{kafka_libs, KafkaBroker, KAFKA_VERSION};
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -179,152 +184,5 @@ impl MotoServer {
             secret_access_key: Some("test".into()),
             timeout_secs: None,
         }
-    }
-}
-
-/// Creates a bucket on a moto server (which takes unsigned requests).
-fn create_bucket(port: u16, bucket: &str) {
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to moto");
-    write!(
-        s,
-        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
-         Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send CreateBucket");
-    let mut reply = String::new();
-    s.read_to_string(&mut reply)
-        .expect("read CreateBucket reply");
-    assert!(
-        reply.starts_with("HTTP/1.1 200"),
-        "moto refused to create bucket {bucket}: {reply}"
-    );
-}
-
-/// A tansu Kafka broker: in-memory storage ([`TansuBroker::start`]), or its
-/// log in a bucket of a moto server ([`TansuBroker::start_persistent`]),
-/// which survives [`TansuBroker::restart`].
-#[derive(Debug)]
-pub struct TansuBroker {
-    pub process: ServerProcess,
-    bin: PathBuf,
-    storage: String,
-    /// The environment tansu's `s3://` engine reads (object_store's
-    /// `AmazonS3Builder::from_env`).
-    env: Vec<(&'static str, String)>,
-}
-
-impl TansuBroker {
-    pub fn start() -> Self {
-        let bin = find_binary("SKIDDER_TANSU", &[home().join(".cargo/bin/tansu")], "tansu");
-        let storage = "memory://tansu/".to_string();
-        let port = free_port();
-        TansuBroker {
-            process: ServerProcess {
-                child: Self::spawn(&bin, port, &storage, &[]),
-                port,
-            },
-            bin,
-            storage,
-            env: Vec::new(),
-        }
-    }
-
-    /// A broker whose topics, records and committed offsets live in the
-    /// bucket `tansu` of `s3` (tansu's `s3://` engine, which the
-    /// `dynostore` feature builds), so they survive a restart. The
-    /// in-memory engine loses everything when the process stops.
-    pub fn start_persistent(s3: &MotoServer) -> Self {
-        let bin = find_binary("SKIDDER_TANSU", &[home().join(".cargo/bin/tansu")], "tansu");
-        create_bucket(s3.process.port, "tansu");
-        let env = vec![
-            ("AWS_ENDPOINT", s3.endpoint()),
-            ("AWS_ACCESS_KEY_ID", "test".to_string()),
-            ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
-            ("AWS_REGION", "us-east-1".to_string()),
-            ("AWS_ALLOW_HTTP", "true".to_string()),
-        ];
-        let storage = "s3://tansu/".to_string();
-        let port = free_port();
-        TansuBroker {
-            process: ServerProcess {
-                child: Self::spawn(&bin, port, &storage, &env),
-                port,
-            },
-            bin,
-            storage,
-            env,
-        }
-    }
-
-    /// Stops the broker, keeps it down for `down`, and starts it again on
-    /// the same port with the same storage. `hard` stops it with SIGKILL
-    /// (a crash, requests cut mid-way); otherwise with SIGTERM (tansu's
-    /// graceful stop), then SIGKILL if it is still there after 10 s. Only a
-    /// persistent broker keeps its topics and records.
-    pub fn restart(&mut self, hard: bool, down: Duration) {
-        let child = &mut self.process.child;
-        if !hard {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        std::thread::sleep(down);
-        self.process.child = Self::spawn(&self.bin, self.process.port, &self.storage, &self.env);
-    }
-
-    /// Starts tansu on `port` and waits until it listens.
-    fn spawn(bin: &std::path::Path, port: u16, storage: &str, env: &[(&str, String)]) -> Child {
-        let url = format!("tcp://127.0.0.1:{port}");
-        let mut cmd = Command::new(bin);
-        cmd.args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            storage,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        wait_for_port(port, &mut child, "tansu");
-        child
-    }
-
-    pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.process.port)
-    }
-
-    pub fn create_topic(&self, name: &str, partitions: u32) {
-        let status = Command::new(&self.bin)
-            .args([
-                "topic",
-                "create",
-                name,
-                "--partitions",
-                &partitions.to_string(),
-                "--broker",
-                &format!("tcp://{}", self.bootstrap()),
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .expect("run tansu topic create");
-        assert!(
-            status.success(),
-            "tansu topic create {name} failed: {status}"
-        );
     }
 }

@@ -1,0 +1,326 @@
+//! The scale rows: store requests and time of cold queries on stores
+//! shaped like 1 TB a day (`skidder_benches::scale`), measured at two
+//! shapes through an S3 server with a fixed latency per request, and
+//! extrapolated to the issue's tenant: 300 apps, 32 partitions, 24 hours.
+
+use skidder_benches::scale::{self, Cost, Shape, FIRST_HOUR};
+use skidder_common::storage::S3Store;
+use skidder_common::testing::fault_proxy::FaultProxy;
+use skidder_common::testing::MotoServer;
+
+use super::*;
+
+#[derive(clap::Args, Clone)]
+pub(crate) struct ScaleOpts {
+    /// Store shapes as APPSxPARTITIONS, comma-separated; two or more, so
+    /// that each figure can be fitted against the blocks per hour.
+    #[arg(long, default_value = "10x4,30x8", value_delimiter = ',')]
+    shapes: Vec<String>,
+    /// Hours in each store; the newest is left unpacked.
+    #[arg(long, default_value_t = 3)]
+    hours: u32,
+    /// Records per block.
+    #[arg(long, default_value_t = 4)]
+    records: u32,
+    /// The fixed latency the proxy adds to every request.
+    #[arg(long, default_value_t = 30)]
+    latency_ms: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-work"))]
+    work: PathBuf,
+}
+
+/// The 1 TB/day tenant of the scale issue.
+const TB_APPS: u64 = 300;
+const TB_PARTITIONS: u64 = 32;
+const TB_BLOCKS_PER_HOUR: f64 = (TB_APPS * TB_PARTITIONS * scale::FLUSHES_PER_HOUR as u64) as f64;
+
+fn parse_shape(s: &str, o: &ScaleOpts) -> Result<Shape> {
+    let (a, p) = s
+        .split_once('x')
+        .with_context(|| format!("shape {s:?}: APPSxPARTITIONS"))?;
+    Ok(Shape {
+        apps: a.trim().parse()?,
+        partitions: p.trim().parse()?,
+        hours: o.hours,
+        records: o.records,
+    })
+}
+
+/// The scale report: notes, then a table of measured rows and one of
+/// extrapolated rows, as markdown for `docs/BENCHMARKS.md`.
+#[derive(Default)]
+struct Report {
+    notes: Vec<String>,
+    measured: Vec<[String; 8]>,
+    extrapolated: Vec<[String; 6]>,
+}
+
+impl Report {
+    fn note(&mut self, n: String) {
+        eprintln!("# {n}");
+        self.notes.push(n);
+    }
+
+    fn markdown(&self) -> String {
+        let mut out = String::new();
+        for n in &self.notes {
+            out.push_str(&format!("- {n}\n"));
+        }
+        out.push_str("\n| store: query | LIST | GET | GET range | requests | MB fetched | ms | result |\n|---|---|---|---|---|---|---|---|\n");
+        for r in &self.measured {
+            out.push_str(&format!("| {} |\n", r.join(" | ")));
+        }
+        out.push_str("\n| at 1 TB/day (extrapolated) | requests/hour | requests/day (newest: the hour) | s/day | requests/7 days | s/7 days |\n|---|---|---|---|---|---|\n");
+        for r in &self.extrapolated {
+            out.push_str(&format!("| {} |\n", r.join(" | ")));
+        }
+        out
+    }
+}
+
+/// One query of the scale rows: its name, LogQL, range and step.
+struct Case {
+    name: &'static str,
+    logql: String,
+    /// Whether it spans the packed (settled) hours or only the newest.
+    newest: bool,
+    step: Option<i64>,
+}
+
+fn cases(b: &scale::Built) -> Vec<Case> {
+    let n = &b.needle;
+    vec![
+        Case {
+            name: "needle by field, all apps",
+            logql: format!(r#"{{__app__=~".+"}} | trace_id="{n}""#),
+            newest: false,
+            step: None,
+        },
+        Case {
+            name: "needle by field, one app",
+            logql: format!(r#"{{__app__="{}"}} | trace_id="{n}""#, b.needle_app),
+            newest: false,
+            step: None,
+        },
+        Case {
+            name: "needle by line filter",
+            logql: format!(r#"{{__app__=~".+"}} |= "{n}""#),
+            newest: false,
+            step: None,
+        },
+        Case {
+            name: "sum by (level) (count_over_time [5m])",
+            logql: r#"sum by (level) (count_over_time({__app__=~".+"}[5m]))"#.into(),
+            newest: false,
+            step: Some(300_000_000_000),
+        },
+        Case {
+            name: "newest hour (unpacked): needle by field",
+            logql: format!(r#"{{__app__=~".+"}} | trace_id="{n}""#),
+            newest: true,
+            step: None,
+        },
+    ]
+}
+
+/// A shape's measured costs, per case, and the hours each case spanned.
+struct Measured {
+    shape: Shape,
+    costs: Vec<(Cost, i64)>,
+    built: scale::Built,
+    objects: usize,
+}
+
+pub(crate) fn scale_rows(o: &ScaleOpts) -> Result<()> {
+    if o.hours < 2 {
+        bail!("--hours must be at least 2: packed hours and the newest");
+    }
+    let shapes = o
+        .shapes
+        .iter()
+        .map(|s| parse_shape(s, o))
+        .collect::<Result<Vec<_>>>()?;
+    let mut t = Report::default();
+    t.note(format!(
+        "every request delayed {} ms by the fault proxy in front of moto; {} hours per store, the newest unpacked; {} records per block; 30 flushes per hour",
+        o.latency_ms, o.hours, o.records
+    ));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut measured = Vec::new();
+    for shape in shapes {
+        measured.push(measure_shape(o, shape, &rt, &mut t)?);
+    }
+    extrapolate(&measured, o, &mut t);
+    let out = t.markdown();
+    println!("{out}");
+    std::fs::create_dir_all(&o.work)?;
+    std::fs::write(o.work.join("scale.md"), &out)?;
+    Ok(())
+}
+
+fn measure_shape(
+    o: &ScaleOpts,
+    shape: Shape,
+    rt: &tokio::runtime::Runtime,
+    t: &mut Report,
+) -> Result<Measured> {
+    let dir = o.work.join(format!(
+        "scale-{}x{}x{}h-{}r",
+        shape.apps, shape.partitions, shape.hours, shape.records
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let t0 = Instant::now();
+    let built = scale::build(&dir, shape, o.seed).map_err(anyhow::Error::msg)?;
+    let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(&dir)?);
+    let settled = (FIRST_HOUR, FIRST_HOUR + i64::from(shape.hours) - 2);
+    rt.block_on(pack_hours(
+        &*local,
+        &[scale::TENANT.to_owned()],
+        settled,
+        &PackOptions::default(),
+        &|| false,
+    ))?;
+    let moto = MotoServer::start();
+    let s3: Arc<dyn ObjectStore> = Arc::new(rt.block_on(async {
+        let s3 = S3Store::new("scale", "", &moto.s3_config()).await;
+        s3.create_bucket().await.map(|_| s3)
+    })?);
+    let objects = rt.block_on(storage::copy_store(&local, &s3))?;
+    t.note(format!(
+        "{}x{}: {} blocks/hour, {} records, {objects} objects; built, packed and uploaded in {:.0} s; the indexer made {:.2} PUTs per block",
+        shape.apps,
+        shape.partitions,
+        shape.blocks_per_hour(),
+        built.records,
+        t0.elapsed().as_secs_f64(),
+        built.puts as f64 / built.blocks.max(1) as f64
+    ));
+    let proxy = FaultProxy::start(&format!("127.0.0.1:{}", moto.process.port), o.seed);
+    proxy.fixed_latency(Duration::from_millis(o.latency_ms));
+    let through_proxy: Arc<dyn ObjectStore> = Arc::new(rt.block_on(S3Store::new(
+        "scale",
+        "",
+        &skidder_common::storage::S3Config {
+            endpoint: Some(proxy.endpoint()),
+            ..moto.s3_config()
+        },
+    )));
+    let mut costs = Vec::new();
+    for case in cases(&built) {
+        let (first, n) = if case.newest {
+            (FIRST_HOUR + i64::from(shape.hours) - 1, 1)
+        } else {
+            (FIRST_HOUR, i64::from(shape.hours) - 1)
+        };
+        let (mut start, mut end) = scale::hours(first, n);
+        if let Some(step) = case.step {
+            // Windows (t - 5m, t] for t in [start + step, end - step]: all
+            // inside the hours, so no neighbouring hour is listed.
+            (start, end) = (start + step, end - step);
+        }
+        let cost = rt
+            .block_on(scale::cold(
+                &through_proxy,
+                &case.logql,
+                start,
+                end,
+                case.step,
+            ))
+            .map_err(anyhow::Error::msg)?;
+        t.measured.push([
+            format!("{}x{}: {}", shape.apps, shape.partitions, case.name),
+            cost.of("list").to_string(),
+            cost.of("get").to_string(),
+            cost.of("get_range").to_string(),
+            cost.total().to_string(),
+            format!("{:.1}", cost.bytes_fetched as f64 / 1e6),
+            format!("{:.0}", cost.ms),
+            cost.result.clone(),
+        ]);
+        costs.push((cost, n));
+    }
+    Ok(Measured {
+        shape,
+        costs,
+        built,
+        objects,
+    })
+}
+
+/// Each figure per hour as a line in the blocks per hour, through the
+/// smallest and the largest shape, then read at 288,000 blocks an hour.
+fn extrapolate(m: &[Measured], o: &ScaleOpts, t: &mut Report) {
+    let (Some(lo), Some(hi)) = (
+        m.iter().min_by_key(|x| x.shape.blocks_per_hour()),
+        m.iter().max_by_key(|x| x.shape.blocks_per_hour()),
+    ) else {
+        return;
+    };
+    let x = |s: &Shape| s.blocks_per_hour() as f64;
+    for (i, case) in cases(&hi.built).iter().enumerate() {
+        let per_hour = |ms: &Measured| {
+            let (c, n) = &ms.costs[i];
+            (c.total() as f64 / *n as f64, c.ms / *n as f64)
+        };
+        let (lo_r, _) = per_hour(lo);
+        let (hi_r, hi_ms) = per_hour(hi);
+        let Some((a, b)) = scale::line_through((x(&lo.shape), lo_r), (x(&hi.shape), hi_r)) else {
+            continue;
+        };
+        let hour = a + b * TB_BLOCKS_PER_HOUR;
+        // Time scales with requests at the largest shape's pace: the same
+        // concurrency, the same latency per request.
+        let ms_per_request = hi_ms / hi_r.max(1.0);
+        let secs = |requests: f64| format!("{:.1}", requests * ms_per_request / 1e3);
+        let row = if case.newest {
+            [
+                case.name.to_owned(),
+                format!("{hour:.0}"),
+                format!("{hour:.0}"),
+                secs(hour),
+                "-".into(),
+                "-".into(),
+            ]
+        } else {
+            let (day, week) = (hour * 24.0, hour * 24.0 * 7.0);
+            [
+                case.name.to_owned(),
+                format!("{hour:.0}"),
+                format!("{day:.0}"),
+                secs(day),
+                format!("{week:.0}"),
+                secs(week),
+            ]
+        };
+        t.extrapolated.push(row);
+    }
+    // Ingest: PUTs per block measured, blocks and checkpoints per day.
+    let puts_per_block = hi.built.puts as f64 / hi.built.blocks.max(1) as f64;
+    let blocks_day = TB_BLOCKS_PER_HOUR * 24.0;
+    let checkpoints_day = TB_PARTITIONS as f64 * 86_400.0
+        / IndexerConfig::default()
+            .upload
+            .checkpoint_interval_secs
+            .max(1) as f64;
+    let puts_day = puts_per_block * blocks_day + checkpoints_day;
+    t.note(format!(
+        "1 TB/day (extrapolated) ingest: {puts_day:.0} PUTs/day ({puts_per_block:.2} per block, {checkpoints_day:.0} of them checkpoints), {:.0} USD/month at $0.005 per 1,000",
+        puts_day * 30.0 * 0.005 / 1000.0
+    ));
+    let objects_per_block =
+        hi.objects as f64 / (hi.shape.blocks_per_hour() as f64 * f64::from(hi.shape.hours));
+    t.note(format!(
+        "1 TB/day (extrapolated): a settled day holds {:.0} objects ({objects_per_block:.2} per block)",
+        objects_per_block * blocks_day
+    ));
+    t.note(format!(
+        "targets at 1 TB/day: cold needle over 1 day <= 100 requests and <= 2 s at {} ms per request, 7 days <= 700 and <= 10 s, one app over 1 day <= 30, newest hour <= 2 s, <= 500k PUTs/day, <= 100k objects per settled day; peers on one term query (their published benchmark): Quickwit 206 GETs over 212 GB, Loki 14,821",
+        o.latency_ms
+    ));
+}
