@@ -12,6 +12,7 @@ mod hadoop;
 mod hostile;
 mod kafka_faults;
 mod kafka_producers;
+mod kafka_security;
 mod load;
 mod loki_api;
 mod restart_loop;

@@ -57,6 +57,18 @@ pub struct KafkaBroker {
     nodes: Vec<Node>,
     dir: PathBuf,
     libs: PathBuf,
+    secure: Option<SecureListener>,
+}
+
+/// A SASL_SSL listener (SCRAM-SHA-512 over TLS, with a certificate from a
+/// test CA) beside the PLAINTEXT one: see [`KafkaBroker::start_sasl_ssl`].
+#[derive(Debug, Clone)]
+pub struct SecureListener {
+    pub port: u16,
+    /// The test CA's certificate, PEM: librdkafka's `ssl.ca.location`.
+    pub ca_pem: PathBuf,
+    pub username: String,
+    pub password: String,
 }
 
 impl KafkaBroker {
@@ -68,6 +80,24 @@ impl KafkaBroker {
     /// `n` combined nodes, every internal topic and every new topic
     /// replicated `n` times (at least 2 in sync when `n` > 2).
     pub fn start_cluster(n: u32) -> Self {
+        Self::launch(n, false)
+    }
+
+    /// One node with a second client listener, SASL_SSL: SCRAM-SHA-512
+    /// (one user, made when the log is formatted) over TLS with a broker
+    /// certificate for 127.0.0.1 signed by a CA made for the test
+    /// (`keytool`, from the same Java). The PLAINTEXT listener stays, for
+    /// the producer and the tools.
+    pub fn start_sasl_ssl() -> Self {
+        Self::launch(1, true)
+    }
+
+    /// The SASL_SSL listener, if the broker has one.
+    pub fn secure(&self) -> Option<&SecureListener> {
+        self.secure.as_ref()
+    }
+
+    fn launch(n: u32, sasl_ssl: bool) -> Self {
         let libs = kafka_libs();
         let dir = std::env::temp_dir().join(format!(
             "skidder-kafka-{}-{}",
@@ -76,6 +106,25 @@ impl KafkaBroker {
         ));
         std::fs::create_dir_all(&dir).expect("create the broker folder");
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let secure = sasl_ssl.then(|| SecureListener {
+            port: free_port(),
+            ca_pem: dir.join("ca.pem"),
+            username: "skidder".into(),
+            password: "skidder-test-secret".into(),
+        });
+        let keystore = secure.as_ref().map(|_| make_certificates(&dir));
+        let scram: Vec<String> = secure
+            .iter()
+            .flat_map(|sec| {
+                [
+                    "--add-scram".to_owned(),
+                    format!(
+                        "SCRAM-SHA-512=[name={},password={}]",
+                        sec.username, sec.password
+                    ),
+                ]
+            })
+            .collect();
         let voters = ports
             .iter()
             .enumerate()
@@ -98,11 +147,9 @@ impl KafkaBroker {
                     "process.roles=broker,controller\n\
                      node.id={id}\n\
                      controller.quorum.voters={voters}\n\
-                     listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}\n\
-                     advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+                     {}\
                      controller.listener.names=CONTROLLER\n\
                      inter.broker.listener.name=PLAINTEXT\n\
-                     listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
                      log.dirs={}\n\
                      num.partitions=1\n\
                      default.replication.factor={n}\n\
@@ -117,21 +164,26 @@ impl KafkaBroker {
                      message.max.bytes=209715200\n\
                      replica.fetch.max.bytes=209715200\n\
                      socket.request.max.bytes=262144000\n",
+                    listener_lines(
+                        port,
+                        controller_port,
+                        secure.as_ref().zip(keystore.as_deref())
+                    ),
                     data.display()
                 ),
             )
             .expect("write the broker config");
-            java_output(
-                &libs,
-                &[
-                    "kafka.tools.StorageTool",
-                    "format",
-                    "-t",
-                    cluster_id.trim(),
-                    "-c",
-                    &config.to_string_lossy(),
-                ],
-            );
+            let config_arg = config.to_string_lossy();
+            let mut format = vec![
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id.trim(),
+                "-c",
+                &config_arg,
+            ];
+            format.extend(scram.iter().map(String::as_str));
+            java_output(&libs, &format);
             nodes.push(Node {
                 port,
                 config,
@@ -139,7 +191,12 @@ impl KafkaBroker {
                 child: None,
             });
         }
-        let mut k = KafkaBroker { nodes, dir, libs };
+        let mut k = KafkaBroker {
+            nodes,
+            dir,
+            libs,
+            secure,
+        };
         for i in 0..k.nodes.len() {
             k.spawn(i);
         }
@@ -348,6 +405,175 @@ impl Drop for KafkaBroker {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A node's listener settings: PLAINTEXT for clients and brokers, the
+/// controller's own, and with `secure` a SASL_SSL one too.
+fn listener_lines(port: u16, controller: u16, secure: Option<(&SecureListener, &Path)>) -> String {
+    let Some((sec, keystore)) = secure else {
+        return format!(
+            "listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n"
+        );
+    };
+    let sp = sec.port;
+    format!(
+        "listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller},SASL_SSL://127.0.0.1:{sp}\n\
+         advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{sp}\n\
+         listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL\n\
+         sasl.enabled.mechanisms=SCRAM-SHA-512\n\
+         listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+         ssl.keystore.type=PKCS12\n\
+         ssl.keystore.location={}\n\
+         ssl.keystore.password={KEY_PASS}\n\
+         ssl.key.password={KEY_PASS}\n",
+        keystore.display()
+    )
+}
+
+/// The password of the test CA's and the broker's key stores.
+const KEY_PASS: &str = "skidder-test";
+
+/// Makes a CA and a broker certificate for 127.0.0.1 signed by it, with
+/// Java's `keytool`, in `dir`: writes `ca.pem` and returns the broker's
+/// PKCS12 key store.
+fn make_certificates(dir: &Path) -> PathBuf {
+    let ca = dir.join("ca.p12");
+    let broker = dir.join("broker.p12");
+    let (csr, crt, pem) = (
+        dir.join("broker.csr"),
+        dir.join("broker.crt"),
+        dir.join("ca.pem"),
+    );
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let steps: [Vec<String>; 7] = [
+        vec![
+            "-genkeypair",
+            "-alias",
+            "ca",
+            "-dname",
+            "CN=skidder-test-ca",
+            "-ext",
+            "bc:c",
+            "-keyalg",
+            "RSA",
+            "-validity",
+            "2",
+            "-keystore",
+            &s(&ca),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+        vec![
+            "-genkeypair",
+            "-alias",
+            "broker",
+            "-dname",
+            "CN=127.0.0.1",
+            "-keyalg",
+            "RSA",
+            "-validity",
+            "2",
+            "-keystore",
+            &s(&broker),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+        vec![
+            "-certreq",
+            "-alias",
+            "broker",
+            "-keystore",
+            &s(&broker),
+            "-file",
+            &s(&csr),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+        vec![
+            "-gencert",
+            "-alias",
+            "ca",
+            "-keystore",
+            &s(&ca),
+            "-infile",
+            &s(&csr),
+            "-outfile",
+            &s(&crt),
+            "-ext",
+            "san=ip:127.0.0.1",
+            "-validity",
+            "2",
+            "-rfc",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+        vec![
+            "-exportcert",
+            "-alias",
+            "ca",
+            "-keystore",
+            &s(&ca),
+            "-rfc",
+            "-file",
+            &s(&pem),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+        vec![
+            "-importcert",
+            "-alias",
+            "ca",
+            "-keystore",
+            &s(&broker),
+            "-file",
+            &s(&pem),
+            "-noprompt",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+        vec![
+            "-importcert",
+            "-alias",
+            "broker",
+            "-keystore",
+            &s(&broker),
+            "-file",
+            &s(&crt),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+    ];
+    for args in steps {
+        let out = Command::new("keytool")
+            .args(&args)
+            .args([
+                "-storetype",
+                "PKCS12",
+                "-storepass",
+                KEY_PASS,
+                "-keypass",
+                KEY_PASS,
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("running keytool (Java 17 ships it): {e}"));
+        assert!(
+            out.status.success(),
+            "keytool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    broker
 }
 
 /// Runs a Kafka class with `args` and returns its standard output.
