@@ -6,6 +6,11 @@
 //! A store blip is retried, a corrupt checkpoint or ledger entry is not:
 //! no retry mends it, and starting without it could duplicate or lose
 //! records, so the indexer stops with the key named.
+//!
+//! The start is then checked against what Kafka holds ([`check_range`]):
+//! records deleted before they were indexed are counted and logged, and a
+//! partition that ends below what is stored (the topic was deleted and
+//! re-created) stops the indexer rather than be skipped in silence.
 
 use std::time::Duration;
 
@@ -35,6 +40,18 @@ pub enum AssignError {
     CorruptLedger {
         key: String,
         source: serde_json::Error,
+    },
+    #[error(
+        "{topic}/{partition} ends at offset {end}, but its records below {stored} are stored \
+         already: the topic was deleted and re-created, or truncated. Nothing is read from it. \
+         To index it from its start, move its ledger (_ledger/topic={topic}/partition={partition}/) \
+         out of the store; docs/DESIGN.md, \"When the topic changes\""
+    )]
+    TopicBehindStore {
+        topic: String,
+        partition: i32,
+        stored: i64,
+        end: i64,
     },
 }
 
@@ -97,6 +114,30 @@ pub async fn load_partition(
     })
 }
 
+/// Checks a partition's start offset against Kafka's log start (`low`)
+/// and end (`high`). Returns how many records below the start were
+/// deleted (retention, or `kafka-delete-records`) before they were
+/// indexed: Kafka then resets the fetch to its log start, and those
+/// records are gone. A start past the end means the offsets began again
+/// below what is stored: reading on would skip every new record up to the
+/// stored offset, then write blocks whose names the old ones hold.
+pub fn check_range(
+    tp: &TopicPartition,
+    start: i64,
+    low: i64,
+    high: i64,
+) -> Result<u64, AssignError> {
+    if start > high {
+        return Err(AssignError::TopicBehindStore {
+            topic: tp.topic.to_string(),
+            partition: tp.partition,
+            stored: start,
+            end: high,
+        });
+    }
+    Ok((low - start).max(0) as u64)
+}
+
 /// [`load_partition`] with up to [`LOAD_ATTEMPTS`] attempts for store
 /// blips; any other error ends it at once.
 pub fn load_with_retries(
@@ -157,6 +198,34 @@ mod tests {
             "{err}"
         );
         assert!(!err.is_retryable(), "not retried");
+    }
+
+    #[test]
+    fn deleted_records_are_counted_and_a_topic_behind_the_store_refused() {
+        // Start inside the log, at its start, at its end: nothing deleted.
+        for start in [5, 3, 9] {
+            assert_eq!(check_range(&tp(), start, 3, 9).unwrap(), 0);
+        }
+        // Retention took 40..100 before they were indexed.
+        assert_eq!(check_range(&tp(), 40, 100, 250).unwrap(), 60);
+        // Re-created: it ends at 7 and 500 are stored.
+        let err = check_range(&tp(), 500, 0, 7).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AssignError::TopicBehindStore {
+                    stored: 500,
+                    end: 7,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(!err.is_retryable());
+        assert!(
+            err.to_string().contains("_ledger/topic=logs/partition=3/"),
+            "{err}"
+        );
     }
 
     #[test]

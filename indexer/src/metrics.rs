@@ -40,6 +40,7 @@ pub struct Metrics {
     pub plain_text_records: IntCounter,
     pub repeated_value_hits: IntCounter,
     pub replay_skipped_records: IntCounter,
+    pub deleted_unindexed_records: IntCounter,
     pub replayed_blocks: IntCounter,
     pub memory_cuts: IntCounter,
     pub refused_records: IntCounterVec,
@@ -176,6 +177,10 @@ impl Metrics {
             replay_skipped_records: c(
                 "skidder_indexer_replay_skipped_records_total",
                 "Replayed records skipped because a stored block already holds them.",
+            ),
+            deleted_unindexed_records: c(
+                "skidder_indexer_kafka_deleted_unindexed_records_total",
+                "Records Kafka deleted (retention, delete-records) before the indexer read them; they are lost.",
             ),
             replayed_blocks: c(
                 "skidder_indexer_replayed_blocks_total",

@@ -221,7 +221,7 @@ fn blocks_holding(store: &Path, ids: &[u64]) -> HashMap<u64, Vec<String>> {
 /// Every record id in `topic` with the (partition, offset) of each Kafka
 /// message holding it, read back from the broker up to the end offsets
 /// `ends`.
-fn read_topic(
+pub(crate) fn read_topic(
     bootstrap: &str,
     topic: &str,
     ends: &HashMap<i32, i64>,

@@ -19,3 +19,4 @@ mod restart_loop;
 mod s3_faults;
 mod stage_death;
 mod support;
+mod topic_changes;

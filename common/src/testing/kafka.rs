@@ -304,6 +304,49 @@ impl KafkaBroker {
         }
     }
 
+    /// Deletes the records of `partition` below `before`, as retention
+    /// would (`kafka-delete-records`): the log then starts at `before`.
+    pub fn delete_records(&self, topic: &str, partition: i32, before: i64) {
+        let file = self.dir.join(format!("delete-{topic}-{partition}.json"));
+        std::fs::write(
+            &file,
+            format!(
+                r#"{{"version":1,"partitions":[{{"topic":"{topic}","partition":{partition},"offset":{before}}}]}}"#
+            ),
+        )
+        .expect("write the delete-records file");
+        let path = file.to_string_lossy();
+        let args = [
+            "org.apache.kafka.tools.DeleteRecordsCommand",
+            "--offset-json-file",
+            &path,
+        ];
+        if let Err(e) = self.tool(&args) {
+            panic!("deleting records of {topic}/{partition}: {e}");
+        }
+    }
+
+    /// Deletes a topic and waits until the cluster no longer lists it.
+    pub fn delete_topic(&self, name: &str) {
+        let args = [
+            "org.apache.kafka.tools.TopicCommand",
+            "--delete",
+            "--topic",
+            name,
+        ];
+        if let Err(e) = self.tool(&args) {
+            panic!("deleting topic {name}: {e}");
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self
+            .tool(&["org.apache.kafka.tools.TopicCommand", "--list"])
+            .is_ok_and(|l| l.lines().any(|t| t.trim() == name))
+        {
+            assert!(Instant::now() < deadline, "topic {name} never went away");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// The node (from 0) that leads `partition` of `topic`, from
     /// `kafka-topics --describe`; `None` while it has no leader.
     pub fn leader_of(&self, topic: &str, partition: i32) -> Option<usize> {

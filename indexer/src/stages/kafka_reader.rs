@@ -23,7 +23,7 @@ use skidder_common::service::{ErrorChain, Shutdown};
 use skidder_common::storage::ObjectStore;
 
 use super::{StageError, StageExit};
-use crate::assignment::{load_with_retries, AssignError};
+use crate::assignment::{check_range, load_with_retries, AssignError};
 use crate::config::KafkaConfig;
 use crate::failpoints::crash_point;
 use crate::metrics::Metrics;
@@ -159,6 +159,7 @@ impl ReaderContext {
                     _ => None,
                 });
             let plan = load_with_retries(&self.rt, &*self.store, &tp, kafka)?;
+            self.check_kafka_range(consumer, &tp, plan.start_offset)?;
             let keys = plan
                 .ledger
                 .iter()
@@ -170,6 +171,35 @@ impl ReaderContext {
             let mut s = self.lock();
             s.next.insert(tp, plan.start_offset);
             s.pending.push_back(Item::Control(Control::Assign(plan)));
+        }
+        Ok(())
+    }
+
+    /// Compares where the partition starts with what Kafka holds now; see
+    /// [`check_range`]. If Kafka does not answer, the check is skipped.
+    fn check_kafka_range(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tp: &TopicPartition,
+        start: i64,
+    ) -> Result<(), AssignError> {
+        let (low, high) =
+            match consumer.fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(10)) {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %e,
+                        "could not read the partition's offsets; not checked");
+                    return Ok(());
+                }
+            };
+        let deleted = check_range(tp, start, low, high)?;
+        if deleted > 0 {
+            self.metrics.deleted_unindexed_records.inc_by(deleted);
+            tracing::error!(
+                topic = %tp.topic, partition = tp.partition, from = start, to = low, deleted,
+                "Kafka deleted records before they were indexed (retention or delete-records); \
+                 they are lost, and reading continues at the log start"
+            );
         }
         Ok(())
     }
