@@ -16,7 +16,7 @@ use crate::backpressure::stalled_s3;
 use crate::exactly_once::{
     post_mortem, wait_stored, LocalRun, Searcher, APPS, BASE_SECS, INDEXER_CONFIG,
 };
-use crate::support::{dump, http_get, sigterm, Guard, TestProducer, BIN};
+use crate::support::{dump, http_get, stop_clean, Guard, TestProducer, BIN};
 
 /// The producers of the shapes test: (name, librdkafka properties).
 const SHAPES: [(&str, &[(&str, &str)]); 5] = [
@@ -134,8 +134,7 @@ checkpoint_interval_secs = 1
         local.logs.path(),
         Duration::from_secs(300),
     );
-    sigterm(indexer.id());
-    assert!(indexer.wait().unwrap().success(), "SIGTERM must exit 0");
+    stop_clean(&mut indexer);
 
     let mut found: HashMap<u64, u32> = HashMap::new();
     let mut wrong = Vec::new();
@@ -251,8 +250,7 @@ fn aborted_transactions_are_never_indexed_and_committed_ones_once_across_kills()
         logs,
         Duration::from_secs(300),
     );
-    sigterm(last.id());
-    assert!(last.wait().unwrap().success(), "SIGTERM must exit 0");
+    stop_clean(&mut last);
 
     let seen = Searcher::start(&local.store).count_ids();
     let lost = committed.iter().filter(|i| !seen.contains_key(i)).count();

@@ -9,7 +9,7 @@ use skidder_common::testing::{free_port, seed_from_env, KafkaBroker};
 
 use crate::exactly_once::{produce, wait_stored, LocalRun, Pace, Searcher};
 use crate::kafka_faults::assert_each_once;
-use crate::support::{http_get, metric, sigterm};
+use crate::support::{http_get, metric, stop_clean};
 
 const READ: &str = "skidder_indexer_stage_records_in_total{stage=\"kafka_reader\"}";
 
@@ -83,8 +83,7 @@ fn sasl_ssl_settings_in_kafka_properties_pass_through() {
         local.logs.path(),
         Duration::from_secs(120),
     );
-    sigterm(indexer.id());
-    assert!(indexer.wait().unwrap().success(), "SIGTERM must exit 0");
+    stop_clean(&mut indexer);
     let seen = Searcher::start(&local.store).count_ids();
     assert_each_once(&seen, produced, local.dir.path(), seed, local.logs.path());
 }

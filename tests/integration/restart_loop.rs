@@ -13,7 +13,7 @@ use skidder_common::testing::{free_port, seed_from_env, KafkaBroker, SeededRng};
 
 use crate::exactly_once::{post_mortem, produce, wait_stored, LocalRun, Pace, Searcher};
 use crate::kafka_faults::assert_each_once;
-use crate::support::sigterm;
+use crate::support::stop_clean;
 
 const TOPIC: &str = "restart-loop";
 const PARTITIONS: u32 = 4;
@@ -109,8 +109,7 @@ fn a_restart_loop_with_default_settings_recovers_within_the_session_timeout() {
         logs,
         Duration::from_secs(300),
     );
-    sigterm(last.id());
-    assert!(last.wait().unwrap().success(), "SIGTERM must exit 0");
+    stop_clean(&mut last);
     let seen = Searcher::start(&local.store).count_ids();
     assert_each_once(&seen, produced, local.dir.path(), seed, logs);
 }

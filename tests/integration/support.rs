@@ -172,6 +172,13 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Stops an indexer with SIGTERM: it must store what it holds and exit 0.
+pub fn stop_clean(child: &mut Guard) {
+    sigterm(child.id());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "SIGTERM must exit 0: {status}");
+}
+
 pub fn sigterm(pid: u32) {
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])

@@ -15,7 +15,7 @@ use crate::exactly_once::{
     post_mortem, produce, wait_stored, LocalRun, Pace, Searcher, INDEXER_CONFIG,
 };
 use crate::kafka_faults::read_topic;
-use crate::support::{http_get, metric, sigterm};
+use crate::support::{http_get, metric, stop_clean};
 
 const TOPIC: &str = "changes";
 const DELETED: &str = "skidder_indexer_kafka_deleted_unindexed_records_total";
@@ -33,10 +33,6 @@ fn deleted_records_are_counted_and_a_recreated_topic_stops_the_indexer() {
         every: 0,
         pause_ms: 0,
     };
-    let sigterm_and_wait = |mut child: crate::support::Guard| {
-        sigterm(child.id());
-        assert!(child.wait().unwrap().success(), "SIGTERM must exit 0");
-    };
 
     // 1. Indexed up to here.
     let (first_ends, _) = produce(bootstrap.clone(), TOPIC, seed, 1, 1_000, pace)
@@ -52,7 +48,7 @@ fn deleted_records_are_counted_and_a_recreated_topic_stops_the_indexer() {
         logs,
         timeout,
     );
-    sigterm_and_wait(child);
+    stop_clean(&mut child);
 
     // 2. More arrives while no indexer runs, and the older half of it is
     // deleted before any indexer reads it.
@@ -74,7 +70,7 @@ fn deleted_records_are_counted_and_a_recreated_topic_stops_the_indexer() {
         timeout,
     );
     let deleted = metric(&http_get(port, "/metrics").unwrap_or_default(), DELETED);
-    sigterm_and_wait(child);
+    stop_clean(&mut child);
     let log = std::fs::read_to_string(logs.join("second.log")).unwrap();
     assert_eq!(deleted, (cut - indexed) as u64, "{DELETED}");
     assert!(

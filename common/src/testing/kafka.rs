@@ -482,16 +482,11 @@ const KEY_PASS: &str = "skidder-test";
 /// Java's `keytool`, in `dir`: writes `ca.pem` and returns the broker's
 /// PKCS12 key store.
 fn make_certificates(dir: &Path) -> PathBuf {
-    let ca = dir.join("ca.p12");
-    let broker = dir.join("broker.p12");
-    let (csr, crt, pem) = (
-        dir.join("broker.csr"),
-        dir.join("broker.crt"),
-        dir.join("ca.pem"),
-    );
-    let s = |p: &Path| p.to_string_lossy().into_owned();
-    let steps: [Vec<String>; 7] = [
-        vec![
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let (ca, broker) = (path("ca.p12"), path("broker.p12"));
+    let (csr, crt, pem) = (path("broker.csr"), path("broker.crt"), path("ca.pem"));
+    let steps: [&[&str]; 7] = [
+        &[
             "-genkeypair",
             "-alias",
             "ca",
@@ -504,12 +499,9 @@ fn make_certificates(dir: &Path) -> PathBuf {
             "-validity",
             "2",
             "-keystore",
-            &s(&ca),
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect(),
-        vec![
+            &ca,
+        ],
+        &[
             "-genkeypair",
             "-alias",
             "broker",
@@ -520,84 +512,66 @@ fn make_certificates(dir: &Path) -> PathBuf {
             "-validity",
             "2",
             "-keystore",
-            &s(&broker),
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect(),
-        vec![
+            &broker,
+        ],
+        &[
             "-certreq",
             "-alias",
             "broker",
             "-keystore",
-            &s(&broker),
+            &broker,
             "-file",
-            &s(&csr),
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect(),
-        vec![
+            &csr,
+        ],
+        &[
             "-gencert",
             "-alias",
             "ca",
             "-keystore",
-            &s(&ca),
+            &ca,
             "-infile",
-            &s(&csr),
+            &csr,
             "-outfile",
-            &s(&crt),
+            &crt,
             "-ext",
             "san=ip:127.0.0.1",
             "-validity",
             "2",
             "-rfc",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect(),
-        vec![
+        ],
+        &[
             "-exportcert",
             "-alias",
             "ca",
             "-keystore",
-            &s(&ca),
+            &ca,
             "-rfc",
             "-file",
-            &s(&pem),
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect(),
-        vec![
+            &pem,
+        ],
+        &[
             "-importcert",
             "-alias",
             "ca",
             "-keystore",
-            &s(&broker),
+            &broker,
             "-file",
-            &s(&pem),
+            &pem,
             "-noprompt",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect(),
-        vec![
+        ],
+        &[
             "-importcert",
             "-alias",
             "broker",
             "-keystore",
-            &s(&broker),
+            &broker,
             "-file",
-            &s(&crt),
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect(),
+            &crt,
+        ],
     ];
     for args in steps {
         let out = Command::new("keytool")
-            .args(&args)
+            .args(args)
             .args([
                 "-storetype",
                 "PKCS12",
@@ -616,7 +590,7 @@ fn make_certificates(dir: &Path) -> PathBuf {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    broker
+    PathBuf::from(broker)
 }
 
 /// Runs a Kafka class with `args` and returns its standard output.
