@@ -36,6 +36,10 @@ pub enum Command {
     /// Pack each settled hour's indexes into one object, and slice its bloom
     /// filters, for cold searches.
     Pack(pack::PackFlags),
+    /// Compact each settled hour's small blocks into large ones under a
+    /// manifest, delete what they replaced after a grace period, and pack.
+    /// Safe to run several at once.
+    Compact(pack::CompactFlags),
     /// Run the whole system on an embedded Kafka with generated logs.
     Demo(demo::DemoFlags),
 }
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Command::Searcher(f) => search::run_searcher(f),
         Command::Search(f) => search::run_search(f),
         Command::Pack(f) => pack::run(f),
+        Command::Compact(f) => pack::run_compact(f),
     };
     match result {
         Ok(code) => code,

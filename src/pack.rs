@@ -1,6 +1,9 @@
-//! `skidder pack`: writes index packs and sliced blooms for settled hours,
-//! once or on a timer, so cold searches read an hour's indexes in one GET
-//! and rule out its blocks with a few small ranged ones.
+//! `skidder compact` and `skidder pack`: maintenance of settled hours, once
+//! or on a timer. `compact` rewrites each app-hour's small blocks into a
+//! few large ones under a manifest, deletes what the grace period has
+//! freed, then packs; `pack` only writes index packs and sliced blooms, so
+//! cold searches read an hour's indexes in one GET and rule out its blocks
+//! with a few small ranged ones.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,6 +13,7 @@ use clap::Args;
 use skidder_common::format::layout::{hour_of, now_ns};
 use skidder_common::service::Shutdown;
 use skidder_common::storage::RequestCounters;
+use skidder_indexer::compactor::{compact_hours, CompactOptions};
 use skidder_indexer::packer::{pack_hours, tenants, PackOptions};
 
 use crate::flags::{runtime, signalled, StoreFlags};
@@ -40,6 +44,26 @@ pub struct PackFlags {
     pub rewrite: bool,
 }
 
+#[derive(Args)]
+pub struct CompactFlags {
+    #[command(flatten)]
+    pub pack: PackFlags,
+    /// Raw MiB of log lines a compacted block holds at most.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub target_mib: u64,
+    /// How long the small blocks a manifest replaced are kept after it is
+    /// published, e.g. `30m`: longer than any query and any searcher's
+    /// listing cache (`listing_cache_secs`).
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+    /// Compact an app-hour once it has at least this many small blocks.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub min_blocks: u64,
+    /// Must equal the indexer's `parse.max_token_value_len`.
+    #[arg(long, default_value_t = CompactOptions::default().max_token_value_len)]
+    pub max_token_value_len: usize,
+}
+
 /// `list=12 get=340 put=24`: the requests made since `before`, by operation.
 fn requests_since(counters: &RequestCounters, before: &[(&'static str, u64); 7]) -> String {
     let now = counters.totals();
@@ -53,6 +77,24 @@ fn requests_since(counters: &RequestCounters, before: &[(&'static str, u64); 7])
 }
 
 pub fn run(flags: PackFlags) -> anyhow::Result<ExitCode> {
+    run_passes(flags, None)
+}
+
+pub fn run_compact(flags: CompactFlags) -> anyhow::Result<ExitCode> {
+    skidder_indexer::failpoints::setup();
+    let opts = CompactOptions {
+        target_raw_bytes: flags.target_mib << 20,
+        grace_ns: i64::try_from(flags.grace.as_nanos()).unwrap_or(i64::MAX),
+        min_sources: usize::try_from(flags.min_blocks).unwrap_or(usize::MAX),
+        max_token_value_len: flags.max_token_value_len,
+        ..Default::default()
+    };
+    run_passes(flags.pack, Some(opts))
+}
+
+/// Runs passes over the settled hours until stopped: compaction first
+/// when `compact` is set, then packing.
+fn run_passes(flags: PackFlags, compact: Option<CompactOptions>) -> anyhow::Result<ExitCode> {
     let shutdown = Shutdown::on_signals().context("installing signal handlers")?;
     let rt = runtime()?;
     let Some(store) = flags.store.open(&rt)? else {
@@ -80,6 +122,28 @@ pub fn run(flags: PackFlags) -> anyhow::Result<ExitCode> {
             } else {
                 flags.tenants.clone()
             };
+            if let Some(copts) = &compact {
+                let c = compact_hours(&*store, &tenants, (first, last), copts, &stop)
+                    .await
+                    .context("compacting")?;
+                tracing::info!(
+                    hours_listed = c.hours_listed,
+                    hours_compacted = c.hours_compacted,
+                    hours_failed = c.hours_failed,
+                    sources = c.sources,
+                    blocks_written = c.blocks_written,
+                    bytes_written = c.bytes_written,
+                    deleted = c.deleted,
+                    lost_races = c.lost_races,
+                    "compaction pass done"
+                );
+                if c.hours_failed > 0 && flags.every.is_none() {
+                    bail!(
+                        "{} hours could not be compacted (see the log)",
+                        c.hours_failed
+                    );
+                }
+            }
             let report = pack_hours(&*store, &tenants, (first, last), &opts, &stop)
                 .await
                 .context("packing")?;

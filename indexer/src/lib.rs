@@ -3,6 +3,7 @@
 //! for the pipeline diagram and `docs/DESIGN.md` for the guarantees.
 
 pub mod assignment;
+pub mod compactor;
 pub mod config;
 pub mod dead_letter;
 pub mod failpoints;

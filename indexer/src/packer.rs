@@ -23,8 +23,11 @@ use skidder_common::format::layout::{
     decode_component, hour_prefix, pack_digest, parse_slices_key, slices_key, tenant_prefix,
     PackName, INDEX_SUFFIX,
 };
+use skidder_common::format::manifest::Live;
 use skidder_common::format::pack::{self, runs_by_size, Member};
 use skidder_common::format::slices;
+
+use crate::compactor::{newest_manifest, CompactError};
 use skidder_common::storage::{
     list_all, list_folders, ObjectStore, StorageErrorKind, StorageResult,
 };
@@ -91,6 +94,28 @@ pub async fn tenants(store: &dyn ObjectStore) -> StorageResult<Vec<String>> {
         .collect())
 }
 
+/// The prefixes of hours `first..=last` of `tenant` whose day has a
+/// folder: a long look back costs one LIST per hour of data, not per hour
+/// of calendar.
+pub async fn hours_with_days(
+    store: &dyn ObjectStore,
+    tenant: &str,
+    (first, last): (i64, i64),
+) -> StorageResult<Vec<String>> {
+    let days: BTreeSet<String> = list_folders(store, &tenant_prefix(tenant))
+        .await?
+        .into_iter()
+        .collect();
+    Ok((first..=last)
+        .map(|hour| hour_prefix(tenant, hour))
+        .filter(|prefix| {
+            prefix
+                .find("hour=")
+                .is_some_and(|at| days.contains(&prefix[..at]))
+        })
+        .collect())
+}
+
 /// Packs hours `first..=last` (hours since the epoch) of each tenant,
 /// until `stop` says to. An hour the store fails on is logged and counted,
 /// and the pass goes on; listing a tenant's days must succeed.
@@ -103,22 +128,9 @@ pub async fn pack_hours(
 ) -> StorageResult<PackReport> {
     let mut report = PackReport::default();
     for tenant in tenants {
-        // Only the days that exist, so a long look back costs one LIST
-        // per hour of data, not per hour of calendar.
-        let days: BTreeSet<String> = list_folders(store, &tenant_prefix(tenant))
-            .await?
-            .into_iter()
-            .collect();
-        for hour in first..=last {
+        for prefix in hours_with_days(store, tenant, (first, last)).await? {
             if stop() {
                 return Ok(report);
-            }
-            let prefix = hour_prefix(tenant, hour);
-            let Some(day) = prefix.find("hour=").map(|at| &prefix[..at]) else {
-                continue;
-            };
-            if !days.contains(day) {
-                continue;
             }
             report.hours_listed += 1;
             let (outcome, skipped) = match pack_hour(store, &prefix, opts).await {
@@ -157,11 +169,32 @@ pub async fn pack_hour(
     opts: &PackOptions,
 ) -> StorageResult<(HourOutcome, usize)> {
     let listed = list_all(store, prefix).await?;
-    let indexes: BTreeSet<(String, u64)> = listed
+    let mut indexes: BTreeSet<(String, u64)> = listed
         .iter()
         .filter(|m| m.key.ends_with(INDEX_SUFFIX))
         .filter_map(|m| Some((m.key.strip_prefix(prefix)?.to_owned(), m.size)))
         .collect();
+    // Only what readers read: not the sources a compacted block replaced,
+    // nor compacted blocks no manifest names. An unreadable manifest
+    // leaves readers on the small blocks, which are then all packed.
+    let manifest = match newest_manifest(store, prefix, &listed).await {
+        Ok(m) => m,
+        Err(CompactError::Storage(e)) => return Err(e),
+        Err(e) => {
+            tracing::warn!(%prefix, error = %e, "packing as if the hour had no manifest");
+            None
+        }
+    };
+    let live = Live::new(
+        manifest.as_ref(),
+        indexes.iter().map(|(n, s)| (n.as_str(), *s)),
+    );
+    let keep: BTreeSet<String> = indexes
+        .iter()
+        .filter(|(n, _)| live.reads(n))
+        .map(|(n, _)| n.clone())
+        .collect();
+    indexes.retain(|(n, _)| keep.contains(n));
     let old_packs: Vec<(String, PackName)> = listed
         .iter()
         .filter_map(|m| Some((m.key.clone(), PackName::parse(prefix, &m.key)?)))

@@ -27,6 +27,9 @@ pub struct Metrics {
     /// Hours pruned with sliced blooms, by result (`ok`, or `unreadable`:
     /// the query then read that hour's indexes instead).
     pub slices_read: IntCounterVec,
+    /// Compaction manifests read, by result (`ok`, or `unreadable`: the
+    /// query then read that hour's small blocks and no compacted one).
+    pub manifests_read: IntCounterVec,
     /// Indexes (packed or cached copies) a block's checksum proved out of
     /// date, the block having been rewritten since; the query read the
     /// index object again and scanned with it.
@@ -125,6 +128,11 @@ impl Metrics {
             slices_read: cv(
                 "skidder_searcher_sliced_blooms_read_total",
                 "Hours pruned with sliced blooms, by result.",
+                &["result"],
+            ),
+            manifests_read: cv(
+                "skidder_searcher_manifests_read_total",
+                "Compaction manifests read, by result.",
                 &["result"],
             ),
             stale_indexes: c(

@@ -10,6 +10,11 @@
 //! never fires, so it needs the binary built with `--features failpoints`
 //! (`scripts/test-all` does so).
 //!
+//! Then `skidder compact` is killed at each of its crash points
+//! (`indexer/src/compactor.rs`), run to the end, and run again to delete
+//! the small blocks it replaced; every record must still be found exactly
+//! once after each step.
+//!
 //! The seed is printed; `SKIDDER_CRASH_SEED` replays a run. The CI version
 //! runs 100k records and 12 kills; `scripts/soak` runs the long one
 //! (1M records, 24 kills; `SKIDDER_SOAK_RECORDS`/`SKIDDER_SOAK_KILLS`
@@ -17,16 +22,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use skidder_common::testing::{free_port, seed_from_env, KafkaBroker, SeededRng};
+use skidder_indexer::compactor::POINTS as COMPACTOR_POINTS;
 use skidder_indexer::failpoints::POINTS;
 
 use crate::exactly_once::{
     checkpoints, post_mortem, produce, tally, wait_stored, LocalRun, Pace, Searcher, Tally,
     INDEXER_CONFIG,
 };
-use crate::support::{http_get, metric, sigterm, Guard};
+use crate::support::{http_get, metric, sigterm, Guard, BIN};
 
 const TOPIC: &str = "soak";
 const PARTITIONS: i32 = 4;
@@ -198,6 +206,9 @@ fn soak(records: u64, kills: usize, pace: Pace) {
     }
 
     let found = tally(&Searcher::start(store).count_ids(), produced);
+    if found.lost + found.duplicated == 0 {
+        compact_with_kills(store, dir.path(), logs.path(), produced, seed);
+    }
     eprintln!(
         "soak: seed {seed}, {produced} records, {kills} kills ({sigkills} SIGKILL, crash points (armed, fired) {points:?}), \
          {skipped} replayed records skipped, {rebuilt} blocks rebuilt; {found:?}; {:?}",
@@ -220,6 +231,86 @@ fn soak(records: u64, kills: usize, pace: Pace) {
         never.is_empty(),
         "crash points armed but never fired: {never:?} (is the binary built with --features failpoints?)"
     );
+}
+
+/// Kills `skidder compact` at each of its crash points in turn, then lets
+/// a pass finish and another delete what the (zero) grace period freed.
+/// After each step every record must still be found exactly once through
+/// the searcher, and in the end the small blocks must really be gone.
+fn compact_with_kills(store: &str, dir: &Path, logs: &Path, produced: u64, seed: u64) {
+    let compact = |env: &[(&str, &str)], log: &str| {
+        Command::new(BIN)
+            .args([
+                "compact", "--store", store, "--since", "200000h", "--settle", "0s",
+            ])
+            .args(["--grace", "0s", "--target-mib", "1"])
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(logs.join(log)).unwrap())
+            .status()
+            .unwrap()
+    };
+    let check = |after: &str| {
+        let found = tally(&Searcher::start(store).count_ids(), produced);
+        assert_eq!(
+            (found.lost, found.duplicated),
+            (0, 0),
+            "seed {seed}: lost or duplicated records after {after}"
+        );
+    };
+    let small = |dir: &Path| {
+        let (mut small, mut compacted) = (0, 0);
+        for e in walk(dir) {
+            let name = e.file_name().unwrap().to_string_lossy().into_owned();
+            if name.ends_with(".idx") {
+                *(if name.starts_with("_c.") {
+                    &mut compacted
+                } else {
+                    &mut small
+                }) += 1;
+            }
+        }
+        (small, compacted)
+    };
+    let before = small(dir);
+    for point in COMPACTOR_POINTS {
+        let spec = format!("{point}=return");
+        let status = compact(
+            &[("FAILPOINTS", spec.as_str())],
+            &format!("compact-{point}.log"),
+        );
+        assert_eq!(
+            status.signal(),
+            Some(SIGABRT),
+            "skidder compact did not abort at {point}: {status}"
+        );
+        check(point);
+    }
+    for pass in ["compact-pass.log", "compact-delete.log"] {
+        let status = compact(&[], pass);
+        assert!(status.success(), "{pass}: {status}");
+        check(pass);
+    }
+    let after = small(dir);
+    eprintln!("compaction: (small, compacted) indexes {before:?} -> {after:?}");
+    assert!(
+        after.1 > 0 && after.0 * 4 < before.0,
+        "{before:?} -> {after:?}"
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
 
 /// Waits for an armed crash point to abort the process; a point that has

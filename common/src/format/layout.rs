@@ -24,6 +24,13 @@ const PACK_STEM: &str = "_index.";
 /// [`slices_key`]).
 const SLICES_STEM: &str = "_blooms.";
 const SLICES_SUFFIX: &str = ".slices";
+/// Compaction manifests: `<hour prefix>_manifest.<generation>.mf` (see
+/// [`manifest_key`]).
+const MANIFEST_STEM: &str = "_manifest.";
+const MANIFEST_SUFFIX: &str = ".mf";
+/// Compacted blocks: `app=<a>/_c.<generation>.<digest>.<n>.{seq,idx}` (see
+/// [`compacted_stem`]). Small blocks never start with `_`.
+const COMPACTED_STEM: &str = "_c.";
 pub const LEDGER_ROOT: &str = "_ledger/";
 pub const DEAD_LETTER_ROOT: &str = "_deadletter/";
 /// Nanoseconds in an hour: blocks are cut, named and listed by the hour.
@@ -227,6 +234,75 @@ pub fn parse_slices_key(hour_prefix: &str, key: &str) -> Option<(u64, u64)> {
     (slices_key(hour_prefix, digest, content) == key).then_some((digest, content))
 }
 
+/// The key of an hour's compaction manifest of generation `generation`
+/// (`format::manifest`): `<hour prefix>_manifest.<generation, 10 digits>.mf`,
+/// so keys list in generation order.
+pub fn manifest_key(hour_prefix: &str, generation: u64) -> String {
+    format!("{hour_prefix}{MANIFEST_STEM}{generation:010}{MANIFEST_SUFFIX}")
+}
+
+/// The generation of a manifest key listed under `hour_prefix`, if it is
+/// one.
+pub fn parse_manifest_key(hour_prefix: &str, key: &str) -> Option<u64> {
+    let n = key
+        .strip_prefix(hour_prefix)?
+        .strip_prefix(MANIFEST_STEM)?
+        .strip_suffix(MANIFEST_SUFFIX)?;
+    let generation = (n.len() == 10 && n.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| n.parse().ok())
+        .flatten()?;
+    Some(generation)
+}
+
+/// The stem, relative to the hour prefix, of compacted block `n` of `app`
+/// made for manifest generation `generation` from sources whose names hash
+/// to `digest`: `app=<a>/_c.<generation, 10 digits>.<digest, 16 hex>.<n>`.
+/// Two compactors racing for a generation with different sources write
+/// different keys, so the loser never overwrites the winner's bytes.
+pub fn compacted_stem(app: &str, generation: u64, digest: u64, n: usize) -> String {
+    format!(
+        "app={}/{COMPACTED_STEM}{generation:010}.{digest:016x}.{n}",
+        encode_component(app)
+    )
+}
+
+/// Whether a key (or a name relative to the hour prefix) is a compacted
+/// block's (see [`compacted_generation`]).
+pub fn is_compacted(key: &str) -> bool {
+    compacted_generation(key).is_some()
+}
+
+/// The generation a compacted block's key was made for, if it is one: its
+/// file name is exactly `_c.<10 digits>.<16 hex>.<n>` with an optional
+/// `.seq` or `.idx`. A small block's name cannot take that shape, even of
+/// a topic named `_c` (its offset has 20 digits).
+pub fn compacted_generation(key: &str) -> Option<u64> {
+    let file = key.rsplit('/').next()?.strip_prefix(COMPACTED_STEM)?;
+    let file = file
+        .strip_suffix(INDEX_SUFFIX)
+        .or_else(|| file.strip_suffix(DATA_SUFFIX))
+        .unwrap_or(file);
+    let mut parts = file.split('.');
+    let (g, digest, n) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let hex = |s: &str| s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    (parts.next().is_none() && g.len() == 10 && digits(g) && hex(digest) && digits(n))
+        .then(|| g.parse().ok())
+        .flatten()
+}
+
+/// The app folder of a key listed under `hour_prefix`, decoded:
+/// `app=<a>/...` gives `a`.
+pub fn app_of(hour_prefix: &str, key: &str) -> Option<String> {
+    let rest = key.strip_prefix(hour_prefix)?.strip_prefix("app=")?;
+    decode_component(rest.split_once('/')?.0)
+}
+
+/// `<hour prefix>app=<a>/`: one app's folder in an hour.
+pub fn app_prefix(hour_prefix: &str, app: &str) -> String {
+    format!("{hour_prefix}app={}/", encode_component(app))
+}
+
 /// The digest of an hour's listed indexes, as (name relative to the hour
 /// prefix, size) pairs in name order.
 pub fn pack_digest<'a>(indexes: impl IntoIterator<Item = (&'a str, u64)>) -> u64 {
@@ -346,6 +422,40 @@ mod tests {
             format!("{hour}_index.00000000000000ab.0of1.pack"),
         ] {
             assert_eq!(parse_slices_key(&hour, &not), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn manifest_and_compacted_keys_round_trip_and_refuse_look_alikes() {
+        let hour = hour_prefix("acme", 498_685);
+        let key = manifest_key(&hour, 42);
+        assert_eq!(key, format!("{hour}_manifest.0000000042.mf"));
+        assert_eq!(parse_manifest_key(&hour, &key), Some(42));
+        assert!(manifest_key(&hour, 9) < manifest_key(&hour, 10));
+        for not in [
+            format!("{hour}_manifest.42.mf"),
+            format!("{hour}_manifest.000000004x.mf"),
+            format!("{hour}app=a/_manifest.0000000042.mf"),
+            format!("{hour}_manifest.0000000042.pack"),
+        ] {
+            assert_eq!(parse_manifest_key(&hour, &not), None, "{not}");
+        }
+        let stem = compacted_stem("shop/checkout", 3, 0xab, 1);
+        assert_eq!(stem, "app=shop%2Fcheckout/_c.0000000003.00000000000000ab.1");
+        let idx = format!("{hour}{stem}{INDEX_SUFFIX}");
+        assert!(is_compacted(&idx) && is_compacted(&stem));
+        assert_eq!(compacted_generation(&idx), Some(3));
+        assert_eq!(app_of(&hour, &idx).as_deref(), Some("shop/checkout"));
+        assert_eq!(
+            app_prefix(&hour, "shop/checkout"),
+            format!("{hour}app=shop%2Fcheckout/")
+        );
+        for small in [
+            format!("{hour}app=_c.x/logs.0.00000000000000000001.idx"),
+            format!("{hour}app=a/_c.1000000000.00000000000000000001.idx"),
+            format!("{hour}app=a/_c.0000000003.00000000000000ab.1.x.idx"),
+        ] {
+            assert!(!is_compacted(&small), "{small}");
         }
     }
 

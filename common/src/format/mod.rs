@@ -9,6 +9,7 @@ pub mod hadoop_lz4;
 pub mod index;
 pub mod layout;
 pub mod ledger;
+pub mod manifest;
 pub mod pack;
 pub mod seqfile;
 pub mod slices;

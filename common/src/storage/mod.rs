@@ -269,6 +269,15 @@ pub async fn list_folders(store: &dyn ObjectStore, prefix: &str) -> StorageResul
     Ok(list_pages(store, prefix, Some("/")).await?.1)
 }
 
+/// The objects directly under `prefix` and the folders beside them (for
+/// the delimiter `/`), following pages: one level of the tree.
+pub async fn list_level(
+    store: &dyn ObjectStore,
+    prefix: &str,
+) -> StorageResult<(Vec<ObjectMeta>, Vec<String>)> {
+    list_pages(store, prefix, Some("/")).await
+}
+
 async fn list_pages(
     store: &dyn ObjectStore,
     prefix: &str,

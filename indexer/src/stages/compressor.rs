@@ -2,7 +2,7 @@
 //! SequenceFile and completes its index with the data's size and CRC32C.
 
 use bytes::Bytes;
-use skidder_common::format::index::BlockIndex;
+use skidder_common::format::index::{BlockIndex, StreamEntry};
 use skidder_common::format::ledger::{LedgerEntry, LEDGER_VERSION};
 use skidder_common::format::seqfile::SeqFileWriter;
 use std::collections::BTreeMap;
@@ -24,12 +24,14 @@ pub mod meta {
     pub const LAST_OFFSET: &str = "skidder.last_offset";
     /// JSON: `[{"labels":{..},"first_record":n,"record_count":n}, ..]`.
     pub const STREAMS: &str = "skidder.streams";
+    /// A compacted block's: how many small blocks it replaces. Its
+    /// partition is then -1 and its offsets span all of theirs.
+    pub const COMPACTED_FROM: &str = "skidder.compacted_from";
 }
 
 /// The stream dictionary as SequenceFile metadata JSON.
-fn streams_json(block: &SealedBlock) -> String {
-    let v: Vec<serde_json::Value> = block
-        .streams
+pub fn streams_json(streams: &[StreamEntry]) -> String {
+    let v: Vec<serde_json::Value> = streams
         .iter()
         .map(|s| {
             let labels: BTreeMap<&str, &str> = s
@@ -50,7 +52,7 @@ fn streams_json(block: &SealedBlock) -> String {
 pub fn encode(block: SealedBlock, buf: Vec<u8>) -> EncodedBlock {
     let name = &block.name;
     let data_key = name.data_key();
-    let streams = streams_json(&block);
+    let streams = streams_json(&block.streams);
     let (partition, first, last) = (
         name.partition.to_string(),
         name.first_offset.to_string(),

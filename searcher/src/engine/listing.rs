@@ -3,13 +3,25 @@
 //! blocks, packs and sliced blooms it holds. Listings of closed hours are
 //! cached for `listing_cache_secs`, as a cold query over many hours is
 //! mostly listing round trips.
+//!
+//! A query whose selector names its apps (`{__app__="checkout"}`, or a
+//! regex that is a list of names) lists only those apps' folders, plus the
+//! hour's own level for its manifest, packs and sliced blooms.
+//!
+//! Where the hour has a compaction manifest, the newest listed one decides
+//! which blocks the listing yields: the compacted blocks it names (at the
+//! size it names), and every small block but their sources. Compacted
+//! blocks it does not name (a lost race, a crashed compactor) are ignored.
+//! So each record is read once, before, during and after compaction.
 
 use std::sync::Arc;
 
 use skidder_common::format::layout::{
-    hour_prefix, now_ns, parse_slices_key, PackName, INDEX_SUFFIX, NS_PER_HOUR,
+    app_prefix, hour_prefix, now_ns, parse_manifest_key, parse_slices_key, PackName, INDEX_SUFFIX,
+    NS_PER_HOUR,
 };
-use skidder_common::storage::list_all;
+use skidder_common::format::manifest::{Live, Manifest};
+use skidder_common::storage::{list_all, list_level, ObjectMeta, StorageErrorKind};
 
 use super::{Engine, SearchError};
 
@@ -17,12 +29,17 @@ use super::{Engine, SearchError};
 /// and its index packs.
 pub(super) struct HourListing {
     pub(super) prefix: String,
+    /// The blocks to read, by index key and listed size: small blocks no
+    /// live compacted block replaces, and the live compacted blocks.
     pub(super) indexes: Vec<(String, u64)>,
     pub(super) packs: Vec<String>,
     /// Listed bytes of the packs.
     pub(super) pack_bytes: u64,
     /// The hour's sliced blooms, if listed, and their listed size.
     pub(super) slices: Option<(String, u64)>,
+    /// Only some apps' folders were listed: the packs hold every app's
+    /// indexes, so they are worth a GET only for many indexes.
+    pub(super) scoped: bool,
 }
 
 /// A cached listing, and when it was read.
@@ -31,17 +48,56 @@ pub(super) struct Listing {
     hour: Arc<HourListing>,
 }
 
+/// What a manifest does to a listing's indexes.
+enum ManifestRead {
+    None,
+    Decoded(Manifest),
+    /// Unreadable: the listing keeps its small blocks and drops every
+    /// compacted one, as before the manifest was written.
+    Unreadable,
+}
+
+/// The blocks a listing yields under `manifest` (see [`Live`]):
+/// `indexes` are (key, size) under `prefix`.
+fn live_indexes(
+    prefix: &str,
+    indexes: Vec<(String, u64)>,
+    manifest: Option<&Manifest>,
+) -> Vec<(String, u64)> {
+    let name = |k: &str| k.strip_prefix(prefix).unwrap_or(k).to_owned();
+    let names: Vec<String> = indexes.iter().map(|(k, _)| name(k)).collect();
+    let live = Live::new(
+        manifest,
+        names
+            .iter()
+            .zip(&indexes)
+            .map(|(n, (_, s))| (n.as_str(), *s)),
+    );
+    let keep: Vec<bool> = names.iter().map(|n| live.reads(n)).collect();
+    indexes
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(i, keep)| keep.then_some(i))
+        .collect()
+}
+
 impl Engine {
-    /// The index keys and packs under one hour prefix; cached, once the
-    /// hour is closed, for `listing_cache_secs`.
+    /// The blocks, packs and sliced blooms of one hour, of every app or of
+    /// `apps` only; cached, once the hour is closed, for
+    /// `listing_cache_secs`.
     pub(super) async fn hour_listing(
         &self,
         tenant: &str,
         hour: i64,
+        apps: Option<&[String]>,
     ) -> Result<Arc<HourListing>, SearchError> {
         let prefix = hour_prefix(tenant, hour);
+        let cache_key = match apps {
+            None => prefix.clone(),
+            Some(apps) => format!("{prefix}\n{}", apps.join("\n")),
+        };
         let ttl = std::time::Duration::from_secs(self.cfg.listing_cache_secs);
-        if let Some(v) = self.listings.get(&prefix) {
+        if let Some(v) = self.listings.get(&cache_key) {
             if v.read_at.elapsed() < ttl {
                 self.metrics
                     .cache
@@ -56,12 +112,13 @@ impl Engine {
             .inc();
         self.metrics.hours_listed.inc();
         let read_at = std::time::Instant::now();
-        let (mut indexes, mut packs, mut pack_bytes) = (Vec::new(), Vec::new(), 0u64);
-        let mut slices = None;
-        for m in list_all(&*self.stores.listing, &prefix)
+        let objects = self
+            .list_hour(&prefix, apps)
             .await
-            .map_err(|e| self.store_fault("list", e))?
-        {
+            .map_err(|e| self.store_fault("list", e))?;
+        let (mut indexes, mut packs, mut pack_bytes) = (Vec::new(), Vec::new(), 0u64);
+        let (mut slices, mut manifest_key) = (None, None::<(u64, String)>);
+        for m in objects {
             if !m.key.starts_with(&prefix) {
                 continue;
             }
@@ -72,18 +129,31 @@ impl Engine {
                 packs.push(m.key);
             } else if parse_slices_key(&prefix, &m.key).is_some() {
                 slices = Some((m.key, m.size));
+            } else if let Some(g) = parse_manifest_key(&prefix, &m.key) {
+                if manifest_key.as_ref().is_none_or(|(newest, _)| g > *newest) {
+                    manifest_key = Some((g, m.key));
+                }
             }
         }
+        let manifest = match manifest_key {
+            Some((_, key)) => self.read_manifest(&key).await?,
+            None => ManifestRead::None,
+        };
+        let indexes = match &manifest {
+            ManifestRead::Decoded(m) => live_indexes(&prefix, indexes, Some(m)),
+            ManifestRead::None | ManifestRead::Unreadable => live_indexes(&prefix, indexes, None),
+        };
         let bytes = indexes.iter().map(|(k, _)| k.len() + 32).sum::<usize>()
             + packs.iter().map(|k| k.len() + 24).sum::<usize>()
             + slices.as_ref().map_or(0, |(k, _)| k.len() + 32)
-            + 2 * prefix.len();
+            + 2 * cache_key.len();
         let hour_listing = Arc::new(HourListing {
             prefix: prefix.clone(),
             indexes,
             packs,
             pack_bytes,
             slices,
+            scoped: apps.is_some(),
         });
         let closed =
             (hour + 1) * NS_PER_HOUR + self.cfg.closed_after_secs * 1_000_000_000 < now_ns();
@@ -97,9 +167,53 @@ impl Engine {
             // has already counted.
             let newer = |old: &Listing| old.read_at > read_at;
             self.listings
-                .put_unless(prefix, Arc::new(listing), bytes, newer);
+                .put_unless(cache_key, Arc::new(listing), bytes, newer);
         }
         Ok(hour_listing)
+    }
+
+    /// Every object under the hour, or its own level plus the folders of
+    /// `apps`.
+    async fn list_hour(
+        &self,
+        prefix: &str,
+        apps: Option<&[String]>,
+    ) -> skidder_common::storage::StorageResult<Vec<ObjectMeta>> {
+        let store = &*self.stores.listing;
+        let Some(apps) = apps else {
+            return list_all(store, prefix).await;
+        };
+        let (mut objects, _) = list_level(store, prefix).await?;
+        for app in apps {
+            objects.extend(list_all(store, &app_prefix(prefix, app)).await?);
+        }
+        Ok(objects)
+    }
+
+    /// The hour's newest manifest. Gone (deleted since the listing) or
+    /// corrupt, the query reads the hour as if it had none, with a warning
+    /// in the log and the metric: small blocks are deleted only long after
+    /// a manifest replaced them, so they are still there.
+    async fn read_manifest(&self, key: &str) -> Result<ManifestRead, SearchError> {
+        let bytes = match self.stores.manifests.get(key).await {
+            Ok(b) => b,
+            Err(e) if e.kind == StorageErrorKind::NotFound => {
+                self.unreadable(&self.metrics.manifests_read, key, &e, "a manifest");
+                return Ok(ManifestRead::Unreadable);
+            }
+            Err(e) => return Err(self.store_fault("get_manifest", e)),
+        };
+        self.metrics.bytes_fetched.inc_by(bytes.len() as u64);
+        match Manifest::decode(&bytes) {
+            Ok(m) => {
+                self.metrics.manifests_read.with_label_values(&["ok"]).inc();
+                Ok(ManifestRead::Decoded(m))
+            }
+            Err(e) => {
+                self.unreadable(&self.metrics.manifests_read, key, &e, "a manifest");
+                Ok(ManifestRead::Unreadable)
+            }
+        }
     }
 
     /// An hour's listed indexes that are not cached, as (key, name
@@ -113,5 +227,84 @@ impl Engine {
             .iter()
             .filter(|(k, _)| !self.indexes.contains(k))
             .map(|(k, size)| (k.as_str(), k.strip_prefix(&hour.prefix).unwrap_or(k), *size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skidder_common::format::manifest::Entry;
+
+    fn entry(name: &str, size: u64, sources: &[&str]) -> Entry {
+        Entry {
+            name: name.into(),
+            index_size: size,
+            data_size: 1,
+            app: "a".into(),
+            min_time_ns: 0,
+            max_time_ns: 0,
+            records: 1,
+            raw_bytes: 1,
+            created_ns: 0,
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_manifest_swaps_sources_for_the_compacted_blocks_it_vouches_for() {
+        let p = "h/";
+        let c1 = "app=a/_c.0000000001.00000000000000aa.0.idx";
+        let orphan = "app=a/_c.0000000001.00000000000000bb.0.idx";
+        let listed: Vec<(String, u64)> = [
+            ("app=a/t.0.00000000000000000000.idx", 5),
+            ("app=a/t.0.00000000000000000010.idx", 5),
+            ("app=a/t.1.00000000000000000000.idx", 5),
+            (c1, 100),
+            (orphan, 100),
+        ]
+        .iter()
+        .map(|(n, s)| (format!("{p}{n}"), *s))
+        .collect();
+        let names = |v: Vec<(String, u64)>| -> Vec<String> {
+            v.into_iter()
+                .map(|(k, _)| k[p.len()..].to_owned())
+                .collect()
+        };
+        // No manifest: small blocks only, every compacted one ignored.
+        assert_eq!(
+            names(live_indexes(p, listed.clone(), None)),
+            vec![
+                "app=a/t.0.00000000000000000000.idx",
+                "app=a/t.0.00000000000000000010.idx",
+                "app=a/t.1.00000000000000000000.idx"
+            ]
+        );
+        let m = Manifest {
+            entries: vec![entry(
+                c1,
+                100,
+                &[
+                    "app=a/t.0.00000000000000000000.idx",
+                    "app=a/t.1.00000000000000000000.idx",
+                ],
+            )],
+            ..Default::default()
+        };
+        assert_eq!(
+            names(live_indexes(p, listed.clone(), Some(&m))),
+            vec!["app=a/t.0.00000000000000000010.idx", c1]
+        );
+        // Listed at another size, the compacted block is not the one the
+        // manifest names: its sources are read instead.
+        let mut other = listed.clone();
+        other[3].1 = 99;
+        assert_eq!(
+            names(live_indexes(p, other, Some(&m))),
+            vec![
+                "app=a/t.0.00000000000000000000.idx",
+                "app=a/t.0.00000000000000000010.idx",
+                "app=a/t.1.00000000000000000000.idx"
+            ]
+        );
     }
 }

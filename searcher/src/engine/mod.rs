@@ -170,6 +170,7 @@ pub struct Stats {
 /// `skidder_store_requests_total{caller}` says which step pays for what.
 struct Stores {
     listing: Arc<dyn ObjectStore>,
+    manifests: Arc<dyn ObjectStore>,
     slices: Arc<dyn ObjectStore>,
     packs: Arc<dyn ObjectStore>,
     indexes: Arc<dyn ObjectStore>,
@@ -200,6 +201,7 @@ impl Engine {
                 let wrap = |caller| metrics.store_requests.wrap(store.clone(), caller);
                 Stores {
                     listing: wrap("listing"),
+                    manifests: wrap("manifests"),
                     slices: wrap("slices"),
                     packs: wrap("packs"),
                     indexes: wrap("indexes"),

@@ -111,9 +111,10 @@ impl Engine {
                 .map(|(_, name, size)| (name.to_owned(), size))
                 .collect();
             let sliced = hour.indexes.iter().any(|(k, _)| ruled_out.contains(k));
-            if wanted.is_empty()
-                || (sliced && wanted.len() <= self.cfg.index_fetch_concurrency.max(1))
-            {
+            // A pack holds every app's indexes: for a few apps' handful,
+            // or what sliced blooms left, single GETs cost less.
+            let few = wanted.len() <= self.cfg.index_fetch_concurrency.max(1);
+            if wanted.is_empty() || ((sliced || hour.scoped) && few) {
                 continue;
             }
             let wanted = Arc::new(wanted);
@@ -176,6 +177,7 @@ mod tests {
                 packs: Vec::new(),
                 pack_bytes: mib << 20,
                 slices: None,
+                scoped: false,
             })
         };
         let hours = vec![

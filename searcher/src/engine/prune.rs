@@ -22,7 +22,7 @@ use super::indexes::{IndexRead, Indexed};
 use super::packs::{pack_rounds, MIN_PACK_BYTES_PER_ROUND};
 use super::{Engine, SearchError, Stats, TimeRange};
 use crate::logql::eval::Labels;
-use crate::logql::{CmpOp, LabelExpr, LineOp, LogQuery, Matcher, Stage};
+use crate::logql::{CmpOp, LabelExpr, LineOp, LogQuery, MatchOp, Matcher, Stage};
 
 /// A block that survived pruning, and which of its streams may match.
 pub struct Candidate {
@@ -155,6 +155,31 @@ pub fn required_tokens(q: &LogQuery, max_value_len: usize, version: u16) -> Vec<
     out
 }
 
+/// The apps a selector allows, where it names them: `__app__="a"`, or a
+/// regex that is a plain list `a|b|c`; `None` when any app may match. Only
+/// those apps' folders need listing.
+pub(super) fn selected_apps(matchers: &[Matcher]) -> Option<Vec<String>> {
+    let mut out: Option<Vec<String>> = None;
+    for m in matchers.iter().filter(|m| m.name == "__app__") {
+        let named: Vec<String> = match m.op {
+            MatchOp::Eq => vec![m.value.clone()],
+            MatchOp::Re if !m.value.contains(|c: char| "\\.^$*+?()[]{}".contains(c)) => {
+                m.value.split('|').map(str::to_owned).collect()
+            }
+            _ => continue,
+        };
+        out = Some(match out {
+            None => named,
+            Some(prev) => prev.into_iter().filter(|a| named.contains(a)).collect(),
+        });
+    }
+    out.map(|mut v| {
+        v.sort();
+        v.dedup();
+        v
+    })
+}
+
 impl Engine {
     /// Lists, reads and prunes the indexes for a query.
     pub async fn candidates(
@@ -175,8 +200,9 @@ impl Engine {
                 limit: self.cfg.max_hours,
             });
         }
+        let apps = selected_apps(&q.matchers);
         let listings: Vec<_> = stream::iter(first..=last)
-            .map(|h| self.hour_listing(tenant, h))
+            .map(|h| self.hour_listing(tenant, h, apps.as_deref()))
             .buffered(self.cfg.index_fetch_concurrency.max(1))
             .collect()
             .await;
@@ -318,6 +344,33 @@ mod tests {
             };
             m.matches(v)
         })
+    }
+
+    #[test]
+    fn only_selectors_that_name_their_apps_scope_the_listing() {
+        let apps = |q: &str| {
+            let Query::Log(l) = parse(q).unwrap() else {
+                panic!("{q}")
+            };
+            selected_apps(&l.matchers)
+        };
+        let v = |a: &[&str]| Some(a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(apps(r#"{__app__="checkout"}"#), v(&["checkout"]));
+        assert_eq!(apps(r#"{__app__=~"web|api|web"}"#), v(&["api", "web"]));
+        assert_eq!(
+            apps(r#"{__app__=~"web|api", __app__="web", level="x"}"#),
+            v(&["web"])
+        );
+        assert_eq!(apps(r#"{__app__="a", __app__="b"}"#), v(&[]));
+        for any in [
+            r#"{__app__=~".+"}"#,
+            r#"{__app__=~"web.*"}"#,
+            r#"{__app__!="web", level="x"}"#,
+            r#"{__app__!~"web", level="x"}"#,
+            r#"{level="info"}"#,
+        ] {
+            assert_eq!(apps(any), None, "{any}");
+        }
     }
 
     #[test]

@@ -4,12 +4,22 @@
 //! random queries (selectors, present and absent needles, regexes, field
 //! filters, limits, both directions, metric queries) must return exactly
 //! what a brute-force scan of the parsed input returns: same lines, same
-//! order, same limit. Set `SKIDDER_PRUNE_SEED` to replay a run.
+//! order, same limit. Set `SKIDDER_PRUNE_SEED` to replay a run. The same
+//! holds through compaction: killed half way, published, with its sources
+//! deleted, and packed.
 
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
-use skidder_common::format::layout::hour_of;
-use skidder_common::storage::LocalStore;
+use async_trait::async_trait;
+use bytes::Bytes;
+use skidder_common::format::layout::{hour_of, now_ns};
+use skidder_common::storage::{
+    list_all, ListOptions, ListPage, LocalStore, ObjectMeta, ObjectStore, StorageError,
+    StorageErrorKind, StorageResult,
+};
+use skidder_indexer::compactor::{compact_hour, CompactOptions};
+use skidder_indexer::packer::{hours_with_days, pack_hours, PackOptions};
 use skidder_searcher::engine::{sort_entries, Direction, Engine, EngineConfig, Entry, TimeRange};
 use skidder_searcher::logql::eval::{Labels, LinePipeline};
 use skidder_searcher::logql::{parse, Query};
@@ -225,30 +235,19 @@ fn regex_syntax_escape(s: &str) -> String {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pruning_never_changes_results() {
-    let seed = std::env::var("SKIDDER_PRUNE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(7);
-    eprintln!("prune test seed {seed} (SKIDDER_PRUNE_SEED replays)");
-    let mut rng = Rng::new(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path()).unwrap();
-    let recs = index_lines(&store, TENANT, &input_lines(&mut rng)).await;
-    let metrics = Arc::new(Metrics::new());
-    let engine = Engine::new(
-        Arc::new(store),
-        EngineConfig {
-            max_hours: 1 << 40,
-            ..Default::default()
-        },
-        metrics.clone(),
-    );
-
+/// Runs `n` random queries against `engine`, each held to the brute force
+/// over `recs`; returns (queries checked, queries with results).
+async fn check_queries(
+    engine: &Engine,
+    recs: &[Rec],
+    rng: &mut Rng,
+    n: usize,
+    seed: u64,
+    phase: &str,
+) -> (usize, usize) {
     let (mut checked, mut nonempty) = (0, 0);
-    for _ in 0..400 {
-        let q = random_query(&mut rng, &recs);
+    for _ in 0..n {
+        let q = random_query(rng, recs);
         // Around a random record's time, or everything.
         let anchor = recs[rng.below(recs.len())].ts;
         let range = match rng.below(3) {
@@ -281,10 +280,10 @@ async fn pruning_never_changes_results() {
             .logs(TENANT, range, &lq, limit, dir, true)
             .await
             .unwrap();
-        assert!(stats.warnings.is_empty(), "{:?}", stats.warnings);
-        let want = brute_logs(&recs, &q, range, limit, dir);
-        assert_eq!(got.len(), want.len(), "seed {seed}: {q}");
-        assert!(got == want, "seed {seed}: results differ for {q}");
+        assert!(stats.warnings.is_empty(), "{phase}: {:?}", stats.warnings);
+        let want = brute_logs(recs, &q, range, limit, dir);
+        assert_eq!(got.len(), want.len(), "{phase}, seed {seed}: {q}");
+        assert!(got == want, "{phase}, seed {seed}: results differ for {q}");
         checked += 1;
         nonempty += usize::from(!want.is_empty());
 
@@ -302,9 +301,52 @@ async fn pruning_never_changes_results() {
                 .await
                 .unwrap()
                 .0;
-            assert_eq!(a, b, "seed {seed}: metric results differ for {mq}");
+            assert_eq!(a, b, "{phase}, seed {seed}: metric results differ for {mq}");
         }
     }
+    (checked, nonempty)
+}
+
+fn seed() -> u64 {
+    let seed = std::env::var("SKIDDER_PRUNE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7);
+    eprintln!("prune test seed {seed} (SKIDDER_PRUNE_SEED replays)");
+    seed
+}
+
+/// An engine that caches no listing, so each phase reads the store as it is.
+fn fresh_engine(store: Arc<dyn ObjectStore>, metrics: Arc<Metrics>) -> Engine {
+    Engine::new(
+        store,
+        EngineConfig {
+            max_hours: 1 << 40,
+            listing_cache_secs: 0,
+            ..Default::default()
+        },
+        metrics,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_never_changes_results() {
+    let seed = seed();
+    let mut rng = Rng::new(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path()).unwrap();
+    let recs = index_lines(&store, TENANT, &input_lines(&mut rng)).await;
+    let metrics = Arc::new(Metrics::new());
+    let engine = Engine::new(
+        Arc::new(store),
+        EngineConfig {
+            max_hours: 1 << 40,
+            ..Default::default()
+        },
+        metrics.clone(),
+    );
+    let (checked, nonempty) =
+        check_queries(&engine, &recs, &mut rng, 400, seed, "small blocks").await;
     let pruned: u64 = ["time", "labels", "bloom"]
         .iter()
         .map(|r| metrics.blocks_pruned.with_label_values(&[r]).get())
@@ -319,4 +361,150 @@ async fn pruning_never_changes_results() {
         bloom > 0,
         "no bloom pruning happened: the test would prove little"
     );
+}
+
+/// A store whose puts fail after `left` of them: a compactor killed half
+/// way through, its objects written but not its manifest.
+#[derive(Debug)]
+struct PutsRunOut {
+    inner: Arc<dyn ObjectStore>,
+    left: AtomicUsize,
+}
+
+#[async_trait]
+impl ObjectStore for PutsRunOut {
+    async fn put(&self, key: &str, body: Bytes) -> StorageResult<()> {
+        if self
+            .left
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_err()
+        {
+            return Err(StorageError::new(StorageErrorKind::Io, key, "killed"));
+        }
+        self.inner.put(key, body).await
+    }
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> StorageResult<()> {
+        if self
+            .left
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_err()
+        {
+            return Err(StorageError::new(StorageErrorKind::Io, key, "killed"));
+        }
+        self.inner.put_if_absent(key, body).await
+    }
+    async fn get(&self, key: &str) -> StorageResult<Bytes> {
+        self.inner.get(key).await
+    }
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StorageResult<Bytes> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(&self, key: &str) -> StorageResult<ObjectMeta> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str, opts: ListOptions<'_>) -> StorageResult<ListPage> {
+        self.inner.list(prefix, opts).await
+    }
+    async fn delete(&self, key: &str) -> StorageResult<()> {
+        self.inner.delete(key).await
+    }
+    fn url(&self) -> String {
+        self.inner.url()
+    }
+}
+
+/// Compacts every hour the records span; returns the blocks written.
+async fn compact_all(store: &dyn ObjectStore, recs: &[Rec], opts: &CompactOptions) -> usize {
+    let first = hour_of(recs.iter().map(|r| r.ts).min().unwrap());
+    let last = hour_of(recs.iter().map(|r| r.ts).max().unwrap());
+    let mut written = 0;
+    for prefix in hours_with_days(store, TENANT, (first, last)).await.unwrap() {
+        match compact_hour(store, &prefix, opts, now_ns()).await {
+            Ok(r) => written += r.blocks_written,
+            Err(e) => eprintln!("compaction of {prefix} stopped: {e}"),
+        }
+    }
+    written
+}
+
+/// The same oracle through compaction: killed half way (compacted objects
+/// without a manifest), then published, then with the small blocks
+/// deleted, then packed. Each phase must equal the brute force, and
+/// compaction must really have replaced blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_never_changes_results_through_compaction() {
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 0xc0);
+    let dir = tempfile::tempdir().unwrap();
+    let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
+    let recs = index_lines(&*local, TENANT, &input_lines(&mut rng)).await;
+    let small = count_keys(&*local, ".idx").await;
+    let metrics = Arc::new(Metrics::new());
+    let opts = CompactOptions {
+        target_raw_bytes: 1 << 20,
+        grace_ns: 0,
+        ..Default::default()
+    };
+
+    let killed = PutsRunOut {
+        inner: local.clone(),
+        left: AtomicUsize::new(5),
+    };
+    compact_all(&killed, &recs, &opts).await;
+    assert!(
+        count_keys(&*local, "_manifest.").await <= 2,
+        "the kill came too late"
+    );
+    let engine = fresh_engine(local.clone(), metrics.clone());
+    check_queries(&engine, &recs, &mut rng, 120, seed, "killed half way").await;
+
+    let written = compact_all(&*local, &recs, &opts).await;
+    assert!(written > 0, "nothing was compacted");
+    assert!(count_keys(&*local, "_manifest.").await > 0);
+    let engine = fresh_engine(local.clone(), metrics.clone());
+    check_queries(
+        &engine,
+        &recs,
+        &mut rng,
+        120,
+        seed,
+        "compacted, sources kept",
+    )
+    .await;
+
+    // The next pass deletes the sources (grace 0) and the orphans.
+    compact_all(&*local, &recs, &opts).await;
+    let left = count_keys(&*local, ".idx").await;
+    eprintln!("{small} small blocks became {left} blocks");
+    assert!(
+        left * 2 < small,
+        "{small} small blocks, {left} after compaction"
+    );
+    let engine = fresh_engine(local.clone(), metrics.clone());
+    let (checked, nonempty) =
+        check_queries(&engine, &recs, &mut rng, 150, seed, "sources deleted").await;
+    assert!(nonempty > checked / 4, "too few queries found anything");
+
+    let first = hour_of(recs.iter().map(|r| r.ts).min().unwrap());
+    let last = hour_of(recs.iter().map(|r| r.ts).max().unwrap());
+    pack_hours(
+        &*local,
+        &[TENANT.to_owned()],
+        (first, last),
+        &PackOptions::default(),
+        &|| false,
+    )
+    .await
+    .unwrap();
+    let engine = fresh_engine(local.clone(), metrics.clone());
+    check_queries(&engine, &recs, &mut rng, 100, seed, "packed").await;
+}
+
+async fn count_keys(store: &dyn ObjectStore, needle: &str) -> usize {
+    list_all(store, "")
+        .await
+        .unwrap()
+        .iter()
+        .filter(|m| m.key.contains(needle))
+        .count()
 }

@@ -1,0 +1,614 @@
+//! Compaction: rewrites a settled hour's small blocks into a few large
+//! ones per app, and publishes them with a manifest (`format::manifest`).
+//!
+//! At 1 TB a day an hour holds hundreds of thousands of small blocks (one
+//! per app, partition and flush), and every query pays for them in LISTs
+//! and GETs. A compacted block holds up to `target_raw_bytes` of one
+//! app-hour, its records sorted by stream and time as any block's, with
+//! one bloom filter sized for its content at a low false-positive rate. It
+//! is still an LZ4 Hadoop SequenceFile of the same records, so Spark reads
+//! it as before.
+//!
+//! The protocol, with its crash points (`docs/DESIGN.md`, "Compaction"):
+//!
+//! 1. List the hour and read its newest manifest, generation `g`.
+//! 2. Delete what the grace period has freed: sources of entries older
+//!    than `grace`, manifests older than `g`, and compacted objects of
+//!    generation `<= g` that `g` does not name.
+//! 3. For each app with at least `min_sources` small blocks no entry
+//!    replaces, write compacted blocks for generation `g + 1`: data, then
+//!    index. No reader reads them yet: no manifest names them.
+//! 4. Publish manifest `g + 1` (every entry of `g`, plus the new ones) with
+//!    a conditional put. Another compactor that got there first wins; this
+//!    one's objects are left for a later pass to delete.
+//!
+//! A reader switches from the small blocks to the compacted ones at the
+//! moment manifest `g + 1` is listed, and the small blocks are deleted only
+//! a grace period later, so a query never sees a record twice or misses
+//! it. Rebuilds of a small block after compaction are harmless: a rebuilt
+//! block has the same name and the same records, and stays replaced.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use skidder_common::format::index::{
+    bloom_fp_rate, build_bloom_with_bytes, sliceable_bloom_bytes, BlockIndex, StreamEntry,
+};
+use skidder_common::format::layout::{
+    app_of, compacted_generation, compacted_stem, data_key_of, is_compacted, manifest_key, now_ns,
+    parse_manifest_key, DATA_SUFFIX, INDEX_SUFFIX,
+};
+use skidder_common::format::manifest::{Entry, Live, Manifest};
+use skidder_common::format::pack::runs_by_size;
+use skidder_common::format::seqfile::{SeqFileReader, SeqFileWriter};
+use skidder_common::format::FormatError;
+use skidder_common::storage::{list_all, ObjectMeta, ObjectStore, StorageError, StorageErrorKind};
+use thiserror::Error;
+
+use crate::config::{AppSource, BlockConfig, ParseConfig, TenantSource};
+use crate::failpoints::crash_point;
+use crate::models::RawBatch;
+use crate::packer::hours_with_days;
+use crate::stages::compressor::{meta, streams_json};
+use crate::stages::parser::Parser;
+
+/// The crash points of compaction, in the order a soak can fire them one
+/// run after another: deleting needs a manifest published earlier.
+pub const POINTS: &[&str] = &[
+    "compactor::after_data",
+    "compactor::after_index",
+    "compactor::after_manifest",
+    "compactor::after_delete",
+];
+
+/// How the compactor writes.
+#[derive(Debug, Clone)]
+pub struct CompactOptions {
+    /// Raw bytes of log lines a compacted block holds at most (a single
+    /// larger source gets a block of its own).
+    pub target_raw_bytes: u64,
+    /// Nanoseconds after a manifest generation is published before the
+    /// small blocks it replaced are deleted: longer than any query and any
+    /// searcher's listing cache.
+    pub grace_ns: i64,
+    /// An app-hour is compacted once it has this many small blocks that
+    /// no compacted block replaces.
+    pub min_sources: usize,
+    /// The compacted filter's false-positive rate, where the index budget
+    /// allows.
+    pub bloom_fp_rate: f64,
+    /// Must equal the indexer's `parse.max_token_value_len`.
+    pub max_token_value_len: usize,
+    /// Object GETs in flight.
+    pub concurrency: usize,
+}
+
+impl Default for CompactOptions {
+    fn default() -> Self {
+        CompactOptions {
+            target_raw_bytes: 128 << 20,
+            grace_ns: 30 * 60 * 1_000_000_000,
+            min_sources: 2,
+            bloom_fp_rate: 0.001,
+            max_token_value_len: ParseConfig::default().max_token_value_len,
+            concurrency: 16,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum CompactError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The newest manifest does not decode: the hour is left alone (its
+    /// readers read its small blocks) until an operator looks.
+    #[error("manifest {key} is unreadable: {source}")]
+    Manifest {
+        key: String,
+        #[source]
+        source: FormatError,
+    },
+    /// A source block does not decode or fails its checksum: the app-hour
+    /// is not compacted, so no record is lost with it.
+    #[error("block {key} is unreadable: {source}")]
+    Block {
+        key: String,
+        #[source]
+        source: FormatError,
+    },
+    /// A source's records re-parsed to another count: a bug, never a silent
+    /// loss.
+    #[error("block {key}: {why}")]
+    Mismatch { key: String, why: String },
+}
+
+/// What compacting one hour did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HourCompaction {
+    /// Small blocks rewritten into compacted ones.
+    pub sources: usize,
+    pub blocks_written: usize,
+    pub bytes_written: u64,
+    /// The generation published, if one was.
+    pub published: Option<u64>,
+    /// Another compactor published the generation first.
+    pub lost_race: bool,
+    /// Objects deleted once their grace period had passed.
+    pub deleted: usize,
+}
+
+/// A small block to compact: its index name relative to the hour prefix,
+/// and its index.
+#[derive(Clone)]
+struct Source {
+    name: String,
+    index: BlockIndex,
+}
+
+/// Compacts one settled hour (see the module docs), at time `now_ns`.
+pub async fn compact_hour(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    opts: &CompactOptions,
+    now_ns: i64,
+) -> Result<HourCompaction, CompactError> {
+    let mut report = HourCompaction::default();
+    let listed = list_all(store, prefix).await?;
+    let rel = |k: &str| k.strip_prefix(prefix).unwrap_or(k).to_owned();
+    let current = newest_manifest(store, prefix, &listed).await?;
+    let indexes: Vec<(String, u64)> = listed
+        .iter()
+        .filter(|m| m.key.ends_with(INDEX_SUFFIX))
+        .map(|m| (rel(&m.key), m.size))
+        .collect();
+
+    report.deleted = delete_freed(store, prefix, &listed, current.as_ref(), opts, now_ns).await?;
+
+    let live = Live::new(
+        current.as_ref(),
+        indexes.iter().map(|(n, s)| (n.as_str(), *s)),
+    );
+    let mut by_app: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, _) in &indexes {
+        if !is_compacted(name) && live.reads(name) {
+            if let Some(app) = app_of("", name) {
+                by_app.entry(app).or_default().push(name.clone());
+            }
+        }
+    }
+    by_app.retain(|_, v| v.len() >= opts.min_sources.max(1));
+    if by_app.is_empty() {
+        return Ok(report);
+    }
+    let generation = current.as_ref().map_or(1, |m| m.generation + 1);
+    let mut entries = current.map(|m| m.entries).unwrap_or_default();
+    for (app, mut names) in by_app {
+        names.sort();
+        let sources = read_indexes(store, prefix, &names, opts.concurrency).await?;
+        let runs = runs_by_size(&sources, opts.target_raw_bytes, |s| s.index.raw_bytes);
+        for (n, run) in runs.into_iter().enumerate() {
+            let entry = compact_run(store, prefix, &app, generation, n, run, opts, now_ns).await?;
+            report.sources += entry.sources.len();
+            report.blocks_written += 1;
+            report.bytes_written += entry.data_size + entry.index_size;
+            entries.push(entry);
+        }
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    let manifest = Manifest {
+        generation,
+        created_ns: now_ns,
+        entries,
+    };
+    let key = manifest_key(prefix, generation);
+    match store
+        .put_if_absent(&key, Bytes::from(manifest.encode()))
+        .await
+    {
+        Ok(()) => report.published = Some(generation),
+        Err(e) if e.kind == StorageErrorKind::AlreadyExists => {
+            tracing::warn!(%key, "another compactor published this generation first");
+            report.lost_race = true;
+            return Ok(report);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    crash_point("compactor::after_manifest");
+    Ok(report)
+}
+
+/// The newest manifest among an hour's listed objects, decoded.
+pub async fn newest_manifest(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    listed: &[ObjectMeta],
+) -> Result<Option<Manifest>, CompactError> {
+    let newest = listed
+        .iter()
+        .filter_map(|m| Some((parse_manifest_key(prefix, &m.key)?, &m.key)))
+        .max();
+    let Some((_, key)) = newest else {
+        return Ok(None);
+    };
+    let bytes = store.get(key).await?;
+    Manifest::decode(&bytes)
+        .map(Some)
+        .map_err(|source| CompactError::Manifest {
+            key: key.clone(),
+            source,
+        })
+}
+
+/// Compacts hours `first..=last` of each tenant, until `stop` says to. An
+/// hour that fails is logged and counted, and the pass goes on.
+pub async fn compact_hours(
+    store: &dyn ObjectStore,
+    tenants: &[String],
+    (first, last): (i64, i64),
+    opts: &CompactOptions,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<CompactReport, StorageError> {
+    let mut report = CompactReport::default();
+    for tenant in tenants {
+        for prefix in hours_with_days(store, tenant, (first, last)).await? {
+            if stop() {
+                return Ok(report);
+            }
+            report.hours_listed += 1;
+            match compact_hour(store, &prefix, opts, now_ns()).await {
+                Ok(h) => {
+                    if h.published.is_some() || h.deleted > 0 {
+                        tracing::info!(
+                            %prefix,
+                            generation = h.published,
+                            sources = h.sources,
+                            blocks = h.blocks_written,
+                            bytes = h.bytes_written,
+                            deleted = h.deleted,
+                            "compacted an hour"
+                        );
+                    }
+                    report.add(&h);
+                }
+                Err(e) => {
+                    report.hours_failed += 1;
+                    tracing::error!(%prefix, error = %e, "could not compact an hour");
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Deletes what the newest manifest's grace period has freed; returns how
+/// many objects. Only objects no reader can still need: the sources of
+/// entries published more than `grace` ago, the manifests before the
+/// newest once it is that old, and compacted objects no manifest up to the
+/// newest names (a lost race or a crash's leftovers).
+async fn delete_freed(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    listed: &[ObjectMeta],
+    current: Option<&Manifest>,
+    opts: &CompactOptions,
+    now_ns: i64,
+) -> Result<usize, CompactError> {
+    let Some(m) = current else { return Ok(0) };
+    let settled = |t: i64| t.saturating_add(opts.grace_ns) < now_ns;
+    let freed_sources: HashSet<&str> = m
+        .entries
+        .iter()
+        .filter(|e| settled(e.created_ns))
+        .flat_map(|e| e.sources.iter().map(String::as_str))
+        .collect();
+    let named: HashSet<&str> = m.entries.iter().map(|e| e.name.as_str()).collect();
+    let mut doomed = Vec::new();
+    for o in listed {
+        let Some(name) = o.key.strip_prefix(prefix) else {
+            continue;
+        };
+        let index_name = name
+            .strip_suffix(DATA_SUFFIX)
+            .map(|stem| format!("{stem}{INDEX_SUFFIX}"))
+            .unwrap_or_else(|| name.to_owned());
+        let free = if let Some(g) = compacted_generation(name) {
+            g <= m.generation && !named.contains(index_name.as_str()) && settled(m.created_ns)
+        } else if let Some(g) = parse_manifest_key(prefix, &o.key) {
+            g < m.generation && settled(m.created_ns)
+        } else {
+            freed_sources.contains(index_name.as_str())
+        };
+        if free {
+            doomed.push(o.key.clone());
+        }
+    }
+    // Indexes first: a block whose index is gone is not listed as a block,
+    // so a crash mid-way never leaves an index without its data.
+    doomed.sort_by_key(|k| !k.ends_with(INDEX_SUFFIX));
+    for (i, key) in doomed.iter().enumerate() {
+        match store.delete(key).await {
+            Ok(()) => {}
+            Err(e) if e.kind == StorageErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        if i == 0 {
+            crash_point("compactor::after_delete");
+        }
+    }
+    Ok(doomed.len())
+}
+
+/// The indexes of `names` (relative to `prefix`), in order.
+async fn read_indexes(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    names: &[String],
+    concurrency: usize,
+) -> Result<Vec<Source>, CompactError> {
+    stream::iter(names.iter().cloned())
+        .map(|name| async move {
+            let key = format!("{prefix}{name}");
+            let bytes = store.get(&key).await?;
+            let index =
+                BlockIndex::decode(&bytes).map_err(|source| CompactError::Block { key, source })?;
+            Ok::<_, CompactError>(Source { name, index })
+        })
+        .buffered(concurrency.max(1))
+        .try_collect()
+        .await
+}
+
+/// One record of a compacted block: where its line lies in the block's
+/// line buffer, and where it came from (for a stable order).
+struct Rec {
+    time_ns: i64,
+    source: u32,
+    n: u32,
+    start: usize,
+    len: usize,
+}
+
+/// Writes one compacted block from `run`, data then index, and returns
+/// its manifest entry.
+#[allow(clippy::too_many_arguments)]
+async fn compact_run(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    app: &str,
+    generation: u64,
+    n: usize,
+    run: &[Source],
+    opts: &CompactOptions,
+    now_ns: i64,
+) -> Result<Entry, CompactError> {
+    let datas: Vec<Bytes> = stream::iter(run)
+        .map(|s| async move {
+            store
+                .get(&data_key_of(&format!("{prefix}{}", s.name)))
+                .await
+        })
+        .buffered(opts.concurrency.max(1))
+        .try_collect()
+        .await?;
+    let mut names: Vec<&str> = run.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    let digest = {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for name in &names {
+            h.update(name.as_bytes());
+            h.update(b"\n");
+        }
+        h.digest()
+    };
+    let stem = compacted_stem(app, generation, digest, n);
+    let data_key = format!("{prefix}{stem}{DATA_SUFFIX}");
+    let index_key = format!("{prefix}{stem}{INDEX_SUFFIX}");
+    let run = run.to_vec();
+    let prefix_owned = prefix.to_owned();
+    let max_token_value_len = opts.max_token_value_len;
+    let fp = opts.bloom_fp_rate;
+    let dk = data_key.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        build(&prefix_owned, &run, &datas, &dk, fp, max_token_value_len)
+    })
+    .await
+    .map_err(|e| CompactError::Mismatch {
+        key: data_key.clone(),
+        why: format!("the compaction task failed: {e}"),
+    })??;
+    let (data, index) = built;
+    let index_bytes = index.encode();
+    let entry = Entry {
+        name: format!("{stem}{INDEX_SUFFIX}"),
+        index_size: index_bytes.len() as u64,
+        data_size: data.len() as u64,
+        app: app.to_owned(),
+        min_time_ns: index.min_time_ns,
+        max_time_ns: index.max_time_ns,
+        records: index.record_count,
+        raw_bytes: index.raw_bytes,
+        created_ns: now_ns,
+        sources: names.iter().map(|s| s.to_string()).collect(),
+    };
+    store.put(&data_key, Bytes::from(data)).await?;
+    crash_point("compactor::after_data");
+    store.put(&index_key, Bytes::from(index_bytes)).await?;
+    crash_point("compactor::after_index");
+    Ok(entry)
+}
+
+/// Merges the sources' records by stream and time, and encodes the
+/// compacted SequenceFile and its index. Pure: the same sources give the
+/// same bytes, so two compactors racing on them write identical objects.
+fn build(
+    prefix: &str,
+    run: &[Source],
+    datas: &[Bytes],
+    data_key: &str,
+    fp_rate: f64,
+    max_token_value_len: usize,
+) -> Result<(Vec<u8>, BlockIndex), CompactError> {
+    let mut lines: Vec<u8> = Vec::new();
+    let mut streams: BTreeMap<Vec<(String, String)>, Vec<Rec>> = BTreeMap::new();
+    for (i, (Source { name, index }, data)) in run.iter().zip(datas).enumerate() {
+        let key = format!("{prefix}{name}");
+        let bad = |source| CompactError::Block {
+            key: key.clone(),
+            source,
+        };
+        index.verify_data(data).map_err(bad)?;
+        let (_, records) = SeqFileReader::read_all(data).map_err(bad)?;
+        if records.len() as u64 != index.record_count {
+            return Err(CompactError::Mismatch {
+                key,
+                why: format!(
+                    "{} records, its index says {}",
+                    records.len(),
+                    index.record_count
+                ),
+            });
+        }
+        for s in &index.streams {
+            let recs = streams.entry(s.labels.clone()).or_default();
+            let range = s.first_record as usize..(s.first_record + s.record_count) as usize;
+            for (n, (time_ns, line)) in records.get(range).into_iter().flatten().enumerate() {
+                recs.push(Rec {
+                    time_ns: *time_ns,
+                    source: i as u32,
+                    n: n as u32,
+                    start: lines.len(),
+                    len: line.len(),
+                });
+                lines.extend_from_slice(line.as_bytes());
+            }
+        }
+    }
+    let mut entries = Vec::with_capacity(streams.len());
+    let mut order = Vec::new();
+    let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+    for (labels, mut recs) in streams {
+        recs.sort_by_key(|r| (r.time_ns, r.source, r.n));
+        let first = recs.first().map_or(0, |r| r.time_ns);
+        let last = recs.last().map_or(0, |r| r.time_ns);
+        min_t = min_t.min(first);
+        max_t = max_t.max(last);
+        entries.push(StreamEntry {
+            labels,
+            first_record: order.len() as u32,
+            record_count: recs.len() as u32,
+            min_time_ns: first,
+            max_time_ns: last,
+        });
+        order.extend(recs);
+    }
+    let tokens = tokens_of(&lines, &order, max_token_value_len);
+    let cfg = BlockConfig::default();
+    let budget = (lines.len() as f64 * cfg.bloom_max_share) as usize;
+    let fp = bloom_fp_rate(tokens.len(), budget, fp_rate, cfg.bloom_max_fp_rate);
+    let bloom_bytes = sliceable_bloom_bytes(tokens.len(), fp, budget, cfg.bloom_max_fp_rate);
+    let bloom = build_bloom_with_bytes(tokens.into_iter(), bloom_bytes);
+
+    let first = run.iter().map(|s| s.index.first_offset).min().unwrap_or(0);
+    let last = run.iter().map(|s| s.index.last_offset).max().unwrap_or(0);
+    let topics: HashSet<&str> = run.iter().map(|s| s.index.topic.as_str()).collect();
+    let topic = match topics.len() {
+        1 => topics.into_iter().next().unwrap_or_default().to_owned(),
+        _ => String::new(),
+    };
+    let (tenant, app, hour) = run
+        .first()
+        .map(|s| (s.index.tenant.clone(), s.index.app.clone(), s.index.hour))
+        .unwrap_or_default();
+    let streams_meta = streams_json(&entries);
+    let (first_s, last_s, sources_s) = (first.to_string(), last.to_string(), run.len().to_string());
+    let metadata = [
+        (meta::FORMAT, "1"),
+        (meta::TENANT, tenant.as_str()),
+        (meta::APP, app.as_str()),
+        (meta::TOPIC, topic.as_str()),
+        (meta::PARTITION, "-1"),
+        (meta::FIRST_OFFSET, first_s.as_str()),
+        (meta::LAST_OFFSET, last_s.as_str()),
+        (meta::STREAMS, streams_meta.as_str()),
+        (meta::COMPACTED_FROM, sources_s.as_str()),
+    ];
+    let sync = xxhash_rust::xxh3::xxh3_128(data_key.as_bytes()).to_le_bytes();
+    let mut w = SeqFileWriter::new(Vec::with_capacity(lines.len() / 3), &metadata, sync);
+    for r in &order {
+        w.append(r.time_ns, &lines[r.start..r.start + r.len]);
+    }
+    let data = w.finish();
+    let index = BlockIndex {
+        version: skidder_common::format::index::VERSION,
+        min_time_ns: if order.is_empty() { 0 } else { min_t },
+        max_time_ns: if order.is_empty() { 0 } else { max_t },
+        record_count: order.len() as u64,
+        raw_bytes: lines.len() as u64,
+        tenant,
+        app,
+        hour,
+        topic,
+        partition: -1,
+        first_offset: first,
+        last_offset: last.max(first),
+        data_key: data_key.to_owned(),
+        data_size: data.len() as u64,
+        data_crc32c: crc32c::crc32c(&data),
+        streams: entries,
+        bloom,
+    };
+    Ok((data, index))
+}
+
+/// The distinct tokens of the records' lines, by the indexer's own parser
+/// and rules, so a compacted filter admits every query its sources did.
+fn tokens_of(lines: &[u8], order: &[Rec], max_token_value_len: usize) -> HashSet<u64> {
+    let cfg = ParseConfig {
+        app: AppSource::Fixed(String::new()),
+        tenant: TenantSource::Fixed("t".into()),
+        label_fields: Vec::new(),
+        max_token_value_len,
+        max_line_bytes: usize::MAX,
+        max_label_value_bytes: usize::MAX,
+        ..ParseConfig::default()
+    };
+    let mut out = HashSet::new();
+    let Ok(mut parser) = Parser::new(cfg) else {
+        return out;
+    };
+    let topic: Arc<str> = Arc::from("");
+    for chunk in order.chunks(4096) {
+        let mut raw = RawBatch::new(topic.clone(), 0);
+        for (i, r) in chunk.iter().enumerate() {
+            raw.push(i as i64, None, &lines[r.start..r.start + r.len]);
+        }
+        out.extend(parser.parse_batch(&raw).tokens);
+    }
+    out
+}
+
+/// What a compaction pass did, summed over its hours.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CompactReport {
+    pub hours_listed: usize,
+    pub hours_compacted: usize,
+    pub sources: usize,
+    pub blocks_written: usize,
+    pub bytes_written: u64,
+    pub lost_races: usize,
+    pub deleted: usize,
+    pub hours_failed: usize,
+}
+
+impl CompactReport {
+    pub fn add(&mut self, h: &HourCompaction) {
+        self.hours_compacted += usize::from(h.published.is_some());
+        self.sources += h.sources;
+        self.blocks_written += h.blocks_written;
+        self.bytes_written += h.bytes_written;
+        self.lost_races += usize::from(h.lost_race);
+        self.deleted += h.deleted;
+    }
+}
