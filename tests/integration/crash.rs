@@ -263,7 +263,7 @@ fn compact_with_kills(store: &str, dir: &Path, logs: &Path, produced: u64, seed:
         for e in walk(dir) {
             let name = e.file_name().unwrap().to_string_lossy().into_owned();
             if name.ends_with(".idx") {
-                *(if name.starts_with("_c.") {
+                *(if name.starts_with("compacted.") {
                     &mut compacted
                 } else {
                     &mut small

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use skidder_common::format::index::{build_bloom, StreamEntry};
-use skidder_common::format::layout::BlockName;
+use skidder_common::format::layout::{hour_of, hour_prefix, is_compacted, now_ns, BlockName};
+use skidder_common::storage::{list_all, LocalStore, ObjectStore};
+use skidder_indexer::compactor::{compact_hour, CompactOptions};
 use skidder_indexer::models::SealedBlock;
 use skidder_indexer::stages::compressor::encode;
 
@@ -25,6 +27,136 @@ fn python() -> PathBuf {
         p.display()
     );
     p
+}
+
+/// The real log files the tests read, with a short app name for each.
+const FILES: [(&str, &str); 3] = [
+    ("loghub/Spark_2k.log", "spark"),
+    ("loghub/Thunderbird_2k.log", "thunderbird"),
+    ("zeek/dns.json", "zeek"),
+];
+
+/// A block of `lines` (with their times) as the block maker seals it: one
+/// stream, named after the app.
+fn sealed(app: &str, first_offset: i64, recs: &[(i64, &str)]) -> SealedBlock {
+    let mut lines = Vec::new();
+    let mut records = Vec::new();
+    for (t, l) in recs {
+        records.push((*t, lines.len() as u32, l.len() as u32));
+        lines.extend_from_slice(l.as_bytes());
+    }
+    let (min, max) = (recs[0].0, recs[recs.len() - 1].0);
+    SealedBlock {
+        name: BlockName {
+            tenant: "t".into(),
+            app: app.into(),
+            hour: hour_of(min),
+            topic: "logs".into(),
+            partition: 0,
+            first_offset,
+        },
+        last_offset: first_offset + recs.len() as i64 - 1,
+        streams: vec![StreamEntry {
+            labels: vec![("source".into(), app.into())],
+            first_record: 0,
+            record_count: recs.len() as u32,
+            min_time_ns: min,
+            max_time_ns: max,
+        }],
+        min_time_ns: min,
+        max_time_ns: max,
+        raw_bytes: lines.len() as u64,
+        records,
+        lines,
+        bloom: build_bloom([1u64].into_iter(), 0.01),
+    }
+}
+
+/// Runs Hadoop's reader over `pattern` against `expected`.
+fn hadoop_reads(pattern: &std::path::Path, expected: &std::path::Path) {
+    let out = Command::new(python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/integration/read_blocks.py"
+        ))
+        .arg(pattern)
+        .arg(expected)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "Hadoop reader failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("OK: Hadoop read"), "{stdout}");
+}
+
+/// A settled day after compaction, its sources deleted once the grace
+/// period passed: a `*.seq` glob over the day in Spark returns every
+/// record exactly once.
+#[test]
+fn spark_reads_each_record_of_a_compacted_day_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let store = LocalStore::new(&root).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut expected = std::fs::File::create(dir.path().join("expected.jsonl")).unwrap();
+    let data = skidder_common::testing::shared_data_dir();
+    let mut hours = std::collections::BTreeSet::new();
+    for (n, (file, app)) in FILES.iter().enumerate() {
+        let text = std::fs::read_to_string(data.join(file)).unwrap();
+        let recs: Vec<(i64, &str)> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, l)| (1_700_000_000_000_000_000 + i as i64 * 1_000_003, l))
+            .collect();
+        for r in &recs {
+            let line = serde_json::json!({"time_ns": r.0.to_string(), "line": r.1});
+            writeln!(expected, "{line}").unwrap();
+        }
+        // Small blocks of 300 records, as many flushes would cut them.
+        for (c, chunk) in recs.chunks(300).enumerate() {
+            let block = sealed(app, (n * 10_000 + c * 300) as i64, chunk);
+            hours.insert(block.name.hour);
+            let enc = encode(block, Vec::new());
+            rt.block_on(store.put(&enc.data_key, enc.data)).unwrap();
+            rt.block_on(store.put(&enc.index_key, enc.index)).unwrap();
+        }
+    }
+    drop(expected);
+    let opts = CompactOptions {
+        grace_ns: 0,
+        ..Default::default()
+    };
+    // One pass compacts, the next deletes the sources.
+    for _ in 0..2 {
+        for &hour in &hours {
+            rt.block_on(compact_hour(
+                &store,
+                &hour_prefix("t", hour),
+                &opts,
+                now_ns(),
+            ))
+            .unwrap();
+        }
+    }
+    let keys: Vec<String> = rt
+        .block_on(list_all(&store, ""))
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .filter(|k| k.ends_with(".seq"))
+        .collect();
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| is_compacted(k)),
+        "small blocks left: {keys:?}"
+    );
+    hadoop_reads(
+        &root.join("tenant=t/dt=*/hour=*/app=*/*.seq"),
+        &dir.path().join("expected.jsonl"),
+    );
 }
 
 #[test]

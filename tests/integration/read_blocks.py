@@ -1,7 +1,8 @@
 """Reads Skidder data blocks with Hadoop's own SequenceFile reader (through
 PySpark) and checks that the records equal the expected ones.
 
-usage: read_blocks.py BLOCK_DIR EXPECTED_JSONL
+usage: read_blocks.py BLOCK_DIR_OR_GLOB EXPECTED_JSONL
+A BLOCK_DIR reads BLOCK_DIR/*.seq; a path holding `*` is the glob itself.
 EXPECTED_JSONL holds one {"time_ns": "...", "line": "..."} per record.
 Exits 0 when every record matches, exactly once; 1 otherwise.
 """
@@ -14,6 +15,7 @@ from pyspark import SparkConf, SparkContext
 
 def main():
     block_dir, expected_path = sys.argv[1], sys.argv[2]
+    pattern = block_dir if "*" in block_dir else block_dir + "/*.seq"
     conf = (
         SparkConf()
         .setMaster("local[1]")
@@ -24,7 +26,7 @@ def main():
     sc.setLogLevel("ERROR")
     try:
         got = Counter(
-            (int(k), v) for k, v in sc.sequenceFile(block_dir + "/*.seq").collect()
+            (int(k), v) for k, v in sc.sequenceFile(pattern).collect()
         )
     finally:
         sc.stop()

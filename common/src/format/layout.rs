@@ -28,9 +28,9 @@ const SLICES_SUFFIX: &str = ".slices";
 /// [`manifest_key`]).
 const MANIFEST_STEM: &str = "_manifest.";
 const MANIFEST_SUFFIX: &str = ".mf";
-/// Compacted blocks: `app=<a>/_c.<generation>.<digest>.<n>.{seq,idx}` (see
-/// [`compacted_stem`]). Small blocks never start with `_`.
-const COMPACTED_STEM: &str = "_c.";
+/// Compacted blocks: `app=<a>/compacted.<generation>.<digest>.<n>.{seq,idx}` (see
+/// [`compacted_stem`]); no small block's name takes that shape.
+const COMPACTED_STEM: &str = "compacted.";
 pub const LEDGER_ROOT: &str = "_ledger/";
 pub const DEAD_LETTER_ROOT: &str = "_deadletter/";
 /// Nanoseconds in an hour: blocks are cut, named and listed by the hour.
@@ -256,7 +256,7 @@ pub fn parse_manifest_key(hour_prefix: &str, key: &str) -> Option<u64> {
 
 /// The stem, relative to the hour prefix, of compacted block `n` of `app`
 /// made for manifest generation `generation` from sources whose names hash
-/// to `digest`: `app=<a>/_c.<generation, 10 digits>.<digest, 16 hex>.<n>`.
+/// to `digest`: `app=<a>/compacted.<generation, 10 digits>.<digest, 16 hex>.<n>`.
 /// Two compactors racing for a generation with different sources write
 /// different keys, so the loser never overwrites the winner's bytes.
 pub fn compacted_stem(app: &str, generation: u64, digest: u64, n: usize) -> String {
@@ -273,9 +273,10 @@ pub fn is_compacted(key: &str) -> bool {
 }
 
 /// The generation a compacted block's key was made for, if it is one: its
-/// file name is exactly `_c.<10 digits>.<16 hex>.<n>` with an optional
+/// file name is exactly `compacted.<10 digits>.<16 hex>.<n>` with an optional
 /// `.seq` or `.idx`. A small block's name cannot take that shape, even of
-/// a topic named `_c` (its offset has 20 digits).
+/// a topic named `compacted` (its offset has 20 digits). It starts with
+/// no `_`, which Hadoop input formats skip as hidden: a Spark glob reads it.
 pub fn compacted_generation(key: &str) -> Option<u64> {
     let file = key.rsplit('/').next()?.strip_prefix(COMPACTED_STEM)?;
     let file = file
@@ -441,7 +442,10 @@ mod tests {
             assert_eq!(parse_manifest_key(&hour, &not), None, "{not}");
         }
         let stem = compacted_stem("shop/checkout", 3, 0xab, 1);
-        assert_eq!(stem, "app=shop%2Fcheckout/_c.0000000003.00000000000000ab.1");
+        assert_eq!(
+            stem,
+            "app=shop%2Fcheckout/compacted.0000000003.00000000000000ab.1"
+        );
         let idx = format!("{hour}{stem}{INDEX_SUFFIX}");
         assert!(is_compacted(&idx) && is_compacted(&stem));
         assert_eq!(compacted_generation(&idx), Some(3));
@@ -451,9 +455,9 @@ mod tests {
             format!("{hour}app=shop%2Fcheckout/")
         );
         for small in [
-            format!("{hour}app=_c.x/logs.0.00000000000000000001.idx"),
-            format!("{hour}app=a/_c.1000000000.00000000000000000001.idx"),
-            format!("{hour}app=a/_c.0000000003.00000000000000ab.1.x.idx"),
+            format!("{hour}app=compacted.x/logs.0.00000000000000000001.idx"),
+            format!("{hour}app=a/compacted.1000000000.00000000000000000001.idx"),
+            format!("{hour}app=a/compacted.0000000003.00000000000000ab.1.x.idx"),
         ] {
             assert!(!is_compacted(&small), "{small}");
         }

@@ -28,7 +28,7 @@ const ENTRY_FIXED: usize = 8 * 7 + 4 * 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// Its index key relative to the hour prefix
-    /// (`app=<app>/_c.<generation>.<digest>.<n>.idx`).
+    /// (`app=<app>/compacted.<generation>.<digest>.<n>.idx`).
     pub name: String,
     /// The index object's size: a listed index of another size is not
     /// this one.
@@ -243,7 +243,7 @@ mod tests {
             created_ns: 1_795_266_000_000_000_000,
             entries: vec![
                 Entry {
-                    name: "app=checkout/_c.0000000001.00000000000000ab.0.idx".into(),
+                    name: "app=checkout/compacted.0000000001.00000000000000ab.0.idx".into(),
                     index_size: 4096,
                     data_size: 1 << 20,
                     app: "checkout".into(),
@@ -258,7 +258,7 @@ mod tests {
                     ],
                 },
                 Entry {
-                    name: "app=web/_c.0000000002.00000000000000cd.0.idx".into(),
+                    name: "app=web/compacted.0000000002.00000000000000cd.0.idx".into(),
                     index_size: 100,
                     data_size: 200,
                     app: "web".into(),

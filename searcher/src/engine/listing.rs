@@ -253,8 +253,8 @@ mod tests {
     #[test]
     fn a_manifest_swaps_sources_for_the_compacted_blocks_it_vouches_for() {
         let p = "h/";
-        let c1 = "app=a/_c.0000000001.00000000000000aa.0.idx";
-        let orphan = "app=a/_c.0000000001.00000000000000bb.0.idx";
+        let c1 = "app=a/compacted.0000000001.00000000000000aa.0.idx";
+        let orphan = "app=a/compacted.0000000001.00000000000000bb.0.idx";
         let listed: Vec<(String, u64)> = [
             ("app=a/t.0.00000000000000000000.idx", 5),
             ("app=a/t.0.00000000000000000010.idx", 5),
