@@ -94,7 +94,7 @@ QUERIES = [
 def main():
     idx = (GOLDEN / "block.idx").read_bytes()
     seq = (GOLDEN / "block.seq").read_bytes()
-    for target in ["logql_parse", "index_decode", "seqfile_decode", "pack_decode", "slices_decode"]:
+    for target in ["logql_parse", "index_decode", "seqfile_decode", "pack_decode", "slices_decode", "manifest_decode"]:
         shutil.rmtree(SEEDS / target, ignore_errors=True)
         (SEEDS / target).mkdir(parents=True)
     for i, q in enumerate(QUERIES):
@@ -104,6 +104,7 @@ def main():
     (SEEDS / "seqfile_decode" / "golden-v1.seq").write_bytes(seq)
     (SEEDS / "pack_decode" / "golden-v1.pack").write_bytes((GOLDEN / "hour.pack").read_bytes())
     (SEEDS / "slices_decode" / "golden-v1.slices").write_bytes((GOLDEN / "hour.slices").read_bytes())
+    (SEEDS / "manifest_decode" / "golden-v1.mf").write_bytes((GOLDEN / "hour.mf").read_bytes())
     for i, stream in enumerate(lz4_streams_of(seq)):
         (SEEDS / "seqfile_decode" / f"golden-v1-buffer-{i}.lz4").write_bytes(stream)
 

@@ -2,6 +2,7 @@
 //! conformance suite on both backends, and the frozen format golden files.
 
 use skidder_common::format::index::{build_bloom, BlockIndex, StreamEntry};
+use skidder_common::format::manifest::{Entry, Manifest};
 use skidder_common::format::pack;
 use skidder_common::format::seqfile::{SeqFileReader, SeqFileWriter};
 use skidder_common::format::slices;
@@ -310,4 +311,53 @@ async fn corrupt_objects_are_reported_not_panicked_on() {
         assert!(idx.verify_data(&b).is_err(), "flip at {i} undetected");
         let _ = SeqFileReader::read_all(&b);
     }
+}
+
+/// Manifest version 1: two entries of two apps, one with two sources.
+#[test]
+fn golden_v1_manifest_still_reads_and_is_still_written_identically() {
+    let path = format!("{GOLDEN_DIR}/hour.mf");
+    let entry = |name: &str, app: &str, sources: &[&str]| Entry {
+        name: name.into(),
+        index_size: 4096,
+        data_size: 1 << 20,
+        app: app.into(),
+        min_time_ns: 1_795_266_000_000_000_000,
+        max_time_ns: 1_795_269_599_000_000_000,
+        records: 1000,
+        raw_bytes: 300_000,
+        created_ns: 1_795_270_800_000_000_000,
+        sources: sources.iter().map(|s| s.to_string()).collect(),
+    };
+    let manifest = Manifest {
+        generation: 2,
+        created_ns: 1_795_271_000_000_000_000,
+        entries: vec![
+            entry(
+                "app=checkout/compacted.0000000001.00000000000000ab.0.idx",
+                "checkout",
+                &[
+                    "app=checkout/logs.3.00000000000000000100.idx",
+                    "app=checkout/logs.3.00000000000000000200.idx",
+                ],
+            ),
+            entry(
+                "app=web/compacted.0000000002.00000000000000cd.0.idx",
+                "web",
+                &["app=web/logs.1.00000000000000000007.idx"],
+            ),
+        ],
+    };
+    let written = manifest.encode();
+    if !std::path::Path::new(&path).exists() {
+        std::fs::write(&path, &written).unwrap();
+        eprintln!("wrote {path}; commit it");
+    }
+    let stored = std::fs::read(&path).unwrap();
+    assert!(stored.starts_with(b"SKMF\x01\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00"));
+    assert_eq!(Manifest::decode(&stored).unwrap(), manifest);
+    assert_eq!(
+        written, stored,
+        "the v1 manifest writer changed: bump the version instead"
+    );
 }

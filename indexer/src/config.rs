@@ -140,7 +140,11 @@ pub struct UploadConfig {
     pub concurrency: usize,
     pub initial_backoff_ms: u64,
     pub max_backoff_ms: u64,
-    /// How often the partition checkpoints are written and the ledger pruned.
+    /// How often the partition checkpoints are written and the ledger
+    /// pruned. A checkpoint matters only when Kafka lost a commit, and
+    /// each costs a PUT per partition: at 5 s, 32 partitions wrote 553k a
+    /// day, more than all blocks should. At 60 s the ledger keeps about a
+    /// minute more of entries, which a restart lists once.
     pub checkpoint_interval_secs: u64,
     /// How long SIGTERM or a rebalance waits for in-flight blocks.
     pub drain_timeout_secs: u64,
@@ -218,7 +222,7 @@ impl Default for UploadConfig {
             concurrency: 8,
             initial_backoff_ms: 100,
             max_backoff_ms: 10_000,
-            checkpoint_interval_secs: 5,
+            checkpoint_interval_secs: 60,
             drain_timeout_secs: 60,
         }
     }
