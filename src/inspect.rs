@@ -1,6 +1,7 @@
 //! `skidder inspect`: prints an index's or a block's metadata, verifies
 //! checksums and structure, and can dump the records.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -9,7 +10,10 @@ use bytes::Bytes;
 use clap::Args;
 use serde_json::json;
 use skidder_common::format::index::BlockIndex;
-use skidder_common::format::layout::{parse_slices_key, PackName, INDEX_SUFFIX};
+use skidder_common::format::layout::{
+    data_key_of, is_compacted, parse_manifest_key, parse_slices_key, PackName, INDEX_SUFFIX,
+};
+use skidder_common::format::manifest::{Live, Manifest};
 use skidder_common::format::pack;
 use skidder_common::format::seqfile::{RecordBlock, SeqFileReader};
 use skidder_common::format::slices;
@@ -276,6 +280,51 @@ fn check_slices(
     })
 }
 
+/// The hour prefix (`tenant=…/dt=…/hour=HH/`) a key lies under.
+fn hour_of_key(key: &str) -> Option<&str> {
+    let at = key.find("/hour=")? + "/hour=".len();
+    let end = at + key[at..].find('/')? + 1;
+    Some(&key[..end])
+}
+
+/// Reads the newest manifest of each hour among `keys`, by hour prefix;
+/// also returns how many failed to read or decode.
+fn read_manifests<'k>(
+    store: &Arc<dyn ObjectStore>,
+    rt: &tokio::runtime::Runtime,
+    keys: &'k [ObjectMeta],
+) -> (HashMap<&'k str, Manifest>, u64) {
+    let mut newest: HashMap<&str, (u64, &str)> = HashMap::new();
+    for k in keys {
+        let Some(hour) = hour_of_key(&k.key) else {
+            continue;
+        };
+        if let Some(g) = parse_manifest_key(hour, &k.key) {
+            let e = newest.entry(hour).or_insert((g, &k.key));
+            if g > e.0 {
+                *e = (g, &k.key);
+            }
+        }
+    }
+    let (mut out, mut bad) = (HashMap::new(), 0);
+    for (hour, (_, key)) in newest {
+        let read = rt
+            .block_on(store.get(key))
+            .map_err(anyhow::Error::from)
+            .and_then(|b| Manifest::decode(&b).map_err(anyhow::Error::from));
+        match read {
+            Ok(m) => {
+                out.insert(hour, m);
+            }
+            Err(e) => {
+                bad += 1;
+                eprintln!("FAIL {key}: invalid manifest: {e:#}");
+            }
+        }
+    }
+    (out, bad)
+}
+
 pub fn run(flags: InspectFlags) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let store = flags.store.open(&rt)?;
@@ -286,15 +335,34 @@ pub fn run(flags: InspectFlags) -> anyhow::Result<ExitCode> {
         let prefix = flags.target.clone().unwrap_or_default();
         let keys = rt.block_on(list_all(&**s, &prefix))?;
         let (mut ok, mut bad) = (0u64, 0u64);
+        let (manifests, bad_manifests) = read_manifests(s, &rt, &keys);
+        bad += bad_manifests;
+        let lives: HashMap<&str, Live<'_>> = manifests
+            .iter()
+            .map(|(hour, m)| {
+                let listed = keys
+                    .iter()
+                    .filter_map(|o| Some((o.key.strip_prefix(*hour)?, o.size)));
+                (*hour, Live::new(Some(m), listed))
+            })
+            .collect();
+        let mut hidden = 0u64;
         for k in keys.iter().filter(|k| k.key.ends_with(INDEX_SUFFIX)) {
+            // Every block is verified; only those a reader reads are
+            // dumped, so a dump holds each record once during compaction.
+            let read = match hour_of_key(&k.key).and_then(|h| lives.get(h).map(|l| (h, l))) {
+                Some((hour, live)) => live.reads(&k.key[hour.len()..]),
+                None => !is_compacted(&k.key),
+            };
+            hidden += u64::from(!read);
             let result = (|| {
                 let idx_bytes = rt.block_on(s.get(&k.key))?;
-                let idx = BlockIndex::decode(&idx_bytes)
+                BlockIndex::decode(&idx_bytes)
                     .with_context(|| format!("{}: invalid index", k.key))?;
                 let data = rt
-                    .block_on(s.get(&idx.data_key))
+                    .block_on(s.get(&data_key_of(&k.key)))
                     .with_context(|| format!("{}: data block missing", k.key))?;
-                check_index(&idx_bytes, &k.key, Some(&data), flags.dump)
+                check_index(&idx_bytes, &k.key, Some(&data), flags.dump && read)
             })();
             match result {
                 Ok(_) => ok += 1,
@@ -308,7 +376,8 @@ pub fn run(flags: InspectFlags) -> anyhow::Result<ExitCode> {
         let (sliced, stale_filters, bad_slices) = check_slices(s, &rt, &keys);
         bad += bad_packs + bad_slices;
         eprintln!(
-            "{ok} blocks verified, {bad} failed; {packs} index packs read, {stale} packed indexes out of date; {sliced} sliced blooms read, {stale_filters} sliced filters out of date"
+            "{ok} blocks verified, {bad} failed; {packs} index packs read, {stale} packed indexes out of date; {sliced} sliced blooms read, {stale_filters} sliced filters out of date; {} manifests read, {hidden} blocks replaced by compaction or unnamed",
+            manifests.len()
         );
         return Ok(if bad == 0 {
             ExitCode::SUCCESS

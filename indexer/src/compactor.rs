@@ -28,7 +28,7 @@
 //! it. Rebuilds of a small block after compaction are harmless: a rebuilt
 //! block has the same name and the same records, and stays replaced.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -40,6 +40,7 @@ use skidder_common::format::layout::{
     app_of, compacted_generation, compacted_stem, data_key_of, is_compacted, manifest_key, now_ns,
     parse_manifest_key, DATA_SUFFIX, INDEX_SUFFIX,
 };
+use skidder_common::format::ledger::{checkpoint_key, Checkpoint};
 use skidder_common::format::manifest::{Entry, Live, Manifest};
 use skidder_common::format::pack::runs_by_size;
 use skidder_common::format::seqfile::{SeqFileReader, SeqFileWriter};
@@ -83,6 +84,11 @@ pub struct CompactOptions {
     pub max_token_value_len: usize,
     /// Object GETs in flight.
     pub concurrency: usize,
+    /// Compact only blocks whose partition checkpoint has passed their
+    /// last offset: no indexer will ever rebuild them, so once deleted
+    /// they stay deleted, and the manifest can forget them. Off only for
+    /// stores written without a ledger (tests' fixtures).
+    pub require_checkpoint: bool,
 }
 
 impl Default for CompactOptions {
@@ -94,6 +100,7 @@ impl Default for CompactOptions {
             bloom_fp_rate: 0.001,
             max_token_value_len: ParseConfig::default().max_token_value_len,
             concurrency: 16,
+            require_checkpoint: true,
         }
     }
 }
@@ -135,7 +142,7 @@ pub struct HourCompaction {
     pub published: Option<u64>,
     /// Another compactor published the generation first.
     pub lost_race: bool,
-    /// Objects deleted once their grace period had passed.
+    /// Small blocks deleted once their grace period had passed.
     pub deleted: usize,
 }
 
@@ -164,7 +171,8 @@ pub async fn compact_hour(
         .map(|m| (rel(&m.key), m.size))
         .collect();
 
-    report.deleted = delete_freed(store, prefix, &listed, current.as_ref(), opts, now_ns).await?;
+    let deleted = delete_freed(store, prefix, &listed, current.as_ref(), opts, now_ns).await?;
+    report.deleted = deleted.len();
 
     let live = Live::new(
         current.as_ref(),
@@ -178,15 +186,39 @@ pub async fn compact_hour(
             }
         }
     }
-    by_app.retain(|_, v| v.len() >= opts.min_sources.max(1));
-    if by_app.is_empty() {
-        return Ok(report);
-    }
+    let min = opts.min_sources.max(1);
+    by_app.retain(|_, v| v.len() >= min);
+    // Sources the grace period has deleted are forgotten: no listing can
+    // show them again (see `require_checkpoint`).
+    let present: HashSet<&str> = indexes
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| !deleted.contains(*n))
+        .collect();
     let generation = current.as_ref().map_or(1, |m| m.generation + 1);
     let mut entries = current.map(|m| m.entries).unwrap_or_default();
+    let mut forgot = false;
+    for e in &mut entries {
+        let before = e.sources.len();
+        e.sources.retain(|s| present.contains(s.as_str()));
+        forgot |= e.sources.len() != before;
+    }
+    let mut stored = Checkpoints::default();
     for (app, mut names) in by_app {
         names.sort();
-        let sources = read_indexes(store, prefix, &names, opts.concurrency).await?;
+        let mut sources = read_indexes(store, prefix, &names, opts.concurrency).await?;
+        if opts.require_checkpoint {
+            let mut safe = Vec::with_capacity(sources.len());
+            for s in sources {
+                if stored.passed(store, &s.index).await? {
+                    safe.push(s);
+                }
+            }
+            sources = safe;
+        }
+        if sources.len() < min {
+            continue;
+        }
         let runs = runs_by_size(&sources, opts.target_raw_bytes, |s| s.index.raw_bytes);
         for (n, run) in runs.into_iter().enumerate() {
             let entry = compact_run(store, prefix, &app, generation, n, run, opts, now_ns).await?;
@@ -195,6 +227,9 @@ pub async fn compact_hour(
             report.bytes_written += entry.data_size + entry.index_size;
             entries.push(entry);
         }
+    }
+    if report.blocks_written == 0 && !forgot {
+        return Ok(report);
     }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     let manifest = Manifest {
@@ -282,11 +317,12 @@ pub async fn compact_hours(
     Ok(report)
 }
 
-/// Deletes what the newest manifest's grace period has freed; returns how
-/// many objects. Only objects no reader can still need: the sources of
-/// entries published more than `grace` ago, the manifests before the
-/// newest once it is that old, and compacted objects no manifest up to the
-/// newest names (a lost race or a crash's leftovers).
+/// Deletes what the newest manifest's grace period has freed; returns the
+/// index names (relative to `prefix`) of the sources deleted. Only objects
+/// no reader can still need: the sources of entries published more than
+/// `grace` ago, the manifests before the newest once it is that old, and
+/// compacted objects the newest does not name (a lost race or a crash's
+/// leftovers) of its generation or older.
 async fn delete_freed(
     store: &dyn ObjectStore,
     prefix: &str,
@@ -294,8 +330,10 @@ async fn delete_freed(
     current: Option<&Manifest>,
     opts: &CompactOptions,
     now_ns: i64,
-) -> Result<usize, CompactError> {
-    let Some(m) = current else { return Ok(0) };
+) -> Result<HashSet<String>, CompactError> {
+    let Some(m) = current else {
+        return Ok(HashSet::new());
+    };
     let settled = |t: i64| t.saturating_add(opts.grace_ns) < now_ns;
     let freed_sources: HashSet<&str> = m
         .entries
@@ -305,6 +343,7 @@ async fn delete_freed(
         .collect();
     let named: HashSet<&str> = m.entries.iter().map(|e| e.name.as_str()).collect();
     let mut doomed = Vec::new();
+    let mut sources = HashSet::new();
     for o in listed {
         let Some(name) = o.key.strip_prefix(prefix) else {
             continue;
@@ -317,8 +356,11 @@ async fn delete_freed(
             g <= m.generation && !named.contains(index_name.as_str()) && settled(m.created_ns)
         } else if let Some(g) = parse_manifest_key(prefix, &o.key) {
             g < m.generation && settled(m.created_ns)
+        } else if freed_sources.contains(index_name.as_str()) {
+            sources.insert(index_name);
+            true
         } else {
-            freed_sources.contains(index_name.as_str())
+            false
         };
         if free {
             doomed.push(o.key.clone());
@@ -337,7 +379,44 @@ async fn delete_freed(
             crash_point("compactor::after_delete");
         }
     }
-    Ok(doomed.len())
+    Ok(sources)
+}
+
+/// The partitions' stored checkpoints, read once per pass.
+#[derive(Default)]
+struct Checkpoints(HashMap<(String, i32), Option<i64>>);
+
+impl Checkpoints {
+    /// Whether `index`'s partition checkpoint is past its last offset:
+    /// then no indexer rebuilds it (a rebuild starts at or above the
+    /// checkpoint). A missing or unreadable checkpoint says no.
+    async fn passed(
+        &mut self,
+        store: &dyn ObjectStore,
+        index: &BlockIndex,
+    ) -> Result<bool, CompactError> {
+        let tp = (index.topic.clone(), index.partition);
+        let next = match self.0.get(&tp) {
+            Some(n) => *n,
+            None => {
+                let key = checkpoint_key(&tp.0, tp.1);
+                let n = match store.get(&key).await {
+                    Ok(b) => match serde_json::from_slice::<Checkpoint>(&b) {
+                        Ok(c) => Some(c.next_offset),
+                        Err(e) => {
+                            tracing::warn!(%key, error = %e, "unreadable checkpoint: not compacting its blocks");
+                            None
+                        }
+                    },
+                    Err(e) if e.kind == StorageErrorKind::NotFound => None,
+                    Err(e) => return Err(e.into()),
+                };
+                self.0.insert(tp, n);
+                n
+            }
+        };
+        Ok(next.is_some_and(|n| n > index.last_offset))
+    }
 }
 
 /// The indexes of `names` (relative to `prefix`), in order.

@@ -4,9 +4,12 @@
 //! extrapolated to the tenant: 300 apps, 32 partitions, 24 hours.
 
 use skidder_benches::scale::{self, Cost, Shape, FIRST_HOUR};
+use skidder_common::format::layout::hour_prefix;
+use skidder_common::storage::list_all;
 use skidder_common::storage::S3Store;
 use skidder_common::testing::fault_proxy::FaultProxy;
 use skidder_common::testing::MotoServer;
+use skidder_indexer::compactor::{compact_hours, CompactOptions};
 
 use super::*;
 
@@ -125,12 +128,17 @@ fn cases(b: &scale::Built) -> Vec<Case> {
     ]
 }
 
-/// A shape's measured costs, per case, and the hours each case spanned.
+/// A shape's measured costs, per case, and the hours each case spanned:
+/// as the indexer leaves the store (packed), and after `skidder compact`.
 struct Measured {
     shape: Shape,
     costs: Vec<(Cost, i64)>,
+    compacted: Vec<(Cost, i64)>,
     built: scale::Built,
     objects: usize,
+    /// Objects of the settled hours once compacted and their sources
+    /// deleted.
+    compacted_objects: usize,
 }
 
 pub(crate) fn scale_rows(o: &ScaleOpts) -> Result<()> {
@@ -187,11 +195,9 @@ fn measure_shape(
         &|| false,
     ))?;
     let moto = MotoServer::start();
-    let s3: Arc<dyn ObjectStore> = Arc::new(rt.block_on(async {
-        let s3 = S3Store::new("scale", "", &moto.s3_config()).await;
-        s3.create_bucket().await.map(|_| s3)
-    })?);
-    let objects = rt.block_on(storage::copy_store(&local, &s3))?;
+    let proxy = FaultProxy::start(&format!("127.0.0.1:{}", moto.process.port), o.seed);
+    proxy.fixed_latency(Duration::from_millis(o.latency_ms));
+    let objects = upload(rt, &moto, &local, "scale")?;
     t.note(format!(
         "{}x{}: {} blocks/hour, {} records, {objects} objects; built, packed and uploaded in {:.0} s; the indexer made {:.2} PUTs per block",
         shape.apps,
@@ -201,10 +207,93 @@ fn measure_shape(
         t0.elapsed().as_secs_f64(),
         built.puts as f64 / built.blocks.max(1) as f64
     ));
-    let proxy = FaultProxy::start(&format!("127.0.0.1:{}", moto.process.port), o.seed);
-    proxy.fixed_latency(Duration::from_millis(o.latency_ms));
+    let label = format!("{}x{}", shape.apps, shape.partitions);
+    let costs = run_cases(rt, &moto, &proxy, "scale", &built, shape, &label, t)?;
+
+    // The same store after `skidder compact`: a pass that compacts, one
+    // that deletes the sources (grace 0), then packing.
+    let t0 = Instant::now();
+    let copts = CompactOptions {
+        grace_ns: 0,
+        // Built without Kafka: no checkpoint says the blocks are final.
+        require_checkpoint: false,
+        ..Default::default()
+    };
+    let tenants = [scale::TENANT.to_owned()];
+    for _ in 0..2 {
+        rt.block_on(compact_hours(&*local, &tenants, settled, &copts, &|| false))?;
+    }
+    rt.block_on(pack_hours(
+        &*local,
+        &tenants,
+        settled,
+        &PackOptions::default(),
+        &|| false,
+    ))?;
+    let all = upload(rt, &moto, &local, "scale-compacted")?;
+    let settled_objects = rt.block_on(async {
+        let mut n = 0;
+        for h in settled.0..=settled.1 {
+            n += list_all(&*local, &hour_prefix(scale::TENANT, h))
+                .await?
+                .len();
+        }
+        anyhow::Ok(n)
+    })?;
+    t.note(format!(
+        "{label} compacted: {all} objects ({settled_objects} in the {} settled hours); compacted, deleted, packed and uploaded in {:.0} s",
+        settled.1 - settled.0 + 1,
+        t0.elapsed().as_secs_f64()
+    ));
+    let compacted = run_cases(
+        rt,
+        &moto,
+        &proxy,
+        "scale-compacted",
+        &built,
+        shape,
+        &format!("{label} compacted"),
+        t,
+    )?;
+    Ok(Measured {
+        shape,
+        costs,
+        compacted,
+        built,
+        objects,
+        compacted_objects: settled_objects,
+    })
+}
+
+/// Copies `local` into a new bucket on `moto`; returns the objects copied.
+fn upload(
+    rt: &tokio::runtime::Runtime,
+    moto: &MotoServer,
+    local: &Arc<dyn ObjectStore>,
+    bucket: &str,
+) -> Result<usize> {
+    let s3: Arc<dyn ObjectStore> = Arc::new(rt.block_on(async {
+        let s3 = S3Store::new(bucket, "", &moto.s3_config()).await;
+        s3.create_bucket().await.map(|_| s3)
+    })?);
+    Ok(rt.block_on(storage::copy_store(local, &s3))?)
+}
+
+/// Runs every case cold against `bucket` through the proxy, adding a
+/// measured row each, labelled `label`.
+#[allow(clippy::too_many_arguments)]
+fn run_cases(
+    rt: &tokio::runtime::Runtime,
+    moto: &MotoServer,
+    proxy: &FaultProxy,
+    bucket: &str,
+    built: &scale::Built,
+    shape: Shape,
+    label: &str,
+    t: &mut Report,
+) -> Result<Vec<(Cost, i64)>> {
     let through_proxy: Arc<dyn ObjectStore> = Arc::new(rt.block_on(S3Store::new(
-        "scale",
+        bucket,
         "",
         &skidder_common::storage::S3Config {
             endpoint: Some(proxy.endpoint()),
@@ -212,7 +301,7 @@ fn measure_shape(
         },
     )));
     let mut costs = Vec::new();
-    for case in cases(&built) {
+    for case in cases(built) {
         let (first, n) = if case.newest {
             (FIRST_HOUR + i64::from(shape.hours) - 1, 1)
         } else {
@@ -234,7 +323,7 @@ fn measure_shape(
             ))
             .map_err(anyhow::Error::msg)?;
         t.measured.push([
-            format!("{}x{}: {}", shape.apps, shape.partitions, case.name),
+            format!("{label}: {}", case.name),
             cost.of("list").to_string(),
             cost.of("get").to_string(),
             cost.of("get_range").to_string(),
@@ -245,12 +334,7 @@ fn measure_shape(
         ]);
         costs.push((cost, n));
     }
-    Ok(Measured {
-        shape,
-        costs,
-        built,
-        objects,
-    })
+    Ok(costs)
 }
 
 /// Each figure per hour as a line in the blocks per hour, through the
@@ -262,43 +346,70 @@ fn extrapolate(m: &[Measured], o: &ScaleOpts, t: &mut Report) {
     ) else {
         return;
     };
-    let x = |s: &Shape| s.blocks_per_hour() as f64;
-    for (i, case) in cases(&hi.built).iter().enumerate() {
-        let per_hour = |ms: &Measured| {
-            let (c, n) = &ms.costs[i];
-            (c.total() as f64 / *n as f64, c.ms / *n as f64)
-        };
-        let (lo_r, _) = per_hour(lo);
-        let (hi_r, hi_ms) = per_hour(hi);
-        let Some((a, b)) = scale::line_through((x(&lo.shape), lo_r), (x(&hi.shape), hi_r)) else {
-            continue;
-        };
-        let hour = a + b * TB_BLOCKS_PER_HOUR;
-        // Time scales with requests at the largest shape's pace: the same
-        // concurrency, the same latency per request.
-        let ms_per_request = hi_ms / hi_r.max(1.0);
-        let secs = |requests: f64| format!("{:.1}", requests * ms_per_request / 1e3);
-        let row = if case.newest {
-            [
-                case.name.to_owned(),
-                format!("{hour:.0}"),
-                format!("{hour:.0}"),
-                secs(hour),
-                "-".into(),
-                "-".into(),
-            ]
-        } else {
-            let (day, week) = (hour * 24.0, hour * 24.0 * 7.0);
-            [
-                case.name.to_owned(),
-                format!("{hour:.0}"),
-                format!("{day:.0}"),
-                secs(day),
-                format!("{week:.0}"),
-                secs(week),
-            ]
-        };
-        t.extrapolated.push(row);
+    // Uncompacted, the costs grow with the blocks per hour; compacted,
+    // with the apps (one compacted block per app-hour at these sizes).
+    fn small(s: &Shape) -> f64 {
+        s.blocks_per_hour() as f64
+    }
+    fn apps(s: &Shape) -> f64 {
+        f64::from(s.apps)
+    }
+    type Variant = (
+        &'static str,
+        fn(&Shape) -> f64,
+        f64,
+        fn(&Measured) -> &[(Cost, i64)],
+    );
+    let variants: [Variant; 2] = [
+        ("", small, TB_BLOCKS_PER_HOUR, |m| &m.costs),
+        ("compacted: ", apps, TB_APPS as f64, |m| &m.compacted),
+    ];
+    for (prefix, x, at, costs_of) in variants {
+        for (i, case) in cases(&hi.built).iter().enumerate() {
+            // The newest hour is never compacted: its row is the one above.
+            if case.newest && !prefix.is_empty() {
+                continue;
+            }
+            let per_hour = |ms: &Measured| {
+                let (c, n) = &costs_of(ms)[i];
+                (c.total() as f64 / *n as f64, c.ms / *n as f64)
+            };
+            let (lo_r, _) = per_hour(lo);
+            let (hi_r, hi_ms) = per_hour(hi);
+            let Some((a, b)) = scale::line_through((x(&lo.shape), lo_r), (x(&hi.shape), hi_r))
+            else {
+                continue;
+            };
+            // A cost that does not grow with size (one app, compacted) is
+            // taken at the largest shape, never fitted below it.
+            let hour = (a + b * at).max(hi_r);
+            // Time scales with requests at the largest shape's pace: the
+            // same concurrency, the same latency per request.
+            let ms_per_request = hi_ms / hi_r.max(1.0);
+            let secs = |requests: f64| format!("{:.1}", requests * ms_per_request / 1e3);
+            let name = format!("{prefix}{}", case.name);
+            let row = if case.newest {
+                [
+                    name,
+                    format!("{hour:.0}"),
+                    format!("{hour:.0}"),
+                    secs(hour),
+                    "-".into(),
+                    "-".into(),
+                ]
+            } else {
+                let (day, week) = (hour * 24.0, hour * 24.0 * 7.0);
+                [
+                    name,
+                    format!("{hour:.0}"),
+                    format!("{day:.0}"),
+                    secs(day),
+                    format!("{week:.0}"),
+                    secs(week),
+                ]
+            };
+            t.extrapolated.push(row);
+        }
     }
     // Ingest: PUTs per block measured, blocks and checkpoints per day.
     let puts_per_block = hi.built.puts as f64 / hi.built.blocks.max(1) as f64;
@@ -318,6 +429,12 @@ fn extrapolate(m: &[Measured], o: &ScaleOpts, t: &mut Report) {
     t.note(format!(
         "1 TB/day (extrapolated): a settled day holds {:.0} objects ({objects_per_block:.2} per block)",
         objects_per_block * blocks_day
+    ));
+    let settled_hours = f64::from(hi.shape.hours - 1);
+    let per_app_hour = hi.compacted_objects as f64 / (apps(&hi.shape) * settled_hours);
+    t.note(format!(
+        "1 TB/day (extrapolated), compacted: a settled day holds {:.0} objects ({per_app_hour:.2} per app-hour, 300 apps; an app-hour of 1 TB/day is about 139 MB raw, one compacted block at --target-mib 128 or more)",
+        per_app_hour * TB_APPS as f64 * 24.0
     ));
     t.note(format!(
         "targets at 1 TB/day: cold needle over 1 day <= 100 requests and <= 2 s at {} ms per request, 7 days <= 700 and <= 10 s, one app over 1 day <= 30, newest hour <= 2 s, <= 500k PUTs/day, <= 100k objects per settled day; peers on one term query (their published benchmark): Quickwit 206 GETs over 212 GB, Loki 14,821",
