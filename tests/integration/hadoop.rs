@@ -72,6 +72,22 @@ fn sealed(app: &str, first_offset: i64, recs: &[(i64, &str)]) -> SealedBlock {
     }
 }
 
+/// The non-blank lines of `text` with times 1 ms apart, each also written
+/// to `expected` as the reader must return it.
+fn records_of<'t>(text: &'t str, expected: &mut std::fs::File) -> Vec<(i64, &'t str)> {
+    let recs: Vec<(i64, &str)> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| (1_700_000_000_000_000_000 + i as i64 * 1_000_003, l))
+        .collect();
+    for r in &recs {
+        let line = serde_json::json!({"time_ns": r.0.to_string(), "line": r.1});
+        writeln!(expected, "{line}").unwrap();
+    }
+    recs
+}
+
 /// Runs Hadoop's reader over `pattern` against `expected`.
 fn hadoop_reads(pattern: &std::path::Path, expected: &std::path::Path) {
     let out = Command::new(python())
@@ -106,16 +122,7 @@ fn spark_reads_each_record_of_a_compacted_day_once() {
     let mut hours = std::collections::BTreeSet::new();
     for (n, (file, app)) in FILES.iter().enumerate() {
         let text = std::fs::read_to_string(data.join(file)).unwrap();
-        let recs: Vec<(i64, &str)> = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .enumerate()
-            .map(|(i, l)| (1_700_000_000_000_000_000 + i as i64 * 1_000_003, l))
-            .collect();
-        for r in &recs {
-            let line = serde_json::json!({"time_ns": r.0.to_string(), "line": r.1});
-            writeln!(expected, "{line}").unwrap();
-        }
+        let recs = records_of(&text, &mut expected);
         // Small blocks of 300 records, as many flushes would cut them.
         for (c, chunk) in recs.chunks(300).enumerate() {
             let block = sealed(app, (n * 10_000 + c * 300) as i64, chunk);
@@ -167,73 +174,13 @@ fn hadoop_sequencefile_reader_reads_our_blocks() {
     let mut expected = std::fs::File::create(dir.path().join("expected.jsonl")).unwrap();
     let blocks = dir.path().join("blocks");
     std::fs::create_dir(&blocks).unwrap();
-    let root = skidder_common::testing::shared_data_dir();
-    let root = root.display();
-    for (n, file) in [
-        "loghub/Spark_2k.log",
-        "loghub/Thunderbird_2k.log",
-        "zeek/dns.json",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
-        let mut lines = Vec::new();
-        let mut records = Vec::new();
-        for (i, l) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-            let t = 1_700_000_000_000_000_000 + i as i64 * 1_000_003;
-            records.push((t, lines.len() as u32, l.len() as u32));
-            lines.extend_from_slice(l.as_bytes());
-            writeln!(
-                expected,
-                "{}",
-                serde_json::json!({"time_ns": t.to_string(), "line": l})
-            )
-            .unwrap();
-        }
-        let n_records = records.len() as u32;
-        let block = SealedBlock {
-            name: BlockName {
-                tenant: "t".into(),
-                app: file.to_string(),
-                hour: 472_222,
-                topic: "logs".into(),
-                partition: 0,
-                first_offset: n as i64 * 10_000,
-            },
-            last_offset: n as i64 * 10_000 + n_records as i64,
-            streams: vec![StreamEntry {
-                labels: vec![("source".into(), file.to_string())],
-                first_record: 0,
-                record_count: n_records,
-                min_time_ns: records[0].0,
-                max_time_ns: records[records.len() - 1].0,
-            }],
-            min_time_ns: records[0].0,
-            max_time_ns: records[records.len() - 1].0,
-            raw_bytes: lines.len() as u64,
-            records,
-            lines,
-            bloom: build_bloom([1u64].into_iter(), 0.01),
-        };
-        let enc = encode(block, Vec::new());
+    let data = skidder_common::testing::shared_data_dir();
+    for (n, (file, _)) in FILES.iter().enumerate() {
+        let text = std::fs::read_to_string(data.join(file)).unwrap();
+        let recs = records_of(&text, &mut expected);
+        let enc = encode(sealed(file, n as i64 * 10_000, &recs), Vec::new());
         std::fs::write(blocks.join(format!("block{n}.seq")), &enc.data).unwrap();
     }
     drop(expected);
-    let out = Command::new(python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/integration/read_blocks.py"
-        ))
-        .arg(&blocks)
-        .arg(dir.path().join("expected.jsonl"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "Hadoop reader failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("OK: Hadoop read"), "{stdout}");
+    hadoop_reads(&blocks, &dir.path().join("expected.jsonl"));
 }
