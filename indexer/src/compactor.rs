@@ -462,12 +462,14 @@ async fn compact_run(
     opts: &CompactOptions,
     now_ns: i64,
 ) -> Result<Entry, CompactError> {
-    let datas: Vec<Bytes> = stream::iter(run)
-        .map(|s| async move {
-            store
-                .get(&data_key_of(&format!("{prefix}{}", s.name)))
-                .await
-        })
+    // Owned keys: a future borrowing the run's items would not be `Send`
+    // for every lifetime, which a caller inside an `ObjectStore` needs.
+    let keys: Vec<String> = run
+        .iter()
+        .map(|s| data_key_of(&format!("{prefix}{}", s.name)))
+        .collect();
+    let datas: Vec<Bytes> = stream::iter(keys)
+        .map(|key| async move { store.get(&key).await })
         .buffered(opts.concurrency.max(1))
         .try_collect()
         .await?;
@@ -582,7 +584,11 @@ fn build(
         });
         order.extend(recs);
     }
-    let tokens = tokens_of(&lines, &order, max_token_value_len);
+    let tokens =
+        tokens_of(&lines, &order, max_token_value_len).map_err(|why| CompactError::Mismatch {
+            key: data_key.to_owned(),
+            why,
+        })?;
     let cfg = BlockConfig::default();
     let budget = (lines.len() as f64 * cfg.bloom_max_share) as usize;
     let fp = bloom_fp_rate(tokens.len(), budget, fp_rate, cfg.bloom_max_fp_rate);
@@ -643,29 +649,41 @@ fn build(
 
 /// The distinct tokens of the records' lines, by the indexer's own parser
 /// and rules, so a compacted filter admits every query its sources did.
-fn tokens_of(lines: &[u8], order: &[Rec], max_token_value_len: usize) -> HashSet<u64> {
+/// A line the parser would not take whole is an error: a filter missing
+/// its tokens would hide the line from queries.
+fn tokens_of(
+    lines: &[u8],
+    order: &[Rec],
+    max_token_value_len: usize,
+) -> Result<HashSet<u64>, String> {
     let cfg = ParseConfig {
-        app: AppSource::Fixed(String::new()),
-        tenant: TenantSource::Fixed("t".into()),
+        app: AppSource::Fixed("compacted".into()),
+        tenant: TenantSource::Fixed("compacted".into()),
         label_fields: Vec::new(),
         max_token_value_len,
         max_line_bytes: usize::MAX,
         max_label_value_bytes: usize::MAX,
         ..ParseConfig::default()
     };
+    let mut parser = Parser::new(cfg).map_err(|e| format!("the token parser: {e}"))?;
     let mut out = HashSet::new();
-    let Ok(mut parser) = Parser::new(cfg) else {
-        return out;
-    };
     let topic: Arc<str> = Arc::from("");
     for chunk in order.chunks(4096) {
         let mut raw = RawBatch::new(topic.clone(), 0);
         for (i, r) in chunk.iter().enumerate() {
             raw.push(i as i64, None, &lines[r.start..r.start + r.len]);
         }
-        out.extend(parser.parse_batch(&raw).tokens);
+        let parsed = parser.parse_batch(&raw);
+        if parsed.records.len() != chunk.len() || !parser.refused.is_empty() {
+            return Err(format!(
+                "{} of {} lines re-parsed for tokens",
+                parsed.records.len(),
+                chunk.len()
+            ));
+        }
+        out.extend(parsed.tokens);
     }
-    out
+    Ok(out)
 }
 
 /// What a compaction pass did, summed over its hours.

@@ -103,7 +103,10 @@ pub struct EngineConfig {
     pub closed_after_secs: i64,
     /// How long a cached listing is trusted. A closed hour still gains
     /// blocks when the indexer lags, replays or backfills, so a listing is
-    /// read again after this long; 0 never caches listings.
+    /// read again after this long; 0 never caches listings. It must stay
+    /// well under the compactor's grace period (`skidder compact --grace`,
+    /// 30 min), or a cached listing could name small blocks compaction has
+    /// deleted (the query then warns of missing blocks).
     pub listing_cache_secs: u64,
     /// Must equal the indexer's `parse.max_token_value_len`.
     pub max_token_value_len: usize,

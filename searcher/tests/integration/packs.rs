@@ -215,7 +215,9 @@ async fn packs_save_index_gets_and_never_change_results() {
     let needle = &env.recs[LINES / 2];
     let queries = [
         format!(r#"{{__app__=~".+"}} | trace_id="{}""#, trace_of(needle)),
-        r#"{__app__="cart"} |= "/item/42 ""#.to_owned(),
+        // A regex: every app's folder is listed, as for any selector
+        // that does not name its apps.
+        r#"{__app__=~"ca.t"} |= "/item/42 ""#.to_owned(),
         r#"{level="warn"}"#.to_owned(),
     ];
     // Before any pack: what every query must keep returning.
@@ -233,6 +235,30 @@ async fn packs_save_index_gets_and_never_change_results() {
     assert_eq!(want[0].len(), 1, "the needle is found once");
     assert_eq!(want[0][0].line, needle.line);
     assert!(want[1].len() > 10 && want[2].len() > 1000);
+    // A selector that names its app lists and reads only its folder.
+    let scoped = r#"{__app__="cart"} |= "/item/42 ""#;
+    let cart = indexes
+        .iter()
+        .filter(|(k, _)| k.contains("/app=cart/"))
+        .count();
+    assert!(cart > 0 && cart < indexes.len());
+    let run = env.query(scoped).await;
+    assert!(
+        run.entries == want[1],
+        "{scoped}: results differ from the regex's"
+    );
+    assert_eq!(
+        run.gets_ending(".idx"),
+        cart,
+        "{scoped}: one GET per cart index"
+    );
+    assert!(
+        run.gets
+            .iter()
+            .filter(|k| k.ends_with(".idx"))
+            .all(|k| k.contains("/app=cart/")),
+        "{scoped}: read another app's index"
+    );
     let check = |q: &str, run: &Run, want: &[Entry], what: &str| {
         assert!(run.warnings.is_empty(), "{what}: {q}: {:?}", run.warnings);
         assert!(run.entries == want, "{what}: {q}: results changed");

@@ -8,16 +8,17 @@
 //! holds through compaction: killed half way, published, with its sources
 //! deleted, and packed.
 
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use skidder_common::format::layout::{hour_of, now_ns};
 use skidder_common::storage::{
-    list_all, ListOptions, ListPage, LocalStore, ObjectMeta, ObjectStore, StorageError,
+    list_all, ListOptions, ListPage, LocalStore, ObjectMeta, ObjectStore, S3Store, StorageError,
     StorageErrorKind, StorageResult,
 };
+use skidder_common::testing::MotoServer;
 use skidder_indexer::compactor::{compact_hour, newest_manifest, CompactOptions};
 use skidder_indexer::packer::{hours_with_days, pack_hours, PackOptions};
 use skidder_searcher::engine::{sort_entries, Direction, Engine, EngineConfig, Entry, TimeRange};
@@ -532,4 +533,146 @@ async fn count_keys(store: &dyn ObjectStore, needle: &str) -> usize {
         .iter()
         .filter(|m| m.key.contains(needle))
         .count()
+}
+
+/// A store on which the first manifest put of one compactor (A) lets a
+/// rival compactor (B) run a whole pass on the same hour first: the race
+/// two `skidder compact` processes run when they pass an hour at once.
+#[derive(Debug)]
+struct Rival {
+    inner: Arc<dyn ObjectStore>,
+    armed: AtomicBool,
+    opts: CompactOptions,
+    published: AtomicUsize,
+}
+
+#[async_trait]
+impl ObjectStore for Rival {
+    async fn put(&self, key: &str, body: Bytes) -> StorageResult<()> {
+        self.inner.put(key, body).await
+    }
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> StorageResult<()> {
+        if let Some(at) = key.find("_manifest.") {
+            if self.armed.swap(false, SeqCst) {
+                let rival = compact_hour(&*self.inner, &key[..at], &self.opts, now_ns())
+                    .await
+                    .expect("the rival's pass");
+                if rival.published.is_some() {
+                    self.published.fetch_add(1, SeqCst);
+                }
+            }
+        }
+        self.inner.put_if_absent(key, body).await
+    }
+    async fn get(&self, key: &str) -> StorageResult<Bytes> {
+        self.inner.get(key).await
+    }
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StorageResult<Bytes> {
+        self.inner.get_range(key, range).await
+    }
+    async fn head(&self, key: &str) -> StorageResult<ObjectMeta> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str, opts: ListOptions<'_>) -> StorageResult<ListPage> {
+        self.inner.list(prefix, opts).await
+    }
+    async fn delete(&self, key: &str) -> StorageResult<()> {
+        self.inner.delete(key).await
+    }
+    fn url(&self) -> String {
+        self.inner.url()
+    }
+}
+
+/// Two compactors on one hour, on a real S3 server (moto honours
+/// `If-None-Match`): the rival, cutting blocks of another size, publishes
+/// generation 1 first; the other's conditional put loses, its objects
+/// stay unnamed and are never read, and the next pass deletes them.
+/// Every query equals the brute force throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_racing_compactors_one_publishes_and_the_other_is_ignored() {
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 0x2ace);
+    let moto = MotoServer::start();
+    let s3 = S3Store::new("race", "", &moto.s3_config()).await;
+    s3.create_bucket().await.unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(s3);
+    let lines: Vec<String> = input_lines(&mut rng).into_iter().take(6000).collect();
+    let recs = index_lines(&*store, TENANT, &lines).await;
+    let opts = CompactOptions {
+        target_raw_bytes: 1 << 20,
+        grace_ns: 0,
+        require_checkpoint: false,
+        ..Default::default()
+    };
+    // The busiest hour, so both compactors have several blocks to cut.
+    let mut per_hour: std::collections::BTreeMap<i64, usize> = Default::default();
+    for r in &recs {
+        *per_hour.entry(hour_of(r.ts)).or_default() += 1;
+    }
+    let hour = per_hour
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(h, _)| *h)
+        .unwrap();
+    let prefix = skidder_common::format::layout::hour_prefix(TENANT, hour);
+    let rival = Rival {
+        inner: store.clone(),
+        armed: AtomicBool::new(true),
+        opts: CompactOptions {
+            target_raw_bytes: 64 << 10,
+            ..opts.clone()
+        },
+        published: AtomicUsize::new(0),
+    };
+    let a = compact_hour(&rival, &prefix, &opts, now_ns())
+        .await
+        .unwrap();
+    assert_eq!(rival.published.load(SeqCst), 1, "the rival published first");
+    assert!(a.lost_race && a.published.is_none(), "{a:?}");
+    assert!(a.blocks_written > 0, "{a:?}");
+    let keys = |needle: &'static str| {
+        let store = store.clone();
+        let prefix = prefix.clone();
+        async move {
+            list_all(&*store, &prefix)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|m| m.key.contains(needle))
+                .map(|m| m.key)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(keys("_manifest.").await.len(), 1);
+    let metrics = Arc::new(Metrics::new());
+    let engine = fresh_engine(store.clone(), metrics.clone());
+    check_queries(&engine, &recs, &mut rng, 60, seed, "after the race").await;
+
+    // The next pass deletes the loser's objects and the sources.
+    let before = keys("/compacted.").await.len();
+    compact_hour(&*store, &prefix, &opts, now_ns())
+        .await
+        .unwrap();
+    let manifest = {
+        let listed = list_all(&*store, &prefix).await.unwrap();
+        newest_manifest(&*store, &prefix, &listed)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let left: Vec<String> = keys("/compacted.").await;
+    assert!(
+        left.len() < before,
+        "{before} compacted objects, {} after",
+        left.len()
+    );
+    for k in left.iter().filter(|k| k.ends_with(".idx")) {
+        assert!(
+            manifest.entries.iter().any(|e| k.ends_with(&e.name)),
+            "{k} is not named yet survived"
+        );
+    }
+    let engine = fresh_engine(store.clone(), metrics.clone());
+    check_queries(&engine, &recs, &mut rng, 60, seed, "after the cleanup").await;
 }
