@@ -11,7 +11,7 @@
 //! (`scripts/test-all` does so).
 //!
 //! Then `skidder compact` is killed at each of its crash points
-//! (`indexer/src/compactor.rs`), run to the end, and run again to delete
+//! (`indexer/src/compactor/`), run to the end, and run again to delete
 //! the small blocks it replaced; every record must still be found exactly
 //! once after each step.
 //!

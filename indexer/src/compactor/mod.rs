@@ -29,13 +29,10 @@
 //! block has the same name and the same records, and stays replaced.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use skidder_common::format::index::{
-    bloom_fp_rate, build_bloom_with_bytes, sliceable_bloom_bytes, BlockIndex, StreamEntry,
-};
+use skidder_common::format::index::BlockIndex;
 use skidder_common::format::layout::{
     app_of, compacted_generation, compacted_stem, data_key_of, is_compacted, manifest_key, now_ns,
     parse_manifest_key, DATA_SUFFIX, INDEX_SUFFIX,
@@ -43,17 +40,15 @@ use skidder_common::format::layout::{
 use skidder_common::format::ledger::{checkpoint_key, Checkpoint};
 use skidder_common::format::manifest::{Entry, Live, Manifest};
 use skidder_common::format::pack::runs_by_size;
-use skidder_common::format::seqfile::{SeqFileReader, SeqFileWriter};
 use skidder_common::format::FormatError;
 use skidder_common::storage::{list_all, ObjectMeta, ObjectStore, StorageError, StorageErrorKind};
 use thiserror::Error;
 
-use crate::config::{AppSource, BlockConfig, ParseConfig, TenantSource};
+use crate::config::ParseConfig;
 use crate::failpoints::crash_point;
-use crate::models::RawBatch;
 use crate::packer::hours_with_days;
-use crate::stages::compressor::{meta, streams_json};
-use crate::stages::parser::Parser;
+
+mod merge;
 
 /// The crash points of compaction, in the order a soak can fire them one
 /// run after another: deleting needs a manifest published earlier.
@@ -439,16 +434,6 @@ async fn read_indexes(
         .await
 }
 
-/// One record of a compacted block: where its line lies in the block's
-/// line buffer, and where it came from (for a stable order).
-struct Rec {
-    time_ns: i64,
-    source: u32,
-    n: u32,
-    start: usize,
-    len: usize,
-}
-
 /// Writes one compacted block from `run`, data then index, and returns
 /// its manifest entry.
 #[allow(clippy::too_many_arguments)]
@@ -492,7 +477,7 @@ async fn compact_run(
     let fp = opts.bloom_fp_rate;
     let dk = data_key.clone();
     let built = tokio::task::spawn_blocking(move || {
-        build(&prefix_owned, &run, &datas, &dk, fp, max_token_value_len)
+        merge::build(&prefix_owned, &run, &datas, &dk, fp, max_token_value_len)
     })
     .await
     .map_err(|e| CompactError::Mismatch {
@@ -518,172 +503,6 @@ async fn compact_run(
     store.put(&index_key, Bytes::from(index_bytes)).await?;
     crash_point("compactor::after_index");
     Ok(entry)
-}
-
-/// Merges the sources' records by stream and time, and encodes the
-/// compacted SequenceFile and its index. Pure: the same sources give the
-/// same bytes, so two compactors racing on them write identical objects.
-fn build(
-    prefix: &str,
-    run: &[Source],
-    datas: &[Bytes],
-    data_key: &str,
-    fp_rate: f64,
-    max_token_value_len: usize,
-) -> Result<(Vec<u8>, BlockIndex), CompactError> {
-    let mut lines: Vec<u8> = Vec::new();
-    let mut streams: BTreeMap<Vec<(String, String)>, Vec<Rec>> = BTreeMap::new();
-    for (i, (Source { name, index }, data)) in run.iter().zip(datas).enumerate() {
-        let key = format!("{prefix}{name}");
-        let bad = |source| CompactError::Block {
-            key: key.clone(),
-            source,
-        };
-        index.verify_data(data).map_err(bad)?;
-        let (_, records) = SeqFileReader::read_all(data).map_err(bad)?;
-        if records.len() as u64 != index.record_count {
-            return Err(CompactError::Mismatch {
-                key,
-                why: format!(
-                    "{} records, its index says {}",
-                    records.len(),
-                    index.record_count
-                ),
-            });
-        }
-        for s in &index.streams {
-            let recs = streams.entry(s.labels.clone()).or_default();
-            let range = s.first_record as usize..(s.first_record + s.record_count) as usize;
-            for (n, (time_ns, line)) in records.get(range).into_iter().flatten().enumerate() {
-                recs.push(Rec {
-                    time_ns: *time_ns,
-                    source: i as u32,
-                    n: n as u32,
-                    start: lines.len(),
-                    len: line.len(),
-                });
-                lines.extend_from_slice(line.as_bytes());
-            }
-        }
-    }
-    let mut entries = Vec::with_capacity(streams.len());
-    let mut order = Vec::new();
-    let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
-    for (labels, mut recs) in streams {
-        recs.sort_by_key(|r| (r.time_ns, r.source, r.n));
-        let first = recs.first().map_or(0, |r| r.time_ns);
-        let last = recs.last().map_or(0, |r| r.time_ns);
-        min_t = min_t.min(first);
-        max_t = max_t.max(last);
-        entries.push(StreamEntry {
-            labels,
-            first_record: order.len() as u32,
-            record_count: recs.len() as u32,
-            min_time_ns: first,
-            max_time_ns: last,
-        });
-        order.extend(recs);
-    }
-    let tokens =
-        tokens_of(&lines, &order, max_token_value_len).map_err(|why| CompactError::Mismatch {
-            key: data_key.to_owned(),
-            why,
-        })?;
-    let cfg = BlockConfig::default();
-    let budget = (lines.len() as f64 * cfg.bloom_max_share) as usize;
-    let fp = bloom_fp_rate(tokens.len(), budget, fp_rate, cfg.bloom_max_fp_rate);
-    let bloom_bytes = sliceable_bloom_bytes(tokens.len(), fp, budget, cfg.bloom_max_fp_rate);
-    let bloom = build_bloom_with_bytes(tokens.into_iter(), bloom_bytes);
-
-    let first = run.iter().map(|s| s.index.first_offset).min().unwrap_or(0);
-    let last = run.iter().map(|s| s.index.last_offset).max().unwrap_or(0);
-    let topics: HashSet<&str> = run.iter().map(|s| s.index.topic.as_str()).collect();
-    let topic = match topics.len() {
-        1 => topics.into_iter().next().unwrap_or_default().to_owned(),
-        _ => String::new(),
-    };
-    let (tenant, app, hour) = run
-        .first()
-        .map(|s| (s.index.tenant.clone(), s.index.app.clone(), s.index.hour))
-        .unwrap_or_default();
-    let streams_meta = streams_json(&entries);
-    let (first_s, last_s, sources_s) = (first.to_string(), last.to_string(), run.len().to_string());
-    let metadata = [
-        (meta::FORMAT, "1"),
-        (meta::TENANT, tenant.as_str()),
-        (meta::APP, app.as_str()),
-        (meta::TOPIC, topic.as_str()),
-        (meta::PARTITION, "-1"),
-        (meta::FIRST_OFFSET, first_s.as_str()),
-        (meta::LAST_OFFSET, last_s.as_str()),
-        (meta::STREAMS, streams_meta.as_str()),
-        (meta::COMPACTED_FROM, sources_s.as_str()),
-    ];
-    let sync = xxhash_rust::xxh3::xxh3_128(data_key.as_bytes()).to_le_bytes();
-    let mut w = SeqFileWriter::new(Vec::with_capacity(lines.len() / 3), &metadata, sync);
-    for r in &order {
-        w.append(r.time_ns, &lines[r.start..r.start + r.len]);
-    }
-    let data = w.finish();
-    let index = BlockIndex {
-        version: skidder_common::format::index::VERSION,
-        min_time_ns: if order.is_empty() { 0 } else { min_t },
-        max_time_ns: if order.is_empty() { 0 } else { max_t },
-        record_count: order.len() as u64,
-        raw_bytes: lines.len() as u64,
-        tenant,
-        app,
-        hour,
-        topic,
-        partition: -1,
-        first_offset: first,
-        last_offset: last.max(first),
-        data_key: data_key.to_owned(),
-        data_size: data.len() as u64,
-        data_crc32c: crc32c::crc32c(&data),
-        streams: entries,
-        bloom,
-    };
-    Ok((data, index))
-}
-
-/// The distinct tokens of the records' lines, by the indexer's own parser
-/// and rules, so a compacted filter admits every query its sources did.
-/// A line the parser would not take whole is an error: a filter missing
-/// its tokens would hide the line from queries.
-fn tokens_of(
-    lines: &[u8],
-    order: &[Rec],
-    max_token_value_len: usize,
-) -> Result<HashSet<u64>, String> {
-    let cfg = ParseConfig {
-        app: AppSource::Fixed("compacted".into()),
-        tenant: TenantSource::Fixed("compacted".into()),
-        label_fields: Vec::new(),
-        max_token_value_len,
-        max_line_bytes: usize::MAX,
-        max_label_value_bytes: usize::MAX,
-        ..ParseConfig::default()
-    };
-    let mut parser = Parser::new(cfg).map_err(|e| format!("the token parser: {e}"))?;
-    let mut out = HashSet::new();
-    let topic: Arc<str> = Arc::from("");
-    for chunk in order.chunks(4096) {
-        let mut raw = RawBatch::new(topic.clone(), 0);
-        for (i, r) in chunk.iter().enumerate() {
-            raw.push(i as i64, None, &lines[r.start..r.start + r.len]);
-        }
-        let parsed = parser.parse_batch(&raw);
-        if parsed.records.len() != chunk.len() || !parser.refused.is_empty() {
-            return Err(format!(
-                "{} of {} lines re-parsed for tokens",
-                parsed.records.len(),
-                chunk.len()
-            ));
-        }
-        out.extend(parsed.tokens);
-    }
-    Ok(out)
 }
 
 /// What a compaction pass did, summed over its hours.
