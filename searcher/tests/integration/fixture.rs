@@ -18,12 +18,18 @@ use skidder_indexer::stages::compressor::encode;
 use skidder_indexer::stages::parser::Parser;
 use skidder_searcher::logql::eval::Labels;
 
-/// What a [`HookedStore`] does before it passes a read or a listing on:
-/// record it, fail it, hold it, or change the store under it.
+/// What a [`HookedStore`] does before it passes a read, a write or a
+/// listing on: record it, fail it, hold it, or change the store under it.
 #[async_trait]
 pub trait Hooks: Send + Sync + std::fmt::Debug {
     /// Before a `get`, `get_range` or `head` of `key`.
-    async fn before_get(&self, inner: &dyn ObjectStore, key: &str) -> StorageResult<()>;
+    async fn before_get(&self, _inner: &dyn ObjectStore, _key: &str) -> StorageResult<()> {
+        Ok(())
+    }
+    /// Before a `put` or `put_if_absent` of `key`.
+    async fn before_put(&self, _inner: &dyn ObjectStore, _key: &str) -> StorageResult<()> {
+        Ok(())
+    }
     /// Before a `list` of `prefix`.
     fn before_list(&self, _prefix: &str) -> StorageResult<()> {
         Ok(())
@@ -56,9 +62,11 @@ impl<H> std::ops::Deref for HookedStore<H> {
 #[async_trait]
 impl<H: Hooks> ObjectStore for HookedStore<H> {
     async fn put(&self, key: &str, body: Bytes) -> StorageResult<()> {
+        self.hooks.before_put(&*self.inner, key).await?;
         self.inner.put(key, body).await
     }
     async fn put_if_absent(&self, key: &str, body: Bytes) -> StorageResult<()> {
+        self.hooks.before_put(&*self.inner, key).await?;
         self.inner.put_if_absent(key, body).await
     }
     async fn get(&self, key: &str) -> StorageResult<Bytes> {

@@ -12,11 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use skidder_common::format::layout::{hour_of, now_ns};
 use skidder_common::storage::{
-    list_all, ListOptions, ListPage, LocalStore, ObjectMeta, ObjectStore, S3Store, StorageError,
-    StorageErrorKind, StorageResult,
+    list_all, LocalStore, ObjectStore, S3Store, StorageError, StorageErrorKind, StorageResult,
 };
 use skidder_common::testing::MotoServer;
 use skidder_indexer::compactor::{compact_hour, newest_manifest, CompactOptions};
@@ -28,7 +26,7 @@ use skidder_searcher::metrics::Metrics;
 
 use skidder_common::testing::SeededRng as Rng;
 
-use crate::fixture::{index_lines, Rec};
+use crate::fixture::{index_lines, HookedStore, Hooks, Rec};
 
 const TENANT: &str = "t1";
 
@@ -364,53 +362,20 @@ async fn pruning_never_changes_results() {
     );
 }
 
-/// A store whose puts fail after `left` of them: a compactor killed half
-/// way through, its objects written but not its manifest.
+/// Puts fail after `left` of them: a compactor killed half way through,
+/// its objects written but not its manifest.
 #[derive(Debug)]
 struct PutsRunOut {
-    inner: Arc<dyn ObjectStore>,
     left: AtomicUsize,
 }
 
 #[async_trait]
-impl ObjectStore for PutsRunOut {
-    async fn put(&self, key: &str, body: Bytes) -> StorageResult<()> {
-        if self
-            .left
-            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
-            .is_err()
-        {
-            return Err(StorageError::new(StorageErrorKind::Io, key, "killed"));
+impl Hooks for PutsRunOut {
+    async fn before_put(&self, _: &dyn ObjectStore, key: &str) -> StorageResult<()> {
+        match self.left.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(StorageError::new(StorageErrorKind::Io, key, "killed")),
         }
-        self.inner.put(key, body).await
-    }
-    async fn put_if_absent(&self, key: &str, body: Bytes) -> StorageResult<()> {
-        if self
-            .left
-            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
-            .is_err()
-        {
-            return Err(StorageError::new(StorageErrorKind::Io, key, "killed"));
-        }
-        self.inner.put_if_absent(key, body).await
-    }
-    async fn get(&self, key: &str) -> StorageResult<Bytes> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StorageResult<Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn head(&self, key: &str) -> StorageResult<ObjectMeta> {
-        self.inner.head(key).await
-    }
-    async fn list(&self, prefix: &str, opts: ListOptions<'_>) -> StorageResult<ListPage> {
-        self.inner.list(prefix, opts).await
-    }
-    async fn delete(&self, key: &str) -> StorageResult<()> {
-        self.inner.delete(key).await
-    }
-    fn url(&self) -> String {
-        self.inner.url()
     }
 }
 
@@ -457,10 +422,12 @@ async fn pruning_never_changes_results_through_compaction() {
     };
     assert_eq!(compact_all(&*local, &recs, &cautious).await, 0);
 
-    let killed = PutsRunOut {
-        inner: local.clone(),
-        left: AtomicUsize::new(5),
-    };
+    let killed = HookedStore::new(
+        local.clone(),
+        PutsRunOut {
+            left: AtomicUsize::new(5),
+        },
+    );
     compact_all(&killed, &recs, &opts).await;
     assert!(
         count_keys(&*local, "_manifest.").await <= 2,
@@ -535,52 +502,31 @@ async fn count_keys(store: &dyn ObjectStore, needle: &str) -> usize {
         .count()
 }
 
-/// A store on which the first manifest put of one compactor (A) lets a
-/// rival compactor (B) run a whole pass on the same hour first: the race
-/// two `skidder compact` processes run when they pass an hour at once.
+/// The first manifest put of one compactor (A) lets a rival compactor (B)
+/// run a whole pass on the same hour first: the race two `skidder compact`
+/// processes run when they pass an hour at once.
 #[derive(Debug)]
 struct Rival {
-    inner: Arc<dyn ObjectStore>,
     armed: AtomicBool,
     opts: CompactOptions,
     published: AtomicUsize,
 }
 
 #[async_trait]
-impl ObjectStore for Rival {
-    async fn put(&self, key: &str, body: Bytes) -> StorageResult<()> {
-        self.inner.put(key, body).await
-    }
-    async fn put_if_absent(&self, key: &str, body: Bytes) -> StorageResult<()> {
-        if let Some(at) = key.find("_manifest.") {
-            if self.armed.swap(false, SeqCst) {
-                let rival = compact_hour(&*self.inner, &key[..at], &self.opts, now_ns())
-                    .await
-                    .expect("the rival's pass");
-                if rival.published.is_some() {
-                    self.published.fetch_add(1, SeqCst);
-                }
+impl Hooks for Rival {
+    async fn before_put(&self, inner: &dyn ObjectStore, key: &str) -> StorageResult<()> {
+        let Some(at) = key.find("_manifest.") else {
+            return Ok(());
+        };
+        if self.armed.swap(false, SeqCst) {
+            let rival = compact_hour(inner, &key[..at], &self.opts, now_ns())
+                .await
+                .expect("the rival's pass");
+            if rival.published.is_some() {
+                self.published.fetch_add(1, SeqCst);
             }
         }
-        self.inner.put_if_absent(key, body).await
-    }
-    async fn get(&self, key: &str) -> StorageResult<Bytes> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> StorageResult<Bytes> {
-        self.inner.get_range(key, range).await
-    }
-    async fn head(&self, key: &str) -> StorageResult<ObjectMeta> {
-        self.inner.head(key).await
-    }
-    async fn list(&self, prefix: &str, opts: ListOptions<'_>) -> StorageResult<ListPage> {
-        self.inner.list(prefix, opts).await
-    }
-    async fn delete(&self, key: &str) -> StorageResult<()> {
-        self.inner.delete(key).await
-    }
-    fn url(&self) -> String {
-        self.inner.url()
+        Ok(())
     }
 }
 
@@ -616,15 +562,17 @@ async fn of_two_racing_compactors_one_publishes_and_the_other_is_ignored() {
         .map(|(h, _)| *h)
         .unwrap();
     let prefix = skidder_common::format::layout::hour_prefix(TENANT, hour);
-    let rival = Rival {
-        inner: store.clone(),
-        armed: AtomicBool::new(true),
-        opts: CompactOptions {
-            target_raw_bytes: 64 << 10,
-            ..opts.clone()
+    let rival = HookedStore::new(
+        store.clone(),
+        Rival {
+            armed: AtomicBool::new(true),
+            opts: CompactOptions {
+                target_raw_bytes: 64 << 10,
+                ..opts.clone()
+            },
+            published: AtomicUsize::new(0),
         },
-        published: AtomicUsize::new(0),
-    };
+    );
     let a = compact_hour(&rival, &prefix, &opts, now_ns())
         .await
         .unwrap();
