@@ -189,12 +189,7 @@ pub async fn pack_hour(
         manifest.as_ref(),
         indexes.iter().map(|(n, s)| (n.as_str(), *s)),
     );
-    let keep: BTreeSet<String> = indexes
-        .iter()
-        .filter(|(n, _)| live.reads(n))
-        .map(|(n, _)| n.clone())
-        .collect();
-    indexes.retain(|(n, _)| keep.contains(n));
+    indexes.retain(|(n, _)| live.reads(n));
     let old_packs: Vec<(String, PackName)> = listed
         .iter()
         .filter_map(|m| Some((m.key.clone(), PackName::parse(prefix, &m.key)?)))

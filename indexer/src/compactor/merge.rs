@@ -9,7 +9,7 @@ use bytes::Bytes;
 use skidder_common::format::index::{
     bloom_fp_rate, build_bloom_with_bytes, sliceable_bloom_bytes, BlockIndex, StreamEntry,
 };
-use skidder_common::format::seqfile::{SeqFileReader, SeqFileWriter};
+use skidder_common::format::seqfile::{RecordBlock, SeqFileReader, SeqFileWriter};
 
 use super::{CompactError, Source};
 use crate::config::{AppSource, BlockConfig, ParseConfig, TenantSource};
@@ -39,7 +39,11 @@ pub(super) fn build(
     max_token_value_len: usize,
 ) -> Result<(Vec<u8>, BlockIndex), CompactError> {
     let mut lines: Vec<u8> = Vec::new();
-    let mut streams: BTreeMap<Vec<(String, String)>, Vec<Rec>> = BTreeMap::new();
+    // Each distinct label set's records, found through its slot once per
+    // stream rather than once per record.
+    let mut slot_of: BTreeMap<Vec<(String, String)>, usize> = BTreeMap::new();
+    let mut groups: Vec<Vec<Rec>> = Vec::new();
+    let mut block = RecordBlock::default();
     for (i, (Source { name, index }, data)) in run.iter().zip(datas).enumerate() {
         let key = format!("{prefix}{name}");
         let bad = |source| CompactError::Block {
@@ -47,32 +51,58 @@ pub(super) fn build(
             source,
         };
         index.verify_data(data).map_err(bad)?;
-        let (_, records) = SeqFileReader::read_all(data).map_err(bad)?;
-        if records.len() as u64 != index.record_count {
-            return Err(CompactError::Mismatch {
-                key,
-                why: format!(
-                    "{} records, its index says {}",
-                    records.len(),
-                    index.record_count
-                ),
-            });
-        }
-        for s in &index.streams {
-            let recs = streams.entry(s.labels.clone()).or_default();
-            let range = s.first_record as usize..(s.first_record + s.record_count) as usize;
-            for (n, (time_ns, line)) in records.get(range).into_iter().flatten().enumerate() {
-                recs.push(Rec {
-                    time_ns: *time_ns,
+        let slots: Vec<usize> = index
+            .streams
+            .iter()
+            .map(|s| {
+                let next = slot_of.len();
+                *slot_of.entry(s.labels.clone()).or_insert_with(|| {
+                    groups.push(Vec::new());
+                    next
+                })
+            })
+            .collect();
+        // Streams are contiguous record ranges in order (the index
+        // decoder checked it): the record's number says its stream.
+        let (mut n, mut stream) = (0u32, 0usize);
+        let mut reader = SeqFileReader::new(data).map_err(bad)?;
+        while reader.next_block(&mut block).map_err(bad)? {
+            for (time_ns, line) in block.records() {
+                while index
+                    .streams
+                    .get(stream)
+                    .is_some_and(|s| n >= s.first_record + s.record_count)
+                {
+                    stream += 1;
+                }
+                let Some(&slot) = slots.get(stream) else {
+                    return Err(CompactError::Mismatch {
+                        key,
+                        why: format!("record {n} lies past its index's streams"),
+                    });
+                };
+                groups[slot].push(Rec {
+                    time_ns,
                     source: i as u32,
-                    n: n as u32,
+                    n,
                     start: lines.len(),
                     len: line.len(),
                 });
-                lines.extend_from_slice(line.as_bytes());
+                lines.extend_from_slice(line);
+                n += 1;
             }
         }
+        if u64::from(n) != index.record_count {
+            return Err(CompactError::Mismatch {
+                key,
+                why: format!("{n} records, its index says {}", index.record_count),
+            });
+        }
     }
+    let streams: Vec<_> = slot_of
+        .into_iter()
+        .map(|(labels, slot)| (labels, std::mem::take(&mut groups[slot])))
+        .collect();
     let mut entries = Vec::with_capacity(streams.len());
     let mut order = Vec::new();
     let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);

@@ -61,24 +61,17 @@ enum ManifestRead {
 /// `indexes` are (key, size) under `prefix`.
 fn live_indexes(
     prefix: &str,
-    indexes: Vec<(String, u64)>,
+    mut indexes: Vec<(String, u64)>,
     manifest: Option<&Manifest>,
 ) -> Vec<(String, u64)> {
-    let name = |k: &str| k.strip_prefix(prefix).unwrap_or(k).to_owned();
-    let names: Vec<String> = indexes.iter().map(|(k, _)| name(k)).collect();
     let live = Live::new(
         manifest,
-        names
+        indexes
             .iter()
-            .zip(&indexes)
-            .map(|(n, (_, s))| (n.as_str(), *s)),
+            .map(|(k, s)| (k.strip_prefix(prefix).unwrap_or(k), *s)),
     );
-    let keep: Vec<bool> = names.iter().map(|n| live.reads(n)).collect();
+    indexes.retain(|(k, _)| live.reads(k.strip_prefix(prefix).unwrap_or(k)));
     indexes
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(i, keep)| keep.then_some(i))
-        .collect()
 }
 
 impl Engine {
