@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::Args;
 use serde_json::json;
+use skidder_common::claims;
 use skidder_common::format::index::BlockIndex;
 use skidder_common::format::layout::{
     data_key_of, is_compacted, parse_manifest_key, parse_slices_key, PackName, INDEX_SUFFIX,
@@ -337,13 +338,19 @@ pub fn run(flags: InspectFlags) -> anyhow::Result<ExitCode> {
         let (mut ok, mut bad) = (0u64, 0u64);
         let (manifests, bad_manifests) = read_manifests(s, &rt, &keys);
         bad += bad_manifests;
+        let fence = rt.block_on(claims::fence_for(
+            &**s,
+            keys.iter()
+                .map(|k| k.key.as_str())
+                .filter(|k| k.ends_with(INDEX_SUFFIX)),
+        ))?;
         let lives: HashMap<&str, Live<'_>> = manifests
             .iter()
             .map(|(hour, m)| {
                 let listed = keys
                     .iter()
                     .filter_map(|o| Some((o.key.strip_prefix(*hour)?, o.size)));
-                (*hour, Live::new(Some(m), listed))
+                (*hour, Live::new(Some(m), listed, &fence))
             })
             .collect();
         let mut hidden = 0u64;
@@ -352,7 +359,7 @@ pub fn run(flags: InspectFlags) -> anyhow::Result<ExitCode> {
             // dumped, so a dump holds each record once during compaction.
             let read = match hour_of_key(&k.key).and_then(|h| lives.get(h).map(|l| (h, l))) {
                 Some((hour, live)) => live.reads(&k.key[hour.len()..]),
-                None => !is_compacted(&k.key),
+                None => !is_compacted(&k.key) && !fence.superseded(&k.key),
             };
             hidden += u64::from(!read);
             let result = (|| {

@@ -10,6 +10,7 @@
 //! suite every storage backend must pass, and `testing`, launchers for the
 //! real servers that integration tests run against.
 
+pub mod claims;
 pub mod format;
 pub mod service;
 pub mod storage;

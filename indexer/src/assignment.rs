@@ -14,9 +14,16 @@
 
 use std::time::Duration;
 
-use skidder_common::format::layout::ledger_prefix;
-use skidder_common::format::ledger::{checkpoint_key, Checkpoint, LedgerEntry};
-use skidder_common::storage::{list_all, ObjectStore, StorageError, StorageErrorKind};
+use std::collections::{BTreeSet, HashMap};
+
+use bytes::Bytes;
+use skidder_common::format::fence::Fence;
+use skidder_common::format::layout::{ledger_prefix, now_ns};
+use skidder_common::format::ledger::{
+    claim_key, parse_checkpoint_key, parse_claim_key, Checkpoint, EpochClaim, LedgerEntry,
+    LEDGER_VERSION,
+};
+use skidder_common::storage::{list_all, ObjectMeta, ObjectStore, StorageError, StorageErrorKind};
 use thiserror::Error;
 
 use crate::models::{PartitionPlan, TopicPartition};
@@ -31,12 +38,9 @@ pub enum AssignError {
     Committed(#[source] rdkafka::error::KafkaError),
     #[error("reading the store")]
     Store(#[from] StorageError),
-    #[error("{key}: corrupt checkpoint")]
-    CorruptCheckpoint {
-        key: String,
-        source: serde_json::Error,
-    },
-    #[error("{key}: corrupt ledger entry")]
+    #[error("{key}: another indexer claimed this epoch first")]
+    ClaimTaken { key: String },
+    #[error("{key}: corrupt ledger object")]
     CorruptLedger {
         key: String,
         source: serde_json::Error,
@@ -58,56 +62,180 @@ pub enum AssignError {
 impl AssignError {
     /// Only a store blip is worth another attempt.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, AssignError::Store(e) if e.is_retryable())
+        match self {
+            AssignError::Store(e) => e.is_retryable(),
+            // The next attempt claims the epoch after it.
+            AssignError::ClaimTaken { .. } => true,
+            _ => false,
+        }
     }
 }
 
-/// The stored checkpoint and the ledger entries at or past it. The start
-/// is the later of the stored checkpoint and Kafka's committed offset.
+/// What one listing of a partition's ledger folder holds.
+#[derive(Default)]
+struct LedgerFolder {
+    claims: BTreeSet<u64>,
+    checkpoints: HashMap<u64, String>,
+    /// (first, last, epoch, key)
+    entries: Vec<(i64, i64, u64, String)>,
+}
+
+impl LedgerFolder {
+    fn sort(listed: Vec<ObjectMeta>) -> LedgerFolder {
+        let mut f = LedgerFolder::default();
+        for obj in listed {
+            if let Some(e) = parse_claim_key(&obj.key) {
+                f.claims.insert(e);
+            } else if let Some(e) = parse_checkpoint_key(&obj.key) {
+                f.checkpoints.insert(e, obj.key);
+            } else if let (Some((first, last)), Some(epoch)) = (
+                LedgerEntry::parse_key(&obj.key),
+                LedgerEntry::parse_key_epoch(&obj.key),
+            ) {
+                f.entries.push((first, last, epoch, obj.key));
+            }
+        }
+        f
+    }
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    store: &dyn ObjectStore,
+    key: &str,
+) -> Result<Option<T>, AssignError> {
+    match store.get(key).await {
+        Ok(b) => {
+            serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|source| AssignError::CorruptLedger {
+                    key: key.to_owned(),
+                    source,
+                })
+        }
+        Err(e) if e.kind == StorageErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Claims the partition's next epoch and loads what replay needs: the
+/// start, which is the latest of Kafka's committed offset, the newest
+/// claim's start and that epoch's checkpoint, and the ledger entries at or
+/// past it that no newer claim supersedes (`format::fence`). A claim taken
+/// by another indexer in between fails with [`AssignError::ClaimTaken`],
+/// which a retry resolves by claiming the one after.
 pub async fn load_partition(
     store: &dyn ObjectStore,
     tp: &TopicPartition,
     kafka_committed: Option<i64>,
 ) -> Result<PartitionPlan, AssignError> {
-    let ck_key = checkpoint_key(&tp.topic, tp.partition);
-    let stored = match store.get(&ck_key).await {
-        Ok(b) => Some(
-            serde_json::from_slice::<Checkpoint>(&b)
-                .map_err(|source| AssignError::CorruptCheckpoint {
-                    key: ck_key.clone(),
-                    source,
-                })?
-                .next_offset,
-        ),
-        Err(e) if e.kind == StorageErrorKind::NotFound => None,
-        Err(e) => return Err(e.into()),
+    let folder =
+        LedgerFolder::sort(list_all(store, &ledger_prefix(&tp.topic, tp.partition)).await?);
+    let newest = folder.claims.last().copied().unwrap_or(0);
+    let claim = match newest {
+        0 => None,
+        e => {
+            let key = claim_key(&tp.topic, tp.partition, e);
+            let claim: EpochClaim = get_json(store, &key).await?.ok_or_else(|| {
+                StorageError::new(StorageErrorKind::NotFound, &key, "a listed claim is gone")
+            })?;
+            Some(claim)
+        }
     };
-    let start = stored.unwrap_or(0).max(kafka_committed.unwrap_or(0));
+    let stored = match folder.checkpoints.get(&newest) {
+        Some(key) => get_json::<Checkpoint>(store, key)
+            .await?
+            .map(|c| c.next_offset),
+        None => None,
+    };
+    let claimed_at = claim.as_ref().map_or(0, |c| c.start_offset);
+    let start = stored
+        .unwrap_or(0)
+        .max(kafka_committed.unwrap_or(0))
+        .max(claimed_at);
+
+    // Entries of older epochs are read only if the next claim did not
+    // supersede them: a fenced-off indexer may have written those.
+    let mut fence = Fence::default();
+    for e in folder
+        .entries
+        .iter()
+        .map(|e| e.2)
+        .collect::<BTreeSet<u64>>()
+    {
+        if e < newest {
+            let key = claim_key(&tp.topic, tp.partition, e + 1);
+            if let Some(c) = get_json::<EpochClaim>(store, &key).await? {
+                fence.insert((tp.topic.to_string(), tp.partition, e + 1), c.start_offset);
+            }
+        }
+    }
+    let superseded = |first: i64, epoch: u64| {
+        fence
+            .start(&(tp.topic.to_string(), tp.partition, epoch + 1))
+            .is_some_and(|s| first >= s)
+    };
     let mut ledger = Vec::new();
     let mut stale_ledger_keys = Vec::new();
-    for obj in list_all(store, &ledger_prefix(&tp.topic, tp.partition)).await? {
-        let Some((_, last)) = LedgerEntry::parse_key(&obj.key) else {
-            continue;
-        };
+    for (first, last, epoch, key) in folder.entries {
         if last < start {
-            stale_ledger_keys.push((last, obj.key));
+            stale_ledger_keys.push((last, key));
             continue;
         }
-        let body = store.get(&obj.key).await?;
-        let entry = LedgerEntry::from_json(&body).map_err(|source| AssignError::CorruptLedger {
-            key: obj.key.clone(),
-            source,
+        if superseded(first, epoch) {
+            stale_ledger_keys.push((start - 1, key));
+            continue;
+        }
+        let entry: LedgerEntry = get_json(store, &key).await?.ok_or_else(|| {
+            StorageError::new(
+                StorageErrorKind::NotFound,
+                &key,
+                "a listed ledger entry is gone",
+            )
         })?;
         ledger.push(entry);
     }
+    // Straddling entries the fenced-off indexer may have deleted since.
+    for e in claim.into_iter().flat_map(|c| c.straddling) {
+        if e.last_offset >= start && !ledger.iter().any(|l| l.key() == e.key()) {
+            ledger.push(e);
+        }
+    }
+    // The older checkpoints go with this epoch's first checkpoint.
+    for (e, key) in folder.checkpoints {
+        if e <= newest {
+            stale_ledger_keys.push((start - 1, key));
+        }
+    }
+    let epoch = newest + 1;
+    let claim = EpochClaim {
+        version: LEDGER_VERSION,
+        epoch,
+        start_offset: start,
+        created_ns: now_ns(),
+        straddling: ledger
+            .iter()
+            .filter(|e| e.first_offset < start)
+            .cloned()
+            .collect(),
+    };
+    let key = claim_key(&tp.topic, tp.partition, epoch);
+    let body = Bytes::from(serde_json::to_vec(&claim).unwrap_or_default());
+    match store.put_if_absent(&key, body).await {
+        Ok(()) => {}
+        Err(e) if e.kind == StorageErrorKind::AlreadyExists => {
+            return Err(AssignError::ClaimTaken { key })
+        }
+        Err(e) => return Err(e.into()),
+    }
     tracing::info!(
-        topic = %tp.topic, partition = tp.partition, start,
+        topic = %tp.topic, partition = tp.partition, start, epoch,
         kafka_committed, stored_checkpoint = stored, ledger_entries = ledger.len(),
         "partition assigned"
     );
     Ok(PartitionPlan {
         tp: tp.clone(),
         start_offset: start,
+        epoch,
         ledger,
         stored_checkpoint: stored,
         stale_ledger_keys,
@@ -166,7 +294,7 @@ pub fn load_with_retries(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use skidder_common::format::ledger::checkpoint_key;
     use skidder_common::storage::LocalStore;
 
     fn tp() -> TopicPartition {
@@ -189,15 +317,96 @@ mod tests {
     #[test]
     fn a_corrupt_checkpoint_fails_at_once_naming_its_key() {
         let (_dir, store, rt) = local();
-        let key = checkpoint_key("logs", 3);
+        let key = checkpoint_key("logs", 3, 0);
         rt.block_on(store.put(&key, Bytes::from_static(b"{not json")))
             .unwrap();
         let err = load_with_retries(rt.handle(), &store, &tp(), None).unwrap_err();
         assert!(
-            matches!(&err, AssignError::CorruptCheckpoint { key: k, .. } if *k == key),
+            matches!(&err, AssignError::CorruptLedger { key: k, .. } if *k == key),
             "{err}"
         );
         assert!(!err.is_retryable(), "not retried");
+    }
+
+    fn entry(first: i64, last: i64, epoch: u64) -> LedgerEntry {
+        LedgerEntry {
+            version: LEDGER_VERSION,
+            tenant: "t".into(),
+            app: format!("a{first}"),
+            hour: 0,
+            topic: "logs".into(),
+            partition: 3,
+            first_offset: first,
+            last_offset: last,
+            epoch,
+        }
+    }
+
+    fn put_json(rt: &tokio::runtime::Runtime, store: &LocalStore, key: &str, body: Vec<u8>) {
+        rt.block_on(store.put(key, Bytes::from(body))).unwrap();
+    }
+
+    #[test]
+    fn each_assignment_claims_the_next_epoch_and_skips_what_it_supersedes() {
+        let (_dir, store, rt) = local();
+        let load = |kafka| load_with_retries(rt.handle(), &store, &tp(), kafka).unwrap();
+        let first = load(Some(10));
+        assert_eq!((first.epoch, first.start_offset), (1, 10));
+        // Epoch 1 stored a block straddling 40, and was working on two more
+        // when epoch 2 took over at 40 (its checkpoint said so).
+        let straddles = entry(30, 60, 1);
+        let unsure = entry(45, 70, 1);
+        for e in [&straddles, &unsure] {
+            put_json(&rt, &store, &e.key(), e.to_json());
+        }
+        let ck = serde_json::to_vec(&Checkpoint {
+            version: LEDGER_VERSION,
+            next_offset: 40,
+        })
+        .unwrap();
+        put_json(&rt, &store, &checkpoint_key("logs", 3, 1), ck);
+        let second = load(Some(12));
+        assert_eq!((second.epoch, second.start_offset), (2, 40));
+        assert_eq!(second.ledger, vec![straddles.clone(), unsure.clone()]);
+        let claim: EpochClaim =
+            serde_json::from_slice(&rt.block_on(store.get(&claim_key("logs", 3, 2))).unwrap())
+                .unwrap();
+        assert_eq!(
+            (claim.start_offset, claim.straddling),
+            (40, vec![straddles.clone()])
+        );
+
+        // Epoch 1, a zombie now, deletes its straddling entry and writes
+        // an entry past epoch 2's start; epoch 2 died without a checkpoint.
+        rt.block_on(store.delete(&straddles.key())).unwrap();
+        let zombie = entry(50, 80, 1);
+        put_json(&rt, &store, &zombie.key(), zombie.to_json());
+        let third = load(None);
+        assert_eq!((third.epoch, third.start_offset), (3, 40));
+        // The straddler comes back from claim 2; the zombie's entry and the
+        // unsure one (45 >= 40) are superseded by claim 2 and go stale.
+        let mut got: Vec<_> = third.ledger.iter().map(|e| e.first_offset).collect();
+        got.sort();
+        assert_eq!(got, vec![30]);
+        let stale: Vec<&str> = third
+            .stale_ledger_keys
+            .iter()
+            .map(|(_, k)| k.as_str())
+            .collect();
+        for k in [zombie.key(), unsure.key(), checkpoint_key("logs", 3, 1)] {
+            assert!(stale.contains(&k.as_str()), "{k} in {stale:?}");
+        }
+    }
+
+    #[test]
+    fn a_claim_taken_first_is_retried_with_the_next_epoch() {
+        let (_dir, store, rt) = local();
+        put_json(&rt, &store, &claim_key("logs", 3, 1), b"{}".to_vec());
+        // Listed and unreadable: refused, not skipped.
+        let err = load_with_retries(rt.handle(), &store, &tp(), None).unwrap_err();
+        assert!(matches!(err, AssignError::CorruptLedger { .. }), "{err}");
+        let err = AssignError::ClaimTaken { key: "k".into() };
+        assert!(err.is_retryable());
     }
 
     #[test]
@@ -233,5 +442,6 @@ mod tests {
         let (_dir, store, rt) = local();
         let plan = load_with_retries(rt.handle(), &store, &tp(), Some(42)).unwrap();
         assert_eq!((plan.start_offset, plan.stored_checkpoint), (42, None));
+        assert_eq!(plan.epoch, 1);
     }
 }

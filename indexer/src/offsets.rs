@@ -23,6 +23,8 @@ struct PartitionState {
     next_offset: i64,
     committed: i64,
     checkpointed: i64,
+    /// The epoch claimed for the partition: its checkpoints carry it.
+    epoch: u64,
     /// Ledger keys written for this partition, by the block's last offset.
     ledger: BTreeMap<i64, Vec<String>>,
 }
@@ -43,6 +45,7 @@ impl PartitionState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointDue {
     pub tp: TopicPartition,
+    pub epoch: u64,
     pub next_offset: i64,
     /// Ledger entries wholly below `next_offset`: (last offset, key).
     pub ledger_keys: Vec<(i64, String)>,
@@ -60,20 +63,23 @@ impl OffsetTracker {
         f(&mut g)
     }
 
-    /// Starts tracking a partition whose records below `start` are stored.
-    /// `stored_checkpoint` is the one in the object store; when Kafka's
-    /// commit is ahead of it, the next checkpoint brings it up to `start`.
+    /// Starts tracking a partition whose records below `start` are stored,
+    /// under the epoch claimed for it. `stored_checkpoint` is this epoch's
+    /// in the object store (none for a new claim); when Kafka's commit is
+    /// ahead of it, the next checkpoint brings it up to `start`.
     /// Whatever an earlier assignment of the partition left behind (a late
     /// hold or pin after a revoke) is dropped: it could hold the watermark
     /// below `start` for good.
     pub fn assign(
         &self,
         tp: &TopicPartition,
+        epoch: u64,
         start: i64,
         stored_checkpoint: Option<i64>,
         ledger_keys: Vec<(i64, String)>,
     ) {
         let mut s = PartitionState {
+            epoch,
             next_offset: start,
             committed: start,
             checkpointed: stored_checkpoint.unwrap_or(-1).min(start),
@@ -172,6 +178,7 @@ impl OffsetTracker {
                     let done = std::mem::replace(&mut s.ledger, keep);
                     Some(CheckpointDue {
                         tp: tp.clone(),
+                        epoch: s.epoch,
                         next_offset: w,
                         ledger_keys: done
                             .into_iter()
@@ -272,7 +279,7 @@ mod tests {
     #[test]
     fn watermark_is_the_lowest_hold() {
         let t = OffsetTracker::default();
-        t.assign(&tp(), 0, Some(0), vec![]);
+        t.assign(&tp(), 1, 0, Some(0), vec![]);
         t.hold(&tp(), 0);
         t.advance(&tp(), 10);
         t.hold(&tp(), 3);
@@ -288,6 +295,7 @@ mod tests {
     fn due(next_offset: i64, keys: &[(i64, &str)]) -> CheckpointDue {
         CheckpointDue {
             tp: tp(),
+            epoch: 1,
             next_offset,
             ledger_keys: keys.iter().map(|&(l, k)| (l, k.to_owned())).collect(),
         }
@@ -298,18 +306,18 @@ mod tests {
         let t = OffsetTracker::default();
         // Kafka says 50 is stored, the store still says 20: nothing to read,
         // but the checkpoint must move to 50 and old ledger entries go.
-        t.assign(&tp(), 50, Some(20), vec![(30, "old".into())]);
+        t.assign(&tp(), 1, 50, Some(20), vec![(30, "old".into())]);
         assert_eq!(t.take_checkpoints(), vec![due(50, &[(30, "old")])]);
         assert!(t.take_checkpoints().is_empty());
         let fresh = OffsetTracker::default();
-        fresh.assign(&tp(), 0, None, vec![]);
+        fresh.assign(&tp(), 1, 0, None, vec![]);
         assert_eq!(fresh.take_checkpoints(), vec![due(0, &[])]);
     }
 
     #[test]
     fn checkpoints_hand_back_ledger_keys_below_the_watermark() {
         let t = OffsetTracker::default();
-        t.assign(&tp(), 0, Some(0), vec![(4, "a".into())]);
+        t.assign(&tp(), 1, 0, Some(0), vec![(4, "a".into())]);
         t.add_ledger_key(&tp(), 9, "b".into());
         t.advance(&tp(), 6);
         assert_eq!(t.take_checkpoints(), vec![due(6, &[(4, "a")])]);
@@ -320,7 +328,7 @@ mod tests {
     #[test]
     fn failed_commits_and_checkpoints_are_offered_again() {
         let t = OffsetTracker::default();
-        t.assign(&tp(), 0, Some(0), vec![(4, "a".into())]);
+        t.assign(&tp(), 1, 0, Some(0), vec![(4, "a".into())]);
         t.advance(&tp(), 6);
         assert_eq!(t.take_commits(), vec![(tp(), 6)]);
         assert!(t.take_commits().is_empty());
@@ -339,13 +347,13 @@ mod tests {
     #[test]
     fn a_new_assignment_drops_what_the_last_one_left() {
         let t = OffsetTracker::default();
-        t.assign(&tp(), 0, Some(0), vec![]);
+        t.assign(&tp(), 1, 0, Some(0), vec![]);
         t.forget(&tp());
         // A rebuild pinned (and a hold taken) after the revoke forgot the
         // partition must not hold the next assignment's watermark.
         t.pin(&tp(), 3);
         t.hold(&tp(), 4);
-        t.assign(&tp(), 10, Some(10), vec![]);
+        t.assign(&tp(), 1, 10, Some(10), vec![]);
         assert_eq!(t.watermark(&tp()), Some(10));
         t.advance(&tp(), 12);
         assert_eq!(t.take_commits(), vec![(tp(), 12)]);

@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
+use skidder_common::claims;
 use skidder_common::format::index::{BlockIndex, BloomFilter};
 use skidder_common::format::layout::{
     decode_component, hour_prefix, pack_digest, parse_slices_key, slices_key, tenant_prefix,
@@ -175,7 +176,8 @@ pub async fn pack_hour(
         .filter_map(|m| Some((m.key.strip_prefix(prefix)?.to_owned(), m.size)))
         .collect();
     // Only what readers read: not the sources a compacted block replaced,
-    // nor compacted blocks no manifest names. An unreadable manifest
+    // nor compacted blocks no manifest names, nor blocks a newer epoch
+    // superseded. An unreadable manifest
     // leaves readers on the small blocks, which are then all packed.
     let manifest = match newest_manifest(store, prefix, &listed).await {
         Ok(m) => m,
@@ -185,9 +187,11 @@ pub async fn pack_hour(
             None
         }
     };
+    let fence = claims::fence_for(store, indexes.iter().map(|(n, _)| n.as_str())).await?;
     let live = Live::new(
         manifest.as_ref(),
         indexes.iter().map(|(n, s)| (n.as_str(), *s)),
+        &fence,
     );
     indexes.retain(|(n, _)| live.reads(n));
     let old_packs: Vec<(String, PackName)> = listed

@@ -17,7 +17,9 @@ const MESSAGES: usize = 1600;
 const MESSAGE_BYTES: usize = 256 << 10;
 
 /// An S3 endpoint on a free port that stores nothing: listings are
-/// empty, GETs are 404, and PUTs hang for as long as the connection lives.
+/// empty, GETs are 404, and PUTs hang for as long as the connection lives,
+/// but for the epoch claims an indexer makes when given a partition, which
+/// it accepts (and forgets), so that the indexer reads from Kafka at all.
 /// Returns its port.
 pub(crate) fn stalled_s3() -> u16 {
     let s3 = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -43,10 +45,23 @@ fn serve(stream: TcpStream) {
             return;
         }
         let mut header = String::new();
+        let mut content_length = 0usize;
         while reader.read_line(&mut header).unwrap_or(0) > 0 && header != "\r\n" {
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    content_length = value.trim().parse().unwrap_or(0);
+                }
+            }
             header.clear();
         }
-        let (status, body) = if request_line.starts_with("PUT") {
+        let (status, body) = if request_line.starts_with("PUT") && request_line.contains("/epoch.")
+        {
+            let mut body = vec![0u8; content_length];
+            if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+                return;
+            }
+            ("200 OK", "")
+        } else if request_line.starts_with("PUT") {
             // Never answer: the upload stalls.
             std::thread::sleep(Duration::from_secs(3600));
             return;

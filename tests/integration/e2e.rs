@@ -210,7 +210,7 @@ checkpoint_interval_secs = 1
     }
     assert!(metric(&metrics_text, "skidder_indexer_plain_text_records_total") > 0);
     // Every block costs the uploader three PUTs (ledger, data, index),
-    // and each assigned partition a checkpoint GET and a ledger LIST.
+    // and each assigned partition a ledger LIST and an epoch claim PUT.
     let requests = |op: &str, caller: &str| {
         let name = format!(r#"skidder_store_requests_total{{caller="{caller}",op="{op}"}}"#);
         metric(&metrics_text, &name)
@@ -222,7 +222,7 @@ checkpoint_interval_secs = 1
         "{} PUTs for {blocks} blocks",
         requests("put", "uploader")
     );
-    assert!(requests("get", "assignment") >= 1 && requests("list", "assignment") >= 1);
+    assert!(requests("put_if_absent", "assignment") >= 1 && requests("list", "assignment") >= 1);
 
     // SIGTERM: flush, commit, exit 0.
     sigterm(indexer.id());
@@ -653,11 +653,13 @@ fn regex_lite(keys: &[String]) -> Layout {
         assert!(hour.len() == 2 && hour.parse::<u32>().unwrap() < 24, "{k}");
         assert!(parts[3].starts_with("app="), "{k}");
         let file: Vec<&str> = parts[4].split('.').collect();
-        assert_eq!(file.len(), 4, "{k}");
+        assert_eq!(file.len(), 5, "{k}");
         assert_eq!(file[0], "logs");
         file[1].parse::<i32>().unwrap();
         assert_eq!(file[2].len(), 20);
-        match file[3] {
+        // The epoch the indexer claimed for the partition.
+        assert!(file[3].len() == 11 && file[3].starts_with('e'), "{k}");
+        match file[4] {
             "seq" => l.blocks += 1,
             "idx" => l.indexes += 1,
             other => panic!("unexpected suffix {other} in {k}"),

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use skidder_common::format::ledger::Checkpoint;
+use skidder_common::claims;
+use skidder_common::storage::LocalStore;
 use skidder_common::testing::{free_port, SeededRng};
 
 use crate::support::{Guard, TestProducer, BIN};
@@ -190,15 +191,21 @@ pub fn post_mortem(logs: &Path) {
     }
 }
 
-/// The stored checkpoint of each partition of `topic` in a local store.
+/// The stored offset of each partition of `topic` in a local store: the
+/// newest epoch's checkpoint, or its claim's start.
 pub fn checkpoints(dir: &Path, topic: &str, partitions: i32) -> HashMap<i32, i64> {
+    let Ok(store) = LocalStore::new(dir) else {
+        return HashMap::new();
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     (0..partitions)
         .filter_map(|p| {
-            let path = dir.join(format!(
-                "_ledger/topic={topic}/partition={p}/checkpoint.json"
-            ));
-            let c: Checkpoint = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-            Some((p, c.next_offset))
+            let next = rt
+                .block_on(claims::stored_offset(&store, topic, p))
+                .ok()??;
+            Some((p, next))
         })
         .collect()
 }

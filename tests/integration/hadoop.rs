@@ -54,6 +54,7 @@ fn sealed(app: &str, first_offset: i64, recs: &[(i64, &str)]) -> SealedBlock {
             topic: "logs".into(),
             partition: 0,
             first_offset,
+            epoch: 0,
         },
         last_offset: first_offset + recs.len() as i64 - 1,
         streams: vec![StreamEntry {

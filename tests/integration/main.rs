@@ -20,3 +20,4 @@ mod s3_faults;
 mod stage_death;
 mod support;
 mod topic_changes;
+mod zombie;

@@ -29,7 +29,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
-use skidder_common::format::ledger::{checkpoint_key, Checkpoint};
+use skidder_common::claims;
 use skidder_common::storage::{ObjectStore, S3Store};
 use skidder_common::testing::{free_port, seed_from_env, KafkaBroker, MotoServer};
 
@@ -194,13 +194,13 @@ fn stored_ids(moto: &MotoServer) -> Vec<u64> {
         .collect()
 }
 
-/// The stored checkpoints, read from moto directly.
+/// The stored offsets (the newest epoch's start or checkpoint), read
+/// from moto directly.
 fn stored_checkpoints(store: &S3Store, rt: &tokio::runtime::Runtime) -> HashMap<i32, i64> {
     (0..PARTITIONS)
         .filter_map(|p| {
-            let body = rt.block_on(store.get(&checkpoint_key(TOPIC, p))).ok()?;
-            let c: Checkpoint = serde_json::from_slice(&body).ok()?;
-            Some((p, c.next_offset))
+            let next = rt.block_on(claims::stored_offset(store, TOPIC, p)).ok()??;
+            Some((p, next))
         })
         .collect()
 }

@@ -191,6 +191,16 @@ pub fn sigterm(pid: u32) {
 /// a failing test never leaves a server holding its output open.
 pub struct Guard(pub Child);
 
+/// Sends `sig` (as `kill` spells it: `-STOP`, `-CONT`) to a process.
+pub fn signal(child: &Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} failed");
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -4,7 +4,8 @@
 //! are counted and logged, and everything after them is indexed once. A
 //! topic deleted and re-created, whose offsets start again below what is
 //! stored, stops the indexer with the cause and the remedy in its log,
-//! rather than skipping the new records in silence.
+//! rather than skipping the new records in silence. Retention that
+//! overtakes a running indexer is counted the same way.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use crate::exactly_once::{
     post_mortem, produce, wait_stored, LocalRun, Pace, Searcher, INDEXER_CONFIG,
 };
 use crate::kafka_faults::read_topic;
-use crate::support::{http_get, metric, stop_clean};
+use crate::support::{http_get, metric, signal, stop_clean};
 
 const TOPIC: &str = "changes";
 const DELETED: &str = "skidder_indexer_kafka_deleted_unindexed_records_total";
@@ -52,10 +53,10 @@ fn deleted_records_are_counted_and_a_recreated_topic_stops_the_indexer() {
 
     // 2. More arrives while no indexer runs, and the older half of it is
     // deleted before any indexer reads it.
-    let (ends, produced) = produce(bootstrap.clone(), TOPIC, seed + 1, 1_001, 1_000, pace)
+    let (ends, _) = produce(bootstrap.clone(), TOPIC, seed + 1, 1_001, 1_000, pace)
         .join()
         .unwrap();
-    let offsets = read_topic(&bootstrap, TOPIC, &ends);
+    let mut offsets = read_topic(&bootstrap, TOPIC, &ends);
     let (indexed, end) = (first_ends[&0], ends[&0]);
     let cut = indexed + (end - indexed) / 2;
     kafka.delete_records(TOPIC, 0, cut);
@@ -70,7 +71,6 @@ fn deleted_records_are_counted_and_a_recreated_topic_stops_the_indexer() {
         timeout,
     );
     let deleted = metric(&http_get(port, "/metrics").unwrap_or_default(), DELETED);
-    stop_clean(&mut child);
     let log = std::fs::read_to_string(logs.join("second.log")).unwrap();
     assert_eq!(deleted, (cut - indexed) as u64, "{DELETED}");
     assert!(
@@ -78,22 +78,70 @@ fn deleted_records_are_counted_and_a_recreated_topic_stops_the_indexer() {
         "the log must say so:\n{log}"
     );
 
-    // Every record Kafka still held, once; the deleted ones, nowhere.
+    // 3. Retention overtakes the running indexer: while it is frozen (as a
+    // slow or paused consumer would be), more arrives and the older half
+    // of that is deleted. Woken, its fetch position is gone; the jump to
+    // the log start is counted. A fetch it had in flight when frozen may
+    // still bring the first record (the broker answers it while the
+    // indexer sleeps); the one record sent ahead and the pause after it
+    // leave everything after it to the deletion.
+    signal(&child, "-STOP");
+    produce(bootstrap.clone(), TOPIC, seed + 3, 2_001, 1, pace)
+        .join()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1_500));
+    let (later_ends, produced) = produce(bootstrap.clone(), TOPIC, seed + 4, 2_002, 999, pace)
+        .join()
+        .unwrap();
+    // Read before the deletion, for where each id was.
+    offsets.extend(read_topic(&bootstrap, TOPIC, &later_ends));
+    let later_cut = end + (later_ends[&0] - end) / 2;
+    kafka.delete_records(TOPIC, 0, later_cut);
+    signal(&child, "-CONT");
+    wait_stored(
+        local.dir.path(),
+        TOPIC,
+        &later_ends,
+        &mut [&mut child],
+        logs,
+        timeout,
+    );
+    let before = deleted;
+    let started = Instant::now();
+    let deleted = loop {
+        let n = metric(&http_get(port, "/metrics").unwrap_or_default(), DELETED);
+        // Settled from librdkafka's statistics, every 5 s.
+        if n > before || started.elapsed() > Duration::from_secs(60) {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    stop_clean(&mut child);
+
+    // Every record Kafka still held, once; the deleted ones, nowhere. Of
+    // those deleted mid-stream, the ones read before the deletion are
+    // found once; each offset never read is counted.
     let seen = Searcher::start(&local.store).count_ids();
-    let gone = |at: &[(i32, i64)]| at.iter().all(|&(_, o)| o >= indexed && o < cut);
+    let gone = |at: &[(i32, i64)]| at.iter().all(|&(_, o)| (indexed..cut).contains(&o));
+    let overtaken = |at: &[(i32, i64)]| at.iter().all(|&(_, o)| (end..later_cut).contains(&o));
     let (mut wrong, mut deleted_found) = (Vec::new(), 0);
+    let mut unread = std::collections::BTreeSet::new();
     for id in 1..=produced {
         let n = seen.get(&id).copied().unwrap_or(0);
         match offsets.get(&id) {
             Some(at) if gone(at) => deleted_found += n,
+            Some(at) if overtaken(at) && n == 0 => unread.extend(at.iter().map(|&(_, o)| o)),
             _ if n != 1 => wrong.push((id, n)),
             _ => {}
         }
     }
     eprintln!(
-        "{produced} records, {} deleted before they were indexed (offsets {indexed}..{cut}); \
-         found {} ids, {} wrong, {deleted_found} deleted ones found",
+        "{produced} records; {} deleted before a start (offsets {indexed}..{cut}), counted; \
+         {} of offsets {end}..{later_cut} deleted before the running indexer read them, \
+         {} counted; found {} ids, {} wrong, {deleted_found} deleted ones found",
         cut - indexed,
+        unread.len(),
+        deleted - before,
         seen.len(),
         wrong.len()
     );
@@ -106,8 +154,17 @@ fn deleted_records_are_counted_and_a_recreated_topic_stops_the_indexer() {
         &wrong[..wrong.len().min(10)]
     );
     assert_eq!(deleted_found, 0, "deleted records found");
+    assert!(
+        !unread.is_empty(),
+        "the deletion overtook nothing: no proof"
+    );
+    assert_eq!(
+        deleted - before,
+        unread.len() as u64,
+        "{DELETED} after a deletion mid-stream"
+    );
 
-    // 3. The topic is deleted and re-created: its offsets start again at
+    // 4. The topic is deleted and re-created: its offsets start again at
     // 0, far below what is stored.
     kafka.delete_topic(TOPIC);
     kafka.create_topic(TOPIC, 1);

@@ -325,12 +325,19 @@ pub struct BlockName {
     pub topic: String,
     pub partition: i32,
     pub first_offset: i64,
+    /// The partition epoch its indexer claimed (`format::fence`); 0 for
+    /// blocks written before epochs, whose names lack the `.e<epoch>`.
+    pub epoch: u64,
 }
 
 impl BlockName {
     fn stem(&self) -> String {
+        let epoch = match self.epoch {
+            0 => String::new(),
+            e => format!(".e{e:010}"),
+        };
         format!(
-            "{}app={}/{}.{}.{:020}",
+            "{}app={}/{}.{}.{:020}{epoch}",
             hour_prefix(&self.tenant, self.hour),
             encode_component(&self.app),
             encode_component(&self.topic),
@@ -345,6 +352,46 @@ impl BlockName {
 
     pub fn index_key(&self) -> String {
         self.stem() + INDEX_SUFFIX
+    }
+}
+
+/// Where a small block's records come from, read back from its key:
+/// `<topic>.<partition>.<first offset, 20 digits>[.e<epoch, 10 digits>]`
+/// before `.idx` or `.seq`. `None` for a compacted block or a key of
+/// another shape.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BlockSource {
+    pub topic: String,
+    pub partition: i32,
+    pub first_offset: i64,
+    pub epoch: u64,
+}
+
+impl BlockSource {
+    pub fn parse(key: &str) -> Option<BlockSource> {
+        let file = key.rsplit('/').next()?;
+        let stem = file
+            .strip_suffix(INDEX_SUFFIX)
+            .or_else(|| file.strip_suffix(DATA_SUFFIX))?;
+        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        let (rest, epoch) = match stem.rsplit_once('.') {
+            Some((rest, e)) if e.starts_with('e') && digits(&e[1..], 10) => {
+                (rest, e[1..].parse().ok()?)
+            }
+            _ => (stem, 0),
+        };
+        let (rest, first) = rest.rsplit_once('.')?;
+        let (topic, partition) = rest.rsplit_once('.')?;
+        if !digits(first, 20) || partition.is_empty() || is_compacted(key) {
+            return None;
+        }
+        let partition: i32 = partition.parse().ok().filter(|p: &i32| *p >= 0)?;
+        Some(BlockSource {
+            topic: decode_component(topic)?,
+            partition,
+            first_offset: first.parse().ok()?,
+            epoch,
+        })
     }
 }
 
@@ -496,12 +543,41 @@ mod tests {
             topic: "logs".into(),
             partition: 3,
             first_offset: 42,
+            epoch: 0,
         };
         assert_eq!(
             n.data_key(),
             "tenant=acme/dt=2025-11-21/hour=13/app=shop%2Fcheckout/logs.3.00000000000000000042.seq"
         );
         assert!(n.index_key().ends_with(".idx"));
+        let source = |n: &BlockName| BlockSource {
+            topic: n.topic.clone(),
+            partition: n.partition,
+            first_offset: n.first_offset,
+            epoch: n.epoch,
+        };
+        assert_eq!(BlockSource::parse(&n.index_key()), Some(source(&n)));
+        let n = BlockName {
+            topic: "a.e0000000001.b".into(),
+            epoch: 7,
+            ..n
+        };
+        assert_eq!(
+            n.index_key(),
+            "tenant=acme/dt=2025-11-21/hour=13/app=shop%2Fcheckout/a.e0000000001.b.3.00000000000000000042.e0000000007.idx"
+        );
+        assert_eq!(BlockSource::parse(&n.index_key()), Some(source(&n)));
+        assert_eq!(BlockSource::parse(&n.data_key()), Some(source(&n)));
+        for not in [
+            "app=a/logs.3.0042.idx",
+            "app=a/logs.-3.00000000000000000042.idx",
+            "app=a/logs.3.00000000000000000042.e7.idx",
+            "app=a/logs.3.00000000000000000042.x",
+            "app=a/compacted.0000000003.00000000000000ab.1.idx",
+            "app=a/.00000000000000000042.idx",
+        ] {
+            assert_eq!(BlockSource::parse(not), None, "{not}");
+        }
     }
 
     #[test]
@@ -513,6 +589,7 @@ mod tests {
             topic: "logs".into(),
             partition: 0,
             first_offset: 7,
+            epoch: 0,
         };
         assert_eq!(data_key_of(&n.index_key()), n.data_key());
         assert_eq!(index_key_of(&n.data_key()), n.index_key());

@@ -14,6 +14,7 @@
 //! holds every entry of the one before, so a reader needs only the newest.
 //! Byte layout: `docs/FORMAT.md`.
 
+use super::fence::Fence;
 use super::vint::{check_crc32c_at, push_crc32c, write_bytes_u32, Cursor};
 use super::FormatError;
 use std::collections::HashSet;
@@ -197,15 +198,20 @@ impl Manifest {
 /// sources. A compacted block the manifest does not name is a lost race or
 /// a crash's leftover, and is never read. Names are relative to the hour
 /// prefix.
+///
+/// A small block a newer epoch claim supersedes (`fence`) is never read
+/// either: its records are written again by the claim's indexer.
 pub struct Live<'m> {
     compacted: HashSet<&'m str>,
     replaced: HashSet<&'m str>,
+    fence: &'m Fence,
 }
 
 impl<'m> Live<'m> {
     pub fn new<'a>(
         manifest: Option<&'m Manifest>,
         listed: impl IntoIterator<Item = (&'a str, u64)>,
+        fence: &'m Fence,
     ) -> Live<'m> {
         let listed: std::collections::HashMap<&str, u64> = listed.into_iter().collect();
         let live: Vec<&Entry> = manifest
@@ -219,6 +225,7 @@ impl<'m> Live<'m> {
                 .iter()
                 .flat_map(|e| e.sources.iter().map(String::as_str))
                 .collect(),
+            fence,
         }
     }
 
@@ -227,7 +234,7 @@ impl<'m> Live<'m> {
         if super::layout::is_compacted(name) {
             self.compacted.contains(name)
         } else {
-            !self.replaced.contains(name)
+            !self.replaced.contains(name) && !self.fence.superseded(name)
         }
     }
 }

@@ -5,6 +5,7 @@
 //! golden files under `common/tests/golden/` freeze each version.
 
 pub mod error;
+pub mod fence;
 pub mod hadoop_lz4;
 pub mod index;
 pub mod layout;

@@ -32,12 +32,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
+use skidder_common::claims;
+use skidder_common::format::fence::Fence;
 use skidder_common::format::index::BlockIndex;
 use skidder_common::format::layout::{
     app_of, compacted_generation, compacted_stem, data_key_of, is_compacted, manifest_key, now_ns,
     parse_manifest_key, DATA_SUFFIX, INDEX_SUFFIX,
 };
-use skidder_common::format::ledger::{checkpoint_key, Checkpoint};
 use skidder_common::format::manifest::{Entry, Live, Manifest};
 use skidder_common::format::pack::runs_by_size;
 use skidder_common::format::FormatError;
@@ -169,16 +170,28 @@ pub async fn compact_hour(
     let deleted = delete_freed(store, prefix, &listed, current.as_ref(), opts, now_ns).await?;
     report.deleted = deleted.len();
 
+    // Every claim above a listed epoch, not only those the listing shows
+    // blocks of: a block compacted must never be superseded later.
+    let mut fence = Fence::default();
+    let names = indexes.iter().map(|(n, _)| n.as_str());
+    claims::load_into(store, &mut fence, Fence::claims_above(names)).await?;
     let live = Live::new(
         current.as_ref(),
         indexes.iter().map(|(n, s)| (n.as_str(), *s)),
+        &fence,
     );
     let mut by_app: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Superseded blocks, by app: rewritten by a newer epoch, so they go
+    // with the sources of the app's compacted blocks.
+    let mut superseded: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, _) in &indexes {
-        if !is_compacted(name) && live.reads(name) {
-            if let Some(app) = app_of("", name) {
-                by_app.entry(app).or_default().push(name.clone());
-            }
+        let Some(app) = app_of("", name).filter(|_| !is_compacted(name)) else {
+            continue;
+        };
+        if fence.superseded(name) {
+            superseded.entry(app).or_default().push(name.clone());
+        } else if live.reads(name) {
+            by_app.entry(app).or_default().push(name.clone());
         }
     }
     let min = opts.min_sources.max(1);
@@ -216,7 +229,14 @@ pub async fn compact_hour(
         }
         let runs = runs_by_size(&sources, opts.target_raw_bytes, |s| s.index.raw_bytes);
         for (n, run) in runs.into_iter().enumerate() {
-            let entry = compact_run(store, prefix, &app, generation, n, run, opts, now_ns).await?;
+            let mut entry =
+                compact_run(store, prefix, &app, generation, n, run, opts, now_ns).await?;
+            if n == 0 {
+                entry
+                    .sources
+                    .extend(superseded.remove(&app).unwrap_or_default());
+                entry.sources.sort();
+            }
             report.sources += entry.sources.len();
             report.blocks_written += 1;
             report.bytes_written += entry.data_size + entry.index_size;
@@ -382,9 +402,11 @@ async fn delete_freed(
 struct Checkpoints(HashMap<(String, i32), Option<i64>>);
 
 impl Checkpoints {
-    /// Whether `index`'s partition checkpoint is past its last offset:
-    /// then no indexer rebuilds it (a rebuild starts at or above the
-    /// checkpoint). A missing or unreadable checkpoint says no.
+    /// Whether `index`'s partition's stored offset
+    /// ([`claims::stored_offset`]: the newest claim's start or its
+    /// checkpoint) is past its last offset: then no indexer rebuilds it
+    /// and no later claim supersedes it (claims start at or above it). A
+    /// missing or unreadable checkpoint says no.
     async fn passed(
         &mut self,
         store: &dyn ObjectStore,
@@ -394,18 +416,7 @@ impl Checkpoints {
         let next = match self.0.get(&tp) {
             Some(n) => *n,
             None => {
-                let key = checkpoint_key(&tp.0, tp.1);
-                let n = match store.get(&key).await {
-                    Ok(b) => match serde_json::from_slice::<Checkpoint>(&b) {
-                        Ok(c) => Some(c.next_offset),
-                        Err(e) => {
-                            tracing::warn!(%key, error = %e, "unreadable checkpoint: not compacting its blocks");
-                            None
-                        }
-                    },
-                    Err(e) if e.kind == StorageErrorKind::NotFound => None,
-                    Err(e) => return Err(e.into()),
-                };
+                let n = claims::stored_offset(store, &tp.0, tp.1).await?;
                 self.0.insert(tp, n);
                 n
             }

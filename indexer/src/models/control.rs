@@ -19,6 +19,9 @@ pub struct PartitionPlan {
     pub tp: TopicPartition,
     /// Every record below this offset is stored.
     pub start_offset: i64,
+    /// The epoch this indexer claimed for the partition: every block,
+    /// ledger entry and checkpoint it writes carries it.
+    pub epoch: u64,
     /// Ledger entries with `last_offset >= start_offset`, in offset order.
     pub ledger: Vec<LedgerEntry>,
     /// The checkpoint found in the store, if any; Kafka's commit may be ahead.

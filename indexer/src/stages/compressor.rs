@@ -104,6 +104,7 @@ pub fn encode(block: SealedBlock, buf: Vec<u8>) -> EncodedBlock {
             partition: name.partition,
             first_offset: name.first_offset,
             last_offset: block.last_offset,
+            epoch: name.epoch,
         },
         index_key: name.index_key(),
         data_key,

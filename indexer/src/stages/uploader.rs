@@ -74,7 +74,7 @@ impl Uploader {
                 next_offset: due.next_offset,
             })
             .unwrap_or_default();
-            let key = checkpoint_key(&due.tp.topic, due.tp.partition);
+            let key = checkpoint_key(&due.tp.topic, due.tp.partition, due.epoch);
             let put = self
                 .writer
                 .put_retrying("checkpoint", &key, Bytes::from(body), Some(5))

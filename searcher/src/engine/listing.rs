@@ -16,6 +16,8 @@
 
 use std::sync::Arc;
 
+use skidder_common::claims;
+use skidder_common::format::fence::Fence;
 use skidder_common::format::layout::{
     app_prefix, hour_prefix, now_ns, parse_manifest_key, parse_slices_key, PackName, INDEX_SUFFIX,
     NS_PER_HOUR,
@@ -24,6 +26,9 @@ use skidder_common::format::manifest::{Live, Manifest};
 use skidder_common::storage::{list_all, list_level, ObjectMeta, StorageErrorKind};
 
 use super::{Engine, SearchError};
+
+/// Epoch claims kept in memory at most; beyond, the cache starts again.
+const MAX_CACHED_CLAIMS: usize = 100_000;
 
 /// What listing an hour found: its index keys with their listed sizes,
 /// and its index packs.
@@ -63,12 +68,14 @@ fn live_indexes(
     prefix: &str,
     mut indexes: Vec<(String, u64)>,
     manifest: Option<&Manifest>,
+    fence: &Fence,
 ) -> Vec<(String, u64)> {
     let live = Live::new(
         manifest,
         indexes
             .iter()
             .map(|(k, s)| (k.strip_prefix(prefix).unwrap_or(k), *s)),
+        fence,
     );
     indexes.retain(|(k, _)| live.reads(k.strip_prefix(prefix).unwrap_or(k)));
     indexes
@@ -132,9 +139,12 @@ impl Engine {
             Some((_, key)) => self.read_manifest(&key).await?,
             None => ManifestRead::None,
         };
+        let fence = self.fence_for(&indexes).await?;
         let indexes = match &manifest {
-            ManifestRead::Decoded(m) => live_indexes(&prefix, indexes, Some(m)),
-            ManifestRead::None | ManifestRead::Unreadable => live_indexes(&prefix, indexes, None),
+            ManifestRead::Decoded(m) => live_indexes(&prefix, indexes, Some(m), &fence),
+            ManifestRead::None | ManifestRead::Unreadable => {
+                live_indexes(&prefix, indexes, None, &fence)
+            }
         };
         let bytes = indexes.iter().map(|(k, _)| k.len() + 32).sum::<usize>()
             + packs.iter().map(|k| k.len() + 24).sum::<usize>()
@@ -181,6 +191,38 @@ impl Engine {
             objects.extend(list_all(store, &app_prefix(prefix, app)).await?);
         }
         Ok(objects)
+    }
+
+    /// The epoch claims that decide which of `indexes` a newer epoch
+    /// superseded (`format::fence`), from the cache or the store.
+    async fn fence_for(&self, indexes: &[(String, u64)]) -> Result<Fence, SearchError> {
+        let needed = Fence::claims_needed(indexes.iter().map(|(k, _)| k.as_str()));
+        if needed.is_empty() {
+            return Ok(Fence::default());
+        }
+        let mut fence = Fence::default();
+        {
+            let cached = self.lock_claims();
+            for id in &needed {
+                if let Some(start) = cached.start(id) {
+                    fence.insert(id.clone(), start);
+                }
+            }
+        }
+        claims::load_into(&*self.stores.claims, &mut fence, needed)
+            .await
+            .map_err(|e| self.store_fault("get_claim", e))?;
+        let mut cached = self.lock_claims();
+        // A cap on what a store with very many claims can hold here.
+        if cached.len() > MAX_CACHED_CLAIMS {
+            *cached = Fence::default();
+        }
+        cached.extend(&fence);
+        Ok(fence)
+    }
+
+    fn lock_claims(&self) -> std::sync::MutexGuard<'_, Fence> {
+        self.claims.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The hour's newest manifest. Gone (deleted since the listing) or
@@ -265,7 +307,7 @@ mod tests {
         };
         // No manifest: small blocks only, every compacted one ignored.
         assert_eq!(
-            names(live_indexes(p, listed.clone(), None)),
+            names(live_indexes(p, listed.clone(), None, &Fence::default())),
             vec![
                 "app=a/t.0.00000000000000000000.idx",
                 "app=a/t.0.00000000000000000010.idx",
@@ -284,7 +326,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            names(live_indexes(p, listed.clone(), Some(&m))),
+            names(live_indexes(p, listed.clone(), Some(&m), &Fence::default())),
             vec!["app=a/t.0.00000000000000000010.idx", c1]
         );
         // Listed at another size, the compacted block is not the one the
@@ -292,7 +334,7 @@ mod tests {
         let mut other = listed.clone();
         other[3].1 = 99;
         assert_eq!(
-            names(live_indexes(p, other, Some(&m))),
+            names(live_indexes(p, other, Some(&m), &Fence::default())),
             vec![
                 "app=a/t.0.00000000000000000000.idx",
                 "app=a/t.0.00000000000000000010.idx",

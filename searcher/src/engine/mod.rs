@@ -174,6 +174,7 @@ pub struct Stats {
 struct Stores {
     listing: Arc<dyn ObjectStore>,
     manifests: Arc<dyn ObjectStore>,
+    claims: Arc<dyn ObjectStore>,
     slices: Arc<dyn ObjectStore>,
     packs: Arc<dyn ObjectStore>,
     indexes: Arc<dyn ObjectStore>,
@@ -191,6 +192,8 @@ pub struct Engine {
     /// Checked chunks of sliced blooms, by key, group and chunk: a query
     /// run again (a dashboard refreshing) reads the same rows.
     chunks: ByteLru<(String, u32, u64), Vec<u8>>,
+    /// The epoch claims read so far: they never change once written.
+    claims: std::sync::Mutex<skidder_common::format::fence::Fence>,
 }
 
 impl Engine {
@@ -199,12 +202,14 @@ impl Engine {
             listings: ByteLru::new(cfg.cache_bytes / 4),
             heads: ByteLru::new(cfg.cache_bytes / 32),
             chunks: ByteLru::new(cfg.cache_bytes / 32),
+            claims: Default::default(),
             indexes: ByteLru::new(cfg.cache_bytes - cfg.cache_bytes / 4 - cfg.cache_bytes / 16),
             stores: {
                 let wrap = |caller| metrics.store_requests.wrap(store.clone(), caller);
                 Stores {
                     listing: wrap("listing"),
                     manifests: wrap("manifests"),
+                    claims: wrap("claims"),
                     slices: wrap("slices"),
                     packs: wrap("packs"),
                     indexes: wrap("indexes"),

@@ -284,6 +284,7 @@ impl Placer<'_> {
                     topic: self.tp.topic.to_string(),
                     partition: self.tp.partition,
                     first_offset: first,
+                    epoch: state.epoch,
                 },
                 rebuild.as_ref().map(|e| e.last_offset),
             )
@@ -399,6 +400,7 @@ mod tests {
             partition: 0,
             first_offset: first,
             last_offset: last,
+            epoch: 1,
         }
     }
 
@@ -444,10 +446,11 @@ mod tests {
     #[test]
     fn replay_skips_stored_blocks_and_rebuilds_unsure_ones_exactly() {
         let (mut m, out, tracker) = maker(usize::MAX);
-        tracker.assign(&tp(), 4, Some(4), vec![]);
+        tracker.assign(&tp(), 1, 4, Some(4), vec![]);
         m.handle(Item::Control(Control::Assign(PartitionPlan {
             tp: tp(),
             start_offset: 4,
+            epoch: 2,
             // a: block [2, 5] began below the start, so it is stored: skip 4 and 5.
             // b: block [6, 8] began at or past the start: rebuild exactly 6..=8.
             ledger: vec![entry("a", 2, 5), entry("b", 6, 8)],
@@ -474,10 +477,11 @@ mod tests {
     #[test]
     fn an_unfinished_rebuild_is_not_written_and_pins_the_watermark() {
         let (mut m, out, tracker) = maker(usize::MAX);
-        tracker.assign(&tp(), 0, Some(0), vec![]);
+        tracker.assign(&tp(), 1, 0, Some(0), vec![]);
         m.handle(Item::Control(Control::Assign(PartitionPlan {
             tp: tp(),
             start_offset: 0,
+            epoch: 2,
             ledger: vec![entry("a", 1, 9)],
             stored_checkpoint: Some(0),
             stale_ledger_keys: Vec::new(),

@@ -24,6 +24,8 @@ pub(super) enum Target {
 #[derive(Default)]
 pub(super) struct PartitionState {
     start_offset: i64,
+    /// The epoch claimed for the partition: its blocks' names carry it.
+    pub(super) epoch: u64,
     /// Ledger entries not yet passed, sorted by first offset.
     plan: Vec<LedgerEntry>,
     pub(super) open: FxHashMap<BlockKey, OpenBlock>,
@@ -35,6 +37,7 @@ impl PartitionState {
         ledger.sort_by_key(|e| e.first_offset);
         PartitionState {
             start_offset: plan.start_offset,
+            epoch: plan.epoch,
             plan: ledger,
             open: FxHashMap::default(),
         }

@@ -22,6 +22,10 @@ use rdkafka::ClientContext;
 use skidder_common::service::{ErrorChain, Shutdown};
 use skidder_common::storage::ObjectStore;
 
+mod gaps;
+
+use gaps::Gaps;
+
 use super::{StageError, StageExit};
 use crate::assignment::{check_range, load_with_retries, AssignError};
 use crate::config::KafkaConfig;
@@ -45,6 +49,8 @@ struct Shared {
     /// Per assigned partition, the next offset to take: messages below it
     /// are already stored (below the start offset) or already taken.
     next: HashMap<TopicPartition, i64>,
+    /// Offset jumps seen while reading, not yet explained; see [`Gaps`].
+    gaps: Gaps,
     failure: Option<AssignError>,
 }
 
@@ -62,15 +68,29 @@ pub struct ReaderContext {
 
 impl ClientContext for ReaderContext {
     fn stats(&self, stats: Statistics) {
+        let mut log_starts = HashMap::new();
         for (topic, t) in &stats.topics {
             for (p, part) in &t.partitions {
-                if *p >= 0 && part.consumer_lag >= 0 {
+                if *p < 0 {
+                    continue;
+                }
+                if part.consumer_lag >= 0 {
                     self.metrics
                         .consumer_lag
                         .with_label_values(&[topic.as_str(), &p.to_string()])
                         .set(part.consumer_lag);
                 }
+                if part.lo_offset >= 0 {
+                    log_starts.insert((topic.as_str(), *p), part.lo_offset);
+                }
             }
+        }
+        let deleted = self
+            .lock()
+            .gaps
+            .settle(|tp| log_starts.get(&(&*tp.topic, tp.partition)).copied());
+        for (tp, gap, n) in deleted {
+            self.report_deleted(&tp, gap.expected, gap.got, n);
         }
     }
 }
@@ -159,7 +179,7 @@ impl ReaderContext {
                     _ => None,
                 });
             let plan = load_with_retries(&self.rt, &*self.store, &tp, kafka)?;
-            self.check_kafka_range(consumer, &tp, plan.start_offset)?;
+            let deleted = self.check_kafka_range(consumer, &tp, plan.start_offset)?;
             let keys = plan
                 .ledger
                 .iter()
@@ -167,41 +187,48 @@ impl ReaderContext {
                 .chain(plan.stale_ledger_keys.iter().cloned())
                 .collect();
             self.tracker
-                .assign(&tp, plan.start_offset, plan.stored_checkpoint, keys);
+                .assign(&tp, plan.epoch, plan.start_offset, None, keys);
             let mut s = self.lock();
-            s.next.insert(tp, plan.start_offset);
+            // Counted once: the jump to the log start is not a gap.
+            s.next.insert(tp, plan.start_offset + deleted as i64);
             s.pending.push_back(Item::Control(Control::Assign(plan)));
         }
         Ok(())
     }
 
     /// Compares where the partition starts with what Kafka holds now; see
-    /// [`check_range`]. If Kafka does not answer, the check is skipped.
+    /// [`check_range`]. Returns how many offsets below the log start were
+    /// never indexed. If Kafka does not answer, the check is left to the
+    /// gap check of the reading itself.
     fn check_kafka_range(
         &self,
         consumer: &BaseConsumer<Self>,
         tp: &TopicPartition,
         start: i64,
-    ) -> Result<(), AssignError> {
+    ) -> Result<u64, AssignError> {
         let (low, high) =
             match consumer.fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(10)) {
                 Ok(w) => w,
                 Err(e) => {
                     tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %e,
                         "could not read the partition's offsets; not checked");
-                    return Ok(());
+                    return Ok(0);
                 }
             };
         let deleted = check_range(tp, start, low, high)?;
         if deleted > 0 {
-            self.metrics.deleted_unindexed_records.inc_by(deleted);
-            tracing::error!(
-                topic = %tp.topic, partition = tp.partition, from = start, to = low, deleted,
-                "Kafka deleted records before they were indexed (retention or delete-records); \
-                 they are lost, and reading continues at the log start"
-            );
+            self.report_deleted(tp, start, low, deleted);
         }
-        Ok(())
+        Ok(deleted)
+    }
+
+    fn report_deleted(&self, tp: &TopicPartition, from: i64, to: i64, deleted: u64) {
+        self.metrics.deleted_unindexed_records.inc_by(deleted);
+        tracing::error!(
+            topic = %tp.topic, partition = tp.partition, from, to, deleted,
+            "Kafka deleted records before they were indexed (retention or delete-records); \
+             they are lost, and reading continues at the log start"
+        );
     }
 
     fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
@@ -213,6 +240,7 @@ impl ReaderContext {
         for tp in &tps {
             self.tracker.forget(tp);
             s.next.remove(tp);
+            s.gaps.forget(tp);
         }
     }
 
@@ -228,10 +256,7 @@ impl ReaderContext {
                 .cloned()
                 .collect();
             for tp in keys {
-                if let Some((b, _)) = s.builders.remove(&tp) {
-                    s.pending_bytes += b.weight();
-                    s.pending.push_back(Item::Data(b));
-                }
+                self.cut(&mut s, &tp);
             }
             s.pending.push_back(Item::Control(Control::Flush {
                 partitions: partitions.clone(),
@@ -314,13 +339,17 @@ impl ReaderContext {
         // would put it in a block twice. A partition not assigned here is
         // not ours to read.
         match s.next.get_mut(&tp) {
-            Some(next) if offset >= *next => *next = offset + 1,
+            Some(next) if offset >= *next => {
+                let expected = std::mem::replace(next, offset + 1);
+                if offset > expected {
+                    s.gaps.record(&tp, expected, offset);
+                }
+            }
             _ => {
                 self.metrics.replay_skipped_records.inc();
                 return;
             }
         }
-        self.tracker.advance(&tp, offset + 1);
         let entry = s.builders.entry(tp.clone()).or_insert_with(|| {
             self.tracker.hold(&tp, offset);
             (
@@ -332,12 +361,18 @@ impl ReaderContext {
         let full = entry.0.messages.len() >= self.cfg.batch_messages
             || entry.0.payload.len() >= self.cfg.batch_bytes;
         if full {
-            Self::cut(&mut s, &tp);
+            self.cut(&mut s, &tp);
         }
     }
 
-    fn cut(s: &mut Shared, tp: &TopicPartition) {
+    /// Ends a partition's batch and queues it. The tracker learns how far
+    /// the partition was read here, not per message: until then the
+    /// batch's hold keeps its watermark at the batch's first offset anyway.
+    fn cut(&self, s: &mut Shared, tp: &TopicPartition) {
         if let Some((b, _)) = s.builders.remove(tp) {
+            if let Some(last) = b.messages.last() {
+                self.tracker.advance(tp, last.offset + 1);
+            }
             s.pending_bytes += b.weight();
             s.pending.push_back(Item::Data(b));
         }
@@ -354,7 +389,7 @@ impl ReaderContext {
             .map(|(tp, _)| tp.clone())
             .collect();
         for tp in old {
-            Self::cut(&mut s, &tp);
+            self.cut(&mut s, &tp);
         }
         while let Some(item) = s.pending.pop_front() {
             let w = match &item {
@@ -413,6 +448,11 @@ pub fn consumer(
     consumer.subscribe(&topics)?;
     Ok(consumer)
 }
+
+/// Messages taken per poll burst, between the loop's checks (pause,
+/// shutdown, forwarding). About a batch: small enough that a pause or a
+/// rebalance waits for no more than a few milliseconds of reading.
+const BURST: usize = 512;
 
 /// How often the reader logs where each partition stands.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
@@ -473,32 +513,40 @@ pub fn run(
         if ctx.forward().is_err() {
             break StageExit::DownstreamClosed;
         }
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                // One topic name allocation per topic, not per message.
-                if *topic != *m.topic() {
-                    topic = m.topic().into();
+        // One wait, then whatever else is ready without waiting: the checks
+        // above run once a burst, not once a message.
+        let mut timeout = Duration::from_millis(100);
+        let (mut records, mut bytes) = (0, 0);
+        for _ in 0..BURST {
+            match consumer.poll(timeout) {
+                Some(Ok(m)) => {
+                    // One topic name allocation per topic, not per message.
+                    if *topic != *m.topic() {
+                        topic = m.topic().into();
+                    }
+                    let tp = TopicPartition {
+                        topic: topic.clone(),
+                        partition: m.partition(),
+                    };
+                    records += 1;
+                    bytes += m.payload_len() as u64;
+                    crash_point("kafka_reader::message");
+                    ctx.add(
+                        tp,
+                        m.offset(),
+                        m.timestamp().to_millis(),
+                        m.payload().unwrap_or_default(),
+                    );
                 }
-                let tp = TopicPartition {
-                    topic: topic.clone(),
-                    partition: m.partition(),
-                };
-                let len = m.payload_len() as u64;
-                counters.add(1, len, 1, len);
-                crash_point("kafka_reader::message");
-                ctx.add(
-                    tp,
-                    m.offset(),
-                    m.timestamp().to_millis(),
-                    m.payload().unwrap_or_default(),
-                );
+                Some(Err(e)) => {
+                    ctx.metrics.kafka_errors.inc();
+                    tracing::warn!(error = %e, "kafka consumer error");
+                }
+                None => break,
             }
-            Some(Err(e)) => {
-                ctx.metrics.kafka_errors.inc();
-                tracing::warn!(error = %e, "kafka consumer error");
-            }
-            None => {}
+            timeout = Duration::ZERO;
         }
+        counters.add(records, bytes, records, bytes);
         if last_commit.elapsed() >= commit_every {
             ctx.commit(&consumer, CommitMode::Async);
             last_commit = Instant::now();
@@ -576,7 +624,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (ctx, _rx) = reader(&rt, dir.path());
         // Assigned with everything below 5 stored.
-        ctx.tracker.assign(&tp(0), 5, Some(5), vec![]);
+        ctx.tracker.assign(&tp(0), 1, 5, Some(5), vec![]);
         ctx.lock().next.insert(tp(0), 5);
         // A replay below the start, then a rewind over offsets already
         // taken (librdkafka falling back to auto.offset.reset), then a
