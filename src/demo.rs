@@ -255,8 +255,9 @@ pub fn run(flags: DemoFlags) -> anyhow::Result<ExitCode> {
     );
     println!("  skidder search --url {url} --since 2h --limit 5 '{{__app__=\"checkout\"}} | json | http_status >= 500'");
     println!("  curl -sG {url}/loki/api/v1/query_range --data-urlencode 'query=sum by (level) (count_over_time({{__app__=~\".+\"}}[10m]))' --data-urlencode since=2h --data-urlencode step=600");
-    println!("Ready.");
+    // Before "Ready.": a signal sent on seeing it must find the handler.
     let stop = Shutdown::on_signals().context("installing signal handlers")?;
+    println!("Ready.");
     crate::search::serve(&rt, listener, &search_cfg, stop)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -610,8 +610,9 @@ fn sigterm_under_heavy_load_exits_0_and_loses_and_duplicates_nothing() {
         // SIGTERM once this run has read a random share of the backlog: it
         // is then reading as fast as it can, with blocks open, compressing
         // and uploading.
-        // (Or once everything is stored, should a slow machine make the
-        // backlog run out: that stop counts as not busy.)
+        // (Or once everything is stored, should a fast reader make the
+        // backlog run out: that stop counts as not busy. Still only once
+        // its metrics answer: the signal handlers are in place by then.)
         let target = 500 + rng.next() % 2500;
         wait_for(
             "the indexer reading its share",
@@ -619,8 +620,10 @@ fn sigterm_under_heavy_load_exits_0_and_loses_and_duplicates_nothing() {
             &mut [&mut child],
             logs.path(),
             || {
-                metric(&scrape(port), READ) >= target
-                    || checkpoints(dir.path(), LOAD_TOPIC, LOAD_PARTITIONS) == ends
+                let m = scrape(port);
+                !m.is_empty()
+                    && (metric(&m, READ) >= target
+                        || checkpoints(dir.path(), LOAD_TOPIC, LOAD_PARTITIONS) == ends)
             },
         );
         let m = scrape(port);
@@ -642,6 +645,15 @@ fn sigterm_under_heavy_load_exits_0_and_loses_and_duplicates_nothing() {
 
     let port = free_port();
     let mut child = run.start(port, &logs.path().join("final.log"), &[]);
+    // Everything may be stored already: its metrics (and so its signal
+    // handlers) must be up before the SIGTERM.
+    wait_for(
+        "the indexer's metrics",
+        Duration::from_secs(60),
+        &mut [&mut child],
+        logs.path(),
+        || !scrape(port).is_empty(),
+    );
     wait_stored(
         dir.path(),
         LOAD_TOPIC,
