@@ -2,6 +2,7 @@
 //! conformance suite on both backends, and the frozen format golden files.
 
 use skidder_common::format::index::{build_bloom, BlockIndex, StreamEntry};
+use skidder_common::format::label_summary::LabelSummary;
 use skidder_common::format::manifest::{Entry, Manifest};
 use skidder_common::format::pack;
 use skidder_common::format::seqfile::{SeqFileReader, SeqFileWriter};
@@ -313,6 +314,47 @@ async fn corrupt_objects_are_reported_not_panicked_on() {
     }
 }
 
+/// Manifest version 2: version 1's golden entries, one with a label
+/// summary of three streams (one without `namespace`).
+#[test]
+fn golden_v2_manifest_still_reads_and_is_still_written_identically() {
+    let path = format!("{GOLDEN_V2_DIR}/hour.mf");
+    let mut manifest =
+        Manifest::decode(&std::fs::read(format!("{GOLDEN_DIR}/hour.mf")).unwrap()).unwrap();
+    let stream = |labels: &[(&str, &str)]| StreamEntry {
+        labels: labels
+            .iter()
+            .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        first_record: 0,
+        record_count: 1,
+        min_time_ns: 0,
+        max_time_ns: 0,
+    };
+    manifest.entries[0].labels = LabelSummary::of_streams(&[
+        stream(&[("namespace", "payments"), ("pod", "checkout-1")]),
+        stream(&[("namespace", "shop"), ("pod", "checkout-2")]),
+        stream(&[("pod", "checkout-3")]),
+    ]);
+    let written = manifest.encode();
+    if !std::path::Path::new(&path).exists() {
+        std::fs::write(&path, &written).unwrap();
+        eprintln!("wrote {path}; commit it");
+    }
+    let stored = std::fs::read(&path).unwrap();
+    assert!(stored.starts_with(b"SKMF\x02\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00"));
+    let read = Manifest::decode(&stored).unwrap();
+    assert_eq!(read, manifest);
+    let labels = read.entries[0].labels.as_ref().unwrap();
+    assert!(labels.may_match("namespace", |v| v == "shop"));
+    assert!(!labels.may_match("namespace", |v| v == "billing"));
+    assert_eq!(read.entries[1].labels, None);
+    assert_eq!(
+        written, stored,
+        "the v2 manifest writer changed: bump the version instead"
+    );
+}
+
 /// Manifest version 1: two entries of two apps, one with two sources.
 #[test]
 fn golden_v1_manifest_still_reads_and_is_still_written_identically() {
@@ -328,6 +370,7 @@ fn golden_v1_manifest_still_reads_and_is_still_written_identically() {
         raw_bytes: 300_000,
         created_ns: 1_795_270_800_000_000_000,
         sources: sources.iter().map(|s| s.to_string()).collect(),
+        labels: None,
     };
     let manifest = Manifest {
         generation: 2,

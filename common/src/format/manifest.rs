@@ -12,15 +12,21 @@
 //! newest listed, so of two compactors at most one publishes a generation,
 //! and a crash leaves at most objects no manifest names. Each generation
 //! holds every entry of the one before, so a reader needs only the newest.
+//! Since version 2 an entry may carry a [`LabelSummary`] of its block's
+//! streams, so a selector can rule the block out before its index is read.
 //! Byte layout: `docs/FORMAT.md`.
 
 use super::fence::Fence;
+use super::label_summary::LabelSummary;
 use super::vint::{check_crc32c_at, push_crc32c, write_bytes_u32, Cursor};
 use super::FormatError;
 use std::collections::HashSet;
 
 pub const MAGIC: &[u8; 4] = b"SKMF";
-pub const VERSION: u16 = 1;
+/// The newest version. A manifest with no label summary is written as
+/// version 1, which readers before version 2 still read.
+pub const VERSION: u16 = 2;
+const MIN_VERSION: u16 = 1;
 const HEADER_LEN: usize = 8;
 /// The fixed fields of an entry, past its strings.
 const ENTRY_FIXED: usize = 8 * 7 + 4 * 3;
@@ -46,6 +52,9 @@ pub struct Entry {
     /// The small blocks it replaces: index keys relative to the hour
     /// prefix, sorted. A source is named by one entry at most.
     pub sources: Vec<String>,
+    /// Its streams' labels in brief (version 2); `None`: not known, so
+    /// no selector rules it out.
+    pub labels: Option<LabelSummary>,
 }
 
 /// A manifest: every compacted block of an hour that is live.
@@ -64,8 +73,13 @@ impl Manifest {
     /// manifest has one reading).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.entries.len() * 256);
+        let version = if self.entries.iter().any(|e| e.labels.is_some()) {
+            VERSION
+        } else {
+            MIN_VERSION
+        };
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&0u16.to_le_bytes());
         out.extend_from_slice(&self.generation.to_le_bytes());
         out.extend_from_slice(&self.created_ns.to_le_bytes());
@@ -83,6 +97,15 @@ impl Manifest {
             for s in &e.sources {
                 write_bytes_u32(&mut out, s.as_bytes());
             }
+            if version >= 2 {
+                match &e.labels {
+                    Some(l) => {
+                        out.push(1);
+                        l.encode(&mut out);
+                    }
+                    None => out.push(0),
+                }
+            }
         }
         push_crc32c(&mut out);
         out
@@ -92,7 +115,12 @@ impl Manifest {
     /// order of its names and that no source is named twice.
     pub fn decode(bytes: &[u8]) -> Result<Manifest, FormatError> {
         let mut c = Cursor::new(bytes);
-        c.object_start(MAGIC, VERSION)?;
+        c.magic(MAGIC)?;
+        let version = c.u16_le()?;
+        FormatError::check_version(version as u32, MIN_VERSION as u32, VERSION as u32)?;
+        if c.u16_le()? != 0 {
+            return Err(FormatError::corrupt(6, "unknown flags"));
+        }
         let Some(crc_at) = bytes
             .len()
             .checked_sub(4)
@@ -143,6 +171,19 @@ impl Manifest {
                 }
                 sources.push(s.to_owned());
             }
+            let labels = match version {
+                1 => None,
+                _ => match c.u8()? {
+                    0 => None,
+                    1 => Some(LabelSummary::decode(&mut c, HEADER_LEN)?),
+                    b => {
+                        return Err(FormatError::corrupt(
+                            at(&c) - 1,
+                            format!("label summary marker {b}"),
+                        ))
+                    }
+                },
+            };
             if entries
                 .last()
                 .is_some_and(|prev| prev.name.as_str() >= name)
@@ -169,6 +210,7 @@ impl Manifest {
                 raw_bytes,
                 created_ns: created,
                 sources,
+                labels,
             });
         }
         if !c.is_empty() {
@@ -263,6 +305,7 @@ mod tests {
                         "app=checkout/logs.0.00000000000000000000.idx".into(),
                         "app=checkout/logs.1.00000000000000000007.idx".into(),
                     ],
+                    labels: None,
                 },
                 Entry {
                     name: "app=web/compacted.0000000002.00000000000000cd.0.idx".into(),
@@ -275,6 +318,7 @@ mod tests {
                     raw_bytes: 50,
                     created_ns: 6,
                     sources: vec!["app=web/logs.2.00000000000000000003.idx".into()],
+                    labels: None,
                 },
             ],
         }
@@ -287,6 +331,35 @@ mod tests {
         assert_eq!(m.sources().count(), 3);
         let empty = Manifest::default();
         assert_eq!(Manifest::decode(&empty.encode()).unwrap(), empty);
+    }
+
+    #[test]
+    fn label_summaries_make_version_2_and_round_trip() {
+        use crate::format::index::StreamEntry;
+        let mut m = sample();
+        assert_eq!(m.encode()[4..6], 1u16.to_le_bytes(), "no summary: v1");
+        m.entries[1].labels = LabelSummary::of_streams(&[StreamEntry {
+            labels: vec![("namespace".into(), "payments".into())],
+            first_record: 0,
+            record_count: 1,
+            min_time_ns: 30,
+            max_time_ns: 30,
+        }]);
+        let bytes = m.encode();
+        assert_eq!(bytes[4..6], 2u16.to_le_bytes());
+        assert_eq!(Manifest::decode(&bytes).unwrap(), m);
+        // A summary marker other than 0 or 1 is refused.
+        let at = bytes.len()
+            - 4
+            - m.entries[1].labels.as_ref().map_or(0, |l| {
+                let mut b = Vec::new();
+                l.encode(&mut b);
+                b.len()
+            })
+            - 1;
+        let mut bad = bytes.clone();
+        bad[at] = 7;
+        assert!(Manifest::decode(&resign(bad)).is_err());
     }
 
     /// Re-signs `bytes` after a change, so the check under test is not the CRC.

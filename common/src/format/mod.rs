@@ -8,6 +8,7 @@ pub mod error;
 pub mod fence;
 pub mod hadoop_lz4;
 pub mod index;
+pub mod label_summary;
 pub mod layout;
 pub mod ledger;
 pub mod manifest;

@@ -35,6 +35,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use skidder_common::claims;
 use skidder_common::format::fence::Fence;
 use skidder_common::format::index::BlockIndex;
+use skidder_common::format::label_summary::LabelSummary;
 use skidder_common::format::layout::{
     app_of, compacted_generation, compacted_stem, data_key_of, is_compacted, manifest_key, now_ns,
     parse_manifest_key, DATA_SUFFIX, INDEX_SUFFIX,
@@ -508,6 +509,7 @@ async fn compact_run(
         raw_bytes: index.raw_bytes,
         created_ns: now_ns,
         sources: names.iter().map(|s| s.to_string()).collect(),
+        labels: LabelSummary::of_streams(&index.streams),
     };
     store.put(&data_key, Bytes::from(data)).await?;
     crash_point("compactor::after_data");

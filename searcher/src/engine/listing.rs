@@ -14,10 +14,12 @@
 //! blocks it does not name (a lost race, a crashed compactor) are ignored.
 //! So each record is read once, before, during and after compaction.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use skidder_common::claims;
 use skidder_common::format::fence::Fence;
+use skidder_common::format::label_summary::LabelSummary;
 use skidder_common::format::layout::{
     app_prefix, hour_prefix, now_ns, parse_manifest_key, parse_slices_key, PackName, INDEX_SUFFIX,
     NS_PER_HOUR,
@@ -42,9 +44,25 @@ pub(super) struct HourListing {
     pub(super) pack_bytes: u64,
     /// The hour's sliced blooms, if listed, and their listed size.
     pub(super) slices: Option<(String, u64)>,
+    /// The label summaries the manifest gives compacted blocks, by index
+    /// key: a selector they rule out needs no index read.
+    pub(super) labels: HashMap<String, LabelSummary>,
     /// Only some apps' folders were listed: the packs hold every app's
     /// indexes, so they are worth a GET only for many indexes.
     pub(super) scoped: bool,
+}
+
+/// About what a summary takes in memory, for the listing cache's budget.
+fn label_bytes(l: &LabelSummary) -> usize {
+    l.names
+        .iter()
+        .map(|n| {
+            32 + n.name.len()
+                + n.values
+                    .as_ref()
+                    .map_or(0, |vs| vs.iter().map(|v| v.len() + 24).sum())
+        })
+        .sum()
 }
 
 /// A cached listing, and when it was read.
@@ -140,13 +158,25 @@ impl Engine {
             None => ManifestRead::None,
         };
         let fence = self.fence_for(&indexes).await?;
-        let indexes = match &manifest {
-            ManifestRead::Decoded(m) => live_indexes(&prefix, indexes, Some(m), &fence),
+        let (indexes, labels) = match manifest {
+            ManifestRead::Decoded(m) => {
+                let indexes = live_indexes(&prefix, indexes, Some(&m), &fence);
+                let labels = m
+                    .entries
+                    .into_iter()
+                    .filter_map(|e| Some((format!("{prefix}{}", e.name), e.labels?)))
+                    .collect();
+                (indexes, labels)
+            }
             ManifestRead::None | ManifestRead::Unreadable => {
-                live_indexes(&prefix, indexes, None, &fence)
+                (live_indexes(&prefix, indexes, None, &fence), HashMap::new())
             }
         };
         let bytes = indexes.iter().map(|(k, _)| k.len() + 32).sum::<usize>()
+            + labels
+                .iter()
+                .map(|(k, l): (&String, &LabelSummary)| k.len() + label_bytes(l))
+                .sum::<usize>()
             + packs.iter().map(|k| k.len() + 24).sum::<usize>()
             + slices.as_ref().map_or(0, |(k, _)| k.len() + 32)
             + 2 * cache_key.len();
@@ -156,6 +186,7 @@ impl Engine {
             packs,
             pack_bytes,
             slices,
+            labels,
             scoped: apps.is_some(),
         });
         let closed =
@@ -282,6 +313,7 @@ mod tests {
             raw_bytes: 1,
             created_ns: 0,
             sources: sources.iter().map(|s| s.to_string()).collect(),
+            labels: None,
         }
     }
 

@@ -177,6 +177,7 @@ mod tests {
                 packs: Vec::new(),
                 pack_bytes: mib << 20,
                 slices: None,
+                labels: std::collections::HashMap::new(),
                 scoped: false,
             })
         };

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
 use skidder_common::format::index::{self, BlockIndex};
+use skidder_common::format::label_summary::LabelSummary;
 use skidder_common::format::layout::{data_key_of, hour_of};
 use skidder_common::format::tokens::{
     field_hash, for_each_word_hash, inner_words, token_hash, token_hash_v1,
@@ -89,6 +90,18 @@ pub(super) fn stream_matches(
                 .unwrap_or("")
         };
         m.matches(v)
+    })
+}
+
+/// Whether a block with this label summary may hold a stream that every
+/// matcher admits; see [`LabelSummary`]. `__app__` is the listing's to
+/// scope and `__tenant__` the request's, so they are left to
+/// [`stream_matches`].
+pub(super) fn summary_admits(matchers: &[Matcher], summary: &LabelSummary) -> bool {
+    matchers.iter().all(|m| {
+        m.name == "__app__"
+            || m.name == "__tenant__"
+            || summary.may_match(&m.name, |v| m.matches(v))
     })
 }
 
@@ -228,7 +241,7 @@ impl Engine {
         let round_bytes = (self.cfg.cache_bytes as u64).max(MIN_PACK_BYTES_PER_ROUND);
         let probe_tokens = Arc::new(tokens.clone());
         for round in pack_rounds(&listings, round_bytes) {
-            let ruled_out = match scope.tokens {
+            let mut ruled_out = match scope.tokens {
                 Some(_) => self.read_slices(round, &probe_tokens).await?,
                 None => HashSet::new(),
             };
@@ -236,6 +249,27 @@ impl Engine {
                 .blocks_pruned
                 .with_label_values(&["bloom"])
                 .inc_by(ruled_out.len() as u64);
+            if scope.tokens.is_some() {
+                // Compacted blocks whose manifest summary no stream of
+                // which the selector can match: no index read for them.
+                let by_labels: Vec<String> = round
+                    .iter()
+                    .flat_map(|l| {
+                        l.indexes.iter().filter(|(k, _)| {
+                            !ruled_out.contains(k)
+                                && l.labels
+                                    .get(k)
+                                    .is_some_and(|s| !summary_admits(&q.matchers, s))
+                        })
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                self.metrics
+                    .blocks_pruned
+                    .with_label_values(&["manifest_labels"])
+                    .inc_by(by_labels.len() as u64);
+                ruled_out.extend(by_labels);
+            }
             let packed = self.read_packs(round, &ruled_out).await?;
             let keys: Vec<String> = round
                 .iter()
@@ -420,8 +454,11 @@ mod tests {
             r#"{__tenant__="acme"}"#,
             r#"{__tenant__!="acme", level=~".+"}"#,
             r#"{missing="", level=~"e.*"}"#,
+            r#"{level="debug"}"#,
+            r#"{pod="q", __app__=~".+"}"#,
         ];
-        let mut agreed = 0;
+        let summary = LabelSummary::of_streams(&idx.streams).unwrap();
+        let (mut agreed, mut ruled_out) = (0, 0);
         for q in queries {
             let Ok(Query::Log(lq)) = parse(q) else {
                 panic!("{q} must parse as a log query");
@@ -432,8 +469,15 @@ mod tests {
                 assert_eq!(direct, built, "{q} on stream {s}");
                 agreed += usize::from(built);
             }
+            // The manifest's summary never rules out a block a stream of
+            // which matches.
+            let any = (0..idx.streams.len()).any(|s| stream_matches(&lq.matchers, "acme", &idx, s));
+            let admitted = summary_admits(&lq.matchers, &summary);
+            assert!(admitted || !any, "{q}: the summary ruled out a match");
+            ruled_out += usize::from(!admitted);
         }
         // Both outcomes occur, so the comparison means something.
         assert!(agreed > 5 && agreed < queries.len() * idx.streams.len() - 5);
+        assert_eq!(ruled_out, 2, "the two queries no stream matches");
     }
 }
