@@ -1,7 +1,9 @@
-//! Reads the epoch claims a [`Fence`] needs (`format::fence`). Claims
-//! never change once written, so a reader may keep them; a claim that is
-//! missing (removed by hand) or does not decode decides nothing, and its
-//! blocks are read, with a warning: skipping them could lose records.
+//! Reads the epoch claims a [`Fence`] needs (`format::fence`). Blocks of
+//! epoch `e` are decided by the first *confirmed* claim above `e`
+//! ([`deciding_claim`]); a confirmed claim never changes, so a reader may
+//! keep what it decides. A claim that does not decode decides nothing,
+//! and its blocks are read, with a warning: skipping them could lose
+//! records.
 
 use futures::stream::{self, StreamExt};
 
@@ -14,7 +16,31 @@ use crate::storage::{ObjectStore, StorageErrorKind, StorageResult};
 /// Claims read at once.
 const CONCURRENCY: usize = 16;
 
-/// Reads the claims `ids` into `fence`, skipping those it knows already.
+/// Unconfirmed claims a reader looks past before it gives up (each is an
+/// assignment whose claimer was stale or died before confirming).
+const MAX_UNCONFIRMED: u64 = 64;
+
+/// The claim that decides for the blocks of `epoch`: the first confirmed
+/// claim above it. `None`: no claim above it is confirmed (yet), so
+/// nothing supersedes them.
+pub async fn deciding_claim(
+    store: &dyn ObjectStore,
+    topic: &str,
+    partition: i32,
+    epoch: u64,
+) -> StorageResult<Option<EpochClaim>> {
+    for e in epoch + 1..=epoch + 1 + MAX_UNCONFIRMED {
+        match read_json::<EpochClaim>(store, &claim_key(topic, partition, e)).await? {
+            Some(c) if c.confirmed => return Ok(Some(c)),
+            Some(_) => continue,
+            None => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// Reads into `fence` what decides each claim id `(topic, partition, e +
+/// 1)` of `ids` (see [`deciding_claim`]), skipping those it knows already.
 pub async fn load_into(
     store: &dyn ObjectStore,
     fence: &mut Fence,
@@ -22,15 +48,11 @@ pub async fn load_into(
 ) -> StorageResult<()> {
     let wanted: Vec<ClaimId> = ids
         .into_iter()
-        .filter(|id| fence.start(id).is_none())
+        .filter(|id| fence.start(id).is_none() && id.2 > 0)
         .collect();
     let mut reads = stream::iter(wanted)
         .map(|id| async move {
-            let key = claim_key(&id.0, id.1, id.2);
-            let claim = read_json::<EpochClaim>(store, &key).await?;
-            if claim.is_none() {
-                tracing::warn!(%key, "no readable epoch claim: its blocks are all read");
-            }
+            let claim = deciding_claim(store, &id.0, id.1, id.2 - 1).await?;
             Ok::<_, crate::storage::StorageError>(claim.map(|c| (id, c.start_offset)))
         })
         .buffer_unordered(CONCURRENCY);
@@ -54,26 +76,31 @@ pub async fn fence_for<'a>(
 
 /// Where a partition's stored records end: every record below the
 /// returned offset is in a stored block that no claim will supersede. It
-/// is the later of the newest claim's start and that epoch's checkpoint
-/// (`checkpoint.json` where no epoch was ever claimed); `None` when there
-/// is neither, or one does not decode (with a warning).
+/// is the later of the newest confirmed claim's start and that epoch's
+/// checkpoint (`checkpoint.json` where no epoch was ever confirmed);
+/// `None` when there is neither, or one does not decode (with a warning).
+/// A newer claim not confirmed yet cannot supersede any of it later: see
+/// `MAX_CONFIRM_DELAY` in the Kafka reader.
 pub async fn stored_offset(
     store: &dyn ObjectStore,
     topic: &str,
     partition: i32,
 ) -> StorageResult<Option<i64>> {
     let claims = crate::storage::list_all(store, &claims_prefix(topic, partition)).await?;
-    let newest = claims
+    let mut epochs: Vec<u64> = claims
         .iter()
         .filter_map(|m| parse_claim_key(&m.key))
-        .max()
-        .unwrap_or(0);
-    let start = match newest {
-        0 => None,
-        e => read_json::<EpochClaim>(store, &claim_key(topic, partition, e))
-            .await?
-            .map(|c| c.start_offset),
-    };
+        .collect();
+    epochs.sort_unstable();
+    let (mut newest, mut start) = (0, None);
+    for e in epochs.into_iter().rev() {
+        if let Some(c) = read_json::<EpochClaim>(store, &claim_key(topic, partition, e)).await? {
+            if c.confirmed {
+                (newest, start) = (e, Some(c.start_offset));
+                break;
+            }
+        }
+    }
     let checkpoint = read_json::<Checkpoint>(store, &checkpoint_key(topic, partition, newest))
         .await?
         .map(|c| c.next_offset);

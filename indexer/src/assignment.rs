@@ -40,6 +40,28 @@ pub enum AssignError {
     Store(#[from] StorageError),
     #[error("{key}: another indexer claimed this epoch first")]
     ClaimTaken { key: String },
+    #[error("{key}: listed, then gone before it was read (another indexer changed the ledger)")]
+    LedgerChanged { key: String },
+    #[error(
+        "{topic}/{partition}: Kafka refused the commit that confirms epoch {epoch}: this member \
+         is not in the group's current generation (it was frozen, or the group rebalanced), so \
+         its claim stays unconfirmed and decides nothing"
+    )]
+    NotConfirmed {
+        topic: String,
+        partition: i32,
+        epoch: u64,
+        source: Box<rdkafka::error::KafkaError>,
+    },
+    #[error(
+        "{topic}/{partition}: epoch {epoch} was not confirmed soon enough after its commit (the \
+         indexer stalled); it stays unconfirmed and decides nothing"
+    )]
+    ConfirmTooLate {
+        topic: String,
+        partition: i32,
+        epoch: u64,
+    },
     #[error("{key}: corrupt ledger object")]
     CorruptLedger {
         key: String,
@@ -64,8 +86,11 @@ impl AssignError {
     pub fn is_retryable(&self) -> bool {
         match self {
             AssignError::Store(e) => e.is_retryable(),
-            // The next attempt claims the epoch after it.
+            // The next attempt claims the epoch after it; a stale claimer's
+            // claim is never confirmed, so the retry cannot hurt.
             AssignError::ClaimTaken { .. } => true,
+            // Listed again, the folder shows what changed.
+            AssignError::LedgerChanged { .. } => true,
             _ => false,
         }
     }
@@ -119,10 +144,13 @@ async fn get_json<T: serde::de::DeserializeOwned>(
 
 /// Claims the partition's next epoch and loads what replay needs: the
 /// start, which is the latest of Kafka's committed offset, the newest
-/// claim's start and that epoch's checkpoint, and the ledger entries at or
-/// past it that no newer claim supersedes (`format::fence`). A claim taken
-/// by another indexer in between fails with [`AssignError::ClaimTaken`],
-/// which a retry resolves by claiming the one after.
+/// confirmed claim's start and that epoch's checkpoint, and the ledger
+/// entries at or past it that no confirmed newer claim supersedes
+/// (`format::fence`). The claim is written unconfirmed: the Kafka reader
+/// confirms it ([`confirm_claim`]) once a commit proves this member is in
+/// the group's current generation. A claim taken by another indexer in
+/// between fails with [`AssignError::ClaimTaken`], which a retry resolves
+/// by claiming the one after.
 pub async fn load_partition(
     store: &dyn ObjectStore,
     tp: &TopicPartition,
@@ -131,30 +159,45 @@ pub async fn load_partition(
     let folder =
         LedgerFolder::sort(list_all(store, &ledger_prefix(&tp.topic, tp.partition)).await?);
     let newest = folder.claims.last().copied().unwrap_or(0);
-    let claim = match newest {
-        0 => None,
-        e => {
-            let key = claim_key(&tp.topic, tp.partition, e);
-            let claim: EpochClaim = get_json(store, &key).await?.ok_or_else(|| {
-                StorageError::new(StorageErrorKind::NotFound, &key, "a listed claim is gone")
-            })?;
-            Some(claim)
+    // Claims read so far, by epoch: most assignments read one or two.
+    let mut claims: HashMap<u64, EpochClaim> = HashMap::new();
+    let mut read_claim = async |e: u64| -> Result<EpochClaim, AssignError> {
+        if let Some(c) = claims.get(&e) {
+            return Ok(c.clone());
         }
+        let key = claim_key(&tp.topic, tp.partition, e);
+        let c: EpochClaim = get_json(store, &key)
+            .await?
+            .ok_or(AssignError::LedgerChanged { key })?;
+        claims.insert(e, c.clone());
+        Ok(c)
     };
-    let stored = match folder.checkpoints.get(&newest) {
+    // The newest confirmed claim: its owner's checkpoint and straddling
+    // entries count; newer unconfirmed ones were stale or died at once.
+    let mut confirmed: Option<EpochClaim> = None;
+    for &e in folder.claims.iter().rev() {
+        let c = read_claim(e).await?;
+        if c.confirmed {
+            confirmed = Some(c);
+            break;
+        }
+    }
+    let owner_epoch = confirmed.as_ref().map_or(0, |c| c.epoch);
+    let stored = match folder.checkpoints.get(&owner_epoch) {
         Some(key) => get_json::<Checkpoint>(store, key)
             .await?
             .map(|c| c.next_offset),
         None => None,
     };
-    let claimed_at = claim.as_ref().map_or(0, |c| c.start_offset);
+    let claimed_at = confirmed.as_ref().map_or(0, |c| c.start_offset);
     let start = stored
         .unwrap_or(0)
         .max(kafka_committed.unwrap_or(0))
         .max(claimed_at);
 
-    // Entries of older epochs are read only if the next claim did not
-    // supersede them: a fenced-off indexer may have written those.
+    // Entries of older epochs are read only if the first confirmed claim
+    // above theirs did not supersede them: a fenced-off indexer may have
+    // written those.
     let mut fence = Fence::default();
     for e in folder
         .entries
@@ -162,10 +205,14 @@ pub async fn load_partition(
         .map(|e| e.2)
         .collect::<BTreeSet<u64>>()
     {
-        if e < newest {
-            let key = claim_key(&tp.topic, tp.partition, e + 1);
-            if let Some(c) = get_json::<EpochClaim>(store, &key).await? {
+        for above in (e + 1)..=newest {
+            if !folder.claims.contains(&above) {
+                continue;
+            }
+            let c = read_claim(above).await?;
+            if c.confirmed {
                 fence.insert((tp.topic.to_string(), tp.partition, e + 1), c.start_offset);
+                break;
             }
         }
     }
@@ -185,17 +232,13 @@ pub async fn load_partition(
             stale_ledger_keys.push((start - 1, key));
             continue;
         }
-        let entry: LedgerEntry = get_json(store, &key).await?.ok_or_else(|| {
-            StorageError::new(
-                StorageErrorKind::NotFound,
-                &key,
-                "a listed ledger entry is gone",
-            )
-        })?;
+        let entry: LedgerEntry = get_json(store, &key)
+            .await?
+            .ok_or(AssignError::LedgerChanged { key })?;
         ledger.push(entry);
     }
     // Straddling entries the fenced-off indexer may have deleted since.
-    for e in claim.into_iter().flat_map(|c| c.straddling) {
+    for e in confirmed.into_iter().flat_map(|c| c.straddling) {
         if e.last_offset >= start && !ledger.iter().any(|l| l.key() == e.key()) {
             ledger.push(e);
         }
@@ -217,9 +260,12 @@ pub async fn load_partition(
             .filter(|e| e.first_offset < start)
             .cloned()
             .collect(),
+        confirmed: false,
     };
     let key = claim_key(&tp.topic, tp.partition, epoch);
     let body = Bytes::from(serde_json::to_vec(&claim).unwrap_or_default());
+    tracing::info!(topic = %tp.topic, partition = tp.partition, epoch, start, "claiming epoch");
+    crate::failpoints::crash_point("assignment::before_claim");
     match store.put_if_absent(&key, body).await {
         Ok(()) => {}
         Err(e) if e.kind == StorageErrorKind::AlreadyExists => {
@@ -239,7 +285,58 @@ pub async fn load_partition(
         ledger,
         stored_checkpoint: stored,
         stale_ledger_keys,
+        claim,
     })
+}
+
+/// Marks the plans' claims confirmed, once the caller's Kafka commit
+/// succeeded, several at once; a store blip is retried until `deadline`,
+/// after which a claim stays unconfirmed ([`AssignError::ConfirmTooLate`]).
+pub fn confirm_claims(
+    rt: &tokio::runtime::Handle,
+    store: &dyn ObjectStore,
+    plans: &[&PartitionPlan],
+    deadline: std::time::Instant,
+) -> Result<(), AssignError> {
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    rt.block_on(
+        stream::iter(plans.iter().map(|p| confirm_one(store, p, deadline)))
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>(),
+    )?;
+    Ok(())
+}
+
+async fn confirm_one(
+    store: &dyn ObjectStore,
+    plan: &PartitionPlan,
+    deadline: std::time::Instant,
+) -> Result<(), AssignError> {
+    let key = claim_key(&plan.tp.topic, plan.tp.partition, plan.epoch);
+    let claim = EpochClaim {
+        confirmed: true,
+        ..plan.claim.clone()
+    };
+    let body = Bytes::from(serde_json::to_vec(&claim).unwrap_or_default());
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        if std::time::Instant::now() > deadline {
+            return Err(AssignError::ConfirmTooLate {
+                topic: plan.tp.topic.to_string(),
+                partition: plan.tp.partition,
+                epoch: plan.epoch,
+            });
+        }
+        match store.put(&key, body.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, attempt, "confirming an epoch claim, retrying");
+                tokio::time::sleep(Duration::from_millis((50 << attempt.min(4)).min(500))).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Checks a partition's start offset against Kafka's log start (`low`)
@@ -304,6 +401,11 @@ mod tests {
         }
     }
 
+    /// A confirmation deadline no test reaches.
+    fn far() -> std::time::Instant {
+        std::time::Instant::now() + Duration::from_secs(600)
+    }
+
     fn local() -> (tempfile::TempDir, LocalStore, tokio::runtime::Runtime) {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path()).unwrap();
@@ -349,7 +451,12 @@ mod tests {
     #[test]
     fn each_assignment_claims_the_next_epoch_and_skips_what_it_supersedes() {
         let (_dir, store, rt) = local();
-        let load = |kafka| load_with_retries(rt.handle(), &store, &tp(), kafka).unwrap();
+        // Each claimer's commit succeeded: its claim is confirmed.
+        let load = |kafka| {
+            let plan = load_with_retries(rt.handle(), &store, &tp(), kafka).unwrap();
+            confirm_claims(rt.handle(), &store, &[&plan], far()).unwrap();
+            plan
+        };
         let first = load(Some(10));
         assert_eq!((first.epoch, first.start_offset), (1, 10));
         // Epoch 1 stored a block straddling 40, and was working on two more
@@ -396,6 +503,48 @@ mod tests {
         for k in [zombie.key(), unsure.key(), checkpoint_key("logs", 3, 1)] {
             assert!(stale.contains(&k.as_str()), "{k} in {stale:?}");
         }
+    }
+
+    #[test]
+    fn a_claim_never_confirmed_supersedes_nothing() {
+        let (_dir, store, rt) = local();
+        let load = |kafka| load_with_retries(rt.handle(), &store, &tp(), kafka).unwrap();
+        let first = load(Some(10));
+        confirm_claims(rt.handle(), &store, &[&first], far()).unwrap();
+        // The owner of epoch 1 stored up to 50, and has a block at 50.
+        let stored = entry(50, 60, 1);
+        put_json(&rt, &store, &stored.key(), stored.to_json());
+        let ck = serde_json::to_vec(&Checkpoint {
+            version: LEDGER_VERSION,
+            next_offset: 50,
+        })
+        .unwrap();
+        put_json(&rt, &store, &checkpoint_key("logs", 3, 1), ck);
+        // A stale member claims epoch 2 at 55; Kafka refuses its commit, so
+        // it never confirms. The owner of epoch 1 goes on past 55.
+        let stale = load(Some(55));
+        assert_eq!((stale.epoch, stale.start_offset), (2, 55));
+        let later = entry(70, 80, 1);
+        put_json(&rt, &store, &later.key(), later.to_json());
+        let deciding = |e| {
+            rt.block_on(skidder_common::claims::deciding_claim(&store, "logs", 3, e))
+                .unwrap()
+                .map(|c| (c.epoch, c.start_offset))
+        };
+        assert_eq!(deciding(1), None, "an unconfirmed claim decides nothing");
+        // The next owner starts from epoch 1's checkpoint and keeps both
+        // of epoch 1's entries: the stale claim superseded neither.
+        let next = load(Some(12));
+        assert_eq!((next.epoch, next.start_offset), (3, 50));
+        let firsts: Vec<i64> = next.ledger.iter().map(|e| e.first_offset).collect();
+        assert_eq!(firsts, vec![50, 70]);
+        confirm_claims(rt.handle(), &store, &[&next], far()).unwrap();
+        assert_eq!(deciding(1), Some((3, 50)), "claim 3 decides, past 2");
+        assert_eq!(
+            rt.block_on(skidder_common::claims::stored_offset(&store, "logs", 3))
+                .unwrap(),
+            Some(50)
+        );
     }
 
     #[test]

@@ -78,7 +78,7 @@ fn superseded_blocks(dir: &Path) -> usize {
     rt.block_on(claims::load_into(
         &store,
         &mut fence,
-        Fence::claims_above(keys.iter().map(String::as_str)),
+        Fence::claims_needed(keys.iter().map(String::as_str)),
     ))
     .unwrap();
     keys.iter().filter(|k| fence.superseded(k)).count()
@@ -167,6 +167,132 @@ fn an_indexer_frozen_past_its_session_is_fenced_off_when_it_wakes() {
         superseded > 0,
         "seed {seed}: no zombie wrote a block after losing its partitions; the test proved nothing"
     );
+    let seen = Searcher::start(&local.store).count_ids();
+    assert_each_once(&seen, produced, local.dir.path(), seed, logs);
+}
+
+/// The window the confirmation closes: an indexer frozen inside its
+/// assignment, after listing the ledger and before claiming, wakes after
+/// another indexer has claimed and confirmed the next epochs. It then
+/// claims the epochs above the owner's; without the confirmation, those
+/// claims would supersede the owner's blocks from their start, and the
+/// records in them would be lost. Its confirming commit must be refused
+/// (its generation is gone), its claims must stay unconfirmed, every
+/// record must be found once, and it must stop with the cause. (A crash
+/// point armed with `sleep` holds it in that window long enough to freeze
+/// it there.)
+#[test]
+fn a_claim_made_by_a_member_frozen_in_its_assignment_is_never_confirmed() {
+    let seed = seed_from_env("SKIDDER_CRASH_SEED");
+    let kafka = KafkaBroker::start();
+    kafka.create_topic(TOPIC, 2);
+    let bootstrap = kafka.bootstrap();
+    let local = LocalRun::new(CONFIG);
+    let run = local.run(&bootstrap, TOPIC, "stale");
+    let logs = local.logs.path();
+    let producer = produce(
+        bootstrap.clone(),
+        TOPIC,
+        seed,
+        1,
+        10_000,
+        Pace {
+            every: 20,
+            pause_ms: 20,
+        },
+    );
+    let log_of = |name: &str| logs.join(format!("{name}.log"));
+    let claiming = |name: &str| {
+        std::fs::read_to_string(log_of(name))
+            .unwrap_or_default()
+            .matches("claiming epoch")
+            .count()
+    };
+    let spec = "assignment::before_claim=1*sleep(4000)".to_owned();
+    let mut stale = run.start(free_port(), &log_of("stale"), &[("FAILPOINTS", spec)]);
+    let started = Instant::now();
+    while claiming("stale") < 1 {
+        if started.elapsed() > Duration::from_secs(60) {
+            post_mortem(logs);
+            panic!("the first indexer never came to claim");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Listed, about to claim: freeze it there.
+    signal(&stale, "-STOP");
+    let mut owner = run.start(free_port(), &log_of("owner"), &[]);
+    let frozen = Instant::now();
+    while assigned(&log_of("owner")) < 2 {
+        if frozen.elapsed() > TAKEOVER_BOUND {
+            post_mortem(logs);
+            panic!("the second indexer never owned the partitions");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(2_000));
+    signal(&stale, "-CONT");
+    let woken = Instant::now();
+    let status = loop {
+        if let Some(status) = stale.try_wait().unwrap() {
+            break status;
+        }
+        if woken.elapsed() > TAKEOVER_BOUND {
+            post_mortem(logs);
+            panic!("the woken indexer neither stopped nor was refused");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(log_of("stale")).unwrap();
+    assert!(!status.success(), "it must stop with an error: {status}");
+    assert!(
+        text.contains("refused the commit that confirms epoch"),
+        "the log must give the cause:\n{text}"
+    );
+    // The owner's claims (epoch 1) are confirmed; the stale member's
+    // (epoch 2, above them) are not.
+    let store = LocalStore::new(local.dir.path()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let confirmed = |p: i32, e: u64| {
+        let key = skidder_common::format::ledger::claim_key(TOPIC, p, e);
+        rt.block_on(skidder_common::storage::ObjectStore::get(&store, &key))
+            .ok()
+            .map(|body| {
+                serde_json::from_slice::<skidder_common::format::ledger::EpochClaim>(&body)
+                    .unwrap()
+                    .confirmed
+            })
+    };
+    let stale_claims = (0..2).filter(|&p| confirmed(p, 2) == Some(false)).count();
+    for p in 0..2 {
+        assert_eq!(
+            confirmed(p, 1),
+            Some(true),
+            "partition {p}: the owner's claim"
+        );
+        assert_ne!(
+            confirmed(p, 2),
+            Some(true),
+            "partition {p}: a stale claim was confirmed"
+        );
+    }
+    assert!(
+        stale_claims > 0,
+        "the stale member claimed no epoch above the owner's: the test proved nothing"
+    );
+
+    let (ends, produced): (HashMap<i32, i64>, u64) = producer.join().unwrap();
+    wait_stored(
+        local.dir.path(),
+        TOPIC,
+        &ends,
+        &mut [&mut owner],
+        logs,
+        Duration::from_secs(300),
+    );
+    stop_clean(&mut owner);
     let seen = Searcher::start(&local.store).count_ids();
     assert_each_once(&seen, produced, local.dir.path(), seed, logs);
 }

@@ -1,16 +1,17 @@
 //! Fencing: which small blocks an epoch claim supersedes.
 //!
 //! Each time Kafka gives an indexer a partition, the indexer claims the
-//! next epoch with a conditional put (`format::ledger::EpochClaim`) and
-//! names everything it writes with it. A block of epoch `e` whose first
-//! offset is at or past the start of claim `e + 1` is superseded: the
-//! indexer of `e + 1` started there and writes those records again, so
-//! readers skip the old copy. This is what keeps an indexer that was
-//! frozen past its session (a zombie) from adding records twice when it
-//! wakes and uploads what it held, and it needs nothing but the store's
-//! `If-None-Match`. Starts never go down from one claim to the next, so
-//! claim `e + 1` alone decides for epoch `e`. See `docs/DESIGN.md`,
-//! "Zombies and epochs".
+//! next epoch with a conditional put (`format::ledger::EpochClaim`),
+//! confirms the claim once a Kafka commit proves it is in the group's
+//! current generation, and names everything it writes with the epoch. A
+//! block of epoch `e` whose first offset is at or past the start of the
+//! first confirmed claim above `e` is superseded: that claimer started
+//! there and writes those records again, so readers skip the old copy.
+//! This is what keeps an indexer that was frozen past its session (a
+//! zombie) from adding records twice when it wakes and uploads what it
+//! held; an unconfirmed claim (a stale claimer's) supersedes nothing.
+//! Starts never go down from one claim to the next, so that one claim
+//! decides for epoch `e`. See `docs/DESIGN.md`, "Zombies and epochs".
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -26,28 +27,12 @@ pub struct Fence {
 }
 
 impl Fence {
-    /// The claims that decide the blocks `names`: claim `e + 1` for each
-    /// epoch `e` of a partition whose listed blocks carry several epochs.
-    /// A partition listed with one epoch needs none: a claim above it has
-    /// not written those records again yet (they would be listed beside),
-    /// so its blocks hold them once.
+    /// The claims that decide the blocks `names`: the id `(topic,
+    /// partition, e + 1)` for every epoch `e` listed, newest included,
+    /// under which `claims::load_into` records the start of the first
+    /// confirmed claim above `e`. The newest listed epoch needs it too: the
+    /// new owner's copies may sit in another hour, or in a compacted block.
     pub fn claims_needed<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<ClaimId> {
-        Self::epochs(names)
-            .into_iter()
-            .flat_map(|((topic, partition), epochs)| {
-                let newest = epochs.last().copied().unwrap_or(0);
-                epochs
-                    .into_iter()
-                    .filter(move |e| *e < newest)
-                    .map(move |e| (topic.clone(), partition, e + 1))
-            })
-            .collect()
-    }
-
-    /// Claim `e + 1` for every epoch `e` of the blocks `names`, newest
-    /// included: what a job needs that must know now whether a block can
-    /// still be superseded (the compactor, before it deletes sources).
-    pub fn claims_above<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<ClaimId> {
         Self::epochs(names)
             .into_iter()
             .flat_map(|((topic, partition), epochs)| {
@@ -134,14 +119,8 @@ mod tests {
         ];
         let mut needed = Fence::claims_needed(names.iter().map(String::as_str));
         needed.sort();
-        // Partition 1 has one epoch: nothing to decide.
-        assert_eq!(
-            needed,
-            vec![("logs".to_owned(), 0, 1), ("logs".to_owned(), 0, 2)]
-        );
-        let mut above = Fence::claims_above(names.iter().map(String::as_str));
-        above.sort();
-        assert_eq!(above.len(), 4, "{above:?}");
+        let id = |p: i32, e: u64| ("logs".to_owned(), p, e);
+        assert_eq!(needed, vec![id(0, 1), id(0, 2), id(0, 3), id(1, 2)]);
         let mut fence = Fence::default();
         assert!(!fence.superseded(&names[2]), "no claims known: keep");
         fence.insert(("logs".into(), 0, 1), 0);

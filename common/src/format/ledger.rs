@@ -141,7 +141,7 @@ pub fn parse_checkpoint_key(key: &str) -> Option<u64> {
 /// written with `put_if_absent` at [`claim_key`], so each epoch has one
 /// owner. Everything an older epoch wrote at or past `start_offset` is
 /// superseded (`format::fence`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EpochClaim {
     pub version: u32,
@@ -155,6 +155,13 @@ pub struct EpochClaim {
     /// start must be skipped. Kept here because an indexer fenced off may
     /// still delete them from the ledger.
     pub straddling: Vec<LedgerEntry>,
+    /// Set (by overwriting the claim) once the claimer's Kafka commit at
+    /// `start_offset` succeeded, which proves it was in the consumer
+    /// group's current generation. A claim never confirmed (a stale
+    /// claimer's, or one whose claimer died first) decides nothing:
+    /// readers look past it to the next confirmed claim.
+    #[serde(default)]
+    pub confirmed: bool,
 }
 
 /// `_ledger/topic=<t>/partition=<p>/epoch.<epoch, 10 digits>.json`.

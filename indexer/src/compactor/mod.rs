@@ -175,7 +175,7 @@ pub async fn compact_hour(
     // blocks of: a block compacted must never be superseded later.
     let mut fence = Fence::default();
     let names = indexes.iter().map(|(n, _)| n.as_str());
-    claims::load_into(store, &mut fence, Fence::claims_above(names)).await?;
+    claims::load_into(store, &mut fence, Fence::claims_needed(names)).await?;
     let live = Live::new(
         current.as_ref(),
         indexes.iter().map(|(n, s)| (n.as_str(), *s)),

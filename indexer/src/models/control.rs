@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use skidder_common::format::ledger::LedgerEntry;
+use skidder_common::format::ledger::{EpochClaim, LedgerEntry};
 
 use crate::queue::Weighted;
 
@@ -29,6 +29,8 @@ pub struct PartitionPlan {
     /// Keys of ledger entries wholly below the start: done, to be deleted
     /// with the next checkpoint, as (last offset, key).
     pub stale_ledger_keys: Vec<(i64, String)>,
+    /// The claim as written, not yet confirmed.
+    pub claim: EpochClaim,
 }
 
 /// Control messages travel in order with the data through every queue.

@@ -456,6 +456,7 @@ mod tests {
             ledger: vec![entry("a", 2, 5), entry("b", 6, 8)],
             stored_checkpoint: Some(4),
             stale_ledger_keys: Vec::new(),
+            claim: Default::default(),
         })))
         .unwrap();
         // Offsets 4..=10 replayed; a normal "b" block opens at 4 and must be
@@ -485,6 +486,7 @@ mod tests {
             ledger: vec![entry("a", 1, 9)],
             stored_checkpoint: Some(0),
             stale_ledger_keys: Vec::new(),
+            claim: Default::default(),
         })))
         .unwrap();
         tracker.hold(&tp(), 0);

@@ -27,11 +27,11 @@ mod gaps;
 use gaps::Gaps;
 
 use super::{StageError, StageExit};
-use crate::assignment::{check_range, load_with_retries, AssignError};
+use crate::assignment::{check_range, confirm_claims, load_with_retries, AssignError};
 use crate::config::KafkaConfig;
 use crate::failpoints::crash_point;
 use crate::metrics::Metrics;
-use crate::models::{Control, Item, RawBatch, TopicPartition};
+use crate::models::{Control, Item, PartitionPlan, RawBatch, TopicPartition};
 use crate::offsets::OffsetTracker;
 use crate::queue::{Sender, TryPushError, Weighted};
 
@@ -126,6 +126,22 @@ impl ConsumerContext for ReaderContext {
     }
 }
 
+/// Kafka refused a commit because this member is not in the group's
+/// current generation.
+fn generation_refused(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::IllegalGeneration
+                | C::UnknownMemberId
+                | C::RebalanceInProgress
+                | C::FencedInstanceId
+                | C::AssignmentLost
+        )
+    )
+}
+
 fn tps_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
     tpl.elements()
         .iter()
@@ -171,6 +187,7 @@ impl ReaderContext {
         let committed = consumer
             .committed_offsets(tpl.clone(), Duration::from_secs(30))
             .map_err(AssignError::Committed)?;
+        let mut plans = Vec::new();
         for tp in tps_of(tpl) {
             let kafka = committed
                 .find_partition(&tp.topic, tp.partition)
@@ -180,20 +197,77 @@ impl ReaderContext {
                 });
             let plan = load_with_retries(&self.rt, &*self.store, &tp, kafka)?;
             let deleted = self.check_kafka_range(consumer, &tp, plan.start_offset)?;
+            plans.push((plan, deleted));
+        }
+        self.confirm(consumer, &plans)?;
+        for (plan, deleted) in plans {
+            // Counted once: the jump to the log start is not a gap, and
+            // the commits start past it.
+            let from = plan.start_offset + deleted as i64;
             let keys = plan
                 .ledger
                 .iter()
                 .map(|e| (e.last_offset, e.key()))
                 .chain(plan.stale_ledger_keys.iter().cloned())
                 .collect();
-            self.tracker
-                .assign(&tp, plan.epoch, plan.start_offset, None, keys);
+            self.tracker.assign(&plan.tp, plan.epoch, from, None, keys);
             let mut s = self.lock();
-            // Counted once: the jump to the log start is not a gap.
-            s.next.insert(tp, plan.start_offset + deleted as i64);
+            s.next.insert(plan.tp.clone(), from);
             s.pending.push_back(Item::Control(Control::Assign(plan)));
         }
         Ok(())
+    }
+
+    /// Commits each new partition's start, which Kafka accepts only from a
+    /// member of the group's current generation, then confirms the epoch
+    /// claims (`format::fence`). A member frozen past its session gets
+    /// here with its old generation: the commit fails, its claims stay
+    /// unconfirmed and supersede nothing, and the indexer stops (a restart
+    /// rejoins the group).
+    fn confirm(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        plans: &[(PartitionPlan, u64)],
+    ) -> Result<(), AssignError> {
+        let Some((first, _)) = plans.first() else {
+            return Ok(());
+        };
+        let mut tpl = TopicPartitionList::new();
+        for (p, _) in plans {
+            if let Err(e) = tpl.add_partition_offset(
+                &p.tp.topic,
+                p.tp.partition,
+                Offset::Offset(p.start_offset),
+            ) {
+                tracing::warn!(error = %e, "bad commit offset");
+            }
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match consumer.commit(&tpl, CommitMode::Sync) {
+                Ok(()) => break,
+                // Only a blip is retried: a refused generation stays refused.
+                Err(e) if attempt < CONFIRM_ATTEMPTS && !generation_refused(&e) => {
+                    tracing::warn!(error = %e, attempt, "the commit confirming new epochs failed; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(source) => {
+                    return Err(AssignError::NotConfirmed {
+                        topic: first.tp.topic.to_string(),
+                        partition: first.tp.partition,
+                        epoch: first.epoch,
+                        source: Box::new(source),
+                    })
+                }
+            }
+        }
+        // A confirmation long after the commit may come from a member that
+        // froze in between and lost the partition since; a newer claim may
+        // already have read past this one.
+        let deadline = Instant::now() + MAX_CONFIRM_DELAY;
+        let plans: Vec<&PartitionPlan> = plans.iter().map(|(p, _)| p).collect();
+        confirm_claims(&self.rt, &*self.store, &plans, deadline)
     }
 
     /// Compares where the partition starts with what Kafka holds now; see
@@ -453,6 +527,17 @@ pub fn consumer(
 /// shutdown, forwarding). About a batch: small enough that a pause or a
 /// rebalance waits for no more than a few milliseconds of reading.
 const BURST: usize = 512;
+
+/// Commits tried before an assignment's epochs count as not confirmed.
+const CONFIRM_ATTEMPTS: u32 = 3;
+
+/// The longest a claim may be confirmed after the commit that proved its
+/// claimer's generation. Kafka expires a member's session after 6 s at
+/// the least (`group.min.session.timeout.ms`), and only then can another
+/// member claim and confirm the epoch above; so a claim confirmed in time
+/// is never confirmed after a newer one, and what a newer confirmed claim
+/// decides never changes.
+const MAX_CONFIRM_DELAY: Duration = Duration::from_secs(3);
 
 /// How often the reader logs where each partition stands.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
