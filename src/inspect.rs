@@ -12,7 +12,8 @@ use serde_json::json;
 use skidder_common::claims;
 use skidder_common::format::index::BlockIndex;
 use skidder_common::format::layout::{
-    data_key_of, is_compacted, parse_manifest_key, parse_slices_key, PackName, INDEX_SUFFIX,
+    data_key_of, is_compacted, parse_manifest_key, parse_slices_key, parse_tail_pack_key, PackName,
+    INDEX_SUFFIX,
 };
 use skidder_common::format::manifest::{Live, Manifest};
 use skidder_common::format::pack;
@@ -192,7 +193,10 @@ fn check_packs(
     rt: &tokio::runtime::Runtime,
     keys: &[ObjectMeta],
 ) -> Checked {
-    let is_pack = |prefix: &str, key: &str| PackName::parse(prefix, key).is_some();
+    // The packer's packs and the indexer's tail packs.
+    let is_pack = |prefix: &str, key: &str| {
+        PackName::parse(prefix, key).is_some() || parse_tail_pack_key(prefix, key).is_some()
+    };
     check_each(store, rt, keys, is_pack, |prefix, key, bytes| {
         let members = pack::decode(bytes).with_context(|| format!("{key}: invalid index pack"))?;
         let mut stale = 0;

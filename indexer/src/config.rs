@@ -148,6 +148,14 @@ pub struct UploadConfig {
     pub checkpoint_interval_secs: u64,
     /// How long SIGTERM or a rebalance waits for in-flight blocks.
     pub drain_timeout_secs: u64,
+    /// How often the indexes stored since the last tail pack are written
+    /// as one pack per hour, so that a query over the newest, unpacked
+    /// hour GETs a few packs instead of every index (`tail_packs`); 0
+    /// writes none.
+    pub tail_pack_secs: u64,
+    /// An hour's tail pack is written early once it holds this many
+    /// indexes.
+    pub tail_pack_max_blocks: usize,
 }
 
 impl Default for KafkaConfig {
@@ -224,6 +232,8 @@ impl Default for UploadConfig {
             max_backoff_ms: 10_000,
             checkpoint_interval_secs: 60,
             drain_timeout_secs: 60,
+            tail_pack_secs: 10,
+            tail_pack_max_blocks: 1000,
         }
     }
 }

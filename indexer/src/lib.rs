@@ -16,4 +16,5 @@ pub mod pipeline;
 pub mod queue;
 pub mod span_words;
 pub mod stages;
+pub mod tail_packs;
 pub mod writer;

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub blocks_written: IntCounter,
     pub data_bytes_written: IntCounter,
     pub index_bytes_written: IntCounter,
+    pub tail_packs_written: IntCounterVec,
+    pub tail_pack_bytes: IntGauge,
     pub plain_text_records: IntCounter,
     pub repeated_value_hits: IntCounter,
     pub replay_skipped_records: IntCounter,
@@ -165,6 +167,15 @@ impl Metrics {
             index_bytes_written: c(
                 "skidder_indexer_index_bytes_written_total",
                 "Bytes of index objects stored.",
+            ),
+            tail_packs_written: cv(
+                "skidder_indexer_tail_packs_written_total",
+                "Tail packs of the newest hours' indexes, by result: ok, or failed (given up; readers GET those indexes one by one).",
+                &["result"],
+            ),
+            tail_pack_bytes: g(
+                "skidder_indexer_tail_pack_bytes",
+                "Bytes of index copies waiting for their tail pack.",
             ),
             plain_text_records: c(
                 "skidder_indexer_plain_text_records_total",

@@ -21,8 +21,8 @@ use futures::stream::{self, StreamExt};
 use skidder_common::claims;
 use skidder_common::format::index::{BlockIndex, BloomFilter};
 use skidder_common::format::layout::{
-    decode_component, hour_prefix, pack_digest, parse_slices_key, slices_key, tenant_prefix,
-    PackName, INDEX_SUFFIX,
+    decode_component, hour_prefix, pack_digest, parse_slices_key, parse_tail_pack_key, slices_key,
+    tenant_prefix, PackName, INDEX_SUFFIX,
 };
 use skidder_common::format::manifest::Live;
 use skidder_common::format::pack::{self, runs_by_size, Member};
@@ -198,14 +198,18 @@ pub async fn pack_hour(
         .iter()
         .filter_map(|m| Some((m.key.clone(), PackName::parse(prefix, &m.key)?)))
         .collect();
-    // Packs and sliced blooms, which are rewritten together.
+    // Packs and sliced blooms, which are rewritten together, and the
+    // indexer's tail packs, which the hour's packs make redundant.
     let old_objects: Vec<String> = old_packs
         .iter()
         .map(|(k, _)| k.clone())
         .chain(
             listed
                 .iter()
-                .filter(|m| parse_slices_key(prefix, &m.key).is_some())
+                .filter(|m| {
+                    parse_slices_key(prefix, &m.key).is_some()
+                        || parse_tail_pack_key(prefix, &m.key).is_some()
+                })
                 .map(|m| m.key.clone()),
         )
         .collect();
@@ -217,6 +221,11 @@ pub async fn pack_hour(
         return Ok((HourOutcome::Empty, 0));
     }
     if !opts.rewrite && is_complete(&old_packs, digest) {
+        for m in &listed {
+            if parse_tail_pack_key(prefix, &m.key).is_some() {
+                store.delete(&m.key).await?;
+            }
+        }
         return Ok((HourOutcome::Current, 0));
     }
     // Fresh copies of every index: an old pack's copy of a rewritten

@@ -134,6 +134,11 @@ impl Stages {
         let uploader = stages::uploader::Uploader {
             writer: writer("uploader"),
             tracker: tracker.clone(),
+            tail: (cfg.upload.tail_pack_secs > 0).then(|| {
+                Arc::new(crate::tail_packs::TailPacks::new(
+                    cfg.upload.tail_pack_max_blocks,
+                ))
+            }),
         };
         let parser = stages::parser::Parser::new(cfg.parse.clone())?;
         {
@@ -181,6 +186,7 @@ impl Stages {
                 probes.iter().map(Probe::bytes).sum::<usize>() as u64
                     + m.open_block_bytes.get().max(0) as u64
                     + m.uploading_bytes.get().max(0) as u64
+                    + m.tail_pack_bytes.get().max(0) as u64
             }),
             pause: pause.clone(),
             stop: stop_monitor.clone(),

@@ -236,6 +236,20 @@ checkpoint_interval_secs = 1
         layout.blocks > 0 && layout.blocks == layout.indexes,
         "{layout:?}"
     );
+    // The indexer packed the indexes of the hours it wrote, as it went.
+    let hours_with = |f: &dyn Fn(&str) -> bool| -> std::collections::BTreeSet<String> {
+        objects
+            .iter()
+            .filter(|o| f(&o.key))
+            .map(|o| o.key.split('/').take(3).collect::<Vec<_>>().join("/"))
+            .collect()
+    };
+    assert!(layout.tail_packs > 0, "{layout:?}");
+    assert_eq!(
+        hours_with(&|k| k.contains("/_tail.")),
+        hours_with(&|k| k.ends_with(".idx")),
+        "an hour without a tail pack"
+    );
 
     // Every object validates.
     let store_args = [
@@ -345,6 +359,7 @@ checkpoint_interval_secs = 1
     let objects = rt.block_on(list_all(&s3, "")).unwrap();
     let with_packs = regex_lite(&objects.iter().map(|o| o.key.clone()).collect::<Vec<_>>());
     assert!(with_packs.packs > 0, "{with_packs:?}");
+    assert_eq!(with_packs.tail_packs, 0, "packed hours keep no tail pack");
     assert!(with_packs.slices > 0, "{with_packs:?}");
     // `inspect --all` reads the packs too: every member is its index.
     let out = inspect(&store_args, &creds, &[]);
@@ -617,6 +632,7 @@ struct Layout {
     blocks: usize,
     indexes: usize,
     packs: usize,
+    tail_packs: usize,
     slices: usize,
 }
 
@@ -632,6 +648,10 @@ fn regex_lite(keys: &[String]) -> Layout {
         let parts: Vec<&str> = k.split('/').collect();
         if parts.len() == 4 && parts[3].starts_with("_index.") && parts[3].ends_with(".pack") {
             l.packs += 1;
+            continue;
+        }
+        if parts.len() == 4 && parts[3].starts_with("_tail.") && parts[3].ends_with(".pack") {
+            l.tail_packs += 1;
             continue;
         }
         if parts.len() == 4 && parts[3].starts_with("_blooms.") && parts[3].ends_with(".slices") {

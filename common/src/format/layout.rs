@@ -24,6 +24,8 @@ const PACK_STEM: &str = "_index.";
 /// [`slices_key`]).
 const SLICES_STEM: &str = "_blooms.";
 const SLICES_SUFFIX: &str = ".slices";
+/// Tail packs: `<hour prefix>_tail.<digest>.pack` (see [`tail_pack_key`]).
+const TAIL_PACK_STEM: &str = "_tail.";
 /// Compaction manifests: `<hour prefix>_manifest.<generation>.mf` (see
 /// [`manifest_key`]).
 const MANIFEST_STEM: &str = "_manifest.";
@@ -232,6 +234,38 @@ pub fn parse_slices_key(hour_prefix: &str, key: &str) -> Option<(u64, u64)> {
     };
     let (digest, content) = (hex(digest)?, hex(content)?);
     (slices_key(hour_prefix, digest, content) == key).then_some((digest, content))
+}
+
+/// The key of a tail pack: an index pack the indexer writes as it uploads
+/// (`docs/DESIGN.md`, "The unsettled tail"), holding the indexes it stored
+/// in the hour since its last tail pack, whose (name, size) pairs hash to
+/// `digest` ([`pack_digest`]): `<hour prefix>_tail.<digest, 16 hex>.pack`.
+/// Equal keys hold equal members, so two writers never disagree on one.
+/// Like the hour's other own objects it starts with `_`, which Hadoop
+/// skips as hidden.
+pub fn tail_pack_key(hour_prefix: &str, digest: u64) -> String {
+    format!("{hour_prefix}{TAIL_PACK_STEM}{digest:016x}{PACK_SUFFIX}")
+}
+
+/// The digest of a tail pack's key listed under `hour_prefix`, if it is
+/// one.
+pub fn parse_tail_pack_key(hour_prefix: &str, key: &str) -> Option<u64> {
+    let hex = key
+        .strip_prefix(hour_prefix)?
+        .strip_prefix(TAIL_PACK_STEM)?
+        .strip_suffix(PACK_SUFFIX)?;
+    let digest = (hex.len() == 16)
+        .then(|| u64::from_str_radix(hex, 16).ok())
+        .flatten()?;
+    (tail_pack_key(hour_prefix, digest) == key).then_some(digest)
+}
+
+/// The hour prefix of a block's key and its name under it: `tenant=<t>/
+/// dt=<d>/hour=<HH>/` and `app=<a>/<file>`. Tenants and apps are
+/// percent-encoded, so `/app=` starts the app folder and nothing else.
+pub fn split_block_key(key: &str) -> Option<(&str, &str)> {
+    let at = key.find("/app=")? + 1;
+    Some(key.split_at(at))
 }
 
 /// The key of an hour's compaction manifest of generation `generation`
@@ -508,6 +542,41 @@ mod tests {
         ] {
             assert!(!is_compacted(&small), "{small}");
         }
+    }
+
+    #[test]
+    fn tail_pack_keys_round_trip_and_nothing_else_parses_as_one() {
+        let h = hour_prefix("t", 498_672);
+        let k = tail_pack_key(&h, 0xab);
+        assert_eq!(k, format!("{h}_tail.00000000000000ab.pack"));
+        assert_eq!(parse_tail_pack_key(&h, &k), Some(0xab));
+        for other in [
+            format!("{h}_tail.ab.pack"),
+            format!("{h}_tail.00000000000000AB.pack"),
+            format!("{h}_tail.00000000000000ab.slices"),
+            format!("{h}app=_tail.00000000000000ab.pack"),
+            PackName {
+                digest: 0xab,
+                n: 0,
+                count: 1,
+            }
+            .key(&h),
+            tail_pack_key(&hour_prefix("u", 498_672), 0xab),
+        ] {
+            assert_eq!(parse_tail_pack_key(&h, &other), None, "{other}");
+        }
+        assert_eq!(PackName::parse(&h, &k), None, "not a full pack");
+    }
+
+    #[test]
+    fn a_block_key_splits_at_its_app_folder() {
+        let h = hour_prefix("a/app=b", 498_672);
+        let key = format!("{h}app=x%2Fy/logs.0.00000000000000000000.idx");
+        assert_eq!(
+            split_block_key(&key),
+            Some((h.as_str(), "app=x%2Fy/logs.0.00000000000000000000.idx"))
+        );
+        assert_eq!(split_block_key("tenant=t/dt=x/hour=01/_index.pack"), None);
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! until it succeeds, so data is never dropped and backpressure holds
 //! memory down while the store is failing; an error no retry can fix
 //! stops the indexer.
+//!
+//! Each stored index is also kept for the hour's next tail pack
+//! (`crate::tail_packs`), written on a timer or once an hour holds enough:
+//! a shortcut for readers of the newest hours, so never waited on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,12 +25,18 @@ use crate::failpoints::crash_point;
 use crate::models::{EncodedBlock, Item, TopicPartition};
 use crate::offsets::OffsetTracker;
 use crate::queue::{PopError, Receiver, Weighted};
+use crate::tail_packs::{TailPack, TailPacks};
 use crate::writer::{PutError, Writer};
+
+/// Attempts at a tail pack's PUT before it is given up.
+const TAIL_PACK_ATTEMPTS: u32 = 3;
 
 #[derive(Clone)]
 pub struct Uploader {
     pub writer: Writer,
     pub tracker: Arc<OffsetTracker>,
+    /// `None` when `upload.tail_pack_secs` is 0.
+    pub tail: Option<Arc<TailPacks>>,
 }
 
 impl Uploader {
@@ -62,7 +72,43 @@ impl Uploader {
         );
         tracing::debug!(key = %b.index_key, records = b.records, "block stored");
         self.tracker.release(&tp, b.ledger.first_offset);
+        if let Some(tail) = &self.tail {
+            let full = tail.add(&b.index_key, b.index);
+            m.tail_pack_bytes.set(tail.held_bytes() as i64);
+            if let Some(pack) = full {
+                self.put_tail_pack(pack).await;
+            }
+        }
         Ok(())
+    }
+
+    /// Writes every hour's pending tail pack.
+    pub async fn tail_packs(&self) {
+        let Some(tail) = &self.tail else { return };
+        let packs = tail.take_all();
+        self.writer
+            .metrics
+            .tail_pack_bytes
+            .set(tail.held_bytes() as i64);
+        for pack in packs {
+            self.put_tail_pack(pack).await;
+        }
+    }
+
+    /// A tail pack is only a shortcut: after a few attempts it is given up,
+    /// and readers GET its indexes one by one.
+    async fn put_tail_pack(&self, pack: TailPack) {
+        let put = self
+            .writer
+            .put_retrying("tail_pack", &pack.key, pack.body, Some(TAIL_PACK_ATTEMPTS))
+            .await;
+        let result = if put.is_ok() { "ok" } else { "failed" };
+        self.writer
+            .metrics
+            .tail_packs_written
+            .with_label_values(&[result])
+            .inc();
+        tracing::debug!(key = %pack.key, members = pack.members, result, "tail pack");
     }
 
     /// Writes checkpoints for partitions whose watermark moved, then deletes
@@ -115,6 +161,16 @@ pub fn run(
             }
         })
     };
+    let tail_packs = {
+        let up = up.clone();
+        let every = Duration::from_secs(up.writer.cfg.tail_pack_secs.max(1));
+        rt.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                up.tail_packs().await;
+            }
+        })
+    };
     let failed = 'run: loop {
         while let Some(done) = tasks.try_join_next() {
             if let Err(e) = task_result(done) {
@@ -155,12 +211,16 @@ pub fn run(
         })
     });
     checkpoints.abort();
+    tail_packs.abort();
     match failed {
         // Nothing more is stored: the tracker's holds keep every offset of
         // an unstored block from a commit or a checkpoint.
         Some(e) => StageExit::Failure(e),
         None => {
-            rt.block_on(up.checkpoint());
+            rt.block_on(async {
+                up.checkpoint().await;
+                up.tail_packs().await;
+            });
             StageExit::Success
         }
     }

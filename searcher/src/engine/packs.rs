@@ -1,6 +1,7 @@
 //! Step 3 of the read path: read an hour's indexes from its index packs
-//! (`format::pack`, written by `skidder pack`): one GET per pack rather
-//! than one per block, which is what a cold query over many hours costs.
+//! (`format::pack`, written by `skidder pack`, or by the indexer as tail
+//! packs of an hour not yet packed): one GET per pack rather than one per
+//! block, which is what a cold query over many hours costs.
 //!
 //! A pack is a shortcut, never a source of truth: only members the hour's
 //! listing vouches for (same key, same size) are used, and a pack that is
@@ -27,6 +28,13 @@ use super::{Engine, SearchError};
 fn packs_in_flight() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
 }
+
+/// Packs no larger than this on average are fetched
+/// `index_fetch_concurrency` at once (and still decoded
+/// [`packs_in_flight`] at once): an unsettled hour has hundreds of the
+/// indexer's small tail packs, whose GETs would otherwise queue behind
+/// one another.
+const SMALL_PACK_BYTES: u64 = 8 << 20;
 
 /// A query reads the packs of about `cache_bytes` worth of hours (at least
 /// this much), prunes those hours, and drops the decoded indexes that are
@@ -102,7 +110,7 @@ impl Engine {
         hours: &[Arc<HourListing>],
         ruled_out: &HashSet<String>,
     ) -> Result<PackedIndexes, SearchError> {
-        let mut jobs = Vec::new();
+        let (mut jobs, mut largest) = (Vec::new(), 0u64);
         let packed = hours.iter().filter(|h| !h.packs.is_empty());
         for hour in packed.filter(|_| self.cfg.read_packs) {
             let wanted: HashMap<String, u64> = self
@@ -121,31 +129,44 @@ impl Engine {
             for key in &hour.packs {
                 jobs.push((key.clone(), hour.prefix.clone(), wanted.clone()));
             }
+            largest = largest.max(hour.pack_bytes / hour.packs.len() as u64);
         }
+        let decoding = Arc::new(tokio::sync::Semaphore::new(packs_in_flight()));
+        let fetching = if largest <= SMALL_PACK_BYTES {
+            self.cfg.index_fetch_concurrency.max(packs_in_flight())
+        } else {
+            packs_in_flight()
+        };
         // Owned items: borrowed ones trip the `Send` check of the handlers'
         // futures (see `fetch_many`).
         let mut reads = stream::iter(jobs)
-            .map(|(key, prefix, wanted)| async move {
-                let bytes = match self.stores.packs.get(&key).await {
-                    Ok(b) => b,
-                    Err(e) if e.kind == StorageErrorKind::NotFound => {
-                        return Ok((key, PackRead::Gone))
-                    }
-                    Err(e) => return Err(e),
-                };
-                self.metrics.bytes_fetched.inc_by(bytes.len() as u64);
-                let decoded =
-                    tokio::task::spawn_blocking(move || decode_pack(&bytes, &prefix, &wanted))
-                        .await;
-                let read = match decoded {
-                    Ok(Ok(members)) => PackRead::Decoded(members),
-                    Ok(Err(e)) => PackRead::Unreadable(e.to_string()),
-                    // The decoding task panicked or was cancelled.
-                    Err(e) => PackRead::Unreadable(e.to_string()),
-                };
-                Ok((key, read))
+            .map(|(key, prefix, wanted)| {
+                let decoding = decoding.clone();
+                async move {
+                    let bytes = match self.stores.packs.get(&key).await {
+                        Ok(b) => b,
+                        Err(e) if e.kind == StorageErrorKind::NotFound => {
+                            return Ok((key, PackRead::Gone))
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    self.metrics.bytes_fetched.inc_by(bytes.len() as u64);
+                    let Ok(_permit) = decoding.acquire_owned().await else {
+                        unreachable!("the semaphore is never closed");
+                    };
+                    let decoded =
+                        tokio::task::spawn_blocking(move || decode_pack(&bytes, &prefix, &wanted))
+                            .await;
+                    let read = match decoded {
+                        Ok(Ok(members)) => PackRead::Decoded(members),
+                        Ok(Err(e)) => PackRead::Unreadable(e.to_string()),
+                        // The decoding task panicked or was cancelled.
+                        Err(e) => PackRead::Unreadable(e.to_string()),
+                    };
+                    Ok((key, read))
+                }
             })
-            .buffer_unordered(packs_in_flight());
+            .buffer_unordered(fetching);
         let mut out = HashMap::new();
         while let Some(r) = reads.next().await {
             let (key, read) = r.map_err(|e| self.store_fault("get_pack", e))?;

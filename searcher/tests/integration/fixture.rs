@@ -109,6 +109,16 @@ pub struct Rec {
 /// returns the parsed records. Lines without a timestamp field get Kafka
 /// timestamps from `BASE_MS`, 997 ms apart.
 pub async fn index_lines(store: &dyn ObjectStore, tenant: &str, lines: &[String]) -> Vec<Rec> {
+    index_lines_in_blocks(store, tenant, lines, 256 << 10).await
+}
+
+/// [`index_lines`], cutting blocks at about `target_bytes` of raw lines.
+pub async fn index_lines_in_blocks(
+    store: &dyn ObjectStore,
+    tenant: &str,
+    lines: &[String],
+    target_bytes: usize,
+) -> Vec<Rec> {
     let parse_cfg = ParseConfig {
         app: AppSource::Template("{app}".into()),
         tenant: TenantSource::Fixed(tenant.into()),
@@ -129,7 +139,7 @@ pub async fn index_lines(store: &dyn ObjectStore, tenant: &str, lines: &[String]
         m.queue_blocked_us.with_label_values(&["t"]),
     );
     let cfg = BlockConfig {
-        target_bytes: 256 << 10,
+        target_bytes,
         ..Default::default()
     };
     let mut maker = BlockMaker::new(cfg, usize::MAX, Arc::new(OffsetTracker::default()), m, out);

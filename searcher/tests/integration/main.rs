@@ -4,6 +4,8 @@
 //!   isolation, bearer tokens, query limits, store faults;
 //! - `packs`: index packs save GETs and never change a result, even when
 //!   late, stale or unreadable;
+//! - `tail`: the indexer's tail packs and by-folder listings of a large
+//!   hour save requests and never change a result;
 //! - `corrupt`: corrupt, truncated and missing objects are skipped with a
 //!   warning and counted, never a wrong line or a panic.
 
@@ -13,3 +15,4 @@ mod fixture;
 mod listing;
 mod packs;
 mod pruning;
+mod tail;
