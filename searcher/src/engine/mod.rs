@@ -122,6 +122,9 @@ pub struct EngineConfig {
     /// Rule out blocks with an hour's sliced blooms (`skidder pack`)
     /// before reading its indexes, where the listing vouches for them.
     pub read_slices: bool,
+    /// Pages of an hour listed one after another before the rest of the
+    /// hour is listed by app folder, `index_fetch_concurrency` at once.
+    pub sequential_list_pages: usize,
 }
 
 impl Default for EngineConfig {
@@ -138,6 +141,7 @@ impl Default for EngineConfig {
             max_series: 5000,
             read_packs: true,
             read_slices: true,
+            sequential_list_pages: 4,
         }
     }
 }

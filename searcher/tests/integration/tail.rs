@@ -1,8 +1,8 @@
 //! The unsettled tail. The indexer writes tail packs of the hours it is
 //! writing (`skidder_indexer::tail_packs`), so a cold query over an hour
 //! that `skidder pack` has not packed yet GETs a few packs and only the
-//! indexes stored since the last one. An hour of more than one listing
-//! page is listed by app folder, concurrently. Neither may change a
+//! indexes stored since the last one. An hour of many listing pages is
+//! listed by app folder, concurrently, past its first pages. Neither may change a
 //! result: every query here must return exactly the input's lines.
 
 use std::collections::BTreeSet;
@@ -78,6 +78,8 @@ async fn query(store: &Arc<HookedStore<Seen>>, range: TimeRange, q: &str) -> Run
         store.clone(),
         EngineConfig {
             read_slices: false,
+            // One page in sequence, then the rest by app folder.
+            sequential_list_pages: 1,
             ..EngineConfig::default()
         },
         Arc::new(Metrics::new()),
@@ -147,6 +149,16 @@ async fn tail_packs_serve_an_unpacked_hour_and_never_change_results() {
         })
         .to_string();
 
+    // The folder the hour's first listing page (1,000 keys) stops in.
+    let big_keys = list_all(&*store, &big).await.unwrap();
+    let stop = big_keys[999].key.clone();
+    let stop = stop[..big.len() + stop[big.len()..].find('/').unwrap() + 1].to_owned();
+    assert!(
+        stop.as_str() > format!("{big}app=auth/").as_str()
+            && stop.as_str() < format!("{big}app=search/").as_str(),
+        "the first page covers a folder and stops before the last: {stop}"
+    );
+
     let trace = |r: &Rec| {
         let v: serde_json::Value = serde_json::from_str(&r.line).unwrap();
         v["trace_id"].as_str().unwrap().to_owned()
@@ -176,9 +188,16 @@ async fn tail_packs_serve_an_unpacked_hour_and_never_change_results() {
                 indexes.len(),
                 "{q}"
             );
-            for a in ["checkout", "cart", "search", "auth"] {
+            // Folders wholly in the first page are kept from it; the one
+            // it stopped in and those after are listed on their own.
+            for a in ["auth", "cart", "checkout", "search"] {
                 let folder = format!("{big}app={a}/");
-                assert!(run.lists.contains(&folder), "{q}: {folder} not listed");
+                assert_eq!(
+                    run.lists.contains(&folder),
+                    folder.as_str() >= stop.as_str(),
+                    "{q}: {folder}, first page stopped in {stop}: {:?}",
+                    run.lists
+                );
             }
         }
     }
