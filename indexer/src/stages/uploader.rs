@@ -151,26 +151,13 @@ pub fn run(
     let concurrency = up.writer.cfg.concurrency.max(1);
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut tasks: JoinSet<Result<(), PutError>> = JoinSet::new();
-    let checkpoints = {
-        let up = up.clone();
-        let every = Duration::from_secs(up.writer.cfg.checkpoint_interval_secs.max(1));
-        rt.spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                up.checkpoint().await;
-            }
-        })
-    };
-    let tail_packs = {
-        let up = up.clone();
-        let every = Duration::from_secs(up.writer.cfg.tail_pack_secs.max(1));
-        rt.spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                up.tail_packs().await;
-            }
-        })
-    };
+    let cfg = &up.writer.cfg;
+    let checkpoints = spawn_every(rt, cfg.checkpoint_interval_secs, &up, |up| async move {
+        up.checkpoint().await
+    });
+    let tail_packs = spawn_every(rt, cfg.tail_pack_secs, &up, |up| async move {
+        up.tail_packs().await
+    });
     let failed = 'run: loop {
         while let Some(done) = tasks.try_join_next() {
             if let Err(e) = task_result(done) {
@@ -224,6 +211,27 @@ pub fn run(
             StageExit::Success
         }
     }
+}
+
+/// Runs `tick` every `secs` (at least 1) until aborted.
+fn spawn_every<F, Fut>(
+    rt: &tokio::runtime::Handle,
+    secs: u64,
+    up: &Uploader,
+    tick: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(Uploader) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let up = up.clone();
+    let every = Duration::from_secs(secs.max(1));
+    rt.spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            tick(up.clone()).await;
+        }
+    })
 }
 
 /// A finished upload task's outcome; a panic is a failure too.
