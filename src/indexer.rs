@@ -76,7 +76,7 @@ pub fn run(flags: IndexerFlags) -> anyhow::Result<ExitCode> {
     if let Some(addr) = &cfg.metrics_listen {
         rt.block_on(skidder_indexer::pipeline::serve_metrics(
             addr,
-            metrics.clone(),
+            metrics.registry.clone(),
         ))?;
     }
     tracing::info!(store = %store.url(), brokers = %cfg.kafka.brokers, topics = ?cfg.kafka.topics, "indexer starting");

@@ -6,6 +6,7 @@ mod flags;
 mod indexer;
 mod inspect;
 mod pack;
+mod retention;
 mod search;
 
 use std::process::ExitCode;
@@ -40,6 +41,9 @@ pub enum Command {
     /// manifest, delete what they replaced after a grace period, and pack.
     /// Safe to run several at once.
     Compact(pack::CompactFlags),
+    /// Delete what a retention policy has expired: whole hours per tenant
+    /// and app, by age or by quota, and old dead letters.
+    Retention(retention::RetentionFlags),
     /// Run the whole system on an embedded Kafka with generated logs.
     Demo(demo::DemoFlags),
 }
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         Command::Search(f) => search::run_search(f),
         Command::Pack(f) => pack::run(f),
         Command::Compact(f) => pack::run_compact(f),
+        Command::Retention(f) => retention::run(f),
     };
     match result {
         Ok(code) => code,

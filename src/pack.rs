@@ -14,9 +14,12 @@ use skidder_common::format::layout::{hour_of, now_ns};
 use skidder_common::service::Shutdown;
 use skidder_common::storage::RequestCounters;
 use skidder_indexer::compactor::{compact_hours, CompactOptions};
+use skidder_indexer::metrics::MaintenanceMetrics;
 use skidder_indexer::packer::{pack_hours, tenants, PackOptions};
+use skidder_indexer::retention::Policy;
 
 use crate::flags::{runtime, signalled, StoreFlags};
+use crate::retention::{retention_pass, PolicyFlags};
 
 #[derive(Args)]
 pub struct PackFlags {
@@ -42,6 +45,9 @@ pub struct PackFlags {
     /// replace a damaged pack; searchers skip one, at the cost of GETs).
     #[arg(long)]
     pub rewrite: bool,
+    /// Serve the passes' metrics on `/metrics` here, e.g. `0.0.0.0:9465`.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Args)]
@@ -62,6 +68,9 @@ pub struct CompactFlags {
     /// Must equal the indexer's `parse.max_token_value_len`.
     #[arg(long, default_value_t = CompactOptions::default().max_token_value_len)]
     pub max_token_value_len: usize,
+    /// After each pass, apply this retention policy (as `skidder retention`).
+    #[command(flatten)]
+    pub retention: PolicyFlags,
 }
 
 /// `list=12 get=340 put=24`: the requests made since `before`, by operation.
@@ -77,7 +86,7 @@ fn requests_since(counters: &RequestCounters, before: &[(&'static str, u64); 7])
 }
 
 pub fn run(flags: PackFlags) -> anyhow::Result<ExitCode> {
-    run_passes(flags, None)
+    run_passes(flags, None, None)
 }
 
 pub fn run_compact(flags: CompactFlags) -> anyhow::Result<ExitCode> {
@@ -89,20 +98,36 @@ pub fn run_compact(flags: CompactFlags) -> anyhow::Result<ExitCode> {
         max_token_value_len: flags.max_token_value_len,
         ..Default::default()
     };
-    run_passes(flags.pack, Some(opts))
+    let retention = match flags.retention.load()? {
+        Some(policy) => Some((policy, flags.retention.retention_grace)),
+        None => None,
+    };
+    run_passes(flags.pack, Some(opts), retention)
 }
 
 /// Runs passes over the settled hours until stopped: compaction first
-/// when `compact` is set, then packing.
-fn run_passes(flags: PackFlags, compact: Option<CompactOptions>) -> anyhow::Result<ExitCode> {
+/// when `compact` is set, then packing, then retention when a policy is
+/// given.
+fn run_passes(
+    flags: PackFlags,
+    compact: Option<CompactOptions>,
+    retention: Option<(Policy, Duration)>,
+) -> anyhow::Result<ExitCode> {
     let shutdown = Shutdown::on_signals().context("installing signal handlers")?;
     let rt = runtime()?;
     let Some(store) = flags.store.open(&rt)? else {
         bail!("name the store with --store or SKIDDER_STORE");
     };
     // Each pass logs the requests it made: what packing costs on S3.
-    let counters = RequestCounters::new();
-    let store = counters.wrap(store, "packer");
+    let metrics = MaintenanceMetrics::new();
+    let counters = &metrics.store_requests;
+    let store = counters.wrap(store, "maintenance");
+    if let Some(addr) = &flags.metrics_listen {
+        rt.block_on(skidder_indexer::pipeline::serve_metrics(
+            addr,
+            metrics.registry.clone(),
+        ))?;
+    }
     let opts = PackOptions {
         max_pack_bytes: (flags.max_pack_mib << 20) as usize,
         rewrite: flags.rewrite,
@@ -123,9 +148,20 @@ fn run_passes(flags: PackFlags, compact: Option<CompactOptions>) -> anyhow::Resu
                 flags.tenants.clone()
             };
             if let Some(copts) = &compact {
-                let c = compact_hours(&*store, &tenants, (first, last), copts, &stop)
-                    .await
-                    .context("compacting")?;
+                let c = compact_hours(&*store, &tenants, (first, last), copts, &stop).await;
+                let outcome = if c.is_ok() { "ok" } else { "failed" };
+                metrics.compactor_passes.with_label_values(&[outcome]).inc();
+                let c = c.context("compacting")?;
+                metrics.hours_compacted.inc_by(c.hours_compacted as u64);
+                metrics.hours_failed.inc_by(c.hours_failed as u64);
+                metrics
+                    .compacted_blocks_written
+                    .inc_by(c.blocks_written as u64);
+                metrics.compacted_bytes_written.inc_by(c.bytes_written);
+                metrics.compactor_objects_deleted.inc_by(c.deleted as u64);
+                if c.hours_failed == 0 {
+                    metrics.compactor_last_success.set(now_ns() as f64 / 1e9);
+                }
                 tracing::info!(
                     hours_listed = c.hours_listed,
                     hours_compacted = c.hours_compacted,
@@ -147,6 +183,9 @@ fn run_passes(flags: PackFlags, compact: Option<CompactOptions>) -> anyhow::Resu
             let report = pack_hours(&*store, &tenants, (first, last), &opts, &stop)
                 .await
                 .context("packing")?;
+            if let Some((policy, grace)) = &retention {
+                retention_pass(&*store, policy, &tenants, *grace, false, &metrics).await?;
+            }
             anyhow::Ok((tenants.len(), report))
         });
         match pass {
@@ -160,7 +199,7 @@ fn run_passes(flags: PackFlags, compact: Option<CompactOptions>) -> anyhow::Resu
                     indexes_packed = report.indexes_packed,
                     indexes_skipped = report.indexes_skipped,
                     bytes_written = report.bytes_written,
-                    requests = %requests_since(&counters, &before),
+                    requests = %requests_since(counters, &before),
                     "pack pass done"
                 );
                 if report.hours_failed > 0 && flags.every.is_none() {

@@ -24,6 +24,14 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, so metrics can start each series at zero.
+    pub const ALL: [Reason; 4] = [
+        Reason::LineTooLong,
+        Reason::InvalidTenant,
+        Reason::AppTooLong,
+        Reason::LabelTooLong,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::LineTooLong => "line_too_long",

@@ -14,6 +14,7 @@ pub mod offsets;
 pub mod packer;
 pub mod pipeline;
 pub mod queue;
+pub mod retention;
 pub mod span_words;
 pub mod stages;
 pub mod tail_packs;

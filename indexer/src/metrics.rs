@@ -1,11 +1,11 @@
 //! Every metric the indexer exports, in one place. Names follow
 //! `skidder_indexer_<name>_<unit>[_total]`; stages update them per batch.
 
-use skidder_common::storage::RequestCounters;
+use skidder_common::storage::{RequestCounters, StorageErrorKind};
 
 use prometheus::{
-    exponential_buckets, Counter, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
+    exponential_buckets, Counter, CounterVec, Gauge, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 pub const STAGES: [&str; 5] = [
@@ -26,7 +26,7 @@ pub struct Metrics {
     pub bytes_in: IntCounterVec,
     pub bytes_out: IntCounterVec,
     pub queue_bytes: IntGaugeVec,
-    pub queue_blocked_us: IntCounterVec,
+    pub queue_blocked_seconds: CounterVec,
     pub kafka_pauses: IntCounter,
     pub kafka_paused_seconds: Counter,
     pub kafka_errors: IntCounter,
@@ -103,10 +103,16 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
-            queue_blocked_us: cv(
-                "skidder_indexer_queue_blocked_microseconds_total",
-                "Time producers spent blocked on a full queue (backpressure), per queue.",
-                &["queue"],
+            queue_blocked_seconds: reg(
+                &r,
+                CounterVec::new(
+                    Opts::new(
+                        "skidder_indexer_queue_blocked_seconds_total",
+                        "Time producers spent blocked on a full queue (backpressure), per queue.",
+                    ),
+                    &["queue"],
+                )
+                .expect("valid metric"),
             ),
             kafka_pauses: c(
                 "skidder_indexer_kafka_pauses_total",
@@ -229,10 +235,21 @@ impl Metrics {
             },
             registry: r,
         };
+        // Series that start at zero, so dashboards and alerts see them
+        // before the first event.
         for stage in STAGES {
             for v in [&m.records_in, &m.records_out, &m.bytes_in, &m.bytes_out] {
                 v.with_label_values(&[stage]);
             }
+        }
+        for kind in StorageErrorKind::ALL {
+            m.upload_errors.with_label_values(&[kind.as_str()]);
+        }
+        for reason in crate::dead_letter::Reason::ALL {
+            m.refused_records.with_label_values(&[reason.as_str()]);
+        }
+        for result in ["ok", "failed"] {
+            m.tail_packs_written.with_label_values(&[result]);
         }
         m
     }
@@ -287,5 +304,129 @@ impl StageCounters {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The metrics of `skidder compact` and `skidder retention`, the
+/// maintenance passes over settled hours: what they did, when they last
+/// succeeded (a dashboard's "compaction lag"), and what each tenant
+/// stores. Served on `--metrics-listen`.
+pub struct MaintenanceMetrics {
+    pub registry: Registry,
+    /// Every request the passes make, under `caller="maintenance"`.
+    pub store_requests: RequestCounters,
+    pub compactor_passes: IntCounterVec,
+    pub compactor_last_success: Gauge,
+    pub hours_compacted: IntCounter,
+    pub hours_failed: IntCounter,
+    pub compacted_blocks_written: IntCounter,
+    pub compacted_bytes_written: IntCounter,
+    pub compactor_objects_deleted: IntCounter,
+    pub retention_passes: IntCounterVec,
+    pub retention_last_success: Gauge,
+    pub retention_deleted_bytes: IntCounterVec,
+    pub retention_deleted_objects: IntCounterVec,
+    pub retention_oldest_hour_age: IntGaugeVec,
+    pub tenant_stored_bytes: IntGaugeVec,
+    pub tenant_stored_objects: IntGaugeVec,
+}
+
+impl Default for MaintenanceMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MaintenanceMetrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let cv = |name: &str, help: &str, labels: &[&str]| {
+            reg(
+                &r,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        let gv = |name: &str, help: &str| {
+            reg(
+                &r,
+                IntGaugeVec::new(Opts::new(name, help), &["tenant"]).expect("valid metric"),
+            )
+        };
+        let c =
+            |name: &str, help: &str| reg(&r, IntCounter::new(name, help).expect("valid metric"));
+        let fg = |name: &str, help: &str| reg(&r, Gauge::new(name, help).expect("valid metric"));
+        let m = MaintenanceMetrics {
+            compactor_passes: cv(
+                "skidder_compactor_passes_total",
+                "Compaction passes, by result (ok, failed).",
+                &["result"],
+            ),
+            compactor_last_success: fg(
+                "skidder_compactor_last_success_timestamp_seconds",
+                "When the last compaction pass that succeeded ended (Unix seconds).",
+            ),
+            hours_compacted: c(
+                "skidder_compactor_hour_compactions_total",
+                "Hours whose small blocks were compacted.",
+            ),
+            hours_failed: c(
+                "skidder_compactor_hour_failures_total",
+                "Hours a compaction pass could not compact (tried again next pass).",
+            ),
+            compacted_blocks_written: c(
+                "skidder_compactor_blocks_written_total",
+                "Compacted blocks written.",
+            ),
+            compacted_bytes_written: c(
+                "skidder_compactor_bytes_written_total",
+                "Bytes of compacted blocks written, data and index.",
+            ),
+            compactor_objects_deleted: c(
+                "skidder_compactor_objects_deleted_total",
+                "Small blocks and stale objects deleted after the grace period.",
+            ),
+            retention_passes: cv(
+                "skidder_retention_passes_total",
+                "Retention passes, by result (ok, failed).",
+                &["result"],
+            ),
+            retention_last_success: fg(
+                "skidder_retention_last_success_timestamp_seconds",
+                "When the last retention pass that succeeded ended (Unix seconds).",
+            ),
+            retention_deleted_bytes: cv(
+                "skidder_retention_deleted_bytes_total",
+                "Bytes retention deleted, by tenant.",
+                &["tenant"],
+            ),
+            retention_deleted_objects: cv(
+                "skidder_retention_deleted_objects_total",
+                "Objects retention deleted, by tenant.",
+                &["tenant"],
+            ),
+            retention_oldest_hour_age: gv(
+                "skidder_retention_oldest_hour_age_seconds",
+                "Age of the start of the oldest hour a tenant keeps, at the last retention pass.",
+            ),
+            tenant_stored_bytes: gv(
+                "skidder_tenant_stored_bytes",
+                "Bytes a tenant stores, measured by the last retention pass (before its deletions).",
+            ),
+            tenant_stored_objects: gv(
+                "skidder_tenant_stored_objects",
+                "Objects a tenant stores, measured by the last retention pass (before its deletions).",
+            ),
+            store_requests: {
+                let s = RequestCounters::new();
+                s.register(&r).expect("metric registered once");
+                s
+            },
+            registry: r,
+        };
+        for result in ["ok", "failed"] {
+            m.compactor_passes.with_label_values(&[result]);
+            m.retention_passes.with_label_values(&[result]);
+        }
+        m
     }
 }

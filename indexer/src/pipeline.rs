@@ -56,14 +56,17 @@ fn queue<T: Weighted + Send + 'static>(
         QUEUE_ITEMS,
         budget,
         m.queue_bytes.with_label_values(&[name]),
-        m.queue_blocked_us.with_label_values(&[name]),
+        m.queue_blocked_seconds.with_label_values(&[name]),
     );
     probes.push(tx.probe());
     (tx, rx)
 }
 
-/// Serves `/metrics` until the runtime stops.
-pub async fn serve_metrics(addr: &str, metrics: Arc<Metrics>) -> Result<(), PipelineError> {
+/// Serves `registry` on `/metrics` until the runtime stops.
+pub async fn serve_metrics(
+    addr: &str,
+    registry: prometheus::Registry,
+) -> Result<(), PipelineError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| PipelineError::Metrics {
@@ -73,8 +76,8 @@ pub async fn serve_metrics(addr: &str, metrics: Arc<Metrics>) -> Result<(), Pipe
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let m = metrics.clone();
-            async move { render_metrics(&m.registry) }
+            let r = registry.clone();
+            async move { render_metrics(&r) }
         }),
     );
     tokio::spawn(async move {

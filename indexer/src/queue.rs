@@ -19,7 +19,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
-use prometheus::{IntCounter, IntGauge};
+use prometheus::{Counter, IntGauge};
 
 /// Anything that can be charged against a byte budget.
 pub trait Weighted {
@@ -39,7 +39,7 @@ struct Shared<T> {
     lock: Mutex<()>,
     changed: Condvar,
     gauge: IntGauge,
-    blocked_us: IntCounter,
+    blocked_seconds: Counter,
 }
 
 impl<T> Shared<T> {
@@ -102,12 +102,12 @@ pub enum PopError {
 }
 
 /// A new queue holding at most `capacity` items and `budget` bytes.
-/// `gauge` tracks the bytes held; `blocked_us` the producers' wait time.
+/// `gauge` tracks the bytes held; `blocked_seconds` the producers' wait time.
 pub fn byte_queue<T: Weighted>(
     capacity: usize,
     budget: usize,
     gauge: IntGauge,
-    blocked_us: IntCounter,
+    blocked_seconds: Counter,
 ) -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         items: ArrayQueue::new(capacity.max(1)),
@@ -119,7 +119,7 @@ pub fn byte_queue<T: Weighted>(
         lock: Mutex::new(()),
         changed: Condvar::new(),
         gauge,
-        blocked_us,
+        blocked_seconds,
     });
     (Sender(shared.clone()), Receiver(shared))
 }
@@ -188,8 +188,8 @@ impl<T: Weighted> Sender<T> {
         }
         if waited {
             self.0
-                .blocked_us
-                .inc_by(started.elapsed().as_micros() as u64);
+                .blocked_seconds
+                .inc_by(started.elapsed().as_secs_f64());
         }
         Ok(())
     }
@@ -277,7 +277,7 @@ mod tests {
             16,
             budget,
             IntGauge::new("g", "g").unwrap(),
-            IntCounter::new("c", "c").unwrap(),
+            Counter::new("c", "c").unwrap(),
         )
     }
 
@@ -332,7 +332,7 @@ mod tests {
     #[test]
     fn dropping_the_receiver_fails_pushes_and_frees_the_budget() {
         let gauge = IntGauge::new("g", "g").unwrap();
-        let (tx, rx) = byte_queue(16, 100, gauge.clone(), IntCounter::new("c", "c").unwrap());
+        let (tx, rx) = byte_queue(16, 100, gauge.clone(), Counter::new("c", "c").unwrap());
         tx.push(W(30)).unwrap();
         drop(rx);
         assert!(tx.is_closed());

@@ -1,6 +1,6 @@
 //! Every metric the searcher exports, in one place.
 
-use skidder_common::storage::RequestCounters;
+use skidder_common::storage::{RequestCounters, StorageErrorKind};
 
 use prometheus::{
     exponential_buckets, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
@@ -11,7 +11,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub requests: IntCounterVec,
     pub request_seconds: HistogramVec,
-    pub hours_listed: IntCounter,
+    pub hour_listings: IntCounter,
     pub blocks_listed: IntCounter,
     pub blocks_pruned: IntCounterVec,
     pub blocks_fetched: IntCounter,
@@ -71,15 +71,15 @@ impl Metrics {
         )
         .expect("valid metric");
         reg(Box::new(request_seconds.clone()));
-        Metrics {
+        let m = Metrics {
             requests: cv(
                 "skidder_searcher_requests_total",
                 "HTTP requests by endpoint and status.",
                 &["endpoint", "status"],
             ),
             request_seconds,
-            hours_listed: c(
-                "skidder_searcher_hours_listed_total",
+            hour_listings: c(
+                "skidder_searcher_hour_listings_total",
                 "Hour prefixes listed.",
             ),
             blocks_listed: c(
@@ -164,6 +164,47 @@ impl Metrics {
                 s
             },
             registry: r,
+        };
+        m.start_at_zero();
+        m
+    }
+
+    /// Starts the series whose labels are known at zero, so dashboards and
+    /// alerts see them before the first event. The values are those the
+    /// engine and the API use.
+    fn start_at_zero(&self) {
+        for reason in [
+            "time_range",
+            "bytes_scanned",
+            "series",
+            "tenant",
+            "auth",
+            "concurrency",
+            "timeout",
+        ] {
+            self.queries_rejected.with_label_values(&[reason]);
+        }
+        for rule in ["time", "labels", "bloom", "manifest_labels"] {
+            self.blocks_pruned.with_label_values(&[rule]);
+        }
+        for v in [&self.packs_read, &self.slices_read, &self.manifests_read] {
+            for result in ["ok", "unreadable"] {
+                v.with_label_values(&[result]);
+            }
+        }
+        for op in [
+            "list",
+            "get_manifest",
+            "get_claim",
+            "get_retention",
+            "get_slices",
+            "get_pack",
+            "get_index",
+            "get_block",
+        ] {
+            for kind in StorageErrorKind::ALL {
+                self.store_errors.with_label_values(&[op, kind.as_str()]);
+            }
         }
     }
 }

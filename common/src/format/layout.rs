@@ -326,6 +326,27 @@ pub fn compacted_generation(key: &str) -> Option<u64> {
         .flatten()
 }
 
+/// Where a key under `tenant=<t>/` sits: its hour (hours since the
+/// epoch), and its app when it is inside an app folder. `None` for a key
+/// outside any hour folder, or a folder name this layout does not write.
+pub fn hour_and_app(tenant_prefix: &str, key: &str) -> Option<(i64, Option<String>)> {
+    let rest = key.strip_prefix(tenant_prefix)?.strip_prefix("dt=")?;
+    let (date, rest) = rest.split_once('/')?;
+    let (hh, rest) = rest.strip_prefix("hour=")?.split_once('/')?;
+    let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    if hh.len() != 2 || !hh.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let hh: u32 = hh.parse().ok()?;
+    let start = date.and_hms_opt(hh, 0, 0)?.and_utc().timestamp();
+    let hour = start.div_euclid(3600);
+    let app = match rest.strip_prefix("app=") {
+        Some(r) => Some(decode_component(r.split_once('/')?.0)?),
+        None => None,
+    };
+    Some((hour, app))
+}
+
 /// The app folder of a key listed under `hour_prefix`, decoded:
 /// `app=<a>/...` gives `a`.
 pub fn app_of(hour_prefix: &str, key: &str) -> Option<String> {
@@ -456,6 +477,33 @@ pub fn ledger_prefix(topic: &str, partition: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_give_back_their_hour_and_app() {
+        let hour = 498_685;
+        let prefix = hour_prefix("acme", hour);
+        let t = tenant_prefix("acme");
+        let app = app_prefix(&prefix, "a/b");
+        assert_eq!(
+            hour_and_app(&t, &format!("{app}x.0.1.seq")),
+            Some((hour, Some("a/b".to_owned())))
+        );
+        assert_eq!(
+            hour_and_app(&t, &manifest_key(&prefix, 3)),
+            Some((hour, None))
+        );
+        for not in [
+            format!("{t}_retention.json"),
+            format!("{t}dt=2026-13-01/hour=01/x"),
+            format!("{t}dt=2026-11-21/hour=24/x"),
+            format!("{t}dt=2026-11-21/hour=1/x"),
+            format!("{t}dt=2026-11-21/hour=01"),
+            format!("{prefix}app=%zz/x"),
+            "tenant=other/dt=2026-11-21/hour=13/x".to_owned(),
+        ] {
+            assert_eq!(hour_and_app(&t, &not), None, "{not}");
+        }
+    }
 
     #[test]
     fn pack_keys_sit_beside_the_app_folders() {

@@ -13,6 +13,7 @@ pub mod layout;
 pub mod ledger;
 pub mod manifest;
 pub mod pack;
+pub mod retention;
 pub mod seqfile;
 pub mod slices;
 pub mod tokens;

@@ -123,9 +123,11 @@ impl LocalStore {
                     continue;
                 };
                 let Some(key) = rel.to_str() else { continue };
+                let meta = entry.metadata()?;
                 out.push(ObjectMeta {
                     key: key.to_owned(),
-                    size: entry.metadata()?.len(),
+                    size: meta.len(),
+                    modified_ns: modified_ns(&meta),
                 });
             }
         }
@@ -200,6 +202,7 @@ impl ObjectStore for LocalStore {
             Ok(ObjectMeta {
                 key: k,
                 size: m.len(),
+                modified_ns: modified_ns(&m),
             })
         })
         .await
@@ -268,4 +271,14 @@ impl ObjectStore for LocalStore {
     fn url(&self) -> String {
         format!("file://{}", self.root.display())
     }
+}
+
+/// A file's modification time in nanoseconds since the Unix epoch.
+fn modified_ns(meta: &std::fs::Metadata) -> Option<i64> {
+    let since = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    i64::try_from(since.as_nanos()).ok()
 }

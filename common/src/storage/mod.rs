@@ -57,6 +57,17 @@ pub enum StorageErrorKind {
 }
 
 impl StorageErrorKind {
+    /// Every kind, so metrics can start each series at zero.
+    pub const ALL: [StorageErrorKind; 7] = [
+        StorageErrorKind::NotFound,
+        StorageErrorKind::AlreadyExists,
+        StorageErrorKind::Unauthorized,
+        StorageErrorKind::Timeout,
+        StorageErrorKind::InvalidRequest,
+        StorageErrorKind::Io,
+        StorageErrorKind::Service,
+    ];
+
     /// The kind's name in logs and metric labels (`error_kind="not_found"`),
     /// the same in every crate.
     pub fn as_str(self) -> &'static str {
@@ -127,6 +138,10 @@ pub struct ObjectMeta {
     pub key: String,
     /// The object's length in bytes.
     pub size: u64,
+    /// When it was last written, in nanoseconds since the Unix epoch, where
+    /// the store says (S3 listings and HEAD do; retention of dead letters
+    /// reads it).
+    pub modified_ns: Option<i64>,
 }
 
 /// One page of a listing, as S3's ListObjectsV2 returns it.

@@ -261,6 +261,7 @@ impl ObjectStore for S3Store {
         Ok(ObjectMeta {
             key: key.to_owned(),
             size: out.content_length.unwrap_or(0).max(0) as u64,
+            modified_ns: out.last_modified.as_ref().and_then(smithy_ns),
         })
     }
 
@@ -289,6 +290,7 @@ impl ObjectStore for S3Store {
                     Some(ObjectMeta {
                         key: strip(o.key()?),
                         size: o.size().unwrap_or(0).max(0) as u64,
+                        modified_ns: o.last_modified().and_then(smithy_ns),
                     })
                 })
                 .collect(),
@@ -320,6 +322,13 @@ impl ObjectStore for S3Store {
     fn url(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.prefix)
     }
+}
+
+/// An S3 timestamp in nanoseconds since the Unix epoch.
+fn smithy_ns(t: &aws_sdk_s3::primitives::DateTime) -> Option<i64> {
+    t.secs()
+        .checked_mul(1_000_000_000)?
+        .checked_add(i64::from(t.subsec_nanos()))
 }
 
 #[cfg(test)]

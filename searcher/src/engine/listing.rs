@@ -138,7 +138,7 @@ impl Engine {
             .cache
             .with_label_values(&["listing", "miss"])
             .inc();
-        self.metrics.hours_listed.inc();
+        self.metrics.hour_listings.inc();
         let read_at = std::time::Instant::now();
         let objects = self
             .list_hour(&prefix, apps)

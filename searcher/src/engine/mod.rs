@@ -38,6 +38,7 @@ mod metric;
 mod metric_query;
 mod packs;
 mod prune;
+mod retention;
 mod scan;
 mod series;
 mod slices;
@@ -179,6 +180,7 @@ struct Stores {
     listing: Arc<dyn ObjectStore>,
     manifests: Arc<dyn ObjectStore>,
     claims: Arc<dyn ObjectStore>,
+    retention: Arc<dyn ObjectStore>,
     slices: Arc<dyn ObjectStore>,
     packs: Arc<dyn ObjectStore>,
     indexes: Arc<dyn ObjectStore>,
@@ -198,6 +200,8 @@ pub struct Engine {
     chunks: ByteLru<(String, u32, u64), Vec<u8>>,
     /// The epoch claims read so far: they never change once written.
     claims: std::sync::Mutex<skidder_common::format::fence::Fence>,
+    /// Each tenant's retention cut-offs, as last read.
+    cutoffs: std::sync::Mutex<std::collections::HashMap<String, retention::CachedCutoffs>>,
 }
 
 impl Engine {
@@ -207,6 +211,7 @@ impl Engine {
             heads: ByteLru::new(cfg.cache_bytes / 32),
             chunks: ByteLru::new(cfg.cache_bytes / 32),
             claims: Default::default(),
+            cutoffs: Default::default(),
             indexes: ByteLru::new(cfg.cache_bytes - cfg.cache_bytes / 4 - cfg.cache_bytes / 16),
             stores: {
                 let wrap = |caller| metrics.store_requests.wrap(store.clone(), caller);
@@ -214,6 +219,7 @@ impl Engine {
                     listing: wrap("listing"),
                     manifests: wrap("manifests"),
                     claims: wrap("claims"),
+                    retention: wrap("retention"),
                     slices: wrap("slices"),
                     packs: wrap("packs"),
                     indexes: wrap("indexes"),

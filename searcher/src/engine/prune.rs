@@ -21,6 +21,7 @@ use skidder_common::format::tokens::{
 
 use super::indexes::{IndexRead, Indexed};
 use super::packs::{pack_rounds, MIN_PACK_BYTES_PER_ROUND};
+use super::retention::without_expired;
 use super::{Engine, SearchError, Stats, TimeRange};
 use crate::logql::eval::Labels;
 use crate::logql::{CmpOp, LabelExpr, LineOp, LogQuery, MatchOp, Matcher, Stage};
@@ -214,8 +215,24 @@ impl Engine {
             });
         }
         let apps = selected_apps(&q.matchers);
+        // Hours retention has expired are skipped whole (`retention.rs`).
+        let cutoffs = self.cutoffs(tenant).await?;
         let listings: Vec<_> = stream::iter(first..=last)
-            .map(|h| self.hour_listing(tenant, h, apps.as_deref()))
+            .filter(|h| {
+                let hidden = cutoffs.as_ref().is_some_and(|c| c.hides_hour(*h));
+                std::future::ready(!hidden)
+            })
+            .map(|h| {
+                let cutoffs = cutoffs.clone();
+                let apps = apps.as_deref();
+                async move {
+                    let listing = self.hour_listing(tenant, h, apps).await?;
+                    Ok::<_, SearchError>(match &cutoffs {
+                        Some(c) => without_expired(listing, h, c),
+                        None => listing,
+                    })
+                }
+            })
             .buffered(self.cfg.index_fetch_concurrency.max(1))
             .collect()
             .await;

@@ -136,7 +136,7 @@ pub async fn index_lines_in_blocks(
         1 << 16,
         1 << 34,
         m.queue_bytes.with_label_values(&["t"]),
-        m.queue_blocked_us.with_label_values(&["t"]),
+        m.queue_blocked_seconds.with_label_values(&["t"]),
     );
     let cfg = BlockConfig {
         target_bytes,

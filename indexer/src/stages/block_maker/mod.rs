@@ -410,7 +410,7 @@ mod tests {
             1024,
             1 << 30,
             m.queue_bytes.with_label_values(&["t"]),
-            m.queue_blocked_us.with_label_values(&["t"]),
+            m.queue_blocked_seconds.with_label_values(&["t"]),
         );
         let tracker = Arc::new(OffsetTracker::default());
         let cfg = BlockConfig {

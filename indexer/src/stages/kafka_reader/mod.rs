@@ -679,7 +679,7 @@ mod tests {
             16,
             1 << 20,
             m.queue_bytes.with_label_values(&["t"]),
-            m.queue_blocked_us.with_label_values(&["t"]),
+            m.queue_blocked_seconds.with_label_values(&["t"]),
         );
         let store = Arc::new(skidder_common::storage::LocalStore::new(dir).unwrap());
         let ctx = ReaderContext::new(
