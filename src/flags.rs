@@ -47,6 +47,25 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// For a command that runs passes on a timer: whether to stop now. Once
+/// (`every` is `None`) it stops after the first pass; on a timer it waits
+/// `every`, or stops early on SIGTERM or SIGINT.
+pub fn stop_after_pass(
+    rt: &tokio::runtime::Runtime,
+    every: Option<std::time::Duration>,
+    shutdown: &Shutdown,
+) -> bool {
+    let Some(every) = every else {
+        return true;
+    };
+    // The timer needs the runtime: build it inside `block_on`.
+    rt.block_on(async {
+        tokio::time::timeout(every, signalled(shutdown.clone()))
+            .await
+            .is_ok()
+    })
+}
+
 /// Resolves when SIGTERM or SIGINT has arrived.
 pub async fn signalled(shutdown: Shutdown) {
     while !shutdown.is_triggered() {

@@ -18,7 +18,7 @@ use skidder_indexer::metrics::MaintenanceMetrics;
 use skidder_indexer::packer::{pack_hours, tenants, PackOptions};
 use skidder_indexer::retention::Policy;
 
-use crate::flags::{runtime, signalled, StoreFlags};
+use crate::flags::{runtime, stop_after_pass, StoreFlags};
 use crate::retention::{retention_pass, PolicyFlags};
 
 #[derive(Args)]
@@ -216,16 +216,7 @@ fn run_passes(
             }
             Err(e) => return Err(e),
         }
-        let Some(every) = flags.every else {
-            return Ok(ExitCode::SUCCESS);
-        };
-        // The timer needs the runtime: build it inside `block_on`.
-        let stopped = rt.block_on(async {
-            tokio::time::timeout(every, signalled(shutdown.clone()))
-                .await
-                .is_ok()
-        });
-        if stopped {
+        if stop_after_pass(&rt, flags.every, &shutdown) {
             return Ok(ExitCode::SUCCESS);
         }
     }

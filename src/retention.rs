@@ -19,7 +19,7 @@ use skidder_indexer::retention::{
     RetentionOptions, TenantReport,
 };
 
-use crate::flags::{runtime, signalled, StoreFlags};
+use crate::flags::{runtime, stop_after_pass, StoreFlags};
 
 #[derive(Args)]
 pub struct RetentionFlags {
@@ -100,15 +100,7 @@ pub fn run(flags: RetentionFlags) -> anyhow::Result<ExitCode> {
             }
             Err(e) => return Err(e),
         }
-        let Some(every) = flags.every else {
-            return Ok(ExitCode::SUCCESS);
-        };
-        let stopped = rt.block_on(async {
-            tokio::time::timeout(every, signalled(shutdown.clone()))
-                .await
-                .is_ok()
-        });
-        if stopped {
+        if stop_after_pass(&rt, flags.every, &shutdown) {
             return Ok(ExitCode::SUCCESS);
         }
     }

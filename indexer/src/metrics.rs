@@ -52,6 +52,13 @@ pub struct Metrics {
     pub uploading_bytes: IntGauge,
 }
 
+/// Request counters, registered in `r`.
+fn store_requests(r: &Registry) -> RequestCounters {
+    let s = RequestCounters::new();
+    s.register(r).expect("metric registered once");
+    s
+}
+
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
     // Names are unique constants, so registration cannot collide.
     r.register(Box::new(m.clone()))
@@ -228,11 +235,7 @@ impl Metrics {
                 "skidder_indexer_uploading_bytes",
                 "Bytes of blocks being uploaded.",
             ),
-            store_requests: {
-                let s = RequestCounters::new();
-                s.register(&r).expect("metric registered once");
-                s
-            },
+            store_requests: store_requests(&r),
             registry: r,
         };
         // Series that start at zero, so dashboards and alerts see them
@@ -410,17 +413,13 @@ impl MaintenanceMetrics {
             ),
             tenant_stored_bytes: gv(
                 "skidder_tenant_stored_bytes",
-                "Bytes a tenant stores, measured by the last retention pass (before its deletions).",
+                "Bytes a tenant stores, as the last retention pass left it.",
             ),
             tenant_stored_objects: gv(
                 "skidder_tenant_stored_objects",
-                "Objects a tenant stores, measured by the last retention pass (before its deletions).",
+                "Objects a tenant stores, as the last retention pass left it.",
             ),
-            store_requests: {
-                let s = RequestCounters::new();
-                s.register(&r).expect("metric registered once");
-                s
-            },
+            store_requests: store_requests(&r),
             registry: r,
         };
         for result in ["ok", "failed"] {
