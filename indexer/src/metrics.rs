@@ -29,6 +29,8 @@ pub struct Metrics {
     pub queue_blocked_seconds: CounterVec,
     pub kafka_pauses: IntCounter,
     pub kafka_paused_seconds: Counter,
+    pub kafka_paused: IntGauge,
+    pub unconfirmed_assignments: IntCounter,
     pub kafka_errors: IntCounter,
     pub consumer_lag: IntGaugeVec,
     pub upload_seconds: HistogramVec,
@@ -133,6 +135,10 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            kafka_paused: g(
+                "skidder_indexer_kafka_paused",
+                "1 while Kafka fetching is paused by backpressure (memory or a full parser queue), else 0.",
+            ),
             kafka_errors: c(
                 "skidder_indexer_kafka_errors_total",
                 "Errors reported by the Kafka consumer.",
@@ -205,6 +211,10 @@ impl Metrics {
             deleted_unindexed_records: c(
                 "skidder_indexer_kafka_deleted_unindexed_records_total",
                 "Records Kafka deleted (retention, delete-records) before the indexer read them; they are lost.",
+            ),
+            unconfirmed_assignments: c(
+                "skidder_indexer_unconfirmed_assignments_total",
+                "Assignments whose confirming commit Kafka refused (this member was not in the group's current generation); their partitions stay unread until the group rebalances.",
             ),
             replayed_blocks: c(
                 "skidder_indexer_replayed_blocks_total",

@@ -9,6 +9,7 @@ mod e2e;
 mod exactly_once;
 mod fault_proxy;
 mod hadoop;
+mod helm;
 mod hostile;
 mod kafka_faults;
 mod kafka_producers;

@@ -108,7 +108,11 @@ impl LocalStore {
             Err(e) => return Err(e),
         };
         for entry in entries {
-            let entry = entry?;
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if name.starts_with(TMP_MARKER) {
@@ -123,7 +127,13 @@ impl LocalStore {
                     continue;
                 };
                 let Some(key) = rel.to_str() else { continue };
-                let meta = entry.metadata()?;
+                // Deleted since the directory was read: as on S3, an object
+                // deleted during a listing may be left out of it.
+                let meta = match entry.metadata() {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
                 out.push(ObjectMeta {
                     key: key.to_owned(),
                     size: meta.len(),
@@ -281,4 +291,49 @@ fn modified_ns(meta: &std::fs::Metadata) -> Option<i64> {
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?;
     i64::try_from(since.as_nanos()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Objects deleted while a listing walks their folder (another
+    /// indexer pruning its ledger) are left out of it, never an error.
+    #[test]
+    fn a_listing_survives_objects_deleted_under_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let keys: Vec<String> = (0..400).map(|i| format!("f/o{i:04}")).collect();
+        let churn = |store: LocalStore, keys: Vec<String>| async move {
+            for _ in 0..20 {
+                for k in &keys {
+                    store.put(k, Bytes::from_static(b"x")).await.unwrap();
+                }
+                for k in &keys {
+                    store.delete(k).await.unwrap();
+                }
+            }
+        };
+        rt.block_on(async {
+            let writer = tokio::spawn(churn(store.clone(), keys));
+            let mut listed = 0;
+            while !writer.is_finished() {
+                let page = store
+                    .list("f/", ListOptions::default())
+                    .await
+                    .expect("a listing racing deletes must not fail");
+                listed += page.objects.len();
+            }
+            writer.await.unwrap();
+            assert!(
+                listed > 0,
+                "no listing overlapped the writer: proved nothing"
+            );
+        });
+    }
 }

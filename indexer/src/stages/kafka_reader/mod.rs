@@ -35,6 +35,18 @@ use crate::models::{Control, Item, PartitionPlan, RawBatch, TopicPartition};
 use crate::offsets::OffsetTracker;
 use crate::queue::{Sender, TryPushError, Weighted};
 
+impl Shared {
+    /// The refused assignment, once it has waited [`REJOIN_WAIT`] for a
+    /// rebalance in vain.
+    fn stale_refusal(&mut self) -> Option<AssignError> {
+        let waited = self.refused.as_ref()?.1.elapsed();
+        if waited < REJOIN_WAIT {
+            return None;
+        }
+        self.refused.take().map(|(e, _)| e)
+    }
+}
+
 /// The parser is gone: nothing read from here on can be stored.
 #[derive(Debug)]
 struct DownstreamClosed;
@@ -52,6 +64,11 @@ struct Shared {
     /// Offset jumps seen while reading, not yet explained; see [`Gaps`].
     gaps: Gaps,
     failure: Option<AssignError>,
+    /// An assignment whose confirming commit Kafka refused, and when: its
+    /// partitions stay unread until the group rebalances, which a member
+    /// outside the current generation brings about by rejoining. Cleared
+    /// by the next rebalance; past [`REJOIN_WAIT`] it stops the indexer.
+    refused: Option<(AssignError, Instant)>,
 }
 
 pub struct ReaderContext {
@@ -97,6 +114,7 @@ impl ClientContext for ReaderContext {
 
 impl ConsumerContext for ReaderContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.lock().refused = None;
         let result = match rebalance {
             Rebalance::Assign(tpl) => self.on_assign(consumer, tpl),
             Rebalance::Revoke(tpl) => {
@@ -199,7 +217,21 @@ impl ReaderContext {
             let deleted = self.check_kafka_range(consumer, &tp, plan.start_offset)?;
             plans.push((plan, deleted));
         }
-        self.confirm(consumer, &plans)?;
+        match self.confirm(consumer, &plans) {
+            Ok(()) => {}
+            // The group moved on while this member was assigning (a
+            // rebalance in flight, or a freeze past the session): reading
+            // would be reading partitions that are no longer ours.
+            Err(e @ AssignError::NotConfirmed { .. }) => {
+                tracing::warn!(error = %ErrorChain(&e),
+                    "assignment not taken; its partitions stay unread until the group rebalances");
+                self.metrics.unconfirmed_assignments.inc();
+                self.lock().refused = Some((e, Instant::now()));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        tracing::info!(partitions = plans.len(), "assignment confirmed: reading");
         for (plan, deleted) in plans {
             // Counted once: the jump to the log start is not a gap, and
             // the commits start past it.
@@ -220,10 +252,10 @@ impl ReaderContext {
 
     /// Commits each new partition's start, which Kafka accepts only from a
     /// member of the group's current generation, then confirms the epoch
-    /// claims (`format::fence`). A member frozen past its session gets
-    /// here with its old generation: the commit fails, its claims stay
-    /// unconfirmed and supersede nothing, and the indexer stops (a restart
-    /// rejoins the group).
+    /// claims (`format::fence`). A member frozen past its session, or
+    /// overtaken by another rebalance, gets here with an old generation:
+    /// the commit fails and its claims stay unconfirmed and supersede
+    /// nothing.
     fn confirm(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -539,6 +571,13 @@ const CONFIRM_ATTEMPTS: u32 = 3;
 /// decides never changes.
 const MAX_CONFIRM_DELAY: Duration = Duration::from_secs(3);
 
+/// How long an assignment Kafka refused to confirm may wait for the
+/// rebalance that replaces it before the indexer stops. A member outside
+/// the generation learns so from its next heartbeat (every 3 s) and
+/// rejoins; a rebalance then waits for the other members, at most for
+/// their session (10 s) or `max.poll.interval.ms` when one is stuck.
+const REJOIN_WAIT: Duration = Duration::from_secs(120);
+
 /// How often the reader logs where each partition stands.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
@@ -562,12 +601,18 @@ pub fn run(
         if let Some(f) = ctx.lock().failure.take() {
             break StageExit::Failure(f.into());
         }
+        if let Some(e) = ctx.lock().stale_refusal() {
+            tracing::error!(error = %ErrorChain(&e),
+                "no rebalance replaced an assignment Kafka refused to confirm; stopping");
+            break StageExit::Failure(e.into());
+        }
         // librdkafka may or may not keep a partition's pause flag across a
         // rebalance, so after one, state the current pause on the whole new
         // assignment rather than trust either behaviour.
+        // An assignment not taken (refused) is paused until the next one.
         if ctx.assignment_changed.swap(false, Ordering::SeqCst) {
             if let Ok(a) = consumer.assignment() {
-                let _ = if paused_since.is_some() {
+                let _ = if paused_since.is_some() || ctx.lock().refused.is_some() {
                     consumer.pause(&a)
                 } else {
                     consumer.resume(&a)
@@ -580,6 +625,7 @@ pub fn run(
                 if let Ok(a) = consumer.assignment() {
                     if consumer.pause(&a).is_ok() {
                         ctx.metrics.kafka_pauses.inc();
+                        ctx.metrics.kafka_paused.set(1);
                         paused_since = Some(Instant::now());
                     }
                 }
@@ -591,6 +637,7 @@ pub fn run(
                 ctx.metrics
                     .kafka_paused_seconds
                     .inc_by(t.elapsed().as_secs_f64());
+                ctx.metrics.kafka_paused.set(0);
                 paused_since = None;
             }
             _ => {}
