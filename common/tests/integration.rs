@@ -404,3 +404,42 @@ fn golden_v1_manifest_still_reads_and_is_still_written_identically() {
         "the v1 manifest writer changed: bump the version instead"
     );
 }
+
+/// The retention marker (`docs/FORMAT.md`, "Retention cut-offs"), frozen:
+/// a marker written by hand here must encode to the committed bytes, the
+/// committed bytes must decode to it, and another version is refused.
+#[test]
+fn golden_retention_marker_still_reads_and_is_still_written_identically() {
+    use skidder_common::format::retention::{Cutoffs, RETENTION_VERSION};
+    let marker = Cutoffs {
+        version: RETENTION_VERSION,
+        written_ns: 1_764_900_000_000_000_000,
+        before_ns: 1_762_300_800_000_000_000,
+        apps: [("audit".to_owned(), 1_733_011_200_000_000_000)]
+            .into_iter()
+            .collect(),
+    };
+    let path = format!("{GOLDEN_V2_DIR}/retention.json");
+    if !std::path::Path::new(&path).exists() {
+        std::fs::write(&path, marker.to_json()).unwrap();
+        eprintln!("wrote {path}; commit it");
+    }
+    let stored = std::fs::read(&path).unwrap();
+    assert_eq!(
+        Cutoffs::from_json(&stored).unwrap(),
+        marker,
+        "a committed marker no longer reads: bump the version instead"
+    );
+    assert_eq!(
+        marker.to_json(),
+        stored,
+        "the marker writer changed: bump the version instead"
+    );
+    let text = String::from_utf8(stored).unwrap();
+    let other = text.replace(
+        &format!("\"version\": {RETENTION_VERSION}"),
+        &format!("\"version\": {}", RETENTION_VERSION + 1),
+    );
+    assert_ne!(other, text);
+    assert!(Cutoffs::from_json(other.as_bytes()).is_err());
+}
