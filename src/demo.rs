@@ -186,7 +186,7 @@ pub fn run(flags: DemoFlags) -> anyhow::Result<ExitCode> {
     let data_dir = std::path::absolute(&flags.data_dir).context("resolving --data-dir")?;
     cfg.store.url = format!("file://{}", data_dir.display());
     cfg.parse.app = AppSource::Template("{service}".into());
-    cfg.parse.tenant = TenantSource::Fixed("demo".into());
+    cfg.parse.tenant = TenantSource::Fixed("default".into());
     cfg.parse.label_fields = vec![
         "level".into(),
         "kubernetes.namespace".into(),
@@ -219,7 +219,6 @@ pub fn run(flags: DemoFlags) -> anyhow::Result<ExitCode> {
     // Bind first, so a busy port fails before the indexing.
     let mut search_cfg = SearcherConfig {
         listen: flags.listen.clone(),
-        default_tenant: "demo".into(),
         ..Default::default()
     };
     search_cfg.store.url = cfg.store.url.clone();

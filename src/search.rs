@@ -241,6 +241,7 @@ pub fn run_search(f: SearchFlags) -> anyhow::Result<ExitCode> {
                 Direction::Backward
             },
             step,
+            tenant_hint: true,
         };
         let (data, stats) = rt
             .block_on(run_range(&engine, &f.tenant, req))

@@ -39,6 +39,9 @@ pub struct Metrics {
     pub store_errors: IntCounterVec,
     /// Requests refused by a limit or by authentication, by reason.
     pub queries_rejected: IntCounterVec,
+    /// Empty answers for a tenant that has no data in the store at all:
+    /// most often a searcher and an indexer that disagree on the tenant.
+    pub no_data_tenant_answers: IntCounter,
     pub queries_in_flight: IntGauge,
     /// `skidder_store_requests_total{op, caller}` and its bytes: every
     /// request to the store, by step of the read path.
@@ -148,6 +151,10 @@ impl Metrics {
                 "skidder_searcher_queries_rejected_total",
                 "Requests refused by a limit or authentication, by reason.",
                 &["reason"],
+            ),
+            no_data_tenant_answers: c(
+                "skidder_searcher_no_data_tenant_answers_total",
+                "Empty answers for a tenant with no data at all in the store (a tenant mismatch?).",
             ),
             queries_in_flight: {
                 let g = IntGauge::new(

@@ -413,7 +413,7 @@ fn grafana_and_logcli_contract() {
         &f.tenant_url,
         "/loki/api/v1/query_range",
         &q,
-        &[("X-Scope-OrgID", "demo")],
+        &[("X-Scope-OrgID", "default")],
     );
     assert_eq!(status, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
@@ -429,6 +429,10 @@ fn grafana_and_logcli_contract() {
     assert!(
         v["data"]["result"].as_array().unwrap().is_empty(),
         "another tenant sees nothing"
+    );
+    assert!(
+        v.get("warnings").is_none(),
+        "with tenancy on, no hint names the tenants that have data: {v}"
     );
     for bad in ["../demo", "a|b", "demo/x"] {
         let (status, _, _) = get(

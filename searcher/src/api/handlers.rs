@@ -33,6 +33,24 @@ pub struct RangeRequest<'a> {
     pub limit: usize,
     pub direction: Direction,
     pub step: Option<i64>,
+    /// Tell the client when an empty answer comes from a tenant with no
+    /// data at all. Only when tenancy is off: with it on, the hint would
+    /// name other tenants.
+    pub tenant_hint: bool,
+}
+
+/// After an empty answer, asks the engine whether the tenant has any data
+/// at all (it logs and counts if not), and passes its warning on to the
+/// client if `show`.
+async fn explain_empty(engine: &Engine, tenant: &str, empty: bool, show: bool, stats: &mut Stats) {
+    if !empty {
+        return;
+    }
+    if let Some(w) = engine.no_data_warning(tenant).await {
+        if show {
+            stats.warnings.push(w);
+        }
+    }
 }
 
 /// Runs a range query and builds Loki's response body. Used by the HTTP
@@ -45,7 +63,7 @@ pub async fn run_range(
     let started = Instant::now();
     match logql::parse(r.query)? {
         Query::Log(q) => {
-            let (entries, stats) = engine
+            let (entries, mut stats) = engine
                 .logs(
                     tenant,
                     TimeRange {
@@ -58,6 +76,14 @@ pub async fn run_range(
                     true,
                 )
                 .await?;
+            explain_empty(
+                engine,
+                tenant,
+                entries.is_empty(),
+                r.tenant_hint,
+                &mut stats,
+            )
+            .await;
             let mut st = stats_json(&stats, started);
             st["summary"]["totalEntriesReturned"] = json!(entries.len());
             Ok((
@@ -79,9 +105,10 @@ pub async fn run_range(
                     "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
                 ));
             }
-            let (matrix, stats) = engine
+            let (matrix, mut stats) = engine
                 .metric(tenant, &m, r.start, r.end, step, true)
                 .await?;
+            explain_empty(engine, tenant, matrix.is_empty(), r.tenant_hint, &mut stats).await;
             Ok((
                 json!({"resultType": "matrix", "result": matrix_json(&matrix, r.start, step), "stats": stats_json(&stats, started)}),
                 stats,
@@ -106,6 +133,7 @@ pub(super) async fn query_range(
         limit: p.limit(s.cfg.max_limit)?,
         direction: p.direction()?,
         step,
+        tenant_hint: !s.cfg.tenancy.multi_tenant,
     };
     let (data, stats) = run_range(&s.engine, &tenant, req).await?;
     Ok(success(data, &stats))
@@ -126,7 +154,7 @@ pub(super) async fn query(
                 start: t - NS_PER_HOUR,
                 end: t + 1,
             };
-            let (entries, stats) = s
+            let (entries, mut stats) = s
                 .engine
                 .logs(
                     &tenant,
@@ -137,13 +165,17 @@ pub(super) async fn query(
                     true,
                 )
                 .await?;
+            let show = !s.cfg.tenancy.multi_tenant;
+            explain_empty(&s.engine, &tenant, entries.is_empty(), show, &mut stats).await;
             Ok(success(
                 json!({"resultType": "streams", "result": streams_json(entries), "stats": stats_json(&stats, started)}),
                 &stats,
             ))
         }
         Query::Metric(m) => {
-            let (matrix, stats) = s.engine.metric(&tenant, &m, t, t, 1, true).await?;
+            let (matrix, mut stats) = s.engine.metric(&tenant, &m, t, t, 1, true).await?;
+            let show = !s.cfg.tenancy.multi_tenant;
+            explain_empty(&s.engine, &tenant, matrix.is_empty(), show, &mut stats).await;
             let result: Vec<Value> = matrix
                 .iter()
                 .filter_map(|(l, pts)| pts.get(&0).map(|v| sample_json(l, t, *v)))

@@ -42,6 +42,7 @@ mod retention;
 mod scan;
 mod series;
 mod slices;
+mod tenants;
 
 use std::sync::Arc;
 
