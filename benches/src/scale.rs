@@ -211,6 +211,7 @@ pub async fn cold(
         limit: 1000,
         direction: Direction::Backward,
         step,
+        tenant_hint: false,
     };
     let t = Instant::now();
     let (v, _) = run_range(&engine, TENANT, req)

@@ -132,6 +132,7 @@ async fn once(
         limit: 100,
         direction: Direction::Backward,
         step,
+        tenant_hint: false,
     };
     let t = Instant::now();
     let (v, stats) = run_range(engine, tenant, req)

@@ -12,7 +12,7 @@
 //! files in `deploy/`, and the Prometheus job names the pods get must be
 //! the ones the dashboards and alert rules use.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::Value;
 use skidder_common::storage::S3Store;
-use skidder_common::testing::{free_port, shared_data_dir, KafkaBroker, MotoServer};
+use skidder_common::testing::{free_port, KafkaBroker, MotoServer};
 
-use crate::support::{http_get, metric, stop_clean, Guard, TestProducer, BIN};
+use crate::support::{http_get, ids_found, metric, produce_ids, stop_clean, Guard, BIN};
 
 const TOPIC: &str = "helm-logs";
 const RECORDS: u64 = 3_000;
@@ -254,50 +254,6 @@ grafanaDashboards: {{enabled: true}}
     )
 }
 
-/// Real log lines as JSON records with an id each, for three services.
-fn produce(bootstrap: &str) {
-    let text = std::fs::read_to_string(shared_data_dir().join("loghub/Apache_2k.log")).unwrap();
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let mut p = TestProducer::new(bootstrap);
-    for id in 1..=RECORDS {
-        let line = lines[id as usize % lines.len()];
-        let service = ["web", "api", "audit"][id as usize % 3];
-        let record = serde_json::json!({
-            "ts": now_ms - 60_000 + id as i64,
-            "service": service,
-            "level": if line.contains("error") { "error" } else { "info" },
-            "message": line,
-            "id": id,
-        });
-        p.send(TOPIC, "", record.to_string().as_bytes(), now_ms);
-    }
-    p.finish();
-}
-
-/// How many times each id comes back through `port`, over the last hour.
-fn ids_found(port: u16) -> Option<HashMap<u64, u32>> {
-    let end = chrono::Utc::now().timestamp_nanos_opt().unwrap() + 60_000_000_000;
-    let start = end - 2 * 3_600_000_000_000;
-    let url = format!("http://127.0.0.1:{port}/loki/api/v1/query_range");
-    let mut resp = ureq::get(url)
-        .query("query", r#"{__app__=~".+"}"#)
-        .query("start", start.to_string())
-        .query("end", end.to_string())
-        .query("limit", "5000")
-        .call()
-        .ok()?;
-    let body: Value = serde_json::from_str(&resp.body_mut().read_to_string().ok()?).ok()?;
-    let mut seen = HashMap::new();
-    for stream in body["data"]["result"].as_array()? {
-        for v in stream["values"].as_array()? {
-            let line: Value = serde_json::from_str(v[1].as_str()?).ok()?;
-            *seen.entry(line["id"].as_u64()?).or_default() += 1;
-        }
-    }
-    Some(seen)
-}
-
 /// The configuration the chart ships by default is one the binaries
 /// accept: each file of its ConfigMap parses and validates.
 #[test]
@@ -447,7 +403,7 @@ fn the_chart_renders_and_its_workloads_run_against_kafka_and_s3() {
     for pod in pods.values_mut() {
         pod.wait_probes(&logs);
     }
-    produce(&kafka.bootstrap());
+    produce_ids(&kafka.bootstrap(), TOPIC, RECORDS);
 
     // Through the Service: its port, to the searcher pod's targetPort.
     let services = of_kind(&docs, "Service");
@@ -458,7 +414,7 @@ fn the_chart_renders_and_its_workloads_run_against_kafka_and_s3() {
     assert_eq!(svc_port["port"].as_u64(), Some(port as u64));
     let started = Instant::now();
     let seen = loop {
-        let seen = ids_found(port).unwrap_or_default();
+        let seen = ids_found(&format!("http://127.0.0.1:{port}"), &[]).unwrap_or_default();
         if seen.len() as u64 == RECORDS || started.elapsed() > Duration::from_secs(120) {
             break seen;
         }

@@ -3,6 +3,7 @@
 //! Kafka, moto (S3) and PySpark (Hadoop's reader). See `scripts/test-all`.
 
 mod backpressure;
+mod compose;
 mod crash;
 mod demo;
 mod e2e;

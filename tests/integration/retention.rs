@@ -17,14 +17,14 @@
 //!    `skidder search --store file://…`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use skidder_common::storage::{list_all, S3Store};
 use skidder_common::testing::{free_port, KafkaBroker, MotoServer};
 
-use crate::support::{http_get, metric, sigterm, stop_clean, Guard, TestProducer, BIN};
+use crate::support::{aws, http_get, metric, sigterm, stop_clean, Guard, TestProducer, BIN};
 
 const NS_PER_HOUR: i64 = 3_600_000_000_000;
 const DAY_NS: i64 = 24 * NS_PER_HOUR;
@@ -36,17 +36,6 @@ const APPS: [&str; 3] = ["web", "api", "audit"];
 const DAYS_BACK: [i64; 8] = [0, 1, 2, 3, 5, 6, 8, 9];
 /// Records per (tenant, app, day, slot); three slots 5 hours apart.
 const PER_SLOT: usize = 12;
-
-fn aws() -> PathBuf {
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let p = PathBuf::from(home).join(".cache/skidder/venv/bin/aws");
-    assert!(
-        p.is_file(),
-        "{} missing: run `bash .ci/run` to install the AWS CLI",
-        p.display()
-    );
-    p
-}
 
 /// Runs the AWS CLI against moto; fails the test if it fails.
 fn aws_cli(moto: &MotoServer, args: &[&str]) {

@@ -286,3 +286,70 @@ impl Demo {
         }
     }
 }
+
+/// Produces `n` real log lines (Apache's, from the shared data) to
+/// `topic` as JSON records: `id` 1 to `n`, a timestamp in the last
+/// minute (`ts`, milliseconds), a `service` of three, a `level`, and
+/// Kubernetes fields.
+pub fn produce_ids(bootstrap: &str, topic: &str, n: u64) {
+    let text = std::fs::read_to_string(
+        skidder_common::testing::shared_data_dir().join("loghub/Apache_2k.log"),
+    )
+    .unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let mut p = TestProducer::new(bootstrap);
+    for id in 1..=n {
+        let line = lines[id as usize % lines.len()];
+        let service = ["web", "api", "audit"][id as usize % 3];
+        let record = serde_json::json!({
+            "ts": now_ms - 60_000 + id as i64,
+            "service": service,
+            "level": if line.contains("error") { "error" } else { "info" },
+            "kubernetes": {"namespace": "shop", "pod": format!("{service}-{}", id % 4)},
+            "message": line,
+            "id": id,
+        });
+        p.send(topic, "", record.to_string().as_bytes(), now_ms);
+    }
+    p.finish();
+}
+
+/// How many times each record `id` comes back from the Loki API at
+/// `base` (with `headers`), over the last two hours: `None` if the
+/// request fails.
+pub fn ids_found(base: &str, headers: &[(&str, &str)]) -> Option<HashMap<u64, u32>> {
+    let end = chrono::Utc::now().timestamp_nanos_opt().unwrap() + 60_000_000_000;
+    let start = end - 2 * 3_600_000_000_000;
+    let mut req = ureq::get(format!("{base}/loki/api/v1/query_range"))
+        .query("query", r#"{__app__=~".+"}"#)
+        .query("start", start.to_string())
+        .query("end", end.to_string())
+        .query("limit", "5000");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = req.call().ok()?;
+    let body: serde_json::Value =
+        serde_json::from_str(&resp.body_mut().read_to_string().ok()?).ok()?;
+    let mut seen = HashMap::new();
+    for stream in body["data"]["result"].as_array()? {
+        for v in stream["values"].as_array()? {
+            let line: serde_json::Value = serde_json::from_str(v[1].as_str()?).ok()?;
+            *seen.entry(line["id"].as_u64()?).or_default() += 1;
+        }
+    }
+    Some(seen)
+}
+
+/// The AWS CLI the test tooling installs (`bash .ci/run`).
+pub fn aws() -> std::path::PathBuf {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let p = std::path::PathBuf::from(home).join(".cache/skidder/venv/bin/aws");
+    assert!(
+        p.is_file(),
+        "{} missing: run `bash .ci/run` to install the AWS CLI",
+        p.display()
+    );
+    p
+}

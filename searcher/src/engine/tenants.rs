@@ -27,7 +27,7 @@ impl Engine {
             }
         };
         let own = tenant_prefix(tenant);
-        if folders.iter().any(|f| *f == own) {
+        if folders.contains(&own) {
             return None;
         }
         let others: Vec<String> = folders
