@@ -237,6 +237,7 @@ indexer:
     flush_interval_secs = 2
 searcher:
   port: {http}
+  autoscaling: {{enabled: true, minReplicas: 1, maxReplicas: 3}}
 compactor:
   metricsPort: {compactor}
   every: 20s
@@ -248,6 +249,7 @@ retention:
     [retention]
     default = "30d"
 podMonitor: {{enabled: true}}
+serviceMonitor: {{enabled: true}}
 prometheusRule: {{enabled: true}}
 grafanaDashboards: {{enabled: true}}
 "#
@@ -385,6 +387,71 @@ fn the_chart_renders_and_its_workloads_run_against_kafka_and_s3() {
         .collect();
     assert_eq!(jobs, documented, "the pods' job names");
 
+    // The ServiceMonitor's Services: the same job names, each selecting a
+    // Deployment's pods, on a port the monitor scrapes (checked on the
+    // running pods below).
+    let monitor = of_kind(&docs, "ServiceMonitor");
+    assert_eq!(monitor.len(), 1);
+    let monitor = monitor.values().next().unwrap()["spec"].clone();
+    let scraped: BTreeSet<&str> = monitor["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["port"].as_str().unwrap())
+        .collect();
+    let services = of_kind(&docs, "Service");
+    let selects = |labels: &Value, selector: &Value| {
+        selector
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(k, v)| &labels[k] == v)
+    };
+    let job_label = monitor["jobLabel"].as_str().unwrap();
+    let mut monitored: Vec<(String, &str, String)> = Vec::new();
+    for svc in services.values() {
+        let labels = &svc["metadata"]["labels"];
+        if !selects(labels, &monitor["selector"]["matchLabels"]) || labels[job_label].is_null() {
+            continue;
+        }
+        let port = svc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| scraped.contains(p["name"].as_str().unwrap()))
+            .unwrap_or_else(|| panic!("{svc}: no port the ServiceMonitor scrapes"));
+        let (deployment, _) = deployments
+            .iter()
+            .find(|(_, d)| {
+                selects(
+                    &d["spec"]["template"]["metadata"]["labels"],
+                    &svc["spec"]["selector"],
+                )
+            })
+            .unwrap_or_else(|| panic!("{svc}: selects no pods"));
+        monitored.push((
+            deployment.clone(),
+            port["targetPort"].as_str().unwrap(),
+            labels[job_label].as_str().unwrap().to_owned(),
+        ));
+    }
+    let monitored_jobs: BTreeSet<String> = monitored.iter().map(|m| m.2.clone()).collect();
+    assert_eq!(monitored_jobs, documented, "the ServiceMonitor's job names");
+
+    // The searcher's autoscaler drives its Deployment, which leaves its
+    // replica count to it.
+    let hpas = of_kind(&docs, "HorizontalPodAutoscaler");
+    let hpa = &hpas.values().next().expect("an HPA for the searchers")["spec"];
+    assert_eq!(hpa["scaleTargetRef"]["kind"], "Deployment");
+    assert_eq!(hpa["scaleTargetRef"]["apiVersion"], "apps/v1");
+    let target = hpa["scaleTargetRef"]["name"].as_str().unwrap();
+    assert_eq!(target, "logs-skidder-searcher");
+    assert!(deployments[target]["spec"]["replicas"].is_null());
+    assert_eq!(
+        (hpa["minReplicas"].as_u64(), hpa["maxReplicas"].as_u64()),
+        (Some(1), Some(3))
+    );
+
     // Every Deployment, run.
     assert_eq!(
         deployments.keys().cloned().collect::<Vec<_>>(),
@@ -402,6 +469,14 @@ fn the_chart_renders_and_its_workloads_run_against_kafka_and_s3() {
         .collect();
     for pod in pods.values_mut() {
         pod.wait_probes(&logs);
+    }
+    for (deployment, port, job) in &monitored {
+        let port = pods[deployment].port(&Value::from(*port));
+        let page = http_get(port, "/metrics").unwrap();
+        assert!(
+            page.contains("# TYPE skidder_"),
+            "{job}'s Service port: {page}"
+        );
     }
     produce_ids(&kafka.bootstrap(), TOPIC, RECORDS);
 
