@@ -50,7 +50,12 @@ pub struct PolicyFlags {
     /// Wait this long between publishing new cut-offs and deleting what
     /// they hide: longer than every searcher's `listing_cache_secs` plus
     /// its `query_timeout_secs`.
-    #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
+    #[arg(
+        long,
+        env = "SKIDDER_RETENTION_GRACE",
+        default_value = "3m",
+        value_parser = humantime::parse_duration
+    )]
     pub retention_grace: Duration,
 }
 

@@ -18,6 +18,7 @@ mod kafka_security;
 mod load;
 mod loki_api;
 mod observability;
+mod readme;
 mod restart_loop;
 mod retention;
 mod s3_faults;

@@ -368,6 +368,8 @@ checkpoint_interval_secs = 1
             "sync",
             "s3://live/skidder/tenant=acme/",
             "s3://archive/skidder/tenant=acme/",
+            "--exclude",
+            "_retention.json",
         ],
     );
     aws_cli(
