@@ -102,16 +102,14 @@ impl LocalStore {
 
     /// All keys under `dir` (recursively), relative to the root, sorted.
     fn walk(&self, dir: &Path, out: &mut Vec<ObjectMeta>) -> std::io::Result<()> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
+        // A folder or file deleted since its parent was read is left out:
+        // as on S3, an object deleted during a listing may be missing from it.
+        let Some(entries) = unless_gone(std::fs::read_dir(dir))? else {
+            return Ok(());
         };
         for entry in entries {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+            let Some(entry) = unless_gone(entry)? else {
+                continue;
             };
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
@@ -127,12 +125,8 @@ impl LocalStore {
                     continue;
                 };
                 let Some(key) = rel.to_str() else { continue };
-                // Deleted since the directory was read: as on S3, an object
-                // deleted during a listing may be left out of it.
-                let meta = match entry.metadata() {
-                    Ok(m) => m,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
+                let Some(meta) = unless_gone(entry.metadata())? else {
+                    continue;
                 };
                 out.push(ObjectMeta {
                     key: key.to_owned(),
@@ -142,6 +136,15 @@ impl LocalStore {
             }
         }
         Ok(())
+    }
+}
+
+/// `None` where the file or folder does not exist (any more).
+fn unless_gone<T>(r: std::io::Result<T>) -> std::io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -271,9 +274,8 @@ impl ObjectStore for LocalStore {
 
     async fn delete(&self, key: &str) -> StorageResult<()> {
         let path = self.path(key)?;
-        blocking(key, move || match std::fs::remove_file(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            other => other,
+        blocking(key, move || {
+            unless_gone(std::fs::remove_file(path)).map(drop)
         })
         .await
     }
