@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use skidder_common::testing::{free_port, KafkaBroker, MotoServer};
 
-use crate::support::{aws, http_get, ids_found, metric, produce_ids, stop_clean, Guard, BIN};
+use crate::support::{aws, found_once, http_get, metric, produce_ids, stop_clean, Guard, BIN};
 
 const RECORDS: u64 = 3_000;
 
@@ -433,17 +433,8 @@ fn the_compose_stack_runs_as_processes_and_prometheus_charts_it() {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let started = Instant::now();
-    let seen = loop {
-        let seen = ids_found(&loki_url, &headers).unwrap_or_default();
-        if seen.len() as u64 == RECORDS || started.elapsed() > Duration::from_secs(120) {
-            break seen;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    let once = (1..=RECORDS).filter(|i| seen.get(i) == Some(&1)).count() as u64;
     assert_eq!(
-        (once, seen.len() as u64),
+        found_once(&loki_url, &headers, RECORDS),
         (RECORDS, RECORDS),
         "each record once through Grafana's data source:\n{}",
         log_of(dir, "indexer")

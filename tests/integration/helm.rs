@@ -22,7 +22,7 @@ use serde_json::Value;
 use skidder_common::storage::S3Store;
 use skidder_common::testing::{free_port, KafkaBroker, MotoServer};
 
-use crate::support::{http_get, ids_found, metric, produce_ids, stop_clean, Guard, BIN};
+use crate::support::{found_once, http_get, metric, produce_ids, stop_clean, Guard, BIN};
 
 const TOPIC: &str = "helm-logs";
 const RECORDS: u64 = 3_000;
@@ -487,17 +487,8 @@ fn the_chart_renders_and_its_workloads_run_against_kafka_and_s3() {
     let searcher = &pods["logs-skidder-searcher"];
     let port = searcher.port(&svc_port["targetPort"]);
     assert_eq!(svc_port["port"].as_u64(), Some(port as u64));
-    let started = Instant::now();
-    let seen = loop {
-        let seen = ids_found(&format!("http://127.0.0.1:{port}"), &[]).unwrap_or_default();
-        if seen.len() as u64 == RECORDS || started.elapsed() > Duration::from_secs(120) {
-            break seen;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    let once = (1..=RECORDS).filter(|i| seen.get(i) == Some(&1)).count() as u64;
     assert_eq!(
-        (once, seen.len() as u64),
+        found_once(&format!("http://127.0.0.1:{port}"), &[], RECORDS),
         (RECORDS, RECORDS),
         "each record once through the searcher's Service:\n{}",
         log_of(&logs, "logs-skidder-indexer")

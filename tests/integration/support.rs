@@ -353,3 +353,19 @@ pub fn aws() -> std::path::PathBuf {
     );
     p
 }
+
+/// Asks the Loki API at `base` until ids 1 to `n` are all found, for at
+/// most two minutes: how many came back exactly once, and how many ids
+/// came back at all.
+pub fn found_once(base: &str, headers: &[(&str, &str)], n: u64) -> (u64, u64) {
+    let started = std::time::Instant::now();
+    let seen = loop {
+        let seen = ids_found(base, headers).unwrap_or_default();
+        if seen.len() as u64 == n || started.elapsed() > Duration::from_secs(120) {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let once = (1..=n).filter(|i| seen.get(i) == Some(&1)).count() as u64;
+    (once, seen.len() as u64)
+}
