@@ -437,6 +437,22 @@ mod tests {
         assert!(run(r#"{a="b"} !~ "(?i)GET""#, LINE).is_none());
     }
 
+    /// Loki 3's `or` in line filters: a positive filter keeps a line that
+    /// has any alternative, a negative one a line that has none.
+    #[test]
+    fn or_in_line_filters_keeps_any_for_positive_and_none_for_negative() {
+        let kept = |q: &str| run(&format!(r#"{{a="b"}} {q}"#), LINE).is_some();
+        assert!(kept(r#"|= "nope" or "GET /cart""#));
+        assert!(kept(r#"|= "GET /cart" or "nope""#));
+        assert!(!kept(r#"|= "nope" or "never""#));
+        assert!(!kept(r#"|= "GET.*" or "nope""#), "literals, not regexes");
+        assert!(kept(r#"|~ "nope" or "st.tus""#));
+        assert!(kept(r#"!= "nope" or "never""#));
+        assert!(!kept(r#"!= "nope" or "cart""#));
+        assert!(!kept(r#"!~ "nope" or "c.rt""#));
+        assert!(kept(r#"!~ "nope" or "never""#));
+    }
+
     #[test]
     fn json_extracts_flattened_fields_and_renames_collisions() {
         let (_, ext) = run(

@@ -70,8 +70,18 @@ impl<'a> Lexer<'a> {
     /// The next token and its start offset.
     fn next(&mut self) -> Result<(Tok, usize), ParseError> {
         let b = self.src.as_bytes();
-        while self.pos < b.len() && b[self.pos].is_ascii_whitespace() {
-            self.pos += 1;
+        // Whitespace, new lines included, and `#` comments to the end of
+        // their line, as in Loki.
+        loop {
+            while self.pos < b.len() && b[self.pos].is_ascii_whitespace() {
+                self.pos += 1;
+            }
+            if b.get(self.pos) != Some(&b'#') {
+                break;
+            }
+            while self.pos < b.len() && b[self.pos] != b'\n' {
+                self.pos += 1;
+            }
         }
         let start = self.pos;
         if self.pos >= b.len() {
@@ -254,6 +264,52 @@ impl<'a> Parser<'a> {
             })
     }
 
+    /// A line filter `op "a" or "b" …`, as Loki reads it: a positive one
+    /// keeps a line that matches any alternative, a negative one a line
+    /// that matches none. A positive chain becomes one unanchored regex
+    /// (literals escaped); it then names no word that every match has, so
+    /// it prunes nothing, which keeps pruning exact. A negative chain is
+    /// one filter per alternative.
+    fn line_filters(
+        &self,
+        op: LineOp,
+        alternatives: Vec<(usize, String)>,
+        stages: &mut Vec<Stage>,
+    ) -> Result<(), ParseError> {
+        let is_re = matches!(op, LineOp::Re | LineOp::NotRe);
+        let mut patterns = Vec::with_capacity(alternatives.len());
+        for (at, needle) in &alternatives {
+            // Each alternative checked alone, so an error points at it.
+            let re = if is_re {
+                Some(self.regex(needle, false, *at)?)
+            } else {
+                None
+            };
+            patterns.push(if is_re {
+                format!("(?:{needle})")
+            } else {
+                regex::escape(needle)
+            });
+            if alternatives.len() == 1 || matches!(op, LineOp::NotContains | LineOp::NotRe) {
+                stages.push(Stage::Line {
+                    op,
+                    needle: needle.clone(),
+                    re,
+                });
+            }
+        }
+        if alternatives.len() > 1 && matches!(op, LineOp::Contains | LineOp::Re) {
+            let needle = patterns.join("|");
+            let re = Some(self.regex(&needle, false, alternatives[0].0)?);
+            stages.push(Stage::Line {
+                op: LineOp::Re,
+                needle,
+                re,
+            });
+        }
+        Ok(())
+    }
+
     fn enter(&mut self) -> Result<(), ParseError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -319,13 +375,12 @@ impl<'a> Parser<'a> {
             };
             if let Some(op) = line_op {
                 self.bump()?;
-                let at = self.at;
-                let needle = self.string()?;
-                let re = match op {
-                    LineOp::Re | LineOp::NotRe => Some(self.regex(&needle, false, at)?),
-                    _ => None,
-                };
-                stages.push(Stage::Line { op, needle, re });
+                let mut alternatives = vec![(self.at, self.string()?)];
+                while matches!(&self.tok, Tok::Ident(s) if s == "or") {
+                    self.bump()?;
+                    alternatives.push((self.at, self.string()?));
+                }
+                self.line_filters(op, alternatives, &mut stages)?;
                 continue;
             }
             if !self.eat("|")? {

@@ -185,10 +185,15 @@ fn random_query(rng: &mut Rng, recs: &[Rec]) -> String {
                     .iter()
                     .collect();
                 q.push_str(&format!(r#" |= "{}""#, escape(&needle)));
+                // Sometimes `or` an absent one (Loki 3's chains).
+                if rng.below(3) == 0 {
+                    q.push_str(&format!(r#" or " {:x} ""#, rng.next()));
+                }
             }
             2 => q.push_str(&format!(r#" |= " {:x} ""#, rng.next())),
             3 if !words.is_empty() => q.push_str(&format!(
-                r#" != "{}""#,
+                r#" != "{}" or "{}""#,
+                escape(words[rng.below(words.len())]),
                 escape(words[rng.below(words.len())])
             )),
             4 if !words.is_empty() => q.push_str(&format!(

@@ -117,3 +117,68 @@ proptest! {
         let _ = parse(&s);
     }
 }
+
+#[test]
+fn comments_and_new_lines_are_whitespace() {
+    let one = format!(
+        "{:?}",
+        ok(r#"sum by (level) (count_over_time({app="a"} |= "x" [5m]))"#)
+    );
+    let many = format!(
+        "{:?}",
+        ok("# errors per level\nsum by (level) (  # grouped\n  count_over_time(\n    {app=\"a\"}  # the app\n    |= \"x\" [5m]\n  )\n)\n# done")
+    );
+    assert_eq!(one, many);
+    // A `#` inside a string is not a comment.
+    let Query::Log(q) = ok(r##"{app="a"} |= "#42" # not this"##) else {
+        panic!()
+    };
+    assert!(matches!(&q.stages[..], [Stage::Line { needle, .. }] if needle == "#42"));
+    // An error after a comment still points at its line and column.
+    let e = parse("# c\n{app=\"a\"} |= error").unwrap_err();
+    assert_eq!((e.line, e.col), (2, 14), "{e}");
+}
+
+#[test]
+fn or_in_line_filters_reads_as_loki_does() {
+    // A positive chain: one regex, literals escaped.
+    let Query::Log(q) = ok(r#"{app="a"} |= "a.b" or `c|d` or "e""#) else {
+        panic!()
+    };
+    let [Stage::Line {
+        op: LineOp::Re,
+        re: Some(re),
+        ..
+    }] = &q.stages[..]
+    else {
+        panic!("{:?}", q.stages)
+    };
+    assert!(re.is_match("x a.b y") && re.is_match("c|d") && re.is_match("e"));
+    assert!(!re.is_match("axb") && !re.is_match("c") && !re.is_match("d"));
+    // A negative chain: one filter each.
+    let Query::Log(q) = ok(r#"{app="a"} != "a" or "b" |~ "x" or "y+" !~ "p" or "q""#) else {
+        panic!()
+    };
+    let ops: Vec<LineOp> = q
+        .stages
+        .iter()
+        .map(|s| match s {
+            Stage::Line { op, .. } => *op,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            LineOp::NotContains,
+            LineOp::NotContains,
+            LineOp::Re,
+            LineOp::NotRe,
+            LineOp::NotRe
+        ]
+    );
+    // A bad regex alternative is named where it is.
+    let e = parse(r#"{app="a"} |~ "x" or "(""#).unwrap_err();
+    assert_eq!((e.line, e.col), (1, 21), "{e}");
+    assert!(parse(r#"{app="a"} |= "x" or"#).is_err());
+}
