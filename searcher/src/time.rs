@@ -43,6 +43,63 @@ pub fn parse_duration(s: &str) -> Option<i64> {
     Some(total)
 }
 
+/// A duration as Go's `time.ParseDuration` reads it, in seconds: what a
+/// log line holds (`1.5s`, `250ms`, `1h2m3.5s`, `-2s`, `0`) and what
+/// LogQL's duration label filters compare (`| latency > 250ms`).
+pub fn parse_go_duration(s: &str) -> Option<f64> {
+    let (sign, mut rest) = match s.as_bytes().first()? {
+        b'-' => (-1.0, &s[1..]),
+        b'+' => (1.0, &s[1..]),
+        _ => (1.0, s),
+    };
+    if rest == "0" {
+        return Some(0.0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let number = &rest[..digits];
+        if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+            return None;
+        }
+        let value: f64 = number.parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += value * unit;
+    }
+    Some(sign * total)
+}
+
+/// A byte size as Loki reads one (go-humanize's `ParseBytes`): `20MB`,
+/// `1.5 KiB`, `100b`, `2048`; decimal units are powers of 1000 and `i`
+/// units of 1024, in any case.
+pub fn parse_bytes(s: &str) -> Option<f64> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<f64>() {
+        return n.is_finite().then_some(n);
+    }
+    s.parse::<bytesize::ByteSize>()
+        .ok()
+        .map(|b| b.as_u64() as f64)
+}
+
 /// RFC 3339, or a Unix epoch: seconds (up to 10 digits or with a fraction),
 /// milliseconds (13 digits) or nanoseconds.
 pub fn parse_time(v: &str) -> Option<i64> {
@@ -71,4 +128,50 @@ pub fn parse_step(v: &str) -> Option<i64> {
             .filter(|f| f.is_finite() && *f > 0.0 && *f < 9.2e9)
             .map(|f| (f * 1e9) as i64)
     })
+}
+
+#[cfg(test)]
+mod go_tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_parse_as_go_does() {
+        for (text, want) in [
+            ("0", 0.0),
+            ("1.5s", 1.5),
+            ("250ms", 0.25),
+            ("1h2m3.5s", 3723.5),
+            ("-2s", -2.0),
+            ("+3m", 180.0),
+            (".5s", 0.5),
+            ("1.s", 1.0),
+            ("3us", 3e-6),
+            ("3µs", 3e-6),
+            ("100ns", 1e-7),
+        ] {
+            let got = parse_go_duration(text).unwrap_or_else(|| panic!("{text}"));
+            assert!((got - want).abs() < 1e-12, "{text}: {got}");
+        }
+        for bad in ["", "1", "s", "1d", "1.2.3s", ".s", "-", "1s2", "abc", "1 s"] {
+            assert_eq!(parse_go_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn byte_sizes_parse_as_humanize_does() {
+        for (text, want) in [
+            ("2048", 2048.0),
+            ("100b", 100.0),
+            ("20MB", 20e6),
+            ("20mb", 20e6),
+            ("1.5KiB", 1536.0),
+            ("1 GiB", 1073741824.0),
+            ("3kb", 3000.0),
+        ] {
+            assert_eq!(parse_bytes(text), Some(want), "{text}");
+        }
+        for bad in ["", "MB", "20 parsecs", "NaN"] {
+            assert_eq!(parse_bytes(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use memchr::memmem;
 use serde_json::Value;
 use skidder_common::format::tokens::{push_sanitized_key, MAX_FIELD_DEPTH};
 
-use crate::logql::{CmpOp, LabelExpr, LineOp, LogQuery, Stage};
+use crate::logql::{CmpOp, LabelExpr, LineOp, LogQuery, Stage, Unit};
 
 pub type Labels = Vec<(String, String)>;
 
@@ -218,9 +218,21 @@ fn eval_labels(e: &LabelExpr, get: &dyn Fn(&str) -> Option<String>) -> bool {
                 _ => false,
             }
         }
-        // A missing or non-numeric value fails a numeric comparison.
-        LabelExpr::Num { name, op, value } => get(name)
-            .and_then(|v| v.trim().parse::<f64>().ok())
+        // A missing or unreadable value fails a numeric comparison.
+        LabelExpr::Num {
+            name,
+            op,
+            value,
+            unit,
+        } => get(name)
+            .and_then(|v| {
+                let v = v.trim();
+                match unit {
+                    Unit::Number => v.parse::<f64>().ok(),
+                    Unit::Duration => crate::time::parse_go_duration(v),
+                    Unit::Bytes => crate::time::parse_bytes(v),
+                }
+            })
             .is_some_and(|v| cmp_num(v, *op, *value)),
     }
 }
@@ -435,6 +447,29 @@ mod tests {
         assert!(run(r#"{a="b"} != "cart""#, LINE).is_none());
         assert!(run(r#"{a="b"} |~ "st.tus\":5\\d\\d""#, LINE).is_some());
         assert!(run(r#"{a="b"} !~ "(?i)GET""#, LINE).is_none());
+    }
+
+    /// Duration and byte-size filters read the label as Go and Loki do;
+    /// a value that does not read as one fails the comparison.
+    #[test]
+    fn duration_and_byte_size_filters_compare_what_the_labels_say() {
+        let kept = |filter: &str, line: &str| {
+            run(&format!(r#"{{a="b"}} | logfmt | {filter}"#), line).is_some()
+        };
+        assert!(kept("took > 250ms", "took=1.5s"));
+        assert!(!kept("took > 250ms", "took=249ms"));
+        assert!(kept("took <= 1m", "took=59.9s"));
+        assert!(kept("took == 1h", "took=60m"));
+        assert!(!kept("took > 1ms", "took=fast"));
+        assert!(!kept("took > 1ms", "other=2s"));
+        assert!(kept("size > 20MB", "size=21MB"));
+        assert!(
+            kept("size > 20MB", "size=20MiB"),
+            "20 MiB is 20,971,520 bytes"
+        );
+        assert!(!kept("size > 1KiB", "size=1000"));
+        assert!(kept("size >= 1KB", "size=1000"));
+        assert!(!kept("size > 1KB", "size=big"));
     }
 
     /// Loki 3's `or` in line filters: a positive filter keeps a line that

@@ -103,12 +103,25 @@ pub enum LabelExpr {
         value: String,
         re: Option<Regex>,
     },
-    /// Numeric comparison against an unquoted number.
+    /// Numeric comparison against an unquoted number, duration (`250ms`,
+    /// compared in seconds) or byte size (`20MB`).
     Num {
         name: String,
         op: CmpOp,
         value: f64,
+        unit: Unit,
     },
+}
+
+/// How a numeric label filter reads the label's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// A plain number.
+    Number,
+    /// A Go duration (`1.5s`), in seconds.
+    Duration,
+    /// A byte size (`1.5KiB`), in bytes.
+    Bytes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

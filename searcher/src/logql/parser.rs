@@ -38,6 +38,8 @@ enum Tok {
     Str(String),
     Num(f64),
     Duration(i64),
+    /// A byte size, `20MB` or `1.5KiB`, in bytes.
+    Bytes(f64),
     Sym(&'static str),
     Eof,
 }
@@ -101,8 +103,11 @@ impl<'a> Lexer<'a> {
             if let Ok(n) = text.parse::<f64>() {
                 return Ok((Tok::Num(n), start));
             }
-            return parse_duration(text)
-                .map(|d| (Tok::Duration(d), start))
+            if let Some(d) = parse_duration(text) {
+                return Ok((Tok::Duration(d), start));
+            }
+            return crate::time::parse_bytes(text)
+                .map(|b| (Tok::Bytes(b), start))
                 .ok_or_else(|| {
                     self.err(
                         start,
@@ -197,6 +202,7 @@ impl<'a> Parser<'a> {
             Tok::Str(s) => format!("string {s:?}"),
             Tok::Num(n) => format!("number {n}"),
             Tok::Duration(_) => "duration".to_owned(),
+            Tok::Bytes(_) => "byte size".to_owned(),
             Tok::Sym(s) => format!("{s:?}"),
             Tok::Eof => "end of query".to_owned(),
         };
@@ -483,14 +489,27 @@ impl<'a> Parser<'a> {
                     re,
                 })
             }
-            Tok::Num(value) => {
+            tok => {
+                let (value, unit) = match tok {
+                    Tok::Num(n) => (n, Unit::Number),
+                    Tok::Duration(ns) => (ns as f64 / 1e9, Unit::Duration),
+                    Tok::Bytes(b) => (b, Unit::Bytes),
+                    _ => {
+                        return self
+                            .unexpected("a quoted string, a number, a duration or a byte size")
+                    }
+                };
                 if matches!(op, CmpOp::Re | CmpOp::Nre) {
                     return self.err("syntax error: =~ and !~ need a quoted regex");
                 }
                 self.bump()?;
-                Ok(LabelExpr::Num { name, op, value })
+                Ok(LabelExpr::Num {
+                    name,
+                    op,
+                    value,
+                    unit,
+                })
             }
-            _ => self.unexpected("a quoted string or a number"),
         }
     }
 

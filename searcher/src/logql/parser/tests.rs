@@ -182,3 +182,22 @@ fn or_in_line_filters_reads_as_loki_does() {
     assert_eq!((e.line, e.col), (1, 21), "{e}");
     assert!(parse(r#"{app="a"} |= "x" or"#).is_err());
 }
+
+#[test]
+fn duration_and_byte_size_label_filters() {
+    let Query::Log(q) = ok(r#"{app="a"} | logfmt | latency >= 250ms and size > 1.5KiB or n < 3"#)
+    else {
+        panic!()
+    };
+    let Stage::Labels(e) = &q.stages[1] else {
+        panic!("{:?}", q.stages)
+    };
+    let text = format!("{e:?}");
+    assert!(text.contains("value: 0.25, unit: Duration"), "{text}");
+    assert!(text.contains("value: 1536.0, unit: Bytes"), "{text}");
+    assert!(text.contains("value: 3.0, unit: Number"), "{text}");
+    let e = parse(r#"{app="a"} | size > 20parsecs"#).unwrap_err();
+    assert!(e.message.contains("bad number or duration"), "{e}");
+    let e = parse(r#"{app="a"} | size =~ 20MB"#).unwrap_err();
+    assert!(e.message.contains("quoted regex"), "{e}");
+}
