@@ -30,6 +30,9 @@ pub struct SearcherConfig {
     pub max_query_bytes_scanned: u64,
     /// Series one metric query or `/series` request may return; more is a 400.
     pub max_query_series: usize,
+    /// Values a range function over unwrapped values may keep (16 bytes
+    /// each); more is a 400.
+    pub max_query_samples: usize,
     /// A query still running after this is cancelled with a 504.
     pub query_timeout_secs: u64,
     /// Queries (every `/loki/api/v1/*` endpoint but buildinfo) run at once.
@@ -103,6 +106,7 @@ impl Default for SearcherConfig {
             max_query_hours: e.max_hours,
             max_query_bytes_scanned: e.max_bytes_scanned,
             max_query_series: e.max_series,
+            max_query_samples: e.max_samples,
             query_timeout_secs: a.query_timeout.as_secs(),
             max_concurrent_queries: a.max_concurrent_queries,
             query_queue_wait_ms: a.queue_wait.as_millis() as u64,
@@ -140,6 +144,9 @@ impl SearcherConfig {
         }
         if self.max_query_series == 0 {
             return bad("max_query_series", "must be positive");
+        }
+        if self.max_query_samples == 0 {
+            return bad("max_query_samples", "must be positive");
         }
         if self.query_timeout_secs == 0 {
             return bad("query_timeout_secs", "must be positive");
@@ -188,6 +195,7 @@ impl SearcherConfig {
             max_hours: self.max_query_hours,
             max_bytes_scanned: self.max_query_bytes_scanned,
             max_series: self.max_query_series,
+            max_samples: self.max_query_samples,
             read_packs: self.read_index_packs,
             read_slices: self.read_sliced_blooms,
             ..EngineConfig::default()
@@ -227,6 +235,7 @@ mod tests {
             "max_query_hours",
             "max_query_bytes_scanned",
             "max_query_series",
+            "max_query_samples",
             "query_timeout_secs",
             "max_concurrent_queries",
             "query_queue_wait_ms",
@@ -241,6 +250,7 @@ mod tests {
                 cfg.max_query_hours,
                 cfg.max_query_bytes_scanned,
                 cfg.max_query_series,
+                cfg.max_query_samples,
                 cfg.query_timeout_secs,
                 cfg.max_concurrent_queries,
                 cfg.query_queue_wait_ms,
@@ -250,6 +260,7 @@ mod tests {
                 d.max_query_hours,
                 d.max_query_bytes_scanned,
                 d.max_query_series,
+                d.max_query_samples,
                 d.query_timeout_secs,
                 d.max_concurrent_queries,
                 d.query_queue_wait_ms,

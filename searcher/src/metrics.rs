@@ -184,6 +184,7 @@ impl Metrics {
             "time_range",
             "bytes_scanned",
             "series",
+            "samples",
             "tenant",
             "auth",
             "concurrency",

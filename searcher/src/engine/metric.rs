@@ -2,7 +2,8 @@
 //! async) so each rule can be tested with numbers worked out by hand:
 //! the evaluation grid and range windows, `count_over_time`, `rate`,
 //! `bytes_over_time` and `bytes_rate`, aggregation with `by`/`without`,
-//! `topk`, and arithmetic with a constant. `metric_query` feeds it the
+//! `topk`, and arithmetic with a constant; `unwrapped` holds the range
+//! functions over unwrapped values. `metric_query` feeds it the
 //! lines a scan matched. (The searcher's own Prometheus metrics are
 //! `crate::metrics`, unrelated.)
 
@@ -278,6 +279,10 @@ pub(super) fn aggregate(op: AggOp, g: Option<&Grouping>, m: Matrix) -> Matrix {
         })
         .collect()
 }
+
+mod unwrapped;
+
+pub(super) use unwrapped::{sample_series, Samples};
 
 #[cfg(test)]
 mod tests;

@@ -4,12 +4,14 @@
 //! resulting series lives in [`super::metric`]. The series limit is
 //! enforced here, where a range over too many series can stop early.
 
-use super::metric::{aggregate, binary, constant, sample, Grid, Matrix, Operand, RangeSums};
+use super::metric::{
+    aggregate, binary, constant, sample, sample_series, Grid, Matrix, Operand, RangeSums, Samples,
+};
 use super::prune::raw_bytes;
 use super::scan::Scan;
 use super::{Engine, SearchError, Stats};
 use crate::logql::eval::LinePipeline;
-use crate::logql::MetricExpr;
+use crate::logql::{MetricExpr, Unit};
 
 impl Engine {
     /// A metric query evaluated at `start + k * step` for every k with the
@@ -100,6 +102,64 @@ impl Engine {
                     }
                 }
                 Ok(sums.finish(*func, *range_ns))
+            }
+            MetricExpr::Unwrapped {
+                func,
+                query,
+                unwrap,
+                range_ns,
+                grouping,
+            } => {
+                let range = grid.lookback(*range_ns);
+                let cands = self.candidates(tenant, range, query, prune, stats).await?;
+                self.charge(stats, raw_bytes(&cands))?;
+                let pipeline = LinePipeline::new(query);
+                let mut samples = Samples::new(cap, self.cfg.max_samples);
+                let mut unreadable = 0u64;
+                let scan = Scan {
+                    tenant,
+                    range,
+                    query,
+                    pipeline: &pipeline,
+                };
+                for chunk in cands.chunks(self.cfg.fetch_concurrency.max(1)) {
+                    self.scan_chunk(chunk, &scan, stats, &mut |ts, labels, extracted, _| {
+                        if grid.windows_holding(ts, *range_ns).is_none() {
+                            return;
+                        }
+                        let Some(value) = pipeline.unwrapped(unwrap, labels, extracted) else {
+                            unreadable += 1;
+                            return;
+                        };
+                        let series = pipeline.result_labels(labels, extracted);
+                        let series = sample_series(&series, &unwrap.label, grouping.as_ref());
+                        samples.add(series, ts, value);
+                    })
+                    .await?;
+                    if let (true, Some(limit)) = (samples.over_series(), cap) {
+                        return Err(SearchError::Series { limit });
+                    }
+                    if samples.over_samples() {
+                        return Err(SearchError::Samples {
+                            limit: self.cfg.max_samples,
+                        });
+                    }
+                }
+                if unreadable > 0 {
+                    // Loki marks these samples `__error__="SampleExtractionErr"`
+                    // and fails the query unless a filter drops them; here
+                    // they are left out, and the answer says so.
+                    stats.warnings.push(format!(
+                        "{unreadable} matching lines were left out: their {:?} is missing or not a {}",
+                        unwrap.label,
+                        match unwrap.unit {
+                            Unit::Number => "number",
+                            Unit::Duration => "duration",
+                            Unit::Bytes => "byte size",
+                        }
+                    ));
+                }
+                Ok(samples.finish(*func, grid, *range_ns))
             }
         }
     }

@@ -77,6 +77,8 @@ pub enum SearchError {
     BytesScanned { limit: u64 },
     #[error("maximum number of series ({limit}) reached for a single query; add label matchers or aggregate with by/without")]
     Series { limit: usize },
+    #[error("a range function over unwrapped values would keep more than {limit} samples; narrow the time range or the selector")]
+    Samples { limit: usize },
 }
 
 impl SearchError {
@@ -87,6 +89,7 @@ impl SearchError {
             SearchError::TimeRange { .. } => Some("time_range"),
             SearchError::BytesScanned { .. } => Some("bytes_scanned"),
             SearchError::Series { .. } => Some("series"),
+            SearchError::Samples { .. } => Some("samples"),
         }
     }
 }
@@ -118,6 +121,9 @@ pub struct EngineConfig {
     pub max_bytes_scanned: u64,
     /// Series one metric query may return.
     pub max_series: usize,
+    /// Values a range function over unwrapped values may hold at once
+    /// (16 bytes each): it keeps every sample of its range.
+    pub max_samples: usize,
     /// Read an hour's indexes from its index packs (`skidder pack`) where
     /// the listing vouches for them; off, every index is read on its own.
     pub read_packs: bool,
@@ -141,6 +147,7 @@ impl Default for EngineConfig {
             max_hours: 31 * 24,
             max_bytes_scanned: 64 << 30,
             max_series: 5000,
+            max_samples: 10_000_000,
             read_packs: true,
             read_slices: true,
             sequential_list_pages: 4,

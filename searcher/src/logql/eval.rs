@@ -12,7 +12,7 @@ use memchr::memmem;
 use serde_json::Value;
 use skidder_common::format::tokens::{push_sanitized_key, MAX_FIELD_DEPTH};
 
-use crate::logql::{CmpOp, LabelExpr, LineOp, LogQuery, Stage, Unit};
+use crate::logql::{CmpOp, LabelExpr, LineOp, LogQuery, Stage, Unit, Unwrap};
 
 pub type Labels = Vec<(String, String)>;
 
@@ -187,6 +187,17 @@ fn lookup<'a>(name: &str, extracted: &'a Labels, stream: &'a Labels) -> Option<&
         .map(|(_, v)| v.as_str())
 }
 
+/// A label's value as a number, read as `unit` says: a plain number, a
+/// Go duration (in seconds) or a byte size.
+pub fn convert(unit: Unit, v: &str) -> Option<f64> {
+    let v = v.trim();
+    match unit {
+        Unit::Number => v.parse::<f64>().ok(),
+        Unit::Duration => crate::time::parse_go_duration(v),
+        Unit::Bytes => crate::time::parse_bytes(v),
+    }
+}
+
 fn cmp_num(a: f64, op: CmpOp, b: f64) -> bool {
     match op {
         CmpOp::Eq => a == b,
@@ -225,14 +236,7 @@ fn eval_labels(e: &LabelExpr, get: &dyn Fn(&str) -> Option<String>) -> bool {
             value,
             unit,
         } => get(name)
-            .and_then(|v| {
-                let v = v.trim();
-                match unit {
-                    Unit::Number => v.parse::<f64>().ok(),
-                    Unit::Duration => crate::time::parse_go_duration(v),
-                    Unit::Bytes => crate::time::parse_bytes(v),
-                }
-            })
+            .and_then(|v| convert(*unit, &v))
             .is_some_and(|v| cmp_num(v, *op, *value)),
     }
 }
@@ -301,6 +305,13 @@ impl LinePipeline {
             })
             .collect();
         LinePipeline { stages, drops }
+    }
+
+    /// The value `unwrap` takes from a matched line: its label, extracted
+    /// or of the stream, converted; `None` if it is missing or does not
+    /// read as a number of its unit.
+    pub fn unwrapped(&self, unwrap: &Unwrap, stream: &Labels, extracted: &Labels) -> Option<f64> {
+        convert(unwrap.unit, lookup(&unwrap.label, extracted, stream)?)
     }
 
     /// The result labels of a line: stream labels plus extracted ones,

@@ -132,6 +132,35 @@ pub enum RangeFn {
     BytesRate,
 }
 
+/// A range function over unwrapped values (`| unwrap latency`), as Loki
+/// defines each over the samples in `(t - range, t]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UnwrapFn {
+    Sum,
+    Avg,
+    Min,
+    Max,
+    /// Population standard deviation.
+    Stddev,
+    /// Population variance.
+    Stdvar,
+    /// `quantile_over_time(φ, …)`, interpolated as Prometheus does.
+    Quantile(f64),
+    First,
+    Last,
+    /// `rate` over unwrapped values: their sum per second of the range.
+    Rate,
+}
+
+/// `| unwrap name`, `| unwrap duration(name)` (or `duration_seconds`,
+/// both in seconds) or `| unwrap bytes(name)`: the label whose value a
+/// range function over unwrapped values takes from each line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unwrap {
+    pub label: String,
+    pub unit: Unit,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AggOp {
     Sum,
@@ -168,6 +197,16 @@ pub enum MetricExpr {
         grouping: Option<Grouping>,
         inner: Box<MetricExpr>,
     },
+    /// A range function over the values `unwrap` takes from each line.
+    /// Its series are the lines' labels without the unwrapped one, or,
+    /// with `grouping`, grouped as Loki groups a range aggregation.
+    Unwrapped {
+        func: UnwrapFn,
+        query: LogQuery,
+        unwrap: Unwrap,
+        range_ns: i64,
+        grouping: Option<Grouping>,
+    },
     /// `vector(1)` or a bare number.
     Const(f64),
     /// Arithmetic where at least one side is a constant (Grafana's health
@@ -183,7 +222,7 @@ impl MetricExpr {
     /// The log query inside, if any.
     pub fn log_query(&self) -> Option<&LogQuery> {
         match self {
-            MetricExpr::Range { query, .. } => Some(query),
+            MetricExpr::Range { query, .. } | MetricExpr::Unwrapped { query, .. } => Some(query),
             MetricExpr::Agg { inner, .. } => inner.log_query(),
             MetricExpr::Const(_) => None,
             MetricExpr::Binary { lhs, rhs, .. } => lhs.log_query().or_else(|| rhs.log_query()),

@@ -174,6 +174,22 @@ struct Parser<'a> {
     depth: usize,
 }
 
+/// The range functions over unwrapped values (`rate` is both kinds).
+fn is_unwrap_fn(s: &str) -> Option<UnwrapFn> {
+    Some(match s {
+        "sum_over_time" => UnwrapFn::Sum,
+        "avg_over_time" => UnwrapFn::Avg,
+        "min_over_time" => UnwrapFn::Min,
+        "max_over_time" => UnwrapFn::Max,
+        "stddev_over_time" => UnwrapFn::Stddev,
+        "stdvar_over_time" => UnwrapFn::Stdvar,
+        "quantile_over_time" => UnwrapFn::Quantile(0.0),
+        "first_over_time" => UnwrapFn::First,
+        "last_over_time" => UnwrapFn::Last,
+        _ => return None,
+    })
+}
+
 fn is_range_fn(s: &str) -> Option<RangeFn> {
     Some(match s {
         "count_over_time" => RangeFn::CountOverTime,
@@ -326,7 +342,13 @@ impl<'a> Parser<'a> {
 
     fn query(&mut self) -> Result<Query, ParseError> {
         let q = if self.tok == Tok::Sym("{") {
-            Query::Log(self.log_query()?)
+            let (q, unwrap) = self.log_query()?;
+            if unwrap.is_some() {
+                return self.err(
+                    "unwrap belongs in a range function over its values, like sum_over_time({app=\"x\"} | unwrap bytes [5m])",
+                );
+            }
+            Query::Log(q)
         } else {
             Query::Metric(self.metric_expr()?)
         };
@@ -336,7 +358,9 @@ impl<'a> Parser<'a> {
         Ok(q)
     }
 
-    fn log_query(&mut self) -> Result<LogQuery, ParseError> {
+    /// A stream selector and its pipeline; the pipeline's `| unwrap`,
+    /// which only label filters may follow, is returned beside it.
+    fn log_query(&mut self) -> Result<(LogQuery, Option<Unwrap>), ParseError> {
         let open = self.at;
         self.expect("{")?;
         let mut matchers = Vec::new();
@@ -371,6 +395,7 @@ impl<'a> Parser<'a> {
             return Err(self.lex.err(open, "queries require at least one matcher that does not match the empty string, like {app=\"x\"}"));
         }
         let mut stages = Vec::new();
+        let mut unwrap: Option<Unwrap> = None;
         loop {
             let line_op = match &self.tok {
                 Tok::Sym("|=") => Some(LineOp::Contains),
@@ -379,6 +404,9 @@ impl<'a> Parser<'a> {
                 Tok::Sym("!~") => Some(LineOp::NotRe),
                 _ => None,
             };
+            if line_op.is_some() && unwrap.is_some() {
+                return self.err("syntax error: only label filters may follow unwrap");
+            }
             if let Some(op) = line_op {
                 self.bump()?;
                 let mut alternatives = vec![(self.at, self.string()?)];
@@ -392,7 +420,21 @@ impl<'a> Parser<'a> {
             if !self.eat("|")? {
                 break;
             }
+            let filter = match &self.tok {
+                Tok::Ident(s) => !matches!(
+                    s.as_str(),
+                    "json" | "logfmt" | "drop" | "line_format" | "unwrap"
+                ),
+                t => *t == Tok::Sym("("),
+            };
+            if unwrap.is_some() && !filter {
+                return self.err("syntax error: only label filters may follow unwrap");
+            }
             match &self.tok {
+                Tok::Ident(s) if s == "unwrap" => {
+                    self.bump()?;
+                    unwrap = Some(self.unwrap()?);
+                }
                 Tok::Ident(s) if s == "json" => {
                     self.bump()?;
                     stages.push(Stage::Json);
@@ -417,7 +459,28 @@ impl<'a> Parser<'a> {
                 _ => return self.unexpected("json, logfmt, line_format or a label filter"),
             }
         }
-        Ok(LogQuery { matchers, stages })
+        Ok((LogQuery { matchers, stages }, unwrap))
+    }
+
+    /// After `| unwrap`: `name`, `duration(name)`, `duration_seconds(name)`
+    /// or `bytes(name)`.
+    fn unwrap(&mut self) -> Result<Unwrap, ParseError> {
+        let name = self.ident("a label name")?;
+        let unit = match name.as_str() {
+            "duration" | "duration_seconds" => Unit::Duration,
+            "bytes" => Unit::Bytes,
+            _ => Unit::Number,
+        };
+        if unit == Unit::Number || self.tok != Tok::Sym("(") {
+            return Ok(Unwrap {
+                label: name,
+                unit: Unit::Number,
+            });
+        }
+        self.bump()?;
+        let label = self.ident("a label name")?;
+        self.expect(")")?;
+        Ok(Unwrap { label, unit })
     }
 
     fn label_or(&mut self) -> Result<LabelExpr, ParseError> {
@@ -563,6 +626,68 @@ impl<'a> Parser<'a> {
         Ok(Some(Grouping { without, labels }))
     }
 
+    /// `name(…{…} … [range])`, the function's name already read: a range
+    /// function over lines (`count_over_time`, `rate`, the byte ones) or
+    /// over unwrapped values (`sum_over_time`, …, `quantile_over_time(φ,
+    /// …)`, and `rate` with unwrap), then the latter's `by`/`without`.
+    fn range_function(&mut self, name: &str) -> Result<MetricExpr, ParseError> {
+        self.expect("(")?;
+        let mut quantile = None;
+        if name == "quantile_over_time" {
+            let Tok::Num(q) = self.tok else {
+                return self.unexpected("the quantile, a number like 0.99");
+            };
+            self.bump()?;
+            self.expect(",")?;
+            quantile = Some(q);
+        }
+        if self.tok != Tok::Sym("{") {
+            return self.unexpected("a log query like {app=\"x\"}");
+        }
+        let (query, unwrap) = self.log_query()?;
+        self.expect("[")?;
+        let range_ns = match self.tok {
+            Tok::Duration(d) if d > 0 => d,
+            Tok::Num(n) if n > 0.0 => (n * 1e9) as i64,
+            _ => return self.unexpected("a range like 5m"),
+        };
+        self.bump()?;
+        self.expect("]")?;
+        self.expect(")")?;
+        let grouping = self.grouping()?;
+        let lines = is_range_fn(name);
+        let values = match (is_unwrap_fn(name), lines) {
+            (Some(UnwrapFn::Quantile(_)), _) => Some(UnwrapFn::Quantile(quantile.unwrap_or(0.0))),
+            (Some(f), _) => Some(f),
+            (None, Some(RangeFn::Rate)) if unwrap.is_some() => Some(UnwrapFn::Rate),
+            (None, _) => None,
+        };
+        match (values, lines, unwrap) {
+            (Some(func), _, Some(unwrap)) => Ok(MetricExpr::Unwrapped {
+                func,
+                query,
+                unwrap,
+                range_ns,
+                grouping,
+            }),
+            (Some(_), _, None) => self.err(format!(
+                "{name} takes the values of a label: add | unwrap <label> before the range"
+            )),
+            (None, Some(_), Some(_)) => self.err(format!(
+                "{name} counts lines and takes no unwrap; sum_over_time adds unwrapped values"
+            )),
+            (None, Some(_), None) if grouping.is_some() => self.err(format!(
+                "{name} takes no by/without; group with an aggregation, like sum by (x) ({name}(…))"
+            )),
+            (None, Some(func), None) => Ok(MetricExpr::Range {
+                func,
+                query,
+                range_ns,
+            }),
+            (None, None, _) => self.err(format!("syntax error: unknown function {name:?}")),
+        }
+    }
+
     fn metric_term(&mut self) -> Result<MetricExpr, ParseError> {
         self.enter()?;
         let e = self.metric_term_inner();
@@ -593,26 +718,11 @@ impl<'a> Parser<'a> {
                     self.expect(")")?;
                     return Ok(MetricExpr::Const(n));
                 }
-                if let Some(func) = is_range_fn(&name) {
-                    self.expect("(")?;
-                    if self.tok != Tok::Sym("{") {
-                        return self.unexpected("a log query like {app=\"x\"}");
-                    }
-                    let query = self.log_query()?;
-                    self.expect("[")?;
-                    let range_ns = match self.tok {
-                        Tok::Duration(d) if d > 0 => d,
-                        Tok::Num(n) if n > 0.0 => (n * 1e9) as i64,
-                        _ => return self.unexpected("a range like 5m"),
-                    };
-                    self.bump()?;
-                    self.expect("]")?;
-                    self.expect(")")?;
-                    return Ok(MetricExpr::Range {
-                        func,
-                        query,
-                        range_ns,
-                    });
+                if is_range_fn(&name).is_some() || is_unwrap_fn(&name).is_some() {
+                    return self.range_function(&name);
+                }
+                if matches!(name.as_str(), "absent_over_time" | "rate_counter") {
+                    return self.err(format!("{name} is not supported yet"));
                 }
                 let op = match name.as_str() {
                     "sum" => AggOp::Sum,
@@ -624,7 +734,9 @@ impl<'a> Parser<'a> {
                     _ => {
                         return self.err(format!(
                             "syntax error: unknown function {name:?}; supported: sum, count, min, max, avg, topk, \
-                             count_over_time, rate, bytes_over_time, bytes_rate, vector"
+                             count_over_time, rate, bytes_over_time, bytes_rate, sum_over_time, avg_over_time, \
+                             min_over_time, max_over_time, stddev_over_time, stdvar_over_time, \
+                             quantile_over_time, first_over_time, last_over_time, vector"
                         ))
                     }
                 };

@@ -7,7 +7,9 @@
 //! - `tail`: the indexer's tail packs and by-folder listings of a large
 //!   hour save requests and never change a result;
 //! - `corrupt`: corrupt, truncated and missing objects are skipped with a
-//!   warning and counted, never a wrong line or a panic.
+//!   warning and counted, never a wrong line or a panic;
+//! - `unwrap`: range functions over unwrapped values, with hand-worked
+//!   answers.
 
 mod api;
 mod corrupt;
@@ -16,3 +18,4 @@ mod listing;
 mod packs;
 mod pruning;
 mod tail;
+mod unwrap;

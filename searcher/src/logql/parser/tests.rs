@@ -201,3 +201,74 @@ fn duration_and_byte_size_label_filters() {
     let e = parse(r#"{app="a"} | size =~ 20MB"#).unwrap_err();
     assert!(e.message.contains("quoted regex"), "{e}");
 }
+
+#[test]
+fn unwrap_and_the_range_functions_over_values() {
+    for q in [
+        r#"sum_over_time({app="a"} | json | unwrap latency_ms [5m])"#,
+        r#"quantile_over_time(0.99, {app="a"} | logfmt | unwrap duration(took) | __error__="" [5m]) by (route)"#,
+        r#"avg_over_time({app="a"} | unwrap bytes(size) [1m]) without (pod)"#,
+        r#"max_over_time({app="a"} | unwrap duration_seconds(t) [1m])"#,
+        r#"rate({app="a"} | unwrap n [1m])"#,
+        r#"sum by (x) (stddev_over_time({app="a"} | json | unwrap n [1m]))"#,
+    ] {
+        let Query::Metric(m) = ok(q) else {
+            panic!("{q}")
+        };
+        assert!(m.log_query().is_some(), "{q}");
+    }
+    let Query::Metric(MetricExpr::Unwrapped {
+        func,
+        unwrap,
+        grouping,
+        ..
+    }) = ok(r#"quantile_over_time(0.9, {app="a"} | unwrap duration(took) [5m]) by (route)"#)
+    else {
+        panic!()
+    };
+    assert_eq!(func, UnwrapFn::Quantile(0.9));
+    assert_eq!(
+        unwrap,
+        Unwrap {
+            label: "took".into(),
+            unit: Unit::Duration
+        }
+    );
+    assert_eq!(grouping.unwrap().labels, ["route"]);
+    // `rate` without unwrap still counts lines.
+    assert!(matches!(
+        ok(r#"rate({app="a"}[1m])"#),
+        Query::Metric(MetricExpr::Range {
+            func: RangeFn::Rate,
+            ..
+        })
+    ));
+    for (q, says) in [
+        (r#"sum_over_time({app="a"}[5m])"#, "add | unwrap"),
+        (
+            r#"count_over_time({app="a"} | unwrap n [5m])"#,
+            "takes no unwrap",
+        ),
+        (
+            r#"count_over_time({app="a"}[5m]) by (x)"#,
+            "takes no by/without",
+        ),
+        (r#"{app="a"} | unwrap n"#, "range function"),
+        (
+            r#"sum_over_time({app="a"} | unwrap n | json [5m])"#,
+            "only label filters may follow unwrap",
+        ),
+        (
+            r#"sum_over_time({app="a"} | unwrap n |= "x" [5m])"#,
+            "only label filters may follow unwrap",
+        ),
+        (
+            r#"quantile_over_time({app="a"} | unwrap n [5m])"#,
+            "the quantile",
+        ),
+        (r#"absent_over_time({app="a"}[5m])"#, "not supported yet"),
+    ] {
+        let e = parse(q).expect_err(q);
+        assert!(e.message.contains(says), "{q}: {e}");
+    }
+}
