@@ -206,21 +206,27 @@ fn group_key(labels: &Labels, g: Option<&Grouping>) -> Labels {
     }
 }
 
-/// Running aggregates of one group at one step.
+/// Running aggregates of one group at one step; `mean` and `m2` are
+/// Welford's, for the variance.
 #[derive(Debug, Clone, Copy)]
 struct Moments {
     sum: f64,
     n: f64,
     min: f64,
     max: f64,
+    mean: f64,
+    m2: f64,
 }
 
 /// `op by/without (...) (m)`. Each group's value at a step folds the
-/// members that have a point there; `topk` keeps, per step and group, the
-/// `k` largest members with their own labels (ties to the lesser labels).
+/// members that have a point there; `stddev` and `stdvar` are the
+/// population's, as in PromQL; `topk` (`bottomk`) keeps, per step and
+/// group, the `k` largest (smallest) members with their own labels (ties
+/// to the lesser labels).
 pub(super) fn aggregate(op: AggOp, g: Option<&Grouping>, m: Matrix) -> Matrix {
-    if let AggOp::Topk(k) = op {
-        // Per step, keep the k largest series of each group.
+    if let AggOp::Topk(k) | AggOp::Bottomk(k) = op {
+        let largest = matches!(op, AggOp::Topk(_));
+        // Per step, keep the k largest (smallest) series of each group.
         let mut out = Matrix::new();
         let steps: BTreeSet<usize> = m.values().flat_map(|p| p.keys().copied()).collect();
         for step in steps {
@@ -234,7 +240,14 @@ pub(super) fn aggregate(op: AggOp, g: Option<&Grouping>, m: Matrix) -> Matrix {
                 }
             }
             for (_, mut members) in groups {
-                members.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+                members.sort_by(|a, b| {
+                    let by_value = if largest {
+                        b.1.total_cmp(&a.1)
+                    } else {
+                        a.1.total_cmp(&b.1)
+                    };
+                    by_value.then_with(|| a.0.cmp(b.0))
+                });
                 for (labels, v) in members.into_iter().take(k) {
                     out.entry(labels.clone()).or_default().insert(step, v);
                 }
@@ -252,25 +265,32 @@ pub(super) fn aggregate(op: AggOp, g: Option<&Grouping>, m: Matrix) -> Matrix {
                 n: 0.0,
                 min: f64::INFINITY,
                 max: f64::NEG_INFINITY,
+                mean: 0.0,
+                m2: 0.0,
             });
             e.sum += v;
             e.n += 1.0;
             e.min = e.min.min(v);
             e.max = e.max.max(v);
+            let delta = v - e.mean;
+            e.mean += delta / e.n;
+            e.m2 += delta * (v - e.mean);
         }
     }
     acc.into_iter()
         .map(|(labels, pts)| {
             let pts = pts
                 .into_iter()
-                .map(|(k, Moments { sum, n, min, max })| {
+                .map(|(k, m)| {
                     let v = match op {
-                        AggOp::Sum => sum,
-                        AggOp::Count => n,
-                        AggOp::Min => min,
-                        AggOp::Max => max,
-                        AggOp::Avg => sum / n,
-                        AggOp::Topk(_) => sum,
+                        AggOp::Sum => m.sum,
+                        AggOp::Count => m.n,
+                        AggOp::Min => m.min,
+                        AggOp::Max => m.max,
+                        AggOp::Avg => m.sum / m.n,
+                        AggOp::Stdvar => m.m2 / m.n,
+                        AggOp::Stddev => (m.m2 / m.n).sqrt(),
+                        AggOp::Topk(_) | AggOp::Bottomk(_) => m.sum,
                     };
                     (k, v)
                 })

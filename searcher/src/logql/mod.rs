@@ -168,7 +168,12 @@ pub enum AggOp {
     Min,
     Max,
     Avg,
+    /// Population standard deviation of the members.
+    Stddev,
+    /// Population variance of the members.
+    Stdvar,
     Topk(usize),
+    Bottomk(usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -730,10 +730,13 @@ impl<'a> Parser<'a> {
                     "min" => AggOp::Min,
                     "max" => AggOp::Max,
                     "avg" => AggOp::Avg,
+                    "stddev" => AggOp::Stddev,
+                    "stdvar" => AggOp::Stdvar,
                     "topk" => AggOp::Topk(0),
+                    "bottomk" => AggOp::Bottomk(0),
                     _ => {
                         return self.err(format!(
-                            "syntax error: unknown function {name:?}; supported: sum, count, min, max, avg, topk, \
+                            "syntax error: unknown function {name:?}; supported: sum, count, min, max, avg, stddev, stdvar, topk, bottomk, \
                              count_over_time, rate, bytes_over_time, bytes_rate, sum_over_time, avg_over_time, \
                              min_over_time, max_over_time, stddev_over_time, stdvar_over_time, \
                              quantile_over_time, first_over_time, last_over_time, vector"
@@ -742,16 +745,20 @@ impl<'a> Parser<'a> {
                 };
                 let mut grouping = self.grouping()?;
                 self.expect("(")?;
-                let op = if let AggOp::Topk(_) = op {
+                let op = if let AggOp::Topk(_) | AggOp::Bottomk(_) = op {
                     let Tok::Num(k) = self.tok else {
-                        return self.unexpected("topk's k, a number");
+                        return self.unexpected(&format!("{name}'s k, a number"));
                     };
                     if !(k >= 1.0 && k.fract() == 0.0 && k <= 10_000.0) {
-                        return self.err("topk needs a whole k between 1 and 10000");
+                        return self.err(format!("{name} needs a whole k between 1 and 10000"));
                     }
                     self.bump()?;
                     self.expect(",")?;
-                    AggOp::Topk(k as usize)
+                    if let AggOp::Topk(_) = op {
+                        AggOp::Topk(k as usize)
+                    } else {
+                        AggOp::Bottomk(k as usize)
+                    }
                 } else {
                     op
                 };

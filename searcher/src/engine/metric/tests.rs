@@ -298,6 +298,39 @@ fn count_min_max_and_avg_fold_only_the_series_with_a_point_at_the_step() {
 }
 
 #[test]
+fn stddev_and_stdvar_are_the_populations() {
+    let one = |op| aggregate(op, None, pods());
+    // step 0 has 1, 3, 5: mean 3, ((1-3)² + 0 + (5-3)²) / 3 = 8/3;
+    // step 1 has only 2: variance 0.
+    let var = one(AggOp::Stdvar);
+    let dev = one(AggOp::Stddev);
+    let at = |m: &Matrix, k: usize| m[&l(&[])][&k];
+    assert!((at(&var, 0) - 8.0 / 3.0).abs() < 1e-12);
+    assert!((at(&dev, 0) - (8.0f64 / 3.0).sqrt()).abs() < 1e-12);
+    assert_eq!((at(&var, 1), at(&dev, 1)), (0.0, 0.0));
+}
+
+#[test]
+fn bottomk_keeps_the_k_smallest_with_ties_to_the_lesser_labels() {
+    let m = aggregate(AggOp::Bottomk(1), Some(&by(&["app"])), pods());
+    // step 0, app=a: pod 1 = 1 beats pod 2 = 3; app=b: only pod 1 = 5.
+    // step 1, app=a: only pod 1 = 2.
+    let want = matrix(&[
+        (l(&[("app", "a"), ("pod", "1")]), &[(0, 1.0), (1, 2.0)]),
+        (l(&[("app", "b"), ("pod", "1")]), &[(0, 5.0)]),
+    ]);
+    assert_eq!(m, want);
+    let tied = matrix(&[
+        (l(&[("pod", "2")]), &[(0, 7.0)]),
+        (l(&[("pod", "1")]), &[(0, 7.0)]),
+    ]);
+    assert_eq!(
+        aggregate(AggOp::Bottomk(1), None, tied),
+        matrix(&[(l(&[("pod", "1")]), &[(0, 7.0)])])
+    );
+}
+
+#[test]
 fn topk_keeps_the_k_largest_series_of_each_group_at_each_step_with_their_labels() {
     let m = aggregate(AggOp::Topk(1), Some(&by(&["app"])), pods());
     // step 0, app=a: pod 1 = 1, pod 2 = 3 -> keep pod 2 (3).

@@ -211,6 +211,9 @@ fn unwrap_and_the_range_functions_over_values() {
         r#"max_over_time({app="a"} | unwrap duration_seconds(t) [1m])"#,
         r#"rate({app="a"} | unwrap n [1m])"#,
         r#"sum by (x) (stddev_over_time({app="a"} | json | unwrap n [1m]))"#,
+        r#"stddev by (app) (rate({app="a"}[1m]))"#,
+        r#"stdvar(rate({app="a"}[1m]))"#,
+        r#"bottomk(2, sum by (app) (rate({app="a"}[1m])))"#,
     ] {
         let Query::Metric(m) = ok(q) else {
             panic!("{q}")
