@@ -157,7 +157,8 @@ pub fn required_tokens(q: &LogQuery, max_value_len: usize, version: u16) -> Vec<
                     token_hash(w)
                 }
             })),
-            Stage::Logfmt => fields_ok = false,
+            // Their fields are not the indexed JSON words.
+            Stage::Logfmt | Stage::Regexp(_) => fields_ok = false,
             Stage::Labels(e) if fields_ok => {
                 fields(e, max_value_len, version, &mut out, &mut scratch)
             }

@@ -29,6 +29,7 @@ enum Compiled {
     Re(regex::Regex, bool),
     Json,
     Logfmt,
+    Regexp(regex::Regex),
     /// A label filter, and the literals a line must hold for it to pass
     /// when the fields come from the line itself (see [`Literal`]).
     Labels(LabelExpr, Vec<Literal>),
@@ -187,6 +188,19 @@ fn lookup<'a>(name: &str, extracted: &'a Labels, stream: &'a Labels) -> Option<&
         .map(|(_, v)| v.as_str())
 }
 
+/// Appends a parser's fields to `extracted`; a name a stream label has
+/// gets the suffix `_extracted`, as in Loki.
+fn push_extracted(fields: Labels, stream: &Labels, extracted: &mut Labels) {
+    for (k, v) in fields {
+        let k = if stream.iter().any(|(s, _)| *s == k) {
+            format!("{k}_extracted")
+        } else {
+            k
+        };
+        extracted.push((k, v));
+    }
+}
+
 /// A label's value as a number, read as `unit` says: a plain number, a
 /// Go duration (in seconds) or a byte size.
 pub fn convert(unit: Unit, v: &str) -> Option<f64> {
@@ -287,6 +301,7 @@ impl LinePipeline {
                 },
                 Stage::Json => Compiled::Json,
                 Stage::Logfmt => Compiled::Logfmt,
+                Stage::Regexp(re) => Compiled::Regexp(re.clone()),
                 Stage::Labels(e) => {
                     let mut literals = Vec::new();
                     Literal::collect(e, &mut literals);
@@ -370,27 +385,26 @@ impl LinePipeline {
                     if !parse_json_fields(&line, &mut fields) {
                         extracted.push(("__error__".into(), "JSONParserErr".into()));
                     }
-                    for (k, v) in fields {
-                        let k = if stream.iter().any(|(s, _)| *s == k) {
-                            format!("{k}_extracted")
-                        } else {
-                            k
-                        };
-                        extracted.push((k, v));
-                    }
+                    push_extracted(fields, stream, extracted);
                     0
                 }
                 Compiled::Logfmt => {
                     parsed = true;
                     let mut fields = Vec::new();
                     parse_logfmt(&line, &mut fields);
-                    for (k, v) in fields {
-                        let k = if stream.iter().any(|(s, _)| *s == k) {
-                            format!("{k}_extracted")
-                        } else {
-                            k
-                        };
-                        extracted.push((k, v));
+                    push_extracted(fields, stream, extracted);
+                    0
+                }
+                Compiled::Regexp(re) => {
+                    parsed = true;
+                    // A line the expression does not match gets no labels.
+                    if let Some(caps) = re.captures(&line) {
+                        let fields = re
+                            .capture_names()
+                            .flatten()
+                            .filter_map(|n| Some((n.to_owned(), caps.name(n)?.as_str().to_owned())))
+                            .collect();
+                        push_extracted(fields, stream, extracted);
                     }
                     0
                 }
@@ -481,6 +495,34 @@ mod tests {
         assert!(!kept("size > 1KiB", "size=1000"));
         assert!(kept("size >= 1KB", "size=1000"));
         assert!(!kept("size > 1KB", "size=big"));
+    }
+
+    /// `regexp`: named captures become labels (renamed `_extracted` where
+    /// a stream label has the name); a line it does not match gets none.
+    #[test]
+    fn regexp_extracts_named_captures() {
+        let line = "10.0.0.1 GET /cart 503 info";
+        let (_, ext) = run(
+            r#"{a="b"} | regexp "^(?P<ip>\\S+) (?P<method>\\w+) \\S+ (?P<status>\\d+) (?P<level>\\w+)" | status >= 500"#,
+            line,
+        )
+        .unwrap();
+        let want: Labels = [
+            ("ip", "10.0.0.1"),
+            ("method", "GET"),
+            ("status", "503"),
+            ("level_extracted", "info"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        assert_eq!(ext, want);
+        // The first match counts: " 503 ", not the "10" of the address.
+        let status = r#"{a="b"} | regexp " (?P<status>\\d{3}) " | status < 500"#;
+        assert!(run(status, line).is_none());
+        assert!(run(r#"{a="b"} | regexp "(?P<n>\\d+)" | n == 10"#, line).is_some());
+        let (_, ext) = run(r#"{a="b"} | regexp "^(?P<x>nope)""#, line).unwrap();
+        assert!(ext.is_empty(), "no match, no labels: {ext:?}");
     }
 
     /// Loki 3's `or` in line filters: a positive filter keeps a line that

@@ -72,6 +72,8 @@ pub enum Stage {
     },
     Json,
     Logfmt,
+    /// `| regexp "(?P<name>…)"`: each named capture becomes a label.
+    Regexp(Regex),
     Labels(LabelExpr),
     /// `| line_format "{{.field}}"`: only plain `{{.name}}` substitutions.
     LineFormat(String),

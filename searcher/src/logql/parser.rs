@@ -423,7 +423,7 @@ impl<'a> Parser<'a> {
             let filter = match &self.tok {
                 Tok::Ident(s) => !matches!(
                     s.as_str(),
-                    "json" | "logfmt" | "drop" | "line_format" | "unwrap"
+                    "json" | "logfmt" | "regexp" | "drop" | "line_format" | "unwrap"
                 ),
                 t => *t == Tok::Sym("("),
             };
@@ -443,6 +443,19 @@ impl<'a> Parser<'a> {
                     self.bump()?;
                     stages.push(Stage::Logfmt);
                 }
+                Tok::Ident(s) if s == "regexp" => {
+                    self.bump()?;
+                    let at = self.at;
+                    let pattern = self.string()?;
+                    let re = self.regex(&pattern, false, at)?;
+                    if re.capture_names().flatten().next().is_none() {
+                        return Err(self.lex.err(
+                            at,
+                            "regexp needs at least one named capture, like (?P<status>\\d+)",
+                        ));
+                    }
+                    stages.push(Stage::Regexp(re));
+                }
                 Tok::Ident(s) if s == "drop" => {
                     self.bump()?;
                     let mut names = vec![self.ident("a label name")?];
@@ -456,7 +469,7 @@ impl<'a> Parser<'a> {
                     stages.push(Stage::LineFormat(self.string()?));
                 }
                 Tok::Ident(_) | Tok::Sym("(") => stages.push(Stage::Labels(self.label_or()?)),
-                _ => return self.unexpected("json, logfmt, line_format or a label filter"),
+                _ => return self.unexpected("json, logfmt, regexp, line_format or a label filter"),
             }
         }
         Ok((LogQuery { matchers, stages }, unwrap))

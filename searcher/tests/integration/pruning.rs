@@ -175,7 +175,7 @@ fn random_query(rng: &mut Rng, recs: &[Rec]) -> String {
         .filter(|w| !w.is_empty())
         .collect();
     for _ in 0..rng.below(3) {
-        match rng.below(7) {
+        match rng.below(8) {
             // A present needle: a slice of a real line, word-aligned or not.
             0 | 1 => {
                 let chars: Vec<char> = r.line.chars().collect();
@@ -200,6 +200,20 @@ fn random_query(rng: &mut Rng, recs: &[Rec]) -> String {
                 r#" |~ "(?i){}""#,
                 regex_escape(words[rng.below(words.len())])
             )),
+            // A regexp parser's field, present or absent.
+            5 if !words.is_empty() => {
+                let w = words[rng.below(words.len())];
+                let w = if rng.below(3) == 0 {
+                    format!("{w}-absent")
+                } else {
+                    w.to_owned()
+                };
+                q.push_str(&format!(
+                    r#" | regexp "(?P<w>{})" | w="{}""#,
+                    escape(&regex_syntax_escape(&w)),
+                    escape(&w)
+                ));
+            }
             // A field filter, with or without `| json`, present or absent.
             _ => {
                 let mut fields = Vec::new();

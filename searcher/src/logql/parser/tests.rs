@@ -275,3 +275,13 @@ fn unwrap_and_the_range_functions_over_values() {
         assert!(e.message.contains(says), "{q}: {e}");
     }
 }
+
+#[test]
+fn regexp_needs_a_valid_expression_with_a_named_capture() {
+    ok(r#"{app="a"} | regexp "(?P<method>\\w+) (?P<path>\\S+)" | method="GET""#);
+    let e = parse(r#"{app="a"} | regexp "(\\w+)""#).unwrap_err();
+    assert!(e.message.contains("named capture"), "{e}");
+    assert_eq!((e.line, e.col), (1, 20), "{e}");
+    let e = parse(r#"{app="a"} | regexp "(?P<x>[""#).unwrap_err();
+    assert!(e.message.contains("invalid regex"), "{e}");
+}
