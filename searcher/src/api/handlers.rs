@@ -303,6 +303,7 @@ pub(super) async fn index_volume(
             func: RangeFn::BytesOverTime,
             query: q,
             range_ns: (end - start).max(1),
+            offset_ns: 0,
         }),
     };
     let (matrix, stats) = s.engine.metric(&tenant, &expr, end, end, 1, true).await?;

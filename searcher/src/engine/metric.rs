@@ -33,6 +33,15 @@ impl Grid {
         Grid { start, step, steps }
     }
 
+    /// The grid `offset_ns` earlier (`offset 1h`): step k's windows end
+    /// at `start + k * step - offset`, and its points stay at step k.
+    pub(super) fn offset(self, offset_ns: i64) -> Grid {
+        Grid {
+            start: self.start.saturating_sub(offset_ns),
+            ..self
+        }
+    }
+
     /// The records a range function over `range_ns` can see: from one
     /// range before the first step to the last step, inclusive.
     pub(super) fn lookback(&self, range_ns: i64) -> TimeRange {

@@ -75,7 +75,9 @@ impl Engine {
                 func,
                 query,
                 range_ns,
+                offset_ns,
             } => {
+                let grid = grid.offset(*offset_ns);
                 let range = grid.lookback(*range_ns);
                 let cands = self.candidates(tenant, range, query, prune, stats).await?;
                 // A metric query scans every candidate: refuse before fetching any.
@@ -108,8 +110,10 @@ impl Engine {
                 query,
                 unwrap,
                 range_ns,
+                offset_ns,
                 grouping,
             } => {
+                let grid = grid.offset(*offset_ns);
                 let range = grid.lookback(*range_ns);
                 let cands = self.candidates(tenant, range, query, prune, stats).await?;
                 self.charge(stats, raw_bytes(&cands))?;

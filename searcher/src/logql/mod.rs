@@ -198,6 +198,8 @@ pub enum MetricExpr {
         func: RangeFn,
         query: LogQuery,
         range_ns: i64,
+        /// `offset 1h`: the windows end this much before each step.
+        offset_ns: i64,
     },
     Agg {
         op: AggOp,
@@ -212,6 +214,7 @@ pub enum MetricExpr {
         query: LogQuery,
         unwrap: Unwrap,
         range_ns: i64,
+        offset_ns: i64,
         grouping: Option<Grouping>,
     },
     /// `vector(1)` or a bare number.

@@ -666,6 +666,7 @@ impl<'a> Parser<'a> {
         };
         self.bump()?;
         self.expect("]")?;
+        let offset_ns = self.offset()?;
         self.expect(")")?;
         let grouping = self.grouping()?;
         let lines = is_range_fn(name);
@@ -681,6 +682,7 @@ impl<'a> Parser<'a> {
                 query,
                 unwrap,
                 range_ns,
+                offset_ns,
                 grouping,
             }),
             (Some(_), _, None) => self.err(format!(
@@ -696,9 +698,24 @@ impl<'a> Parser<'a> {
                 func,
                 query,
                 range_ns,
+                offset_ns,
             }),
             (None, None, _) => self.err(format!("syntax error: unknown function {name:?}")),
         }
+    }
+
+    /// `offset 1h` (or `offset -5m`) after a range, or 0.
+    fn offset(&mut self) -> Result<i64, ParseError> {
+        if !matches!(&self.tok, Tok::Ident(s) if s == "offset") {
+            return Ok(0);
+        }
+        self.bump()?;
+        let sign = if self.eat("-")? { -1 } else { 1 };
+        let Tok::Duration(d) = self.tok else {
+            return self.unexpected("an offset like 1h");
+        };
+        self.bump()?;
+        Ok(sign * d)
     }
 
     fn metric_term(&mut self) -> Result<MetricExpr, ParseError> {

@@ -1,4 +1,4 @@
-//! Range functions over unwrapped values, end to end: lines indexed by
+//! Range functions over unwrapped values, and `offset`, end to end: lines indexed by
 //! the indexer's own code into a local store, queried through the engine
 //! with and without pruning. Every expected value is worked out by hand
 //! in the comment beside it.
@@ -158,6 +158,21 @@ async fn range_functions_over_unwrapped_values_answer_as_loki_does() {
         ],
         &q,
     );
+    // `offset 30s` at 90 s reads the window (0, 60]: as at 60 s above;
+    // counting lines there, info has the 10, 20 and 40 s lines, error one.
+    let q = format!("sum_over_time({sel} | unwrap latency_ms [1m] offset 30s) by (level)");
+    close(
+        &run(&engine, &q, 90, 90, 1).await.0,
+        &[("error", 0, 500.0), ("info", 0, 400.0)],
+        &q,
+    );
+    let q = r#"sum by (level) (count_over_time({__app__="api"}[1m] offset 30s))"#;
+    close(
+        &run(&engine, q, 90, 90, 1).await.0,
+        &[("error", 0, 1.0), ("info", 0, 3.0)],
+        q,
+    );
+
     // Inside an aggregation, with the default series (each line's labels
     // but the unwrapped one: json adds ts, so one series per line).
     let q = format!("sum by (level) (max_over_time({sel} | unwrap latency_ms [1m]))");

@@ -285,3 +285,27 @@ fn regexp_needs_a_valid_expression_with_a_named_capture() {
     let e = parse(r#"{app="a"} | regexp "(?P<x>[""#).unwrap_err();
     assert!(e.message.contains("invalid regex"), "{e}");
 }
+
+#[test]
+fn offset_follows_the_range() {
+    for (q, want) in [
+        (
+            r#"count_over_time({app="a"}[5m] offset 1h)"#,
+            3_600_000_000_000i64,
+        ),
+        (r#"rate({app="a"}[5m] offset -5m)"#, -300_000_000_000),
+        (r#"rate({app="a"}[5m])"#, 0),
+    ] {
+        let Query::Metric(MetricExpr::Range { offset_ns, .. }) = ok(q) else {
+            panic!("{q}")
+        };
+        assert_eq!(offset_ns, want, "{q}");
+    }
+    let Query::Metric(MetricExpr::Unwrapped { offset_ns, .. }) =
+        ok(r#"sum_over_time({app="a"} | unwrap n [5m] offset 2m)"#)
+    else {
+        panic!()
+    };
+    assert_eq!(offset_ns, 120_000_000_000);
+    assert!(parse(r#"rate({app="a"}[5m] offset)"#).is_err());
+}
