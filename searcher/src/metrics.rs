@@ -185,6 +185,7 @@ impl Metrics {
             "bytes_scanned",
             "series",
             "samples",
+            "matching",
             "tenant",
             "auth",
             "concurrency",

@@ -2,8 +2,8 @@
 //! async) so each rule can be tested with numbers worked out by hand:
 //! the evaluation grid and range windows, `count_over_time`, `rate`,
 //! `bytes_over_time` and `bytes_rate`, aggregation with `by`/`without`,
-//! `topk`, and arithmetic with a constant; `unwrapped` holds the range
-//! functions over unwrapped values. `metric_query` feeds it the
+//! and `topk`; `binary` holds the operators between scalars and vectors,
+//! `unwrapped` the range functions over unwrapped values. `metric_query` feeds it the
 //! lines a scan matched. (The searcher's own Prometheus metrics are
 //! `crate::metrics`, unrelated.)
 
@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::TimeRange;
 use crate::logql::eval::Labels;
-use crate::logql::{AggOp, BinOp, Grouping, RangeFn};
+use crate::logql::{AggOp, Grouping, RangeFn};
 
 /// A metric result: series labels to (step index, value).
 pub type Matrix = BTreeMap<Labels, BTreeMap<usize, f64>>;
@@ -136,67 +136,6 @@ pub(super) fn constant(grid: Grid, v: f64) -> Matrix {
     m
 }
 
-/// One side of a binary operator.
-pub(super) enum Operand {
-    /// A constant: its one series (no labels) meets every series of the
-    /// other side, step by step.
-    Constant(Matrix),
-    Series(Matrix),
-}
-
-fn apply(op: BinOp, a: f64, b: f64) -> f64 {
-    match op {
-        BinOp::Add => a + b,
-        BinOp::Sub => a - b,
-        BinOp::Mul => a * b,
-        BinOp::Div => a / b,
-    }
-}
-
-/// `lhs op rhs`, step by step, with IEEE results (`x / 0` is infinite, a
-/// step the constant lacks is NaN). The series keep their labels; two
-/// constants give one series without labels. The parser puts a constant
-/// on one side; were both series, the right one's first series would be
-/// taken as the constant.
-pub(super) fn binary(op: BinOp, lhs: Operand, rhs: Operand) -> Matrix {
-    let first = |m: &Matrix| m.values().next().cloned().unwrap_or_default();
-    let (series, c, const_left) = match (lhs, rhs) {
-        (Operand::Constant(l), Operand::Constant(r)) => {
-            let (a, b) = (first(&l), first(&r));
-            let mut m = Matrix::new();
-            m.insert(
-                Vec::new(),
-                a.iter()
-                    .map(|(k, v)| (*k, apply(op, *v, b.get(k).copied().unwrap_or(f64::NAN))))
-                    .collect(),
-            );
-            return m;
-        }
-        (Operand::Constant(l), Operand::Series(r)) => (r, first(&l), true),
-        (Operand::Series(l), Operand::Constant(r) | Operand::Series(r)) => (l, first(&r), false),
-    };
-    series
-        .into_iter()
-        .map(|(labels, pts)| {
-            let pts = pts
-                .into_iter()
-                .map(|(k, v)| {
-                    let cv = c.get(&k).copied().unwrap_or(f64::NAN);
-                    (
-                        k,
-                        if const_left {
-                            apply(op, cv, v)
-                        } else {
-                            apply(op, v, cv)
-                        },
-                    )
-                })
-                .collect();
-            (labels, pts)
-        })
-        .collect()
-}
-
 /// The labels a series is grouped by: those `by` names, all but those
 /// `without` names, or none without a grouping.
 fn group_key(labels: &Labels, g: Option<&Grouping>) -> Labels {
@@ -309,8 +248,10 @@ pub(super) fn aggregate(op: AggOp, g: Option<&Grouping>, m: Matrix) -> Matrix {
         .collect()
 }
 
+mod binary;
 mod unwrapped;
 
+pub(super) use binary::{binary, Operand};
 pub(super) use unwrapped::{sample_series, Samples};
 
 #[cfg(test)]

@@ -52,16 +52,32 @@ impl Engine {
     ) -> Result<Matrix, SearchError> {
         match expr {
             MetricExpr::Const(v) => Ok(constant(grid, *v)),
-            MetricExpr::Binary { op, lhs, rhs } => {
+            MetricExpr::Binary {
+                op,
+                lhs,
+                rhs,
+                return_bool,
+                matching,
+            } => {
                 let (l, r) = (
                     Box::pin(self.eval_metric(tenant, lhs, grid, prune, cap, stats)).await?,
                     Box::pin(self.eval_metric(tenant, rhs, grid, prune, cap, stats)).await?,
                 );
-                let operand = |e: &MetricExpr, m| match e {
-                    MetricExpr::Const(_) => Operand::Constant(m),
-                    _ => Operand::Series(m),
+                let operand = |e: &MetricExpr, m| {
+                    if e.is_scalar() {
+                        Operand::Constant(m)
+                    } else {
+                        Operand::Series(m)
+                    }
                 };
-                Ok(binary(*op, operand(lhs, l), operand(rhs, r)))
+                binary(
+                    *op,
+                    *return_bool,
+                    matching,
+                    operand(lhs, l),
+                    operand(rhs, r),
+                )
+                .map_err(SearchError::Matching)
             }
             MetricExpr::Agg {
                 op,

@@ -79,6 +79,9 @@ pub enum SearchError {
     Series { limit: usize },
     #[error("a range function over unwrapped values would keep more than {limit} samples; narrow the time range or the selector")]
     Samples { limit: usize },
+    /// Two vectors a binary operator cannot pair up.
+    #[error("{0}")]
+    Matching(String),
 }
 
 impl SearchError {
@@ -90,6 +93,7 @@ impl SearchError {
             SearchError::BytesScanned { .. } => Some("bytes_scanned"),
             SearchError::Series { .. } => Some("series"),
             SearchError::Samples { .. } => Some("samples"),
+            SearchError::Matching(_) => Some("matching"),
         }
     }
 }

@@ -190,6 +190,48 @@ pub enum BinOp {
     Sub,
     Mul,
     Div,
+    Mod,
+    Pow,
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    And,
+    Or,
+    Unless,
+}
+
+impl BinOp {
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinOp::Eq | BinOp::Ne | BinOp::Gt | BinOp::Lt | BinOp::Ge | BinOp::Le
+        )
+    }
+
+    pub fn is_set(self) -> bool {
+        matches!(self, BinOp::And | BinOp::Or | BinOp::Unless)
+    }
+}
+
+/// How two vectors' series pair up, as in PromQL: by all their labels
+/// (the default), only those `on`, or all but those `ignoring`; with
+/// `group_left`/`group_right`, many series of one side to one of the
+/// other, copying the `include` labels from the one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VectorMatching {
+    pub on: bool,
+    pub labels: Vec<String>,
+    pub group: Option<GroupSide>,
+    pub include: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupSide {
+    Left,
+    Right,
 }
 
 #[derive(Debug, Clone)]
@@ -219,17 +261,30 @@ pub enum MetricExpr {
     },
     /// `vector(1)` or a bare number.
     Const(f64),
-    /// Arithmetic where at least one side is a constant (Grafana's health
-    /// check sends `vector(1)+vector(1)`; `rate(..) * 60` is common).
+    /// A binary operator between two expressions, scalars or vectors:
+    /// arithmetic, comparison (with `bool`: 1 or 0 instead of a filter)
+    /// and, between vectors, `and`, `or`, `unless`.
     Binary {
         op: BinOp,
         lhs: Box<MetricExpr>,
         rhs: Box<MetricExpr>,
+        return_bool: bool,
+        matching: VectorMatching,
     },
 }
 
 impl MetricExpr {
     /// The log query inside, if any.
+    /// Whether the expression is a scalar: a number, `vector(…)`, or
+    /// arithmetic on those.
+    pub fn is_scalar(&self) -> bool {
+        match self {
+            MetricExpr::Const(_) => true,
+            MetricExpr::Binary { lhs, rhs, .. } => lhs.is_scalar() && rhs.is_scalar(),
+            _ => false,
+        }
+    }
+
     pub fn log_query(&self) -> Option<&LogQuery> {
         match self {
             MetricExpr::Range { query, .. } | MetricExpr::Unwrapped { query, .. } => Some(query),

@@ -51,7 +51,7 @@ struct Lexer<'a> {
 
 const SYMBOLS: &[&str] = &[
     "|=", "|~", "!=", "!~", "=~", "==", ">=", "<=", "{", "}", "(", ")", "[", "]", ",", "=", "|",
-    ">", "<", "+", "-", "*", "/",
+    ">", "<", "+", "-", "*", "/", "%", "^",
 ];
 
 impl<'a> Lexer<'a> {
@@ -590,41 +590,114 @@ impl<'a> Parser<'a> {
     }
 
     fn metric_expr(&mut self) -> Result<MetricExpr, ParseError> {
+        self.binary_expr(1)
+    }
+
+    /// The binary operator at the current token and its precedence, as in
+    /// PromQL: `or` 1, `and` `unless` 2, comparisons 3, `+ -` 4,
+    /// `* / %` 5, `^` 6 (right-associative).
+    fn binary_op(&self) -> Option<(BinOp, u8)> {
+        Some(match &self.tok {
+            Tok::Ident(s) if s == "or" => (BinOp::Or, 1),
+            Tok::Ident(s) if s == "and" => (BinOp::And, 2),
+            Tok::Ident(s) if s == "unless" => (BinOp::Unless, 2),
+            Tok::Sym("==") => (BinOp::Eq, 3),
+            Tok::Sym("!=") => (BinOp::Ne, 3),
+            Tok::Sym(">") => (BinOp::Gt, 3),
+            Tok::Sym("<") => (BinOp::Lt, 3),
+            Tok::Sym(">=") => (BinOp::Ge, 3),
+            Tok::Sym("<=") => (BinOp::Le, 3),
+            Tok::Sym("+") => (BinOp::Add, 4),
+            Tok::Sym("-") => (BinOp::Sub, 4),
+            Tok::Sym("*") => (BinOp::Mul, 5),
+            Tok::Sym("/") => (BinOp::Div, 5),
+            Tok::Sym("%") => (BinOp::Mod, 5),
+            Tok::Sym("^") => (BinOp::Pow, 6),
+            _ => return None,
+        })
+    }
+
+    /// Operators of precedence `min` or more, by precedence climbing.
+    fn binary_expr(&mut self, min: u8) -> Result<MetricExpr, ParseError> {
         let depth = self.depth;
         let mut lhs = self.metric_term()?;
-        loop {
-            let op = match &self.tok {
-                Tok::Sym("+") => BinOp::Add,
-                Tok::Sym("-") => BinOp::Sub,
-                Tok::Sym("*") => BinOp::Mul,
-                Tok::Sym("/") => BinOp::Div,
-                _ => {
-                    self.depth = depth;
-                    return Ok(lhs);
-                }
-            };
+        while let Some((op, prec)) = self.binary_op().filter(|(_, p)| *p >= min) {
+            let at = self.at;
             self.bump()?;
             self.enter()?;
-            let rhs = self.metric_term()?;
-            if !matches!(lhs, MetricExpr::Const(_)) && !matches!(rhs, MetricExpr::Const(_)) {
-                return self
-                    .err("binary operations need a constant on one side, like rate(...) * 60");
+            let return_bool = matches!(&self.tok, Tok::Ident(s) if s == "bool");
+            if return_bool {
+                if !op.is_comparison() {
+                    return self.err("bool modifier can only be used on comparison operators");
+                }
+                self.bump()?;
+            }
+            let matching = self.vector_matching(op)?;
+            let rhs = self.binary_expr(if op == BinOp::Pow { prec } else { prec + 1 })?;
+            let scalars = (lhs.is_scalar(), rhs.is_scalar());
+            if op.is_set() && (scalars.0 || scalars.1) {
+                return Err(self.lex.err(
+                    at,
+                    "set operators (and, or, unless) need a vector on both sides",
+                ));
+            }
+            if op.is_comparison() && !return_bool && scalars == (true, true) {
+                return Err(self
+                    .lex
+                    .err(at, "comparisons between scalars must use the bool modifier"));
+            }
+            if (scalars.0 || scalars.1) && matching != VectorMatching::default() {
+                return Err(self.lex.err(
+                    at,
+                    "on, ignoring and group modifiers need a vector on both sides",
+                ));
             }
             lhs = MetricExpr::Binary {
                 op,
                 lhs: Box::new(lhs),
                 rhs: Box::new(rhs),
+                return_bool,
+                matching,
             };
         }
+        self.depth = depth;
+        Ok(lhs)
     }
 
-    fn grouping(&mut self) -> Result<Option<Grouping>, ParseError> {
-        let without = match &self.tok {
-            Tok::Ident(s) if s == "by" => false,
-            Tok::Ident(s) if s == "without" => true,
-            _ => return Ok(None),
+    /// `on(…)` or `ignoring(…)`, then `group_left(…)` or `group_right(…)`.
+    fn vector_matching(&mut self, op: BinOp) -> Result<VectorMatching, ParseError> {
+        let mut m = VectorMatching::default();
+        let on = match &self.tok {
+            Tok::Ident(s) if s == "on" => Some(true),
+            Tok::Ident(s) if s == "ignoring" => Some(false),
+            _ => None,
+        };
+        let Some(on) = on else {
+            return Ok(m);
         };
         self.bump()?;
+        m.on = on;
+        m.labels = self.label_list()?;
+        let group = match &self.tok {
+            Tok::Ident(s) if s == "group_left" => Some(GroupSide::Left),
+            Tok::Ident(s) if s == "group_right" => Some(GroupSide::Right),
+            _ => None,
+        };
+        if let Some(side) = group {
+            if op.is_set() {
+                return self.err("no grouping allowed for and, or, unless");
+            }
+            self.bump()?;
+            m.group = Some(side);
+            if self.tok == Tok::Sym("(") {
+                m.include = self.label_list()?;
+            }
+        }
+        Ok(m)
+    }
+
+    /// `(a, b, …)`, possibly empty.
+    fn label_list(&mut self) -> Result<Vec<String>, ParseError> {
         self.expect("(")?;
         let mut labels = Vec::new();
         if !self.eat(")")? {
@@ -636,6 +709,17 @@ impl<'a> Parser<'a> {
             }
             self.expect(")")?;
         }
+        Ok(labels)
+    }
+
+    fn grouping(&mut self) -> Result<Option<Grouping>, ParseError> {
+        let without = match &self.tok {
+            Tok::Ident(s) if s == "by" => false,
+            Tok::Ident(s) if s == "without" => true,
+            _ => return Ok(None),
+        };
+        self.bump()?;
+        let labels = self.label_list()?;
         Ok(Some(Grouping { without, labels }))
     }
 

@@ -1,4 +1,5 @@
-//! Range functions over unwrapped values, and `offset`, end to end: lines indexed by
+//! Range functions over unwrapped values, `offset` and binary operators
+//! between vectors, end to end: lines indexed by
 //! the indexer's own code into a local store, queried through the engine
 //! with and without pruning. Every expected value is worked out by hand
 //! in the comment beside it.
@@ -171,6 +172,23 @@ async fn range_functions_over_unwrapped_values_answer_as_loki_does() {
         &run(&engine, q, 90, 90, 1).await.0,
         &[("error", 0, 1.0), ("info", 0, 3.0)],
         q,
+    );
+
+    // Binary operators between vectors: at 60 s info has 3 lines and
+    // error 1; `> 1` keeps info's 3; latency over lines, by level, pairs
+    // info's 400 with 3 and error's 500 with 1.
+    let lines = r#"sum by (level) (count_over_time({__app__="api"}[1m]))"#;
+    let q = format!("{lines} > 1");
+    close(
+        &run(&engine, &q, 60, 60, 1).await.0,
+        &[("info", 0, 3.0)],
+        &q,
+    );
+    let q = format!("sum_over_time({sel} | unwrap latency_ms [1m]) by (level) / {lines}");
+    close(
+        &run(&engine, &q, 60, 60, 1).await.0,
+        &[("error", 0, 500.0), ("info", 0, 400.0 / 3.0)],
+        &q,
     );
 
     // Inside an aggregation, with the default series (each line's labels

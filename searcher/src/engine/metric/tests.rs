@@ -2,6 +2,7 @@
 //! comment beside it; none is computed by the code under test.
 
 use super::*;
+use crate::logql::{BinOp, GroupSide, VectorMatching};
 
 /// Seconds in nanoseconds, so grids read in seconds.
 const S: i64 = 1_000_000_000;
@@ -373,7 +374,14 @@ fn topk_breaks_ties_by_the_lesser_labels_so_results_are_stable() {
 fn a_series_and_a_constant_combine_step_by_step_keeping_the_series_labels() {
     let series = matrix(&[(l(&[("app", "a")]), &[(0, 2.0), (1, 4.0)])]);
     let ten = matrix(&[(l(&[]), &[(0, 10.0), (1, 10.0)])]);
-    let m = binary(BinOp::Mul, Operand::Series(series), Operand::Constant(ten));
+    let m = binary(
+        BinOp::Mul,
+        false,
+        &VectorMatching::default(),
+        Operand::Series(series),
+        Operand::Constant(ten),
+    )
+    .unwrap();
     // 2 * 10 = 20, 4 * 10 = 40.
     assert_eq!(m, matrix(&[(l(&[("app", "a")]), &[(0, 20.0), (1, 40.0)])]));
 }
@@ -382,7 +390,14 @@ fn a_series_and_a_constant_combine_step_by_step_keeping_the_series_labels() {
 fn a_constant_on_the_left_stays_on_the_left() {
     let series = matrix(&[(l(&[("app", "a")]), &[(0, 2.0), (1, 4.0)])]);
     let ten = matrix(&[(l(&[]), &[(0, 10.0), (1, 10.0)])]);
-    let m = binary(BinOp::Sub, Operand::Constant(ten), Operand::Series(series));
+    let m = binary(
+        BinOp::Sub,
+        false,
+        &VectorMatching::default(),
+        Operand::Constant(ten),
+        Operand::Series(series),
+    )
+    .unwrap();
     // 10 - 2 = 8 and 10 - 4 = 6 (not 2 - 10 = -8).
     assert_eq!(m, matrix(&[(l(&[("app", "a")]), &[(0, 8.0), (1, 6.0)])]));
 }
@@ -390,7 +405,14 @@ fn a_constant_on_the_left_stays_on_the_left() {
 #[test]
 fn every_series_meets_the_constant() {
     let ten = matrix(&[(l(&[]), &[(0, 10.0), (1, 10.0)])]);
-    let m = binary(BinOp::Add, Operand::Series(pods()), Operand::Constant(ten));
+    let m = binary(
+        BinOp::Add,
+        false,
+        &VectorMatching::default(),
+        Operand::Series(pods()),
+        Operand::Constant(ten),
+    )
+    .unwrap();
     // Each point + 10: a/1: 11, 12; a/2: 13; b/1: 15.
     let want = matrix(&[
         (l(&[("app", "a"), ("pod", "1")]), &[(0, 11.0), (1, 12.0)]),
@@ -406,9 +428,12 @@ fn two_constants_give_one_series_without_labels() {
     // Grafana's health check, vector(1)+vector(1): 1 + 1 = 2.
     let m = binary(
         BinOp::Add,
+        false,
+        &VectorMatching::default(),
         Operand::Constant(one()),
         Operand::Constant(one()),
-    );
+    )
+    .unwrap();
     assert_eq!(m, matrix(&[(l(&[]), &[(0, 2.0)])]));
 }
 
@@ -418,9 +443,12 @@ fn a_step_the_constant_lacks_gives_nan() {
     let partial = matrix(&[(l(&[]), &[(0, 10.0)])]);
     let m = binary(
         BinOp::Add,
+        false,
+        &VectorMatching::default(),
         Operand::Series(series),
         Operand::Constant(partial),
-    );
+    )
+    .unwrap();
     // step 0: 2 + 10 = 12; step 1: 4 + NaN = NaN.
     let pts = &m[&l(&[("app", "a")])];
     assert_eq!(pts[&0], 12.0);
@@ -431,10 +459,237 @@ fn a_step_the_constant_lacks_gives_nan() {
 fn division_by_zero_follows_ieee_as_prometheus_does() {
     let series = matrix(&[(l(&[]), &[(0, 1.0), (1, 0.0), (2, -1.0)])]);
     let zero = matrix(&[(l(&[]), &[(0, 0.0), (1, 0.0), (2, 0.0)])]);
-    let m = binary(BinOp::Div, Operand::Series(series), Operand::Constant(zero));
+    let m = binary(
+        BinOp::Div,
+        false,
+        &VectorMatching::default(),
+        Operand::Series(series),
+        Operand::Constant(zero),
+    )
+    .unwrap();
     let pts = &m[&l(&[])];
     // 1 / 0 = +Inf, 0 / 0 = NaN, -1 / 0 = -Inf.
     assert_eq!(pts[&0], f64::INFINITY);
     assert!(pts[&1].is_nan());
     assert_eq!(pts[&2], f64::NEG_INFINITY);
+}
+
+fn on(labels: &[&str]) -> VectorMatching {
+    VectorMatching {
+        on: true,
+        labels: labels.iter().map(|s| (*s).to_owned()).collect(),
+        ..Default::default()
+    }
+}
+
+fn series(m: Matrix) -> Operand {
+    Operand::Series(m)
+}
+
+#[test]
+fn two_vectors_pair_up_by_their_labels() {
+    let errors = matrix(&[
+        (l(&[("app", "a")]), &[(0, 1.0), (1, 3.0)]),
+        (l(&[("app", "b")]), &[(0, 2.0)]),
+    ]);
+    let all = matrix(&[
+        (l(&[("app", "a")]), &[(0, 4.0), (1, 6.0)]),
+        (l(&[("app", "c")]), &[(0, 9.0)]),
+    ]);
+    // Only app=a is on both sides: 1/4 and 3/6.
+    let m = binary(
+        BinOp::Div,
+        false,
+        &VectorMatching::default(),
+        series(errors.clone()),
+        series(all.clone()),
+    )
+    .unwrap();
+    assert_eq!(m, matrix(&[(l(&[("app", "a")]), &[(0, 0.25), (1, 0.5)])]));
+    // Comparison filters, keeping the left value: only 3 > 2.5 at step 1.
+    let half = matrix(&[(l(&[("app", "a")]), &[(0, 2.5), (1, 2.5)])]);
+    let m = binary(
+        BinOp::Gt,
+        false,
+        &VectorMatching::default(),
+        series(errors.clone()),
+        series(half.clone()),
+    )
+    .unwrap();
+    assert_eq!(m, matrix(&[(l(&[("app", "a")]), &[(1, 3.0)])]));
+    // With bool, every pair stays as 1 or 0.
+    let m = binary(
+        BinOp::Gt,
+        true,
+        &VectorMatching::default(),
+        series(errors),
+        series(half),
+    )
+    .unwrap();
+    assert_eq!(m, matrix(&[(l(&[("app", "a")]), &[(0, 0.0), (1, 1.0)])]));
+}
+
+#[test]
+fn on_and_ignoring_choose_the_matching_labels_and_the_result_keeps_them() {
+    let per_pod = matrix(&[(l(&[("app", "a"), ("pod", "1")]), &[(0, 6.0)])]);
+    let per_app = matrix(&[(l(&[("app", "a"), ("zone", "z")]), &[(0, 2.0)])]);
+    // on(app): 6 / 2 = 3, labelled app=a only.
+    let m = binary(
+        BinOp::Div,
+        false,
+        &on(&["app"]),
+        series(per_pod.clone()),
+        series(per_app.clone()),
+    )
+    .unwrap();
+    assert_eq!(m, matrix(&[(l(&[("app", "a")]), &[(0, 3.0)])]));
+    // ignoring(pod, zone): the same pairs, the left labels without those.
+    let ignoring = VectorMatching {
+        labels: vec!["pod".into(), "zone".into()],
+        ..Default::default()
+    };
+    let m = binary(
+        BinOp::Div,
+        false,
+        &ignoring,
+        series(per_pod),
+        series(per_app),
+    )
+    .unwrap();
+    assert_eq!(m, matrix(&[(l(&[("app", "a")]), &[(0, 3.0)])]));
+}
+
+#[test]
+fn group_left_matches_many_to_one_and_copies_the_included_labels() {
+    let pods = matrix(&[
+        (l(&[("app", "a"), ("pod", "1")]), &[(0, 2.0)]),
+        (l(&[("app", "a"), ("pod", "2")]), &[(0, 6.0)]),
+    ]);
+    let apps = matrix(&[(l(&[("app", "a"), ("team", "t")]), &[(0, 8.0)])]);
+    let m_left = VectorMatching {
+        group: Some(GroupSide::Left),
+        include: vec!["team".into()],
+        ..on(&["app"])
+    };
+    // Each pod over its app's 8: 2/8 and 6/8, with the app's team.
+    let m = binary(
+        BinOp::Div,
+        false,
+        &m_left,
+        series(pods.clone()),
+        series(apps.clone()),
+    )
+    .unwrap();
+    assert_eq!(
+        m,
+        matrix(&[
+            (
+                l(&[("app", "a"), ("pod", "1"), ("team", "t")]),
+                &[(0, 0.25)]
+            ),
+            (
+                l(&[("app", "a"), ("pod", "2"), ("team", "t")]),
+                &[(0, 0.75)]
+            ),
+        ])
+    );
+    // group_right mirrors it: the app's 8 over each pod, 8/2 and 8/6.
+    let m_right = VectorMatching {
+        group: Some(GroupSide::Right),
+        ..on(&["app"])
+    };
+    let m = binary(
+        BinOp::Div,
+        false,
+        &m_right,
+        series(apps),
+        series(pods.clone()),
+    )
+    .unwrap();
+    assert_eq!(m[&l(&[("app", "a"), ("pod", "1")])][&0], 4.0);
+    assert!((m[&l(&[("app", "a"), ("pod", "2")])][&0] - 8.0 / 6.0).abs() < 1e-12);
+    // Without a group modifier, two pods of one app is many-to-many.
+    let one = matrix(&[(l(&[("app", "a")]), &[(0, 1.0)])]);
+    let e = binary(BinOp::Div, false, &on(&["app"]), series(pods), series(one)).unwrap_err();
+    assert!(e.contains("many-to-many"), "{e}");
+}
+
+#[test]
+fn and_or_unless_keep_series_by_whether_their_match_exists() {
+    let l_side = matrix(&[
+        (l(&[("app", "a")]), &[(0, 1.0), (1, 1.0)]),
+        (l(&[("app", "b")]), &[(0, 2.0)]),
+    ]);
+    let r_side = matrix(&[
+        (l(&[("app", "a")]), &[(0, 9.0)]),
+        (l(&[("app", "c")]), &[(1, 7.0)]),
+    ]);
+    let d = VectorMatching::default();
+    // and: a at step 0 only (the right side has a only there).
+    let m = binary(
+        BinOp::And,
+        false,
+        &d,
+        series(l_side.clone()),
+        series(r_side.clone()),
+    )
+    .unwrap();
+    assert_eq!(m, matrix(&[(l(&[("app", "a")]), &[(0, 1.0)])]));
+    // unless: a at step 1, b at step 0.
+    let m = binary(
+        BinOp::Unless,
+        false,
+        &d,
+        series(l_side.clone()),
+        series(r_side.clone()),
+    )
+    .unwrap();
+    assert_eq!(
+        m,
+        matrix(&[
+            (l(&[("app", "a")]), &[(1, 1.0)]),
+            (l(&[("app", "b")]), &[(0, 2.0)])
+        ])
+    );
+    // or: all of the left, and c from the right (a is on the left).
+    let m = binary(BinOp::Or, false, &d, series(l_side), series(r_side)).unwrap();
+    assert_eq!(
+        m,
+        matrix(&[
+            (l(&[("app", "a")]), &[(0, 1.0), (1, 1.0)]),
+            (l(&[("app", "b")]), &[(0, 2.0)]),
+            (l(&[("app", "c")]), &[(1, 7.0)]),
+        ])
+    );
+}
+
+#[test]
+fn a_vector_compared_with_a_scalar_keeps_the_vectors_values() {
+    let v = matrix(&[(l(&[("app", "a")]), &[(0, 1.0), (1, 5.0)])]);
+    let three = || Operand::Constant(matrix(&[(l(&[]), &[(0, 3.0), (1, 3.0)])]));
+    let d = VectorMatching::default();
+    // v > 3: only 5 stays; 3 < v: the same, with v's value.
+    let want = matrix(&[(l(&[("app", "a")]), &[(1, 5.0)])]);
+    assert_eq!(
+        binary(BinOp::Gt, false, &d, series(v.clone()), three()).unwrap(),
+        want
+    );
+    assert_eq!(
+        binary(BinOp::Lt, false, &d, three(), series(v.clone())).unwrap(),
+        want
+    );
+    // `^` and `%`: 5^3 = 125, 5 % 3 = 2.
+    assert_eq!(
+        binary(BinOp::Pow, false, &d, series(v.clone()), three()).unwrap()[&l(&[("app", "a")])][&1],
+        125.0
+    );
+    assert_eq!(
+        binary(BinOp::Mod, false, &d, series(v), three()).unwrap()[&l(&[("app", "a")])][&1],
+        2.0
+    );
+    // Two scalars compared with bool: 3 == 3 is 1.
+    assert_eq!(
+        binary(BinOp::Eq, true, &d, three(), three()).unwrap()[&l(&[])][&0],
+        1.0
+    );
 }

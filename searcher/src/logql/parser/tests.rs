@@ -309,3 +309,47 @@ fn offset_follows_the_range() {
     assert_eq!(offset_ns, 120_000_000_000);
     assert!(parse(r#"rate({app="a"}[5m] offset)"#).is_err());
 }
+
+#[test]
+fn binary_operators_between_vectors_with_promql_precedence() {
+    for q in [
+        r#"sum(rate({app="a"} |= "error" [5m])) / sum(rate({app="a"}[5m])) > 0.05"#,
+        r#"sum by (app) (rate({app="a"}[5m])) / on(app) group_left(team) sum by (app, team) (rate({app="b"}[5m]))"#,
+        r#"rate({app="a"}[5m]) > bool 1"#,
+        r#"rate({app="a"}[5m]) and rate({app="b"}[5m]) or rate({app="c"}[5m]) unless ignoring(pod) rate({app="d"}[5m])"#,
+        r#"count_over_time({app="a"}[5m]) % 7 ^ 2"#,
+    ] {
+        ok(q);
+    }
+    // 1 + 2 * 3 is 1 + (2 * 3); 2 ^ 3 ^ 2 is 2 ^ (3 ^ 2); a or b and c is a or (b and c).
+    let shape = |q: &str| format!("{:?}", ok(q));
+    assert!(shape("vector(1) + vector(2) * vector(3)").starts_with("Metric(Binary { op: Add"));
+    let Query::Metric(MetricExpr::Binary { op, rhs, .. }) = ok("vector(2) ^ vector(3) ^ vector(2)")
+    else {
+        panic!()
+    };
+    assert_eq!(op, BinOp::Pow);
+    assert!(matches!(*rhs, MetricExpr::Binary { op: BinOp::Pow, .. }));
+    let Query::Metric(MetricExpr::Binary { op, .. }) =
+        ok(r#"rate({app="a"}[1m]) or rate({app="b"}[1m]) and rate({app="c"}[1m])"#)
+    else {
+        panic!()
+    };
+    assert_eq!(op, BinOp::Or);
+    for (q, says) in [
+        (r#"rate({app="a"}[1m]) and 1"#, "vector on both sides"),
+        ("vector(1) > vector(2)", "bool modifier"),
+        (
+            r#"rate({app="a"}[1m]) + bool rate({app="b"}[1m])"#,
+            "comparison operators",
+        ),
+        (r#"rate({app="a"}[1m]) + on(x) 1"#, "vector on both sides"),
+        (
+            r#"rate({app="a"}[1m]) and on(x) group_left rate({app="b"}[1m])"#,
+            "no grouping",
+        ),
+    ] {
+        let e = parse(q).expect_err(q);
+        assert!(e.message.contains(says), "{q}: {e}");
+    }
+}
