@@ -588,7 +588,7 @@ fn searcher_under_s3_faults_never_answers_incomplete_as_complete() {
     let config = dir.path().join("searcher.toml");
     std::fs::write(
         &config,
-        "default_tenant = \"demo\"\ncache_bytes = 0\nquery_timeout_secs = 3\nmax_limit = 100000\n\
+        "cache_bytes = 0\nquery_timeout_secs = 3\nmax_limit = 100000\n\
          [store.s3]\ntimeout_secs = 1\n",
     )
     .unwrap();
