@@ -4,14 +4,16 @@
 //! resulting series lives in [`super::metric`]. The series limit is
 //! enforced here, where a range over too many series can stop early.
 
+use std::sync::Arc;
+
 use super::metric::{
     aggregate, binary, constant, sample, sample_series, Grid, Matrix, Operand, RangeSums, Samples,
 };
 use super::prune::raw_bytes;
 use super::scan::Scan;
 use super::{Engine, SearchError, Stats};
-use crate::logql::eval::LinePipeline;
-use crate::logql::{MetricExpr, Unit};
+use crate::logql::eval::{Labels, LinePipeline};
+use crate::logql::{LogQuery, MetricExpr, Unit};
 
 impl Engine {
     /// A metric query evaluated at `start + k * step` for every k with the
@@ -94,31 +96,29 @@ impl Engine {
                 offset_ns,
             } => {
                 let grid = grid.offset(*offset_ns);
-                let range = grid.lookback(*range_ns);
-                let cands = self.candidates(tenant, range, query, prune, stats).await?;
-                // A metric query scans every candidate: refuse before fetching any.
-                self.charge(stats, raw_bytes(&cands))?;
-                let pipeline = LinePipeline::new(query);
                 let mut sums = RangeSums::new(cap);
-                let scan = Scan {
-                    tenant,
-                    range,
-                    query,
-                    pipeline: &pipeline,
-                };
-                for chunk in cands.chunks(self.cfg.fetch_concurrency.max(1)) {
-                    self.scan_chunk(chunk, &scan, stats, &mut |ts, labels, extracted, line| {
-                        let Some(steps) = grid.windows_holding(ts, *range_ns) else {
-                            return;
-                        };
-                        let value = sample(*func, line);
-                        sums.add(pipeline.result_labels(labels, extracted), steps, value);
-                    })
-                    .await?;
-                    if let (true, Some(limit)) = (sums.over_cap(), cap) {
-                        return Err(SearchError::Series { limit });
+                let each = |sums: &mut RangeSums,
+                            p: &LinePipeline,
+                            ts: i64,
+                            labels: &Arc<Labels>,
+                            extracted: &Labels,
+                            line: &str| {
+                    if let Some(steps) = grid.windows_holding(ts, *range_ns) {
+                        sums.add(
+                            p.result_labels(labels, extracted),
+                            steps,
+                            sample(*func, line),
+                        );
                     }
-                }
+                };
+                let check = |sums: &RangeSums| match (sums.over_cap(), cap) {
+                    (true, Some(limit)) => Err(SearchError::Series { limit }),
+                    _ => Ok(()),
+                };
+                self.scan_range(
+                    tenant, query, grid, *range_ns, prune, stats, &mut sums, each, check,
+                )
+                .await?;
                 Ok(sums.finish(*func, *range_ns))
             }
             MetricExpr::Unwrapped {
@@ -130,41 +130,39 @@ impl Engine {
                 grouping,
             } => {
                 let grid = grid.offset(*offset_ns);
-                let range = grid.lookback(*range_ns);
-                let cands = self.candidates(tenant, range, query, prune, stats).await?;
-                self.charge(stats, raw_bytes(&cands))?;
-                let pipeline = LinePipeline::new(query);
-                let mut samples = Samples::new(cap, self.cfg.max_samples);
-                let mut unreadable = 0u64;
-                let scan = Scan {
-                    tenant,
-                    range,
-                    query,
-                    pipeline: &pipeline,
+                let max_samples = self.cfg.max_samples;
+                // The samples, and the lines whose value did not read.
+                let mut acc = (Samples::new(cap, max_samples), 0u64);
+                let each = |acc: &mut (Samples, u64),
+                            p: &LinePipeline,
+                            ts: i64,
+                            labels: &Arc<Labels>,
+                            extracted: &Labels,
+                            _: &str| {
+                    if grid.windows_holding(ts, *range_ns).is_none() {
+                        return;
+                    }
+                    let Some(value) = p.unwrapped(unwrap, labels, extracted) else {
+                        acc.1 += 1;
+                        return;
+                    };
+                    let series = p.result_labels(labels, extracted);
+                    acc.0.add(
+                        sample_series(&series, &unwrap.label, grouping.as_ref()),
+                        ts,
+                        value,
+                    );
                 };
-                for chunk in cands.chunks(self.cfg.fetch_concurrency.max(1)) {
-                    self.scan_chunk(chunk, &scan, stats, &mut |ts, labels, extracted, _| {
-                        if grid.windows_holding(ts, *range_ns).is_none() {
-                            return;
-                        }
-                        let Some(value) = pipeline.unwrapped(unwrap, labels, extracted) else {
-                            unreadable += 1;
-                            return;
-                        };
-                        let series = pipeline.result_labels(labels, extracted);
-                        let series = sample_series(&series, &unwrap.label, grouping.as_ref());
-                        samples.add(series, ts, value);
-                    })
-                    .await?;
-                    if let (true, Some(limit)) = (samples.over_series(), cap) {
-                        return Err(SearchError::Series { limit });
-                    }
-                    if samples.over_samples() {
-                        return Err(SearchError::Samples {
-                            limit: self.cfg.max_samples,
-                        });
-                    }
-                }
+                let check = |acc: &(Samples, u64)| match (acc.0.over_series(), cap) {
+                    (true, Some(limit)) => Err(SearchError::Series { limit }),
+                    _ if acc.0.over_samples() => Err(SearchError::Samples { limit: max_samples }),
+                    _ => Ok(()),
+                };
+                self.scan_range(
+                    tenant, query, grid, *range_ns, prune, stats, &mut acc, each, check,
+                )
+                .await?;
+                let (samples, unreadable) = acc;
                 if unreadable > 0 {
                     // Loki marks these samples `__error__="SampleExtractionErr"`
                     // and fails the query unless a filter drops them; here
@@ -182,5 +180,42 @@ impl Engine {
                 Ok(samples.finish(*func, grid, *range_ns))
             }
         }
+    }
+
+    /// Scans every line a range function over `query` and `range_ns` sees
+    /// on `grid`, once: `each` drops a matching line into `acc`, and
+    /// `check` may stop the query after each chunk of blocks.
+    #[allow(clippy::too_many_arguments)]
+    async fn scan_range<A: Send>(
+        &self,
+        tenant: &str,
+        query: &LogQuery,
+        grid: Grid,
+        range_ns: i64,
+        prune: bool,
+        stats: &mut Stats,
+        acc: &mut A,
+        each: impl Fn(&mut A, &LinePipeline, i64, &Arc<Labels>, &Labels, &str) + Send + Sync,
+        check: impl Fn(&A) -> Result<(), SearchError>,
+    ) -> Result<(), SearchError> {
+        let range = grid.lookback(range_ns);
+        let cands = self.candidates(tenant, range, query, prune, stats).await?;
+        // A metric query scans every candidate: refuse before fetching any.
+        self.charge(stats, raw_bytes(&cands))?;
+        let pipeline = LinePipeline::new(query);
+        let scan = Scan {
+            tenant,
+            range,
+            query,
+            pipeline: &pipeline,
+        };
+        for chunk in cands.chunks(self.cfg.fetch_concurrency.max(1)) {
+            self.scan_chunk(chunk, &scan, stats, &mut |ts, labels, extracted, line| {
+                each(acc, &pipeline, ts, labels, extracted, line)
+            })
+            .await?;
+            check(acc)?;
+        }
+        Ok(())
     }
 }
