@@ -72,7 +72,7 @@ impl Grid {
 /// counting functions, its length in bytes for the byte functions.
 pub(super) fn sample(func: RangeFn, line: &str) -> f64 {
     match func {
-        RangeFn::CountOverTime | RangeFn::Rate => 1.0,
+        RangeFn::CountOverTime | RangeFn::Rate | RangeFn::AbsentOverTime => 1.0,
         RangeFn::BytesOverTime | RangeFn::BytesRate => line.len() as f64,
     }
 }
@@ -127,6 +127,59 @@ impl RangeSums {
             })
             .collect()
     }
+}
+
+/// `absent_over_time`: 1 at each of the `steps` where no series of
+/// `present` has a point, as one series labelled `labels`.
+pub(super) fn absent(present: &Matrix, steps: usize, labels: Labels) -> Matrix {
+    let seen: BTreeSet<usize> = present.values().flat_map(|p| p.keys().copied()).collect();
+    let points: BTreeMap<usize, f64> = (0..steps)
+        .filter(|k| !seen.contains(k))
+        .map(|k| (k, 1.0))
+        .collect();
+    if points.is_empty() {
+        return Matrix::new();
+    }
+    Matrix::from([(labels, points)])
+}
+
+/// `label_replace`: each series whose `src` (empty if missing) the
+/// anchored `re` matches gets `dst` set to `replacement` expanded (`$1`,
+/// `${name}`), or removed if that is empty. Two series that end with the
+/// same labels and a point at the same step are an error, as in PromQL.
+pub(super) fn label_replace(
+    m: Matrix,
+    dst: &str,
+    replacement: &str,
+    src: &str,
+    re: &regex::Regex,
+) -> Result<Matrix, String> {
+    let mut out = Matrix::new();
+    for (mut labels, points) in m {
+        let value = labels
+            .iter()
+            .find(|(k, _)| k == src)
+            .map_or("", |(_, v)| v.as_str())
+            .to_owned();
+        if let Some(caps) = re.captures(&value) {
+            let mut new = String::new();
+            caps.expand(replacement, &mut new);
+            labels.retain(|(k, _)| k != dst);
+            if !new.is_empty() {
+                labels.push((dst.to_owned(), new));
+                labels.sort();
+            }
+        }
+        let series = out.entry(labels).or_default();
+        for (k, v) in points {
+            if series.insert(k, v).is_some() {
+                return Err(
+                    "label_replace: vector cannot contain metrics with the same labelset".into(),
+                );
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `vector(v)` or a bare number: one series without labels, `v` at every step.

@@ -7,13 +7,14 @@
 use std::sync::Arc;
 
 use super::metric::{
-    aggregate, binary, constant, sample, sample_series, Grid, Matrix, Operand, RangeSums, Samples,
+    absent, aggregate, binary, constant, label_replace, sample, sample_series, Grid, Matrix,
+    Operand, RangeSums, Samples,
 };
 use super::prune::raw_bytes;
 use super::scan::Scan;
 use super::{Engine, SearchError, Stats};
 use crate::logql::eval::{Labels, LinePipeline};
-use crate::logql::{LogQuery, MetricExpr, Unit};
+use crate::logql::{LogQuery, MatchOp, MetricExpr, RangeFn, Unit};
 
 impl Engine {
     /// A metric query evaluated at `start + k * step` for every k with the
@@ -119,7 +120,30 @@ impl Engine {
                     tenant, query, grid, *range_ns, prune, stats, &mut sums, each, check,
                 )
                 .await?;
-                Ok(sums.finish(*func, *range_ns))
+                let m = sums.finish(*func, *range_ns);
+                if *func != RangeFn::AbsentOverTime {
+                    return Ok(m);
+                }
+                // Labelled by the selector's equality matchers, as in Loki.
+                let mut labels: Labels = query
+                    .matchers
+                    .iter()
+                    .filter(|m| m.op == MatchOp::Eq)
+                    .map(|m| (m.name.clone(), m.value.clone()))
+                    .collect();
+                labels.sort();
+                labels.dedup_by(|a, b| a.0 == b.0);
+                Ok(absent(&m, grid.steps, labels))
+            }
+            MetricExpr::LabelReplace {
+                inner,
+                dst,
+                replacement,
+                src,
+                re,
+            } => {
+                let m = Box::pin(self.eval_metric(tenant, inner, grid, prune, cap, stats)).await?;
+                label_replace(m, dst, replacement, src, re).map_err(SearchError::Matching)
             }
             MetricExpr::Unwrapped {
                 func,

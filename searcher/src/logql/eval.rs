@@ -21,6 +21,8 @@ pub struct LinePipeline {
     stages: Vec<Compiled>,
     /// Labels `| drop` removes from results.
     drops: Vec<String>,
+    /// With `| keep`, the only labels results may have.
+    keeps: Option<Vec<String>>,
 }
 
 enum Compiled {
@@ -34,6 +36,7 @@ enum Compiled {
     /// when the fields come from the line itself (see [`Literal`]).
     Labels(LabelExpr, Vec<Literal>),
     LineFormat(String),
+    Decolorize,
     Drop,
 }
 
@@ -188,6 +191,31 @@ fn lookup<'a>(name: &str, extracted: &'a Labels, stream: &'a Labels) -> Option<&
         .map(|(_, v)| v.as_str())
 }
 
+/// `line` without ANSI escape sequences (colours, cursor moves): ESC `[`,
+/// parameters and one final letter; or ESC and one character.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'[') {
+            chars.next();
+            // Parameters and intermediates, then the final byte.
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            chars.next();
+        }
+    }
+    out
+}
+
 /// Appends a parser's fields to `extracted`; a name a stream label has
 /// gets the suffix `_extracted`, as in Loki.
 fn push_extracted(fields: Labels, stream: &Labels, extracted: &mut Labels) {
@@ -308,7 +336,8 @@ impl LinePipeline {
                     Compiled::Labels(e.clone(), literals)
                 }
                 Stage::LineFormat(t) => Compiled::LineFormat(t.clone()),
-                Stage::Drop(_) => Compiled::Drop,
+                Stage::Drop(_) | Stage::Keep(_) => Compiled::Drop,
+                Stage::Decolorize => Compiled::Decolorize,
             })
             .collect();
         let drops = q
@@ -319,7 +348,22 @@ impl LinePipeline {
                 _ => Vec::new(),
             })
             .collect();
-        LinePipeline { stages, drops }
+        // Several `keep`s keep what each of them keeps.
+        let keeps = q
+            .stages
+            .iter()
+            .fold(None, |acc: Option<Vec<String>>, s| match s {
+                Stage::Keep(names) => Some(match acc {
+                    None => names.clone(),
+                    Some(kept) => kept.into_iter().filter(|k| names.contains(k)).collect(),
+                }),
+                _ => acc,
+            });
+        LinePipeline {
+            stages,
+            drops,
+            keeps,
+        }
     }
 
     /// The value `unwrap` takes from a matched line: its label, extracted
@@ -337,13 +381,14 @@ impl LinePipeline {
         stream: &std::sync::Arc<Labels>,
         extracted: &Labels,
     ) -> std::sync::Arc<Labels> {
-        if extracted.is_empty() && self.drops.is_empty() {
+        if extracted.is_empty() && self.drops.is_empty() && self.keeps.is_none() {
             return stream.clone();
         }
         let mut l: Labels = stream
             .iter()
             .chain(extracted.iter())
             .filter(|(k, _)| !self.drops.contains(k))
+            .filter(|(k, _)| self.keeps.as_ref().is_none_or(|keep| keep.contains(k)))
             .cloned()
             .collect();
         l.sort();
@@ -441,6 +486,12 @@ impl LinePipeline {
                     0
                 }
                 Compiled::Drop => 0,
+                Compiled::Decolorize => {
+                    if line.contains('\x1b') {
+                        line = Cow::Owned(strip_ansi(&line));
+                    }
+                    0
+                }
             };
         }
         Some(line)
@@ -523,6 +574,27 @@ mod tests {
         assert!(run(r#"{a="b"} | regexp "(?P<n>\\d+)" | n == 10"#, line).is_some());
         let (_, ext) = run(r#"{a="b"} | regexp "^(?P<x>nope)""#, line).unwrap();
         assert!(ext.is_empty(), "no match, no labels: {ext:?}");
+    }
+
+    #[test]
+    fn keep_and_decolorize() {
+        let Query::Log(lq) = parse(r#"{a="b"} | json | keep level, trace_id"#).unwrap() else {
+            panic!()
+        };
+        let p = LinePipeline::new(&lq);
+        let stream = std::sync::Arc::new(vec![
+            ("a".to_owned(), "b".to_owned()),
+            ("level".to_owned(), "info".to_owned()),
+        ]);
+        let mut ext = Vec::new();
+        p.eval(LINE, &stream, &mut ext).unwrap();
+        let labels = p.result_labels(&stream, &ext);
+        let kept: Vec<&str> = labels.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(kept, ["level", "trace_id"]);
+        let coloured = "\x1b[31mERROR\x1b[0m disk \x1b[1;33mfull\x1b[0m";
+        let (line, _) = run(r#"{a="b"} | decolorize |= "ERROR disk full""#, coloured).unwrap();
+        assert_eq!(line, "ERROR disk full");
+        assert!(run(r#"{a="b"} |= "ERROR disk full""#, coloured).is_none());
     }
 
     /// Loki 3's `or` in line filters: a positive filter keeps a line that

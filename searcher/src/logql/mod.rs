@@ -80,6 +80,10 @@ pub enum Stage {
     /// `| drop a, b`: remove labels from the result (Grafana's volume
     /// queries send `| drop __error__`).
     Drop(Vec<String>),
+    /// `| keep a, b`: only these labels in the result.
+    Keep(Vec<String>),
+    /// `| decolorize`: strip ANSI colour sequences from the line.
+    Decolorize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +136,9 @@ pub enum RangeFn {
     Rate,
     BytesOverTime,
     BytesRate,
+    /// 1 at each step whose window holds no line, labelled with the
+    /// selector's equality matchers; nothing where there are lines.
+    AbsentOverTime,
 }
 
 /// A range function over unwrapped values (`| unwrap latency`), as Loki
@@ -259,6 +266,17 @@ pub enum MetricExpr {
         offset_ns: i64,
         grouping: Option<Grouping>,
     },
+    /// `label_replace(v, dst, replacement, src, regex)`: where `regex`
+    /// (anchored) matches a series' `src` label, `dst` becomes
+    /// `replacement` with `$1`, `${name}` expanded; an empty `dst` is
+    /// removed.
+    LabelReplace {
+        inner: Box<MetricExpr>,
+        dst: String,
+        replacement: String,
+        src: String,
+        re: Regex,
+    },
     /// `vector(1)` or a bare number.
     Const(f64),
     /// A binary operator between two expressions, scalars or vectors:
@@ -288,7 +306,9 @@ impl MetricExpr {
     pub fn log_query(&self) -> Option<&LogQuery> {
         match self {
             MetricExpr::Range { query, .. } | MetricExpr::Unwrapped { query, .. } => Some(query),
-            MetricExpr::Agg { inner, .. } => inner.log_query(),
+            MetricExpr::Agg { inner, .. } | MetricExpr::LabelReplace { inner, .. } => {
+                inner.log_query()
+            }
             MetricExpr::Const(_) => None,
             MetricExpr::Binary { lhs, rhs, .. } => lhs.log_query().or_else(|| rhs.log_query()),
         }

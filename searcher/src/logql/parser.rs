@@ -196,6 +196,7 @@ fn is_range_fn(s: &str) -> Option<RangeFn> {
         "rate" => RangeFn::Rate,
         "bytes_over_time" => RangeFn::BytesOverTime,
         "bytes_rate" => RangeFn::BytesRate,
+        "absent_over_time" => RangeFn::AbsentOverTime,
         _ => return None,
     })
 }
@@ -423,7 +424,14 @@ impl<'a> Parser<'a> {
             let filter = match &self.tok {
                 Tok::Ident(s) => !matches!(
                     s.as_str(),
-                    "json" | "logfmt" | "regexp" | "drop" | "line_format" | "unwrap"
+                    "json"
+                        | "logfmt"
+                        | "regexp"
+                        | "drop"
+                        | "keep"
+                        | "decolorize"
+                        | "line_format"
+                        | "unwrap"
                 ),
                 t => *t == Tok::Sym("("),
             };
@@ -456,13 +464,22 @@ impl<'a> Parser<'a> {
                     }
                     stages.push(Stage::Regexp(re));
                 }
-                Tok::Ident(s) if s == "drop" => {
+                Tok::Ident(s) if s == "drop" || s == "keep" => {
+                    let keep = s == "keep";
                     self.bump()?;
                     let mut names = vec![self.ident("a label name")?];
                     while self.eat(",")? {
                         names.push(self.ident("a label name")?);
                     }
-                    stages.push(Stage::Drop(names));
+                    stages.push(if keep {
+                        Stage::Keep(names)
+                    } else {
+                        Stage::Drop(names)
+                    });
+                }
+                Tok::Ident(s) if s == "decolorize" => {
+                    self.bump()?;
+                    stages.push(Stage::Decolorize);
                 }
                 Tok::Ident(s) if s == "line_format" => {
                     self.bump()?;
@@ -802,6 +819,41 @@ impl<'a> Parser<'a> {
         Ok(sign * d)
     }
 
+    /// `label_replace(v, "dst", "replacement", "src", "regex")`, its name
+    /// already read.
+    fn label_replace(&mut self) -> Result<MetricExpr, ParseError> {
+        self.expect("(")?;
+        let inner = self.metric_expr()?;
+        if inner.is_scalar() {
+            return self
+                .err("label_replace needs a vector, like label_replace(rate({app=\"x\"}[5m]), …)");
+        }
+        let mut args = Vec::with_capacity(4);
+        for _ in 0..4 {
+            self.expect(",")?;
+            args.push((self.at, self.string()?));
+        }
+        self.expect(")")?;
+        let (dst_at, dst) = args[0].clone();
+        let valid = dst
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+        if dst.is_empty() || !valid {
+            return Err(self
+                .lex
+                .err(dst_at, format!("invalid destination label name {dst:?}")));
+        }
+        let re = self.regex(&args[3].1, true, args[3].0)?;
+        Ok(MetricExpr::LabelReplace {
+            inner: Box::new(inner),
+            dst,
+            replacement: args[1].1.clone(),
+            src: args[2].1.clone(),
+            re,
+        })
+    }
+
     fn metric_term(&mut self) -> Result<MetricExpr, ParseError> {
         self.enter()?;
         let e = self.metric_term_inner();
@@ -835,7 +887,10 @@ impl<'a> Parser<'a> {
                 if is_range_fn(&name).is_some() || is_unwrap_fn(&name).is_some() {
                     return self.range_function(&name);
                 }
-                if matches!(name.as_str(), "absent_over_time" | "rate_counter") {
+                if name == "label_replace" {
+                    return self.label_replace();
+                }
+                if matches!(name.as_str(), "rate_counter") {
                     return self.err(format!("{name} is not supported yet"));
                 }
                 let op = match name.as_str() {

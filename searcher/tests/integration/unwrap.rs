@@ -191,6 +191,33 @@ async fn range_functions_over_unwrapped_values_answer_as_loki_does() {
         &q,
     );
 
+    // absent_over_time: nothing says "disk full", so 1, labelled by the
+    // selector's equality matchers; the app's lines are present, so none.
+    let q = r#"absent_over_time({__app__="api"} |= "disk full" [1m])"#;
+    let (got, _) = run(&engine, q, 60, 60, 1).await;
+    assert_eq!(got, [(String::new(), 0, 1.0)], "{q}");
+    let q = r#"absent_over_time({__app__="api"}[1m])"#;
+    assert!(run(&engine, q, 60, 60, 1).await.0.is_empty(), "{q}");
+    // label_replace on a result: level "info" becomes sev "i".
+    let q = r#"label_replace(sum by (level) (count_over_time({__app__="api"}[1m])), "sev", "$1", "level", "(.).*")"#;
+    let Query::Metric(m) = parse(q).unwrap() else {
+        panic!()
+    };
+    let base = BASE_MS * 1_000_000;
+    let (m, _) = engine
+        .metric(TENANT, &m, base + 60 * S, base + 60 * S, S, true)
+        .await
+        .unwrap();
+    let sevs: Vec<&str> = m
+        .keys()
+        .flat_map(|l| {
+            l.iter()
+                .filter(|(k, _)| k == "sev")
+                .map(|(_, v)| v.as_str())
+        })
+        .collect();
+    assert_eq!(sevs, ["e", "i"], "{q}");
+
     // Inside an aggregation, with the default series (each line's labels
     // but the unwrapped one: json adds ts, so one series per line).
     let q = format!("sum by (level) (max_over_time({sel} | unwrap latency_ms [1m]))");

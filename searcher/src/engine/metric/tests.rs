@@ -693,3 +693,42 @@ fn a_vector_compared_with_a_scalar_keeps_the_vectors_values() {
         1.0
     );
 }
+
+#[test]
+fn absent_is_one_where_nothing_is_present() {
+    // Lines at steps 1 and 3 of 5: absent at 0, 2 and 4.
+    let present = matrix(&[
+        (l(&[("pod", "1")]), &[(1, 2.0)]),
+        (l(&[("pod", "2")]), &[(3, 1.0)]),
+    ]);
+    let labels = l(&[("app", "a")]);
+    assert_eq!(
+        absent(&present, 5, labels.clone()),
+        matrix(&[(labels.clone(), &[(0, 1.0), (2, 1.0), (4, 1.0)])])
+    );
+    // Present at every step: nothing at all.
+    let full = matrix(&[(l(&[]), &[(0, 1.0), (1, 1.0)])]);
+    assert_eq!(absent(&full, 2, labels), Matrix::new());
+}
+
+#[test]
+fn label_replace_expands_captures_into_the_destination() {
+    let m = matrix(&[
+        (l(&[("pod", "api-7d9f")]), &[(0, 1.0)]),
+        (l(&[("pod", "worker")]), &[(0, 2.0)]),
+    ]);
+    let re = regex::Regex::new("^(?:(?P<svc>[a-z]+)-.*)$").unwrap();
+    let got = label_replace(m.clone(), "svc", "${svc}!", "pod", &re).unwrap();
+    // api-7d9f matches: svc = "api!"; worker does not: unchanged.
+    assert_eq!(
+        got,
+        matrix(&[
+            (l(&[("pod", "api-7d9f"), ("svc", "api!")]), &[(0, 1.0)]),
+            (l(&[("pod", "worker")]), &[(0, 2.0)]),
+        ])
+    );
+    // An empty replacement removes the label; both series then collide.
+    let all = regex::Regex::new("^(?:.*)$").unwrap();
+    let e = label_replace(m, "pod", "", "pod", &all).unwrap_err();
+    assert!(e.contains("same labelset"), "{e}");
+}

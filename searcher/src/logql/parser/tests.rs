@@ -269,7 +269,7 @@ fn unwrap_and_the_range_functions_over_values() {
             r#"quantile_over_time({app="a"} | unwrap n [5m])"#,
             "the quantile",
         ),
-        (r#"absent_over_time({app="a"}[5m])"#, "not supported yet"),
+        (r#"rate_counter({app="a"} | unwrap n [5m])"#, "not supported yet"),
     ] {
         let e = parse(q).expect_err(q);
         assert!(e.message.contains(says), "{q}: {e}");
@@ -347,6 +347,37 @@ fn binary_operators_between_vectors_with_promql_precedence() {
         (
             r#"rate({app="a"}[1m]) and on(x) group_left rate({app="b"}[1m])"#,
             "no grouping",
+        ),
+    ] {
+        let e = parse(q).expect_err(q);
+        assert!(e.message.contains(says), "{q}: {e}");
+    }
+}
+
+#[test]
+fn label_replace_and_absent_over_time() {
+    ok(r#"label_replace(rate({app="a"}[1m]), "svc", "$1", "pod", "(.*)-[a-z0-9]+")"#);
+    ok(r#"absent_over_time({app="a"} |= "x" [5m])"#);
+    for (q, says) in [
+        (
+            r#"label_replace(vector(1), "a", "b", "c", "d")"#,
+            "needs a vector",
+        ),
+        (
+            r#"label_replace(rate({app="a"}[1m]), "1x", "b", "c", "d")"#,
+            "invalid destination label",
+        ),
+        (
+            r#"label_replace(rate({app="a"}[1m]), "a", "b", "c", "(")"#,
+            "invalid regex",
+        ),
+        (
+            r#"label_replace(rate({app="a"}[1m]), "a", "b", "c")"#,
+            "expecting \",\"",
+        ),
+        (
+            r#"rate_counter({app="a"} | unwrap n [1m])"#,
+            "not supported yet",
         ),
     ] {
         let e = parse(q).expect_err(q);
