@@ -12,7 +12,9 @@ use memchr::memmem;
 use serde_json::Value;
 use skidder_common::format::tokens::{push_sanitized_key, MAX_FIELD_DEPTH};
 
-use crate::logql::{CmpOp, LabelExpr, LineOp, LogQuery, Stage, Unit, Unwrap};
+use crate::logql::{
+    CmpOp, JsonPath, LabelExpr, LineOp, LogQuery, LogfmtParams, Stage, Unit, Unwrap,
+};
 
 pub type Labels = Vec<(String, String)>;
 
@@ -30,7 +32,8 @@ enum Compiled {
     NotContains(memmem::Finder<'static>),
     Re(regex::Regex, bool),
     Json,
-    Logfmt,
+    JsonFields(Vec<(String, Vec<JsonPath>)>),
+    Logfmt(LogfmtParams),
     Regexp(regex::Regex),
     /// A label filter, and the literals a line must hold for it to pass
     /// when the fields come from the line itself (see [`Literal`]).
@@ -139,8 +142,32 @@ fn parse_json_fields(line: &str, out: &mut Labels) -> bool {
     }
 }
 
-/// `key=value key2="quoted value"` pairs.
-fn parse_logfmt(line: &str, out: &mut Labels) {
+/// The value at `path` in a JSON document, as a label value: strings as
+/// they are, numbers and booleans as text, objects and arrays as JSON;
+/// `None` if there is nothing (or `null`) there.
+fn json_at(v: &Value, path: &[JsonPath]) -> Option<String> {
+    let mut at = v;
+    for step in path {
+        at = match step {
+            JsonPath::Key(k) => at.get(k)?,
+            JsonPath::Index(i) => at.get(*i)?,
+        };
+    }
+    Some(match at {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => number_text(n),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => return None,
+        other => other.to_string(),
+    })
+}
+
+/// `key=value key2="quoted value"` pairs. A standalone key (no `=`) is
+/// kept, with an empty value, only if `keep_empty`, as in Loki. `false`
+/// if a pair was malformed (an empty key, an unterminated quote); the
+/// others are still read, as Loki's parser does unless `--strict`.
+fn parse_logfmt(line: &str, out: &mut Labels, keep_empty: bool) -> bool {
+    let mut clean = true;
     let b = line.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -153,7 +180,8 @@ fn parse_logfmt(line: &str, out: &mut Labels) {
         }
         let key = &line[ks..i];
         let mut value = String::new();
-        if i < b.len() && b[i] == b'=' {
+        let has_value = i < b.len() && b[i] == b'=';
+        if has_value {
             i += 1;
             if i < b.len() && b[i] == b'"' {
                 i += 1;
@@ -165,6 +193,9 @@ fn parse_logfmt(line: &str, out: &mut Labels) {
                     value.push_str(&line[i..i + ch_len]);
                     i += ch_len;
                 }
+                if i >= b.len() {
+                    clean = false;
+                }
                 i += 1;
             } else {
                 let vs = i;
@@ -174,12 +205,15 @@ fn parse_logfmt(line: &str, out: &mut Labels) {
                 value.push_str(&line[vs..i]);
             }
         }
-        if !key.is_empty() {
+        if key.is_empty() {
+            clean &= !has_value;
+        } else if has_value || keep_empty {
             let mut name = String::new();
             push_sanitized_key(&mut name, key);
             out.push((name, value));
         }
     }
+    clean
 }
 
 fn lookup<'a>(name: &str, extracted: &'a Labels, stream: &'a Labels) -> Option<&'a str> {
@@ -328,7 +362,8 @@ impl LinePipeline {
                     ),
                 },
                 Stage::Json => Compiled::Json,
-                Stage::Logfmt => Compiled::Logfmt,
+                Stage::JsonFields(f) => Compiled::JsonFields(f.clone()),
+                Stage::Logfmt(p) => Compiled::Logfmt(p.clone()),
                 Stage::Regexp(re) => Compiled::Regexp(re.clone()),
                 Stage::Labels(e) => {
                     let mut literals = Vec::new();
@@ -433,11 +468,42 @@ impl LinePipeline {
                     push_extracted(fields, stream, extracted);
                     0
                 }
-                Compiled::Logfmt => {
+                Compiled::JsonFields(paths) => {
+                    parsed = true;
+                    match serde_json::from_str::<Value>(&line) {
+                        Ok(v @ Value::Object(_)) => {
+                            let fields = paths
+                                .iter()
+                                .filter_map(|(label, path)| {
+                                    Some((label.clone(), json_at(&v, path)?))
+                                })
+                                .collect();
+                            push_extracted(fields, stream, extracted);
+                        }
+                        _ => extracted.push(("__error__".into(), "JSONParserErr".into())),
+                    }
+                    0
+                }
+                Compiled::Logfmt(params) => {
                     parsed = true;
                     let mut fields = Vec::new();
-                    parse_logfmt(&line, &mut fields);
+                    let clean = parse_logfmt(&line, &mut fields, params.keep_empty);
+                    if !params.fields.is_empty() {
+                        fields = params
+                            .fields
+                            .iter()
+                            .filter_map(|(label, key)| {
+                                let mut name = String::new();
+                                push_sanitized_key(&mut name, key);
+                                let (_, v) = fields.iter().rev().find(|(k, _)| *k == name)?;
+                                Some((label.clone(), v.clone()))
+                            })
+                            .collect();
+                    }
                     push_extracted(fields, stream, extracted);
+                    if params.strict && !clean {
+                        extracted.push(("__error__".into(), "LogfmtParserErr".into()));
+                    }
                     0
                 }
                 Compiled::Regexp(re) => {
@@ -574,6 +640,67 @@ mod tests {
         assert!(run(r#"{a="b"} | regexp "(?P<n>\\d+)" | n == 10"#, line).is_some());
         let (_, ext) = run(r#"{a="b"} | regexp "^(?P<x>nope)""#, line).unwrap();
         assert!(ext.is_empty(), "no match, no labels: {ext:?}");
+    }
+
+    #[test]
+    fn json_with_parameters_extracts_only_those_paths() {
+        let line = r#"{"servers":[{"host":"a"},{"host":"b"}],"request":{"headers":{"User-Agent":"curl"}},"n":3,"ok":true,"none":null}"#;
+        let q = r#"{a="b"} | json h="servers[1].host", ua="request.headers[\"User-Agent\"]", n, ok, first="servers[0]", none, missing="x.y""#;
+        let (_, ext) = run(q, line).unwrap();
+        let want: Labels = [
+            ("h", "b"),
+            ("ua", "curl"),
+            ("n", "3"),
+            ("ok", "true"),
+            ("first", r#"{"host":"a"}"#),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        assert_eq!(ext, want);
+        let (_, ext) = run(r#"{a="b"} | json n"#, "not json").unwrap();
+        assert_eq!(ext, [("__error__".to_owned(), "JSONParserErr".to_owned())]);
+    }
+
+    #[test]
+    fn logfmt_parameters_and_flags() {
+        let line = r#"host=h1 level=warn standalone msg="a b""#;
+        let keys = |q: &str, line: &str| -> Vec<(String, String)> { run(q, line).unwrap().1 };
+        let kv = |pairs: &[(&str, &str)]| -> Labels {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        // Standalone keys only with --keep-empty, as in Loki.
+        assert_eq!(
+            keys(r#"{a="b"} | logfmt"#, line),
+            kv(&[("host", "h1"), ("level_extracted", "warn"), ("msg", "a b")])
+        );
+        assert_eq!(
+            keys(r#"{a="b"} | logfmt --keep-empty"#, line),
+            kv(&[
+                ("host", "h1"),
+                ("level_extracted", "warn"),
+                ("standalone", ""),
+                ("msg", "a b")
+            ])
+        );
+        // Parameters pick and rename.
+        assert_eq!(
+            keys(r#"{a="b"} | logfmt server="host", msg"#, line),
+            kv(&[("server", "h1"), ("msg", "a b")])
+        );
+        // --strict marks a malformed line; without it the rest is read.
+        let bad = r#"a=1 =2 b="open"#;
+        assert_eq!(
+            keys(r#"{a="b"} | logfmt"#, bad),
+            kv(&[("a", "1"), ("b", "open")])
+        );
+        assert_eq!(
+            keys(r#"{a="b"} | logfmt --strict"#, bad),
+            kv(&[("a", "1"), ("b", "open"), ("__error__", "LogfmtParserErr")])
+        );
     }
 
     #[test]

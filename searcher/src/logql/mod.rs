@@ -71,7 +71,11 @@ pub enum Stage {
         re: Option<Regex>,
     },
     Json,
-    Logfmt,
+    /// `| json a="servers[0].host", b`: only these fields, each at its
+    /// path, as the named labels.
+    JsonFields(Vec<(String, Vec<JsonPath>)>),
+    /// `| logfmt`, with its parameters and flags.
+    Logfmt(LogfmtParams),
     /// `| regexp "(?P<name>…)"`: each named capture becomes a label.
     Regexp(Regex),
     Labels(LabelExpr),
@@ -84,6 +88,24 @@ pub enum Stage {
     Keep(Vec<String>),
     /// `| decolorize`: strip ANSI colour sequences from the line.
     Decolorize,
+}
+
+/// One step of a `json` parameter's path: `a`, `[0]` or `["a b"]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonPath {
+    Key(String),
+    Index(usize),
+}
+
+/// `| logfmt --strict --keep-empty a, b="c"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogfmtParams {
+    /// (label, key) pairs to extract; empty, every pair.
+    pub fields: Vec<(String, String)>,
+    /// Stop at the first malformed pair and set `__error__`.
+    pub strict: bool,
+    /// Keep standalone keys (no `=`) as empty labels.
+    pub keep_empty: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -445,11 +445,49 @@ impl<'a> Parser<'a> {
                 }
                 Tok::Ident(s) if s == "json" => {
                     self.bump()?;
-                    stages.push(Stage::Json);
+                    let params = self.parser_params()?;
+                    if params.is_empty() {
+                        stages.push(Stage::Json);
+                    } else {
+                        let mut fields = Vec::with_capacity(params.len());
+                        for (label, at, expr) in params {
+                            let path = json_path(&expr).ok_or_else(|| {
+                                self.lex
+                                    .err(at, format!("invalid JSON expression {expr:?}"))
+                            })?;
+                            fields.push((label, path));
+                        }
+                        stages.push(Stage::JsonFields(fields));
+                    }
                 }
                 Tok::Ident(s) if s == "logfmt" => {
                     self.bump()?;
-                    stages.push(Stage::Logfmt);
+                    let mut p = LogfmtParams::default();
+                    while self.tok == Tok::Sym("-") {
+                        self.bump()?;
+                        self.expect("-")?;
+                        match self.ident("a flag, --strict or --keep-empty")?.as_str() {
+                            "strict" => p.strict = true,
+                            "keep" => {
+                                self.expect("-")?;
+                                if self.ident("--keep-empty")? != "empty" {
+                                    return self.err("syntax error: logfmt's flags are --strict and --keep-empty");
+                                }
+                                p.keep_empty = true;
+                            }
+                            _ => {
+                                return self.err(
+                                    "syntax error: logfmt's flags are --strict and --keep-empty",
+                                )
+                            }
+                        }
+                    }
+                    p.fields = self
+                        .parser_params()?
+                        .into_iter()
+                        .map(|(label, _, key)| (label, key))
+                        .collect();
+                    stages.push(Stage::Logfmt(p));
                 }
                 Tok::Ident(s) if s == "regexp" => {
                     self.bump()?;
@@ -490,6 +528,27 @@ impl<'a> Parser<'a> {
             }
         }
         Ok((LogQuery { matchers, stages }, unwrap))
+    }
+
+    /// A parser's parameters, `a, b="expr", …`: (label, where the
+    /// expression is, expression), a bare name being its own expression.
+    /// None unless a label name follows the parser.
+    fn parser_params(&mut self) -> Result<Vec<(String, usize, String)>, ParseError> {
+        let mut out = Vec::new();
+        while let Tok::Ident(label) = self.tok.clone() {
+            let at = self.at;
+            self.bump()?;
+            let (at, expr) = if self.eat("=")? {
+                (self.at, self.string()?)
+            } else {
+                (at, label.clone())
+            };
+            out.push((label, at, expr));
+            if !self.eat(",")? {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// After `| unwrap`: `name`, `duration(name)`, `duration_seconds(name)`
@@ -948,6 +1007,42 @@ impl<'a> Parser<'a> {
             _ => self.unexpected("a log query {...} or a metric expression"),
         }
     }
+}
+
+/// A `json` parameter's expression, as Loki writes them: `a.b`, `a[0]`,
+/// `a["key with spaces"]`, in any chain.
+fn json_path(expr: &str) -> Option<Vec<JsonPath>> {
+    let b = expr.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let ident = |i: &mut usize| {
+        let start = *i;
+        while *i < b.len() && (b[*i].is_ascii_alphanumeric() || b[*i] == b'_') {
+            *i += 1;
+        }
+        (start < *i).then(|| expr[start..*i].to_owned())
+    };
+    out.push(JsonPath::Key(ident(&mut i)?));
+    while i < b.len() {
+        match b[i] {
+            b'.' => {
+                i += 1;
+                out.push(JsonPath::Key(ident(&mut i)?));
+            }
+            b'[' if b.get(i + 1) == Some(&b'"') => {
+                let end = i + 2 + expr[i + 2..].find("\"]")?;
+                out.push(JsonPath::Key(expr[i + 2..end].to_owned()));
+                i = end + 2;
+            }
+            b'[' => {
+                let end = i + 1 + expr[i + 1..].find(']')?;
+                out.push(JsonPath::Index(expr[i + 1..end].parse().ok()?));
+                i = end + 1;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
 }
 
 /// Parses a LogQL query.

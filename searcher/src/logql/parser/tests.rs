@@ -269,7 +269,10 @@ fn unwrap_and_the_range_functions_over_values() {
             r#"quantile_over_time({app="a"} | unwrap n [5m])"#,
             "the quantile",
         ),
-        (r#"rate_counter({app="a"} | unwrap n [5m])"#, "not supported yet"),
+        (
+            r#"rate_counter({app="a"} | unwrap n [5m])"#,
+            "not supported yet",
+        ),
     ] {
         let e = parse(q).expect_err(q);
         assert!(e.message.contains(says), "{q}: {e}");
@@ -379,6 +382,49 @@ fn label_replace_and_absent_over_time() {
             r#"rate_counter({app="a"} | unwrap n [1m])"#,
             "not supported yet",
         ),
+    ] {
+        let e = parse(q).expect_err(q);
+        assert!(e.message.contains(says), "{q}: {e}");
+    }
+}
+
+#[test]
+fn parser_parameters_and_flags() {
+    let Query::Log(q) = ok(
+        r#"{app="a"} | json h="servers[0].host", ua="headers[\"User-Agent\"]", status | logfmt --strict --keep-empty a, b="c""#,
+    ) else {
+        panic!()
+    };
+    let [Stage::JsonFields(fields), Stage::Logfmt(p)] = &q.stages[..] else {
+        panic!("{:?}", q.stages)
+    };
+    use JsonPath::{Index, Key};
+    assert_eq!(
+        fields,
+        &vec![
+            (
+                "h".to_owned(),
+                vec![Key("servers".into()), Index(0), Key("host".into())]
+            ),
+            (
+                "ua".to_owned(),
+                vec![Key("headers".into()), Key("User-Agent".into())]
+            ),
+            ("status".to_owned(), vec![Key("status".into())]),
+        ]
+    );
+    assert!(p.strict && p.keep_empty);
+    assert_eq!(
+        p.fields,
+        [
+            ("a".to_owned(), "a".to_owned()),
+            ("b".to_owned(), "c".to_owned())
+        ]
+    );
+    for (q, says) in [
+        (r#"{app="a"} | json x="a..b""#, "invalid JSON expression"),
+        (r#"{app="a"} | json x="a[z]""#, "invalid JSON expression"),
+        (r#"{app="a"} | logfmt --loose"#, "--strict and --keep-empty"),
     ] {
         let e = parse(q).expect_err(q);
         assert!(e.message.contains(says), "{q}: {e}");
