@@ -35,6 +35,8 @@ enum Compiled {
     JsonFields(Vec<(String, Vec<JsonPath>)>),
     Logfmt(LogfmtParams),
     Regexp(regex::Regex),
+    Pattern(crate::logql::pattern::Pattern),
+    PatternFilter(crate::logql::pattern::Pattern, bool),
     /// A label filter, and the literals a line must hold for it to pass
     /// when the fields come from the line itself (see [`Literal`]).
     Labels(LabelExpr, Vec<Literal>),
@@ -365,6 +367,10 @@ impl LinePipeline {
                 Stage::JsonFields(f) => Compiled::JsonFields(f.clone()),
                 Stage::Logfmt(p) => Compiled::Logfmt(p.clone()),
                 Stage::Regexp(re) => Compiled::Regexp(re.clone()),
+                Stage::Pattern(p) => Compiled::Pattern(p.clone()),
+                Stage::PatternFilter { pattern, keep } => {
+                    Compiled::PatternFilter(pattern.clone(), *keep)
+                }
                 Stage::Labels(e) => {
                     let mut literals = Vec::new();
                     Literal::collect(e, &mut literals);
@@ -503,6 +509,23 @@ impl LinePipeline {
                     push_extracted(fields, stream, extracted);
                     if params.strict && !clean {
                         extracted.push(("__error__".into(), "LogfmtParserErr".into()));
+                    }
+                    0
+                }
+                Compiled::Pattern(p) => {
+                    parsed = true;
+                    let fields = p
+                        .captures(&line)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect();
+                    push_extracted(fields, stream, extracted);
+                    0
+                }
+                Compiled::PatternFilter(p, keep) => {
+                    if p.test(&line) != *keep {
+                        return None;
                     }
                     0
                 }
@@ -701,6 +724,25 @@ mod tests {
             keys(r#"{a="b"} | logfmt --strict"#, bad),
             kv(&[("a", "1"), ("b", "open"), ("__error__", "LogfmtParserErr")])
         );
+    }
+
+    #[test]
+    fn the_pattern_parser_and_pattern_filters() {
+        let line = "10.0.0.1 GET /cart 503";
+        let (_, ext) = run(
+            r#"{a="b"} | pattern "<ip> <method> <_> <status>" | status >= 500"#,
+            line,
+        )
+        .unwrap();
+        let want: Labels = [("ip", "10.0.0.1"), ("method", "GET"), ("status", "503")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(ext, want);
+        assert!(run(r#"{a="b"} |> "<_> GET <_>""#, line).is_some());
+        assert!(run(r#"{a="b"} |> "<_> POST <_>""#, line).is_none());
+        assert!(run(r#"{a="b"} !> "<_> GET <_>""#, line).is_none());
+        assert!(run(r#"{a="b"} !> "<_> POST <_>""#, line).is_some());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod eval;
 mod parser;
+pub mod pattern;
 
 pub use crate::time::parse_duration;
 pub use parser::{parse, ParseError};
@@ -78,6 +79,14 @@ pub enum Stage {
     Logfmt(LogfmtParams),
     /// `| regexp "(?P<name>…)"`: each named capture becomes a label.
     Regexp(Regex),
+    /// `| pattern "<ip> - <_> <status>"`: each named capture becomes a label.
+    Pattern(pattern::Pattern),
+    /// `|> "<_> error <_>"` (`keep`) or `!> "…"`: lines that match the
+    /// pattern, or those that do not.
+    PatternFilter {
+        pattern: pattern::Pattern,
+        keep: bool,
+    },
     Labels(LabelExpr),
     /// `| line_format "{{.field}}"`: only plain `{{.name}}` substitutions.
     LineFormat(String),

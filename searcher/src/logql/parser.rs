@@ -4,6 +4,7 @@
 
 use regex::Regex;
 
+use super::pattern::Pattern;
 use super::*;
 use crate::time::parse_duration;
 
@@ -50,8 +51,8 @@ struct Lexer<'a> {
 }
 
 const SYMBOLS: &[&str] = &[
-    "|=", "|~", "!=", "!~", "=~", "==", ">=", "<=", "{", "}", "(", ")", "[", "]", ",", "=", "|",
-    ">", "<", "+", "-", "*", "/", "%", "^",
+    "|=", "|~", "|>", "!>", "!=", "!~", "=~", "==", ">=", "<=", "{", "}", "(", ")", "[", "]", ",",
+    "=", "|", ">", "<", "+", "-", "*", "/", "%", "^",
 ];
 
 impl<'a> Lexer<'a> {
@@ -405,8 +406,21 @@ impl<'a> Parser<'a> {
                 Tok::Sym("!~") => Some(LineOp::NotRe),
                 _ => None,
             };
-            if line_op.is_some() && unwrap.is_some() {
+            let pattern_filter = match &self.tok {
+                Tok::Sym("|>") => Some(true),
+                Tok::Sym("!>") => Some(false),
+                _ => None,
+            };
+            if (line_op.is_some() || pattern_filter.is_some()) && unwrap.is_some() {
                 return self.err("syntax error: only label filters may follow unwrap");
+            }
+            if let Some(keep) = pattern_filter {
+                self.bump()?;
+                let at = self.at;
+                let text = self.string()?;
+                let pattern = Pattern::parse(&text).map_err(|e| self.lex.err(at, e))?;
+                stages.push(Stage::PatternFilter { pattern, keep });
+                continue;
             }
             if let Some(op) = line_op {
                 self.bump()?;
@@ -488,6 +502,19 @@ impl<'a> Parser<'a> {
                         .map(|(label, _, key)| (label, key))
                         .collect();
                     stages.push(Stage::Logfmt(p));
+                }
+                Tok::Ident(s) if s == "pattern" => {
+                    self.bump()?;
+                    let at = self.at;
+                    let text = self.string()?;
+                    let pattern = Pattern::parse(&text).map_err(|e| self.lex.err(at, e))?;
+                    if !pattern.has_named_capture() {
+                        return Err(self.lex.err(
+                            at,
+                            "pattern needs at least one named capture, like <status>",
+                        ));
+                    }
+                    stages.push(Stage::Pattern(pattern));
                 }
                 Tok::Ident(s) if s == "regexp" => {
                     self.bump()?;

@@ -430,3 +430,29 @@ fn parser_parameters_and_flags() {
         assert!(e.message.contains(says), "{q}: {e}");
     }
 }
+
+#[test]
+fn pattern_parser_and_pattern_line_filters() {
+    let Query::Log(q) = ok(
+        r#"{app="a"} |> "<_> error <_>" !> "<_> retry <_>" | pattern "<ip> <_> <status>" | status >= 500"#,
+    ) else {
+        panic!()
+    };
+    assert!(matches!(
+        &q.stages[..],
+        [
+            Stage::PatternFilter { keep: true, .. },
+            Stage::PatternFilter { keep: false, .. },
+            Stage::Pattern(_),
+            Stage::Labels(_)
+        ]
+    ));
+    for (q, says) in [
+        (r#"{app="a"} | pattern "<_><x>""#, "consecutive"),
+        (r#"{app="a"} | pattern "<_> x""#, "named capture"),
+        (r#"{app="a"} |> "no captures""#, "no capture"),
+    ] {
+        let e = parse(q).expect_err(q);
+        assert!(e.message.contains(says), "{q}: {e}");
+    }
+}
