@@ -154,6 +154,27 @@ fn grafana_and_logcli_contract() {
     );
     assert_eq!(v["data"]["result"][0]["value"][1], "2");
 
+    // sort and sort_desc order an instant vector by value.
+    for (func, ascending) in [("sort", true), ("sort_desc", false)] {
+        let q = format!(r#"{func}(sum by (__app__) (count_over_time({{__app__=~".+"}}[2h])))"#);
+        let v = json_ok(&f.url, "/loki/api/v1/query", &[("query", &q), ("time", &e)]);
+        let values: Vec<f64> = v["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["value"][1].as_str().unwrap().parse().unwrap())
+            .collect();
+        let mut sorted = values.clone();
+        sorted.sort_by(|a, b| {
+            if ascending {
+                a.total_cmp(b)
+            } else {
+                b.total_cmp(a)
+            }
+        });
+        assert!(values.len() > 2 && values == sorted, "{func}: {values:?}");
+    }
+
     // Version detection.
     let v = json_ok(&f.url, "/loki/api/v1/status/buildinfo", &[]);
     assert!(v["version"].is_string());

@@ -176,9 +176,22 @@ pub(super) async fn query(
             let (matrix, mut stats) = s.engine.metric(&tenant, &m, t, t, 1, true).await?;
             let show = !s.cfg.tenancy.multi_tenant;
             explain_empty(&s.engine, &tenant, matrix.is_empty(), show, &mut stats).await;
-            let result: Vec<Value> = matrix
+            let mut points: Vec<(&Labels, f64)> = matrix
                 .iter()
-                .filter_map(|(l, pts)| pts.get(&0).map(|v| sample_json(l, t, *v)))
+                .filter_map(|(l, pts)| Some((l, *pts.get(&0)?)))
+                .collect();
+            // `sort` and `sort_desc` order an instant vector by value (ties
+            // by labels); a range query's series are unordered, as in PromQL.
+            if let MetricExpr::Agg { op, .. } = &m {
+                match op {
+                    AggOp::Sort => points.sort_by(|a, b| a.1.total_cmp(&b.1)),
+                    AggOp::SortDesc => points.sort_by(|a, b| b.1.total_cmp(&a.1)),
+                    _ => {}
+                }
+            }
+            let result: Vec<Value> = points
+                .into_iter()
+                .map(|(l, v)| sample_json(l, t, v))
                 .collect();
             Ok(success(
                 json!({"resultType": "vector", "result": result, "stats": stats_json(&stats, started)}),

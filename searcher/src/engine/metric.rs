@@ -225,6 +225,9 @@ struct Moments {
 /// group, the `k` largest (smallest) members with their own labels (ties
 /// to the lesser labels).
 pub(super) fn aggregate(op: AggOp, g: Option<&Grouping>, m: Matrix) -> Matrix {
+    if let AggOp::Sort | AggOp::SortDesc = op {
+        return m;
+    }
     if let AggOp::Topk(k) | AggOp::Bottomk(k) = op {
         let largest = matches!(op, AggOp::Topk(_));
         // Per step, keep the k largest (smallest) series of each group.
@@ -291,7 +294,7 @@ pub(super) fn aggregate(op: AggOp, g: Option<&Grouping>, m: Matrix) -> Matrix {
                         AggOp::Avg => m.sum / m.n,
                         AggOp::Stdvar => m.m2 / m.n,
                         AggOp::Stddev => (m.m2 / m.n).sqrt(),
-                        AggOp::Topk(_) | AggOp::Bottomk(_) => m.sum,
+                        AggOp::Topk(_) | AggOp::Bottomk(_) | AggOp::Sort | AggOp::SortDesc => m.sum,
                     };
                     (k, v)
                 })

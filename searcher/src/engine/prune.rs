@@ -165,7 +165,7 @@ pub fn required_tokens(q: &LogQuery, max_value_len: usize, version: u16) -> Vec<
                 fields(e, max_value_len, version, &mut out, &mut scratch)
             }
             // The line is rewritten: nothing after this is about stored bytes.
-            Stage::LineFormat(_) | Stage::Decolorize => break,
+            Stage::LineFormat(_) | Stage::Decolorize | Stage::Unpack => break,
             _ => {}
         }
     }

@@ -42,6 +42,7 @@ enum Compiled {
     Labels(LabelExpr, Vec<Literal>),
     LineFormat(String),
     Decolorize,
+    Unpack,
     Drop,
 }
 
@@ -379,6 +380,7 @@ impl LinePipeline {
                 Stage::LineFormat(t) => Compiled::LineFormat(t.clone()),
                 Stage::Drop(_) | Stage::Keep(_) => Compiled::Drop,
                 Stage::Decolorize => Compiled::Decolorize,
+                Stage::Unpack => Compiled::Unpack,
             })
             .collect();
         let drops = q
@@ -575,6 +577,31 @@ impl LinePipeline {
                     0
                 }
                 Compiled::Drop => 0,
+                Compiled::Unpack => {
+                    parsed = true;
+                    match serde_json::from_str::<Value>(&line) {
+                        Ok(Value::Object(o)) => {
+                            let mut fields = Vec::new();
+                            let mut entry = None;
+                            for (k, v) in o {
+                                let Value::String(v) = v else { continue };
+                                if k == "_entry" {
+                                    entry = Some(v);
+                                } else {
+                                    let mut name = String::new();
+                                    push_sanitized_key(&mut name, &k);
+                                    fields.push((name, v));
+                                }
+                            }
+                            push_extracted(fields, stream, extracted);
+                            if let Some(e) = entry {
+                                line = Cow::Owned(e);
+                            }
+                        }
+                        _ => extracted.push(("__error__".into(), "JSONParserErr".into())),
+                    }
+                    0
+                }
                 Compiled::Decolorize => {
                     if line.contains('\x1b') {
                         line = Cow::Owned(strip_ansi(&line));
@@ -743,6 +770,23 @@ mod tests {
         assert!(run(r#"{a="b"} |> "<_> POST <_>""#, line).is_none());
         assert!(run(r#"{a="b"} !> "<_> GET <_>""#, line).is_none());
         assert!(run(r#"{a="b"} !> "<_> POST <_>""#, line).is_some());
+    }
+
+    #[test]
+    fn unpack_reads_promtails_packed_lines() {
+        let packed = r#"{"_entry":"GET /cart 503","container":"api","level":"warn","n":1}"#;
+        let (line, ext) = run(r#"{a="b"} | unpack | container="api""#, packed).unwrap();
+        assert_eq!(line, "GET /cart 503");
+        let want: Labels = [("container", "api"), ("level_extracted", "warn")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(
+            ext, want,
+            "strings only; a stream label's name gets _extracted"
+        );
+        let (_, ext) = run(r#"{a="b"} | unpack"#, "plain").unwrap();
+        assert_eq!(ext, [("__error__".to_owned(), "JSONParserErr".to_owned())]);
     }
 
     #[test]

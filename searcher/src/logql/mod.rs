@@ -97,6 +97,9 @@ pub enum Stage {
     Keep(Vec<String>),
     /// `| decolorize`: strip ANSI colour sequences from the line.
     Decolorize,
+    /// `| unpack`: the labels Promtail's `pack` stage embedded, and its
+    /// `_entry` as the line.
+    Unpack,
 }
 
 /// One step of a `json` parameter's path: `a`, `[0]` or `["a b"]`.
@@ -214,6 +217,10 @@ pub enum AggOp {
     Stdvar,
     Topk(usize),
     Bottomk(usize),
+    /// `sort` and `sort_desc`: the series unchanged; an instant query's
+    /// answer lists them by value.
+    Sort,
+    SortDesc,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -444,6 +444,7 @@ impl<'a> Parser<'a> {
                         | "drop"
                         | "keep"
                         | "decolorize"
+                        | "unpack"
                         | "line_format"
                         | "unwrap"
                 ),
@@ -545,6 +546,10 @@ impl<'a> Parser<'a> {
                 Tok::Ident(s) if s == "decolorize" => {
                     self.bump()?;
                     stages.push(Stage::Decolorize);
+                }
+                Tok::Ident(s) if s == "unpack" => {
+                    self.bump()?;
+                    stages.push(Stage::Unpack);
                 }
                 Tok::Ident(s) if s == "line_format" => {
                     self.bump()?;
@@ -989,9 +994,11 @@ impl<'a> Parser<'a> {
                     "stdvar" => AggOp::Stdvar,
                     "topk" => AggOp::Topk(0),
                     "bottomk" => AggOp::Bottomk(0),
+                    "sort" => AggOp::Sort,
+                    "sort_desc" => AggOp::SortDesc,
                     _ => {
                         return self.err(format!(
-                            "syntax error: unknown function {name:?}; supported: sum, count, min, max, avg, stddev, stdvar, topk, bottomk, \
+                            "syntax error: unknown function {name:?}; supported: sum, count, min, max, avg, stddev, stdvar, topk, bottomk, sort, sort_desc, \
                              count_over_time, rate, bytes_over_time, bytes_rate, sum_over_time, avg_over_time, \
                              min_over_time, max_over_time, stddev_over_time, stdvar_over_time, \
                              quantile_over_time, first_over_time, last_over_time, vector"
@@ -1021,6 +1028,9 @@ impl<'a> Parser<'a> {
                 self.expect(")")?;
                 if grouping.is_none() {
                     grouping = self.grouping()?;
+                }
+                if matches!(op, AggOp::Sort | AggOp::SortDesc) && grouping.is_some() {
+                    return self.err(format!("{name} takes no by/without"));
                 }
                 if inner.log_query().is_none() {
                     return self.err("aggregations need a range function inside, like sum(rate({app=\"x\"}[5m]))");

@@ -214,6 +214,7 @@ fn unwrap_and_the_range_functions_over_values() {
         r#"stddev by (app) (rate({app="a"}[1m]))"#,
         r#"stdvar(rate({app="a"}[1m]))"#,
         r#"bottomk(2, sum by (app) (rate({app="a"}[1m])))"#,
+        r#"sort_desc(sum by (app) (rate({app="a"} | unpack [1m])))"#,
     ] {
         let Query::Metric(m) = ok(q) else {
             panic!("{q}")
