@@ -158,9 +158,11 @@ pub fn required_tokens(q: &LogQuery, max_value_len: usize, version: u16) -> Vec<
                 }
             })),
             // Their fields are not the indexed JSON words.
-            Stage::Logfmt(_) | Stage::Regexp(_) | Stage::JsonFields(_) | Stage::Pattern(_) => {
-                fields_ok = false
-            }
+            Stage::Logfmt(_)
+            | Stage::Regexp(_)
+            | Stage::JsonFields(_)
+            | Stage::Pattern(_)
+            | Stage::LabelFormat(_) => fields_ok = false,
             Stage::Labels(e) if fields_ok => {
                 fields(e, max_value_len, version, &mut out, &mut scratch)
             }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use skidder_common::format::tokens::{push_sanitized_key, MAX_FIELD_DEPTH};
 
 use crate::logql::{
-    CmpOp, JsonPath, LabelExpr, LineOp, LogQuery, LogfmtParams, Stage, Unit, Unwrap,
+    CmpOp, JsonPath, LabelExpr, LabelSource, LineOp, LogQuery, LogfmtParams, Stage, Unit, Unwrap,
 };
 
 pub type Labels = Vec<(String, String)>;
@@ -41,6 +41,7 @@ enum Compiled {
     /// when the fields come from the line itself (see [`Literal`]).
     Labels(LabelExpr, Vec<Literal>),
     LineFormat(String),
+    LabelFormat(Vec<(String, LabelSource)>),
     Decolorize,
     Unpack,
     Drop,
@@ -219,13 +220,36 @@ fn parse_logfmt(line: &str, out: &mut Labels, keep_empty: bool) -> bool {
     clean
 }
 
+/// `label_format`'s rename removes its source: an extracted entry with
+/// this name (a NUL, then the label's name, which no label name has)
+/// hides the label from later stages and from the result.
+fn removed(name: &str) -> String {
+    format!("\0{name}")
+}
+
+/// What the extracted labels say of `name`: its last value (`label_format`
+/// may set one several times), `Some(None)` if it was removed, `None` if
+/// they say nothing.
+fn extracted_value<'a>(name: &str, extracted: &'a Labels) -> Option<Option<&'a str>> {
+    for (k, v) in extracted.iter().rev() {
+        if k == name {
+            return Some(Some(v.as_str()));
+        }
+        if k.strip_prefix('\0') == Some(name) {
+            return Some(None);
+        }
+    }
+    None
+}
+
+/// A label's value: what the extracted labels say, else the stream's.
 fn lookup<'a>(name: &str, extracted: &'a Labels, stream: &'a Labels) -> Option<&'a str> {
-    extracted
-        .iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .or_else(|| stream.iter().find(|(k, _)| k == name))
-        .map(|(_, v)| v.as_str())
+    extracted_value(name, extracted).unwrap_or_else(|| {
+        stream
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    })
 }
 
 /// `line` without ANSI escape sequences (colours, cursor moves): ESC `[`,
@@ -380,6 +404,7 @@ impl LinePipeline {
                 Stage::LineFormat(t) => Compiled::LineFormat(t.clone()),
                 Stage::Drop(_) | Stage::Keep(_) => Compiled::Drop,
                 Stage::Decolorize => Compiled::Decolorize,
+                Stage::LabelFormat(pairs) => Compiled::LabelFormat(pairs.clone()),
                 Stage::Unpack => Compiled::Unpack,
             })
             .collect();
@@ -427,15 +452,32 @@ impl LinePipeline {
         if extracted.is_empty() && self.drops.is_empty() && self.keeps.is_none() {
             return stream.clone();
         }
-        let mut l: Labels = stream
+        // Stream labels, then extracted ones in order: a later value (from
+        // label_format) replaces an earlier one; a removal marker removes.
+        let mut all: std::collections::BTreeMap<&str, &str> = stream
             .iter()
-            .chain(extracted.iter())
-            .filter(|(k, _)| !self.drops.contains(k))
-            .filter(|(k, _)| self.keeps.as_ref().is_none_or(|keep| keep.contains(k)))
-            .cloned()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        l.sort();
-        l.dedup_by(|a, b| a.0 == b.0);
+        for (k, v) in extracted {
+            match k.strip_prefix('\0') {
+                Some(gone) => {
+                    all.remove(gone);
+                }
+                None => {
+                    all.insert(k, v);
+                }
+            }
+        }
+        let l: Labels = all
+            .into_iter()
+            .filter(|(k, _)| !self.drops.iter().any(|d| d == k))
+            .filter(|(k, _)| {
+                self.keeps
+                    .as_ref()
+                    .is_none_or(|keep| keep.iter().any(|x| x == k))
+            })
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
         std::sync::Arc::new(l)
     }
 
@@ -451,6 +493,9 @@ impl LinePipeline {
         extracted.clear();
         let mut line: Cow<'a, str> = Cow::Borrowed(line);
         let mut parsed = false;
+        // After label_format a filter's value may come from a renamed
+        // label rather than the line: no shortcut on the line's bytes.
+        let mut relabelled = false;
         let mut implicit: Option<Labels> = None;
         for stage in &self.stages {
             match stage {
@@ -546,6 +591,7 @@ impl LinePipeline {
                 }
                 Compiled::Labels(e, literals) => {
                     if !parsed
+                        && !relabelled
                         && implicit.is_none()
                         && !literals.iter().all(|l| l.may_pass(line.as_bytes(), stream))
                     {
@@ -559,13 +605,14 @@ impl LinePipeline {
                     let ext: &Labels = extracted;
                     let imp = implicit.as_ref();
                     let get = |name: &str| -> Option<String> {
-                        lookup(name, ext, stream)
-                            .or_else(|| {
-                                imp.and_then(|i| {
-                                    i.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-                                })
-                            })
-                            .map(str::to_owned)
+                        if let Some(set) = extracted_value(name, ext) {
+                            return set.map(str::to_owned);
+                        }
+                        stream
+                            .iter()
+                            .chain(imp.into_iter().flatten())
+                            .find(|(k, _)| k == name)
+                            .map(|(_, v)| v.clone())
                     };
                     if !eval_labels(e, &get) {
                         return None;
@@ -577,6 +624,29 @@ impl LinePipeline {
                     0
                 }
                 Compiled::Drop => 0,
+                Compiled::LabelFormat(pairs) => {
+                    relabelled = true;
+                    // Every value from the labels before the stage.
+                    let mut set = Vec::with_capacity(pairs.len());
+                    for (dst, source) in pairs {
+                        match source {
+                            LabelSource::Rename(src) => {
+                                let value = lookup(src, extracted, stream).map(str::to_owned);
+                                if src != dst {
+                                    set.push((removed(src), String::new()));
+                                }
+                                if let Some(v) = value {
+                                    set.push((dst.clone(), v));
+                                }
+                            }
+                            LabelSource::Template(t) => {
+                                set.push((dst.clone(), line_format(t, extracted, stream)))
+                            }
+                        }
+                    }
+                    extracted.extend(set);
+                    0
+                }
                 Compiled::Unpack => {
                     parsed = true;
                     match serde_json::from_str::<Value>(&line) {
@@ -787,6 +857,40 @@ mod tests {
         );
         let (_, ext) = run(r#"{a="b"} | unpack"#, "plain").unwrap();
         assert_eq!(ext, [("__error__".to_owned(), "JSONParserErr".to_owned())]);
+    }
+
+    /// `label_format`: a rename moves the value and removes the source,
+    /// even a stream label; a template fills in from the labels before
+    /// the stage; the result and later filters see the new labels.
+    #[test]
+    fn label_format_renames_and_templates() {
+        let q = r#"{a="b"} | json | label_format sev=level, where="{{.http_path}} ({{.level}})", trace_id="{{.trace_id}}!" | sev="info""#;
+        let Query::Log(lq) = parse(q).unwrap() else {
+            panic!()
+        };
+        let p = LinePipeline::new(&lq);
+        let stream = std::sync::Arc::new(vec![("level".to_owned(), "info".to_owned())]);
+        let mut ext = Vec::new();
+        p.eval(LINE, &stream, &mut ext).unwrap();
+        let labels = p.result_labels(&stream, &ext);
+        let get = |k: &str| labels.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("sev"), Some("info"));
+        assert_eq!(get("level"), None, "renamed away");
+        assert_eq!(
+            get("where"),
+            Some("/cart (info)"),
+            "from the labels before the stage"
+        );
+        assert_eq!(
+            get("trace_id"),
+            Some("abc!"),
+            "a template may replace a label"
+        );
+        assert!(run(r#"{a="b"} | label_format sev=level | level="info""#, LINE).is_none());
+        assert!(run(r#"{a="b"} | label_format sev=level | sev="info""#, LINE).is_some());
+        // The value is the stream label's, not in the line: still found.
+        let plain = "GET /cart 503";
+        assert!(run(r#"{a="b"} | label_format sev=level | sev="info""#, plain).is_some());
     }
 
     #[test]

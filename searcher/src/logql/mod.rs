@@ -95,11 +95,24 @@ pub enum Stage {
     Drop(Vec<String>),
     /// `| keep a, b`: only these labels in the result.
     Keep(Vec<String>),
+    /// `| label_format dst=src, dst2="{{.a}}-{{.b}}"`: renames (the
+    /// source label goes) and templates, each read from the labels as
+    /// they were before the stage.
+    LabelFormat(Vec<(String, LabelSource)>),
     /// `| decolorize`: strip ANSI colour sequences from the line.
     Decolorize,
     /// `| unpack`: the labels Promtail's `pack` stage embedded, and its
     /// `_entry` as the line.
     Unpack,
+}
+
+/// Where `label_format` takes a label's new value from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabelSource {
+    /// `dst=src`: the value of `src`, which is removed.
+    Rename(String),
+    /// `dst="{{.a}} {{.b}}"`: the template filled in.
+    Template(String),
 }
 
 /// One step of a `json` parameter's path: `a`, `[0]` or `["a b"]`.

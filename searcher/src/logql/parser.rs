@@ -445,6 +445,7 @@ impl<'a> Parser<'a> {
                         | "keep"
                         | "decolorize"
                         | "unpack"
+                        | "label_format"
                         | "line_format"
                         | "unwrap"
                 ),
@@ -546,6 +547,29 @@ impl<'a> Parser<'a> {
                 Tok::Ident(s) if s == "decolorize" => {
                     self.bump()?;
                     stages.push(Stage::Decolorize);
+                }
+                Tok::Ident(s) if s == "label_format" => {
+                    self.bump()?;
+                    let mut pairs = Vec::new();
+                    loop {
+                        let dst = self.ident("a label name")?;
+                        self.expect("=")?;
+                        let source = match self.tok.clone() {
+                            Tok::Str(t) => {
+                                self.bump()?;
+                                LabelSource::Template(t)
+                            }
+                            _ => LabelSource::Rename(self.ident("a label name or a template")?),
+                        };
+                        if pairs.iter().any(|(d, _)| *d == dst) {
+                            return self.err(format!("label_format sets {dst} twice"));
+                        }
+                        pairs.push((dst, source));
+                        if !self.eat(",")? {
+                            break;
+                        }
+                    }
+                    stages.push(Stage::LabelFormat(pairs));
                 }
                 Tok::Ident(s) if s == "unpack" => {
                     self.bump()?;

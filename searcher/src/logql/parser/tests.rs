@@ -457,3 +457,25 @@ fn pattern_parser_and_pattern_line_filters() {
         assert!(e.message.contains(says), "{q}: {e}");
     }
 }
+
+#[test]
+fn label_format_pairs() {
+    let Query::Log(q) = ok(r#"{app="a"} | label_format dst=src, t="{{.a}}-{{.b}}""#) else {
+        panic!()
+    };
+    let [Stage::LabelFormat(pairs)] = &q.stages[..] else {
+        panic!("{:?}", q.stages)
+    };
+    assert_eq!(
+        pairs,
+        &vec![
+            ("dst".to_owned(), LabelSource::Rename("src".into())),
+            (
+                "t".to_owned(),
+                LabelSource::Template("{{.a}}-{{.b}}".into())
+            ),
+        ]
+    );
+    let e = parse(r#"{app="a"} | label_format a=b, a=c"#).unwrap_err();
+    assert!(e.message.contains("twice"), "{e}");
+}
