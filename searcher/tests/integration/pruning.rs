@@ -125,14 +125,15 @@ fn brute_logs(recs: &[Rec], q: &str, range: TimeRange, limit: usize, dir: Direct
             continue;
         }
         if let Some(line) = p.eval(&r.line, &r.labels, &mut ext) {
-            let mut labels: Labels = r
+            // Stream labels, then extracted ones: a later value wins (a
+            // second parser extracting a name again), as in Loki.
+            let merged: std::collections::BTreeMap<String, String> = r
                 .labels
                 .iter()
                 .cloned()
                 .chain(ext.iter().cloned())
                 .collect();
-            labels.sort();
-            labels.dedup_by(|a, b| a.0 == b.0);
+            let labels: Labels = merged.into_iter().collect();
             out.push(Entry {
                 ts: r.ts,
                 labels: Arc::new(labels),
