@@ -354,11 +354,19 @@ fn line_format(template: &str, extracted: &Labels, stream: &Labels) -> String {
             out.push_str(&rest[open..]);
             return out;
         };
-        let inner = rest[open + 2..open + close].trim();
+        let raw = &rest[open + 2..open + close];
+        // Go's `{{-` and `-}}` trim the whitespace before and after.
+        if raw.starts_with("- ") {
+            out.truncate(out.trim_end().len());
+        }
+        let inner = raw.trim_matches(|c: char| c == '-' || c.is_whitespace());
         if let Some(name) = inner.strip_prefix('.') {
             out.push_str(lookup(name, extracted, stream).unwrap_or(""));
         }
         rest = &rest[open + close + 2..];
+        if raw.ends_with(" -") {
+            rest = rest.trim_start();
+        }
     }
     out.push_str(rest);
     out
@@ -891,6 +899,16 @@ mod tests {
         // The value is the stream label's, not in the line: still found.
         let plain = "GET /cart 503";
         assert!(run(r#"{a="b"} | label_format sev=level | sev="info""#, plain).is_some());
+    }
+
+    #[test]
+    fn line_format_trims_as_go_templates_do() {
+        let (line, _) = run(
+            r#"{a="b"} | json | line_format "{{.level}}  {{- .msg -}}  !""#,
+            LINE,
+        )
+        .unwrap();
+        assert_eq!(line, "infoGET /cart!");
     }
 
     #[test]

@@ -262,8 +262,38 @@ impl<'a> Parser<'a> {
                 self.bump()?;
                 Ok(s)
             }
+            Tok::Ident(s) if s == "ip" => self.err("ip() filters are not supported yet"),
             _ => self.unexpected("a quoted string"),
         }
+    }
+
+    /// A `line_format` or `label_format` template: only `{{.name}}` is
+    /// filled in, so any other action (a function, a pipeline, `if`,
+    /// `range`) is refused rather than answered wrongly.
+    fn template(&self, template: &str, at: usize) -> Result<(), ParseError> {
+        let mut rest = template;
+        while let Some(open) = rest.find("{{") {
+            let Some(close) = rest[open..].find("}}") else {
+                return Err(self
+                    .lex
+                    .err(at, format!("unclosed {{{{ in template {template:?}")));
+            };
+            let inner =
+                rest[open + 2..open + close].trim_matches(|c: char| c == '-' || c.is_whitespace());
+            let plain = inner.strip_prefix('.').is_some_and(|name| {
+                !name.is_empty() && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
+            });
+            if !plain {
+                return Err(self.lex.err(
+                    at,
+                    format!(
+                        "template action {{{{{inner}}}}} is not supported yet: templates fill in {{{{.label}}}} only"
+                    ),
+                ));
+            }
+            rest = &rest[open + close + 2..];
+        }
+        Ok(())
     }
 
     /// Compiles a regex; errors point at `at`, where its string started.
@@ -556,6 +586,7 @@ impl<'a> Parser<'a> {
                         self.expect("=")?;
                         let source = match self.tok.clone() {
                             Tok::Str(t) => {
+                                self.template(&t, self.at)?;
                                 self.bump()?;
                                 LabelSource::Template(t)
                             }
@@ -577,7 +608,10 @@ impl<'a> Parser<'a> {
                 }
                 Tok::Ident(s) if s == "line_format" => {
                     self.bump()?;
-                    stages.push(Stage::LineFormat(self.string()?));
+                    let at = self.at;
+                    let template = self.string()?;
+                    self.template(&template, at)?;
+                    stages.push(Stage::LineFormat(template));
                 }
                 Tok::Ident(_) | Tok::Sym("(") => stages.push(Stage::Labels(self.label_or()?)),
                 _ => return self.unexpected("json, logfmt, regexp, line_format or a label filter"),
@@ -702,6 +736,9 @@ impl<'a> Parser<'a> {
                     Tok::Num(n) => (n, Unit::Number),
                     Tok::Duration(ns) => (ns as f64 / 1e9, Unit::Duration),
                     Tok::Bytes(b) => (b, Unit::Bytes),
+                    Tok::Ident(ip) if ip == "ip" => {
+                        return self.err("ip() filters are not supported yet")
+                    }
                     _ => {
                         return self
                             .unexpected("a quoted string, a number, a duration or a byte size")

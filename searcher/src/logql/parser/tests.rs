@@ -479,3 +479,40 @@ fn label_format_pairs() {
     let e = parse(r#"{app="a"} | label_format a=b, a=c"#).unwrap_err();
     assert!(e.message.contains("twice"), "{e}");
 }
+
+/// What is not supported yet is refused by name, never answered wrongly.
+#[test]
+fn unsupported_constructs_are_named() {
+    for (q, says) in [
+        (
+            r#"{app="a"} |= ip("10.0.0.0/8")"#,
+            "ip() filters are not supported yet",
+        ),
+        (
+            r#"{app="a"} | logfmt | addr = ip("10.0.0.1")"#,
+            "ip() filters are not supported yet",
+        ),
+        (
+            r#"{app="a"} | line_format "{{ ToUpper .msg }}""#,
+            "ToUpper .msg}} is not supported yet",
+        ),
+        (
+            r#"{app="a"} | line_format "{{if .x}}y{{end}}""#,
+            "is not supported yet",
+        ),
+        (
+            r#"{app="a"} | label_format x="{{ .a | lower }}""#,
+            "is not supported yet",
+        ),
+        (r#"{app="a"} | line_format "{{.msg""#, "unclosed"),
+        (
+            r#"rate_counter({app="a"} | unwrap n [1m])"#,
+            "rate_counter is not supported yet",
+        ),
+    ] {
+        let e = parse(q).expect_err(q);
+        assert!(e.message.contains(says), "{q}: {e}");
+    }
+    // Plain fills, with Go's whitespace trimming, still parse.
+    ok(r#"{app="a"} | line_format "{{.level}} {{- .msg -}} {{ .pod }}""#);
+}
