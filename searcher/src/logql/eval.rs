@@ -313,10 +313,18 @@ fn cmp_num(a: f64, op: CmpOp, b: f64) -> bool {
     }
 }
 
-fn eval_labels(e: &LabelExpr, get: &dyn Fn(&str) -> Option<String>) -> bool {
+/// Whether a label filter keeps the line. A numeric comparison on a value
+/// that does not read as its unit keeps the line, as Loki does, and
+/// leaves why in `error` (the line then gets `__error__="LabelFilterErr"`);
+/// a missing label fails it.
+fn eval_labels(
+    e: &LabelExpr,
+    get: &dyn Fn(&str) -> Option<String>,
+    error: &mut Option<String>,
+) -> bool {
     match e {
-        LabelExpr::And(a, b) => eval_labels(a, get) && eval_labels(b, get),
-        LabelExpr::Or(a, b) => eval_labels(a, get) || eval_labels(b, get),
+        LabelExpr::And(a, b) => eval_labels(a, get, error) && eval_labels(b, get, error),
+        LabelExpr::Or(a, b) => eval_labels(a, get, error) || eval_labels(b, get, error),
         LabelExpr::Str {
             name,
             op,
@@ -332,15 +340,28 @@ fn eval_labels(e: &LabelExpr, get: &dyn Fn(&str) -> Option<String>) -> bool {
                 _ => false,
             }
         }
-        // A missing or unreadable value fails a numeric comparison.
         LabelExpr::Num {
             name,
             op,
             value,
             unit,
-        } => get(name)
-            .and_then(|v| convert(*unit, &v))
-            .is_some_and(|v| cmp_num(v, *op, *value)),
+        } => {
+            let Some(v) = get(name) else {
+                return false;
+            };
+            match convert(*unit, &v) {
+                Some(x) => cmp_num(x, *op, *value),
+                None => {
+                    error.get_or_insert_with(|| match unit {
+                        Unit::Duration => format!("time: invalid duration {v:?}"),
+                        Unit::Number | Unit::Bytes => {
+                            format!("strconv.ParseFloat: parsing {v:?}: invalid syntax")
+                        }
+                    });
+                    true
+                }
+            }
+        }
     }
 }
 
@@ -622,8 +643,13 @@ impl LinePipeline {
                             .find(|(k, _)| k == name)
                             .map(|(_, v)| v.clone())
                     };
-                    if !eval_labels(e, &get) {
+                    let mut error = None;
+                    if !eval_labels(e, &get, &mut error) {
                         return None;
+                    }
+                    if let Some(details) = error {
+                        extracted.push(("__error__".into(), "LabelFilterErr".into()));
+                        extracted.push(("__error_details__".into(), details));
                     }
                     0
                 }
@@ -720,7 +746,8 @@ mod tests {
     }
 
     /// Duration and byte-size filters read the label as Go and Loki do;
-    /// a value that does not read as one fails the comparison.
+    /// a missing label fails the comparison (an unreadable one keeps the
+    /// line with `__error__`: see the next test).
     #[test]
     fn duration_and_byte_size_filters_compare_what_the_labels_say() {
         let kept = |filter: &str, line: &str| {
@@ -730,7 +757,6 @@ mod tests {
         assert!(!kept("took > 250ms", "took=249ms"));
         assert!(kept("took <= 1m", "took=59.9s"));
         assert!(kept("took == 1h", "took=60m"));
-        assert!(!kept("took > 1ms", "took=fast"));
         assert!(!kept("took > 1ms", "other=2s"));
         assert!(kept("size > 20MB", "size=21MB"));
         assert!(
@@ -739,7 +765,43 @@ mod tests {
         );
         assert!(!kept("size > 1KiB", "size=1000"));
         assert!(kept("size >= 1KB", "size=1000"));
-        assert!(!kept("size > 1KB", "size=big"));
+    }
+
+    /// As Loki: a numeric filter on a value that does not read as its
+    /// unit keeps the line, marked `__error__="LabelFilterErr"` with the
+    /// reason; `| __error__=""` then drops it.
+    #[test]
+    fn an_unreadable_number_keeps_the_line_with_an_error() {
+        let err = |q: &str, line: &str| -> Option<(String, String)> {
+            let (_, ext) = run(q, line)?;
+            let get = |k: &str| {
+                ext.iter()
+                    .rev()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, v)| v.clone())
+            };
+            Some((get("__error__")?, get("__error_details__")?))
+        };
+        assert_eq!(
+            err(r#"{a="b"} | logfmt | took > 1ms"#, "took=fast"),
+            Some((
+                "LabelFilterErr".into(),
+                r#"time: invalid duration "fast""#.into()
+            ))
+        );
+        assert_eq!(
+            err(r#"{a="b"} | logfmt | n >= 5"#, "n=five"),
+            Some((
+                "LabelFilterErr".into(),
+                r#"strconv.ParseFloat: parsing "five": invalid syntax"#.into()
+            ))
+        );
+        assert!(run(r#"{a="b"} | logfmt | n >= 5 | __error__="""#, "n=five").is_none());
+        assert!(
+            run(r#"{a="b"} | logfmt | n >= 5"#, "m=5").is_none(),
+            "missing fails"
+        );
+        assert!(run(r#"{a="b"} | logfmt | n >= 5"#, "n=4").is_none());
     }
 
     /// `regexp`: named captures become labels (renamed `_extracted` where
