@@ -37,6 +37,7 @@ enum Compiled {
     Regexp(regex::Regex),
     Pattern(crate::logql::pattern::Pattern),
     PatternFilter(crate::logql::pattern::Pattern, bool),
+    IpFilter(crate::logql::ip::IpPattern, bool),
     /// A label filter, and the literals a line must hold for it to pass
     /// when the fields come from the line itself (see [`Literal`]).
     Labels(LabelExpr, Vec<Literal>),
@@ -340,6 +341,11 @@ fn eval_labels(
                 _ => false,
             }
         }
+        LabelExpr::Ip {
+            name,
+            pattern,
+            negate,
+        } => get(name).is_some_and(|v| pattern.matches_text(&v)) != *negate,
         LabelExpr::Num {
             name,
             op,
@@ -425,6 +431,7 @@ impl LinePipeline {
                 Stage::PatternFilter { pattern, keep } => {
                     Compiled::PatternFilter(pattern.clone(), *keep)
                 }
+                Stage::IpFilter { pattern, keep } => Compiled::IpFilter(pattern.clone(), *keep),
                 Stage::Labels(e) => {
                     let mut literals = Vec::new();
                     Literal::collect(e, &mut literals);
@@ -601,6 +608,12 @@ impl LinePipeline {
                 }
                 Compiled::PatternFilter(p, keep) => {
                     if p.test(&line) != *keep {
+                        return None;
+                    }
+                    0
+                }
+                Compiled::IpFilter(p, keep) => {
+                    if p.in_line(&line) != *keep {
                         return None;
                     }
                     0
@@ -802,6 +815,29 @@ mod tests {
             "missing fails"
         );
         assert!(run(r#"{a="b"} | logfmt | n >= 5"#, "n=4").is_none());
+    }
+
+    #[test]
+    fn ip_filters_on_lines_and_labels() {
+        let line = "client=10.1.2.3:5123 GET /cart";
+        assert!(run(r#"{a="b"} |= ip("10.0.0.0/8")"#, line).is_some());
+        assert!(run(r#"{a="b"} != ip("10.0.0.0/8")"#, line).is_none());
+        assert!(run(r#"{a="b"} |= ip("192.168.0.0/16")"#, line).is_none());
+        let kv = "addr=192.168.4.7 user=x";
+        assert!(run(
+            r#"{a="b"} | logfmt | addr = ip("192.168.4.5-192.168.4.20")"#,
+            kv
+        )
+        .is_some());
+        assert!(run(
+            r#"{a="b"} | logfmt | addr != ip("192.168.4.5-192.168.4.20")"#,
+            kv
+        )
+        .is_none());
+        assert!(
+            run(r#"{a="b"} | logfmt | user = ip("0.0.0.0/0")"#, kv).is_none(),
+            "not an address"
+        );
     }
 
     /// `regexp`: named captures become labels (renamed `_extracted` where

@@ -8,6 +8,7 @@
 //! AST; [`eval`] runs a log query's pipeline on one line.
 
 pub mod eval;
+pub mod ip;
 mod parser;
 pub mod pattern;
 
@@ -81,6 +82,12 @@ pub enum Stage {
     Regexp(Regex),
     /// `| pattern "<ip> - <_> <status>"`: each named capture becomes a label.
     Pattern(pattern::Pattern),
+    /// `|= ip("10.0.0.0/8")` (`keep`) or `!= ip("…")`: lines that hold a
+    /// matching address, or those that do not.
+    IpFilter {
+        pattern: ip::IpPattern,
+        keep: bool,
+    },
     /// `|> "<_> error <_>"` (`keep`) or `!> "…"`: lines that match the
     /// pattern, or those that do not.
     PatternFilter {
@@ -155,6 +162,12 @@ pub enum LabelExpr {
         op: CmpOp,
         value: String,
         re: Option<Regex>,
+    },
+    /// `name = ip("…")` (or `!=`): whether the label is a matching address.
+    Ip {
+        name: String,
+        pattern: ip::IpPattern,
+        negate: bool,
     },
     /// Numeric comparison against an unquoted number, duration (`250ms`,
     /// compared in seconds) or byte size (`20MB`).

@@ -4,6 +4,7 @@
 
 use regex::Regex;
 
+use super::ip::IpPattern;
 use super::pattern::Pattern;
 use super::*;
 use crate::time::parse_duration;
@@ -262,9 +263,18 @@ impl<'a> Parser<'a> {
                 self.bump()?;
                 Ok(s)
             }
-            Tok::Ident(s) if s == "ip" => self.err("ip() filters are not supported yet"),
             _ => self.unexpected("a quoted string"),
         }
+    }
+
+    /// `ip("…")`, at its name.
+    fn ip_call(&mut self) -> Result<IpPattern, ParseError> {
+        self.bump()?;
+        self.expect("(")?;
+        let at = self.at;
+        let text = self.string()?;
+        self.expect(")")?;
+        IpPattern::parse(&text).map_err(|e| self.lex.err(at, e))
     }
 
     /// A `line_format` or `label_format` template: only `{{.name}}` is
@@ -454,6 +464,16 @@ impl<'a> Parser<'a> {
             }
             if let Some(op) = line_op {
                 self.bump()?;
+                if matches!(&self.tok, Tok::Ident(s) if s == "ip") {
+                    let keep = match op {
+                        LineOp::Contains => true,
+                        LineOp::NotContains => false,
+                        _ => return self.err("ip() line filters take |= or !="),
+                    };
+                    let pattern = self.ip_call()?;
+                    stages.push(Stage::IpFilter { pattern, keep });
+                    continue;
+                }
                 let mut alternatives = vec![(self.at, self.string()?)];
                 while matches!(&self.tok, Tok::Ident(s) if s == "or") {
                     self.bump()?;
@@ -737,7 +757,17 @@ impl<'a> Parser<'a> {
                     Tok::Duration(ns) => (ns as f64 / 1e9, Unit::Duration),
                     Tok::Bytes(b) => (b, Unit::Bytes),
                     Tok::Ident(ip) if ip == "ip" => {
-                        return self.err("ip() filters are not supported yet")
+                        let negate = match op {
+                            CmpOp::Eq => false,
+                            CmpOp::Ne => true,
+                            _ => return self.err("ip() label filters take = or !="),
+                        };
+                        let pattern = self.ip_call()?;
+                        return Ok(LabelExpr::Ip {
+                            name,
+                            pattern,
+                            negate,
+                        });
                     }
                     _ => {
                         return self

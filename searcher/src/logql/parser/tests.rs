@@ -473,18 +473,16 @@ fn label_format_pairs() {
     assert!(e.message.contains("twice"), "{e}");
 }
 
-/// What is not supported yet is refused by name, never answered wrongly.
+/// What is not supported is refused by name, never answered wrongly.
 #[test]
 fn unsupported_constructs_are_named() {
     refused(&[
+        (r#"{app="a"} |~ ip("10.0.0.0/8")"#, "take |= or !="),
         (
-            r#"{app="a"} |= ip("10.0.0.0/8")"#,
-            "ip() filters are not supported yet",
+            r#"{app="a"} | logfmt | addr > ip("10.0.0.1")"#,
+            "take = or !=",
         ),
-        (
-            r#"{app="a"} | logfmt | addr = ip("10.0.0.1")"#,
-            "ip() filters are not supported yet",
-        ),
+        (r#"{app="a"} |= ip("10.0.0.0/99")"#, "invalid ip() pattern"),
         (
             r#"{app="a"} | line_format "{{ ToUpper .msg }}""#,
             "ToUpper .msg}} is not supported yet",
@@ -503,6 +501,7 @@ fn unsupported_constructs_are_named() {
             "rate_counter is not supported yet",
         ),
     ]);
+    ok(r#"{app="a"} |= ip("10.0.0.0/8") | logfmt | addr != ip("::1")"#);
     // Plain fills, with Go's whitespace trimming, still parse.
     ok(r#"{app="a"} | line_format "{{.level}} {{- .msg -}} {{ .pod }}""#);
 }
