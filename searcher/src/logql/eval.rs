@@ -425,7 +425,19 @@ impl LinePipeline {
                 },
                 Stage::Json => Compiled::Json,
                 Stage::JsonFields(f) => Compiled::JsonFields(f.clone()),
-                Stage::Logfmt(p) => Compiled::Logfmt(p.clone()),
+                // Keys as the parser names the fields it reads, once.
+                Stage::Logfmt(p) => Compiled::Logfmt(LogfmtParams {
+                    fields: p
+                        .fields
+                        .iter()
+                        .map(|(label, key)| {
+                            let mut name = String::new();
+                            push_sanitized_key(&mut name, key);
+                            (label.clone(), name)
+                        })
+                        .collect(),
+                    ..p.clone()
+                }),
                 Stage::Regexp(re) => Compiled::Regexp(re.clone()),
                 Stage::Pattern(p) => Compiled::Pattern(p.clone()),
                 Stage::PatternFilter { pattern, keep } => {
@@ -582,9 +594,7 @@ impl LinePipeline {
                             .fields
                             .iter()
                             .filter_map(|(label, key)| {
-                                let mut name = String::new();
-                                push_sanitized_key(&mut name, key);
-                                let (_, v) = fields.iter().rev().find(|(k, _)| *k == name)?;
+                                let (_, v) = fields.iter().rev().find(|(k, _)| k == key)?;
                                 Some((label.clone(), v.clone()))
                             })
                             .collect();

@@ -83,17 +83,18 @@ impl Samples {
         for (labels, mut samples) in self.series {
             // Stable: samples of one time keep the order they were read in.
             samples.sort_by_key(|s| s.0);
+            // Times and values apart, so each window is a slice of values.
+            let (times, values): (Vec<i64>, Vec<f64>) = samples.into_iter().unzip();
             let mut points = std::collections::BTreeMap::new();
             for k in 0..grid.steps {
                 let t = grid
                     .start
                     .saturating_add((k as i64).saturating_mul(grid.step));
                 let from = t.saturating_sub(range_ns);
-                let lo = samples.partition_point(|s| s.0 <= from);
-                let hi = samples.partition_point(|s| s.0 <= t);
+                let lo = times.partition_point(|&ts| ts <= from);
+                let hi = times.partition_point(|&ts| ts <= t);
                 if lo < hi {
-                    let window: Vec<f64> = samples[lo..hi].iter().map(|s| s.1).collect();
-                    points.insert(k, over(func, &window, range_ns));
+                    points.insert(k, over(func, &values[lo..hi], range_ns));
                 }
             }
             if !points.is_empty() {
