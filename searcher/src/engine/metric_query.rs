@@ -14,7 +14,7 @@ use super::prune::raw_bytes;
 use super::scan::Scan;
 use super::{Engine, SearchError, Stats};
 use crate::logql::eval::{Labels, LinePipeline};
-use crate::logql::{LogQuery, MatchOp, MetricExpr, RangeFn, Unit};
+use crate::logql::{LogQuery, MatchOp, MetricExpr, RangeFn};
 
 impl Engine {
     /// A metric query evaluated at `start + k * step` for every k with the
@@ -97,29 +97,31 @@ impl Engine {
                 offset_ns,
             } => {
                 let grid = grid.offset(*offset_ns);
-                let mut sums = RangeSums::new(cap);
-                let each = |sums: &mut RangeSums,
+                // The sums, and the first series marked `__error__`.
+                let mut acc = (RangeSums::new(cap), None);
+                let each = |acc: &mut (RangeSums, Option<Arc<Labels>>),
                             p: &LinePipeline,
                             ts: i64,
                             labels: &Arc<Labels>,
                             extracted: &Labels,
                             line: &str| {
                     if let Some(steps) = grid.windows_holding(ts, *range_ns) {
-                        sums.add(
-                            p.result_labels(labels, extracted),
-                            steps,
-                            sample(*func, line),
-                        );
+                        let series = p.result_labels(labels, extracted);
+                        if acc.1.is_none() && has_error(&series) {
+                            acc.1 = Some(series.clone());
+                        }
+                        acc.0.add(series, steps, sample(*func, line));
                     }
                 };
-                let check = |sums: &RangeSums| match (sums.over_cap(), cap) {
+                let check = |acc: &(RangeSums, Option<Arc<Labels>>)| match (acc.0.over_cap(), cap) {
                     (true, Some(limit)) => Err(SearchError::Series { limit }),
-                    _ => Ok(()),
+                    _ => acc.1.as_deref().map_or(Ok(()), |s| Err(pipeline_error(s))),
                 };
                 self.scan_range(
-                    tenant, query, grid, *range_ns, prune, stats, &mut sums, each, check,
+                    tenant, query, grid, *range_ns, prune, stats, &mut acc, each, check,
                 )
                 .await?;
+                let sums = acc.0;
                 let m = sums.finish(*func, *range_ns);
                 if *func != RangeFn::AbsentOverTime {
                     return Ok(m);
@@ -155,9 +157,9 @@ impl Engine {
             } => {
                 let grid = grid.offset(*offset_ns);
                 let max_samples = self.cfg.max_samples;
-                // The samples, and the lines whose value did not read.
-                let mut acc = (Samples::new(cap, max_samples), 0u64);
-                let each = |acc: &mut (Samples, u64),
+                // The samples, and the first series marked `__error__`.
+                let mut acc = (Samples::new(cap, max_samples), None);
+                let each = |acc: &mut (Samples, Option<Arc<Labels>>),
                             p: &LinePipeline,
                             ts: i64,
                             labels: &Arc<Labels>,
@@ -166,41 +168,31 @@ impl Engine {
                     if grid.windows_holding(ts, *range_ns).is_none() {
                         return;
                     }
-                    let Some(value) = p.unwrapped(unwrap, labels, extracted) else {
-                        acc.1 += 1;
+                    let mut extracted = extracted.clone();
+                    let Some(value) = p.unwrapped(unwrap, labels, &mut extracted) else {
                         return;
                     };
-                    let series = p.result_labels(labels, extracted);
+                    let series = p.result_labels(labels, &extracted);
+                    if acc.1.is_none() && has_error(&series) {
+                        acc.1 = Some(series.clone());
+                    }
                     acc.0.add(
                         sample_series(&series, &unwrap.label, grouping.as_ref()),
                         ts,
                         value,
                     );
                 };
-                let check = |acc: &(Samples, u64)| match (acc.0.over_series(), cap) {
+                let check = |acc: &(Samples, Option<Arc<Labels>>)| match (acc.0.over_series(), cap)
+                {
                     (true, Some(limit)) => Err(SearchError::Series { limit }),
                     _ if acc.0.over_samples() => Err(SearchError::Samples { limit: max_samples }),
-                    _ => Ok(()),
+                    _ => acc.1.as_deref().map_or(Ok(()), |s| Err(pipeline_error(s))),
                 };
                 self.scan_range(
                     tenant, query, grid, *range_ns, prune, stats, &mut acc, each, check,
                 )
                 .await?;
-                let (samples, unreadable) = acc;
-                if unreadable > 0 {
-                    // Loki marks these samples `__error__="SampleExtractionErr"`
-                    // and fails the query unless a filter drops them; here
-                    // they are left out, and the answer says so.
-                    stats.warnings.push(format!(
-                        "{unreadable} matching lines were left out: their {:?} is missing or not a {}",
-                        unwrap.label,
-                        match unwrap.unit {
-                            Unit::Number => "number",
-                            Unit::Duration => "duration",
-                            Unit::Bytes => "byte size",
-                        }
-                    ));
-                }
+                let samples = acc.0;
                 Ok(samples.finish(*func, grid, *range_ns))
             }
         }
@@ -242,4 +234,20 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Loki refuses to make samples of lines marked `__error__` (a parser
+/// failed, a value did not read) unless a filter drops them or `| drop
+/// __error__` removes the mark: the query fails, naming the series.
+fn pipeline_error(series: &Labels) -> SearchError {
+    let error = series.iter().find(|(k, _)| k == "__error__");
+    let pairs: Vec<String> = series.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    SearchError::Pipeline {
+        error: error.map(|(_, v)| v.clone()).unwrap_or_default(),
+        series: format!("{{{}}}", pairs.join(", ")),
+    }
+}
+
+fn has_error(series: &Labels) -> bool {
+    series.iter().any(|(k, _)| k == "__error__")
 }

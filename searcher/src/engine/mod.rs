@@ -82,6 +82,15 @@ pub enum SearchError {
     /// Two vectors a binary operator cannot pair up.
     #[error("{0}")]
     Matching(String),
+    /// A range function met a line marked `__error__`, which Loki refuses
+    /// to turn into a sample: the message is Loki's, word for word.
+    #[error(
+        "pipeline error: '{error}' for series: '{series}'.\n\
+         Use a label filter to intentionally skip this error. (e.g | __error__!=\"{error}\").\n\
+         To skip all potential errors you can match empty errors.(e.g __error__=\"\")\n\
+         The label filter can also be specified after unwrap. (e.g | unwrap latency | __error__=\"\" )\n"
+    )]
+    Pipeline { error: String, series: String },
 }
 
 impl SearchError {
@@ -94,6 +103,7 @@ impl SearchError {
             SearchError::Series { .. } => Some("series"),
             SearchError::Samples { .. } => Some("samples"),
             SearchError::Matching(_) => Some("matching"),
+            SearchError::Pipeline { .. } => Some("pipeline_error"),
         }
     }
 }

@@ -302,6 +302,15 @@ pub fn convert(unit: Unit, v: &str) -> Option<f64> {
     }
 }
 
+/// Why `v` does not read as `unit`, in the words of the Go function Loki
+/// calls.
+fn conversion_error(unit: Unit, v: &str) -> String {
+    match unit {
+        Unit::Duration => format!("time: invalid duration {v:?}"),
+        Unit::Number | Unit::Bytes => format!("strconv.ParseFloat: parsing {v:?}: invalid syntax"),
+    }
+}
+
 fn cmp_num(a: f64, op: CmpOp, b: f64) -> bool {
     match op {
         CmpOp::Eq => a == b,
@@ -358,12 +367,7 @@ fn eval_labels(
             match convert(*unit, &v) {
                 Some(x) => cmp_num(x, *op, *value),
                 None => {
-                    error.get_or_insert_with(|| match unit {
-                        Unit::Duration => format!("time: invalid duration {v:?}"),
-                        Unit::Number | Unit::Bytes => {
-                            format!("strconv.ParseFloat: parsing {v:?}: invalid syntax")
-                        }
-                    });
+                    error.get_or_insert_with(|| conversion_error(*unit, &v));
                     true
                 }
             }
@@ -482,11 +486,40 @@ impl LinePipeline {
         }
     }
 
-    /// The value `unwrap` takes from a matched line: its label, extracted
-    /// or of the stream, converted; `None` if it is missing or does not
-    /// read as a number of its unit.
-    pub fn unwrapped(&self, unwrap: &Unwrap, stream: &Labels, extracted: &Labels) -> Option<f64> {
-        convert(unwrap.unit, lookup(&unwrap.label, extracted, stream)?)
+    /// The value `unwrap` takes from a matched line (its label, extracted
+    /// or of the stream, converted), then the filters after unwrap; `None`
+    /// if they drop the line. As in Loki, a missing or unreadable value is
+    /// 0 with `__error__="SampleExtractionErr"` and the reason added to
+    /// `extracted`, for a filter like `| __error__=""` to drop.
+    pub fn unwrapped(
+        &self,
+        unwrap: &Unwrap,
+        stream: &Labels,
+        extracted: &mut Labels,
+    ) -> Option<f64> {
+        let raw = lookup(&unwrap.label, extracted, stream).unwrap_or("");
+        let value = match convert(unwrap.unit, raw) {
+            Some(v) => v,
+            None => {
+                let details = conversion_error(unwrap.unit, raw);
+                extracted.push(("__error__".into(), "SampleExtractionErr".into()));
+                extracted.push(("__error_details__".into(), details));
+                0.0
+            }
+        };
+        for filter in &unwrap.post_filters {
+            let ext: &Labels = extracted;
+            let get = |name: &str| lookup(name, ext, stream).map(str::to_owned);
+            let mut error = None;
+            if !eval_labels(filter, &get, &mut error) {
+                return None;
+            }
+            if let Some(details) = error {
+                extracted.push(("__error__".into(), "LabelFilterErr".into()));
+                extracted.push(("__error_details__".into(), details));
+            }
+        }
+        Some(value)
     }
 
     /// The result labels of a line: stream labels plus extracted ones,
@@ -520,9 +553,10 @@ impl LinePipeline {
             .into_iter()
             .filter(|(k, _)| !self.drops.iter().any(|d| d == k))
             .filter(|(k, _)| {
-                self.keeps
-                    .as_ref()
-                    .is_none_or(|keep| keep.iter().any(|x| x == k))
+                // `keep` never drops the error labels, as in Loki.
+                self.keeps.as_ref().is_none_or(|keep| {
+                    keep.iter().any(|x| x == k) || matches!(*k, "__error__" | "__error_details__")
+                })
             })
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();

@@ -219,15 +219,21 @@ pub enum UnwrapFn {
     Last,
     /// `rate` over unwrapped values: their sum per second of the range.
     Rate,
+    /// `rate_counter`: the values read as a counter (a drop is a reset),
+    /// its increase per second, extrapolated as Loki does.
+    RateCounter,
 }
 
 /// `| unwrap name`, `| unwrap duration(name)` (or `duration_seconds`,
 /// both in seconds) or `| unwrap bytes(name)`: the label whose value a
 /// range function over unwrapped values takes from each line.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Unwrap {
     pub label: String,
     pub unit: Unit,
+    /// Label filters after `| unwrap`, run once the value is read: a value
+    /// that did not read has `__error__="SampleExtractionErr"` by then.
+    pub post_filters: Vec<LabelExpr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

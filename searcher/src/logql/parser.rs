@@ -188,6 +188,7 @@ fn is_unwrap_fn(s: &str) -> Option<UnwrapFn> {
         "quantile_over_time" => UnwrapFn::Quantile(0.0),
         "first_over_time" => UnwrapFn::First,
         "last_over_time" => UnwrapFn::Last,
+        "rate_counter" => UnwrapFn::RateCounter,
         _ => return None,
     })
 }
@@ -633,7 +634,15 @@ impl<'a> Parser<'a> {
                     self.template(&template, at)?;
                     stages.push(Stage::LineFormat(template));
                 }
-                Tok::Ident(_) | Tok::Sym("(") => stages.push(Stage::Labels(self.label_or()?)),
+                Tok::Ident(_) | Tok::Sym("(") => {
+                    let filter = self.label_or()?;
+                    match unwrap.as_mut() {
+                        // Loki runs these on the unwrapped sample, so
+                        // `| __error__=""` drops a value that did not read.
+                        Some(u) => u.post_filters.push(filter),
+                        None => stages.push(Stage::Labels(filter)),
+                    }
+                }
                 _ => return self.unexpected("json, logfmt, regexp, line_format or a label filter"),
             }
         }
@@ -674,12 +683,17 @@ impl<'a> Parser<'a> {
             return Ok(Unwrap {
                 label: name,
                 unit: Unit::Number,
+                post_filters: Vec::new(),
             });
         }
         self.bump()?;
         let label = self.ident("a label name")?;
         self.expect(")")?;
-        Ok(Unwrap { label, unit })
+        Ok(Unwrap {
+            label,
+            unit,
+            post_filters: Vec::new(),
+        })
     }
 
     fn label_or(&mut self) -> Result<LabelExpr, ParseError> {
@@ -1072,9 +1086,6 @@ impl<'a> Parser<'a> {
                 if name == "label_replace" {
                     return self.label_replace();
                 }
-                if matches!(name.as_str(), "rate_counter") {
-                    return self.err(format!("{name} is not supported yet"));
-                }
                 let op = match name.as_str() {
                     "sum" => AggOp::Sum,
                     "count" => AggOp::Count,
@@ -1092,7 +1103,8 @@ impl<'a> Parser<'a> {
                             "syntax error: unknown function {name:?}; supported: sum, count, min, max, avg, stddev, stdvar, topk, bottomk, sort, sort_desc, \
                              count_over_time, rate, bytes_over_time, bytes_rate, sum_over_time, avg_over_time, \
                              min_over_time, max_over_time, stddev_over_time, stdvar_over_time, \
-                             quantile_over_time, first_over_time, last_over_time, vector"
+                             quantile_over_time, first_over_time, last_over_time, rate_counter, \
+                             absent_over_time, label_replace, vector"
                         ))
                     }
                 };

@@ -81,6 +81,23 @@ async fn run(
     (out, warnings)
 }
 
+/// The error a metric query at `at_s` fails with, pruned or not.
+async fn failure(engine: &Engine, q: &str, at_s: i64) -> String {
+    let Query::Metric(m) = parse(q).unwrap_or_else(|e| panic!("{q}: {e}")) else {
+        panic!("{q}")
+    };
+    let t = BASE_MS * 1_000_000 + at_s * S;
+    let mut errors = Vec::new();
+    for prune in [true, false] {
+        match engine.metric(TENANT, &m, t, t, S, prune).await {
+            Ok(_) => panic!("{q} answered"),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    assert_eq!(errors[0], errors[1], "{q}");
+    errors.swap_remove(0)
+}
+
 fn close(got: &[(String, usize, f64)], want: &[(&str, usize, f64)], q: &str) {
     assert_eq!(got.len(), want.len(), "{q}: {got:?}");
     for ((gl, gk, gv), (wl, wk, wv)) in got.iter().zip(want) {
@@ -97,8 +114,9 @@ async fn range_functions_over_unwrapped_values_answer_as_loki_does() {
     let engine = Engine::new(store, EngineConfig::default(), Arc::new(Metrics::new()));
     let sel = r#"{__app__="api"} | json"#;
 
-    // At 60 s, over (0 s, 60 s]: info has 100 and 300 (the 40 s line is
-    // left out, its latency is not a number); error has 500.
+    // At 60 s, over (0 s, 60 s]: info has 100 and 300 (the 40 s line's
+    // latency is not a number: `| __error__=""` after unwrap drops it);
+    // error has 500.
     for (func, info, error) in [
         ("sum_over_time", 400.0, 500.0),      // 100 + 300
         ("avg_over_time", 200.0, 500.0),      // 400 / 2
@@ -110,19 +128,65 @@ async fn range_functions_over_unwrapped_values_answer_as_loki_does() {
         ("last_over_time", 300.0, 500.0),     // the 20 s line
         ("rate", 400.0 / 60.0, 500.0 / 60.0), // the sum per second of 1m
     ] {
-        let q = format!("{func}({sel} | unwrap latency_ms [1m]) by (level)");
+        let q = format!("{func}({sel} | unwrap latency_ms | __error__=\"\" [1m]) by (level)");
         let (got, warnings) = run(&engine, &q, 60, 60, 1).await;
         close(&got, &[("error", 0, error), ("info", 0, info)], &q);
-        assert_eq!(warnings.len(), 1, "{q}: {warnings:?}");
-        assert!(
-            warnings[0].contains("1 matching lines were left out"),
-            "{warnings:?}"
-        );
+        assert!(warnings.is_empty(), "{q}: {warnings:?}");
     }
+    // Without the filter the unreadable value is a sample marked
+    // `__error__="SampleExtractionErr"`, and Loki fails the query, naming
+    // the series and the way out.
+    let q = format!("sum_over_time({sel} | unwrap latency_ms [1m]) by (level)");
+    let err = failure(&engine, &q, 60).await;
+    assert!(
+        err.starts_with("pipeline error: 'SampleExtractionErr' for series: '{")
+            && err.contains(
+                r#"__error_details__="strconv.ParseFloat: parsing \"fast\": invalid syntax""#
+            )
+            && err.contains(r#"(e.g | __error__!="SampleExtractionErr")"#),
+        "{err}"
+    );
+    // Only samples in the steps' windows count: at 30 s the 40 s line is
+    // not in (−30 s, 30 s], so the same query answers.
+    close(
+        &run(&engine, &q, 30, 30, 1).await.0,
+        &[("error", 0, 500.0), ("info", 0, 400.0)],
+        &q,
+    );
+    // The same for counting: a numeric filter on "fast" marks the line
+    // `LabelFilterErr`, which fails a count, unless `| drop __error__`
+    // removes the mark (then it counts: 3 info lines ≥ 100 or unreadable).
+    let q = format!("sum by (level) (count_over_time({sel} | latency_ms >= 100 [1m]))");
+    assert!(
+        failure(&engine, &q, 60)
+            .await
+            .starts_with("pipeline error: 'LabelFilterErr'"),
+        "{q}"
+    );
+    let q = format!(
+        "sum by (level) (count_over_time({sel} | latency_ms >= 100 | drop __error__ [1m]))"
+    );
+    close(
+        &run(&engine, &q, 60, 60, 1).await.0,
+        &[("error", 0, 1.0), ("info", 0, 3.0)],
+        &q,
+    );
+    // rate_counter reads the values as a counter: info's 100, 300 over
+    // (0 s, 60 s] at 10 s and 20 s: increase 200, one 10 s gap; to the
+    // start min(60 s, 10·100/200 = 5 s) < 11 s, so 5 s is added; to the
+    // end 0 s: interval 15 s. 200 · 15/10 / 60 = 5. Error's one sample: 0.
+    let q = format!("rate_counter({sel} | unwrap latency_ms | __error__=\"\" [1m]) by (level)");
+    close(
+        &run(&engine, &q, 60, 60, 1).await.0,
+        &[("error", 0, 0.0), ("info", 0, 5.0)],
+        &q,
+    );
     // Quantiles interpolate between ranks, as Prometheus does: for info's
     // [100, 300], φ = 0.5 is rank 0.5 → 200, φ = 0.9 is 100·0.1 + 300·0.9.
     for (phi, info) in [(0.5, 200.0), (0.9, 280.0), (0.0, 100.0), (1.0, 300.0)] {
-        let q = format!("quantile_over_time({phi}, {sel} | unwrap latency_ms [1m]) by (level)");
+        let q = format!(
+            "quantile_over_time({phi}, {sel} | unwrap latency_ms | __error__=\"\" [1m]) by (level)"
+        );
         let (got, _) = run(&engine, &q, 60, 60, 1).await;
         close(&got, &[("error", 0, 500.0), ("info", 0, info)], &q);
     }
@@ -146,7 +210,7 @@ async fn range_functions_over_unwrapped_values_answer_as_loki_does() {
     // Steps at 30, 60 and 90 s: windows (-30, 30], (0, 60], (30, 90].
     // At 90 s only the 40 s (unreadable) and 70 s lines are in range:
     // info is 700 and error has no point.
-    let q = format!("sum_over_time({sel} | unwrap latency_ms [1m]) by (level)");
+    let q = format!("sum_over_time({sel} | unwrap latency_ms | __error__=\"\" [1m]) by (level)");
     let (got, _) = run(&engine, &q, 30, 90, 30).await;
     close(
         &got,
@@ -161,7 +225,9 @@ async fn range_functions_over_unwrapped_values_answer_as_loki_does() {
     );
     // `offset 30s` at 90 s reads the window (0, 60]: as at 60 s above;
     // counting lines there, info has the 10, 20 and 40 s lines, error one.
-    let q = format!("sum_over_time({sel} | unwrap latency_ms [1m] offset 30s) by (level)");
+    let q = format!(
+        "sum_over_time({sel} | unwrap latency_ms | __error__=\"\" [1m] offset 30s) by (level)"
+    );
     close(
         &run(&engine, &q, 90, 90, 1).await.0,
         &[("error", 0, 500.0), ("info", 0, 400.0)],
@@ -184,7 +250,9 @@ async fn range_functions_over_unwrapped_values_answer_as_loki_does() {
         &[("info", 0, 3.0)],
         &q,
     );
-    let q = format!("sum_over_time({sel} | unwrap latency_ms [1m]) by (level) / {lines}");
+    let q = format!(
+        "sum_over_time({sel} | unwrap latency_ms | __error__=\"\" [1m]) by (level) / {lines}"
+    );
     close(
         &run(&engine, &q, 60, 60, 1).await.0,
         &[("error", 0, 500.0), ("info", 0, 400.0 / 3.0)],
@@ -220,7 +288,8 @@ async fn range_functions_over_unwrapped_values_answer_as_loki_does() {
 
     // Inside an aggregation, with the default series (each line's labels
     // but the unwrapped one: json adds ts, so one series per line).
-    let q = format!("sum by (level) (max_over_time({sel} | unwrap latency_ms [1m]))");
+    let q =
+        format!("sum by (level) (max_over_time({sel} | unwrap latency_ms | __error__=\"\" [1m]))");
     let (got, _) = run(&engine, &q, 60, 60, 1).await;
     close(&got, &[("error", 0, 500.0), ("info", 0, 400.0)], &q);
 }

@@ -240,12 +240,21 @@ fn unwrap_and_the_range_functions_over_values() {
     };
     assert_eq!(func, UnwrapFn::Quantile(0.9));
     assert_eq!(
-        unwrap,
-        Unwrap {
-            label: "took".into(),
-            unit: Unit::Duration
-        }
+        (
+            unwrap.label.as_str(),
+            unwrap.unit,
+            unwrap.post_filters.len()
+        ),
+        ("took", Unit::Duration, 0)
     );
+    // Label filters after unwrap run on the sample, not in the pipeline.
+    let Query::Metric(MetricExpr::Unwrapped { query, unwrap, .. }) =
+        ok(r#"sum_over_time({app="a"} | logfmt | unwrap n | __error__="" [5m])"#)
+    else {
+        panic!()
+    };
+    assert_eq!(query.stages.len(), 1, "{query:?}");
+    assert_eq!(unwrap.post_filters.len(), 1);
     assert_eq!(grouping.unwrap().labels, ["route"]);
     // `rate` without unwrap still counts lines.
     assert!(matches!(
@@ -279,8 +288,8 @@ fn unwrap_and_the_range_functions_over_values() {
             "the quantile",
         ),
         (
-            r#"rate_counter({app="a"} | unwrap n [5m])"#,
-            "not supported yet",
+            r#"rate_counter({app="a"} [5m])"#,
+            "rate_counter takes the values of a label",
         ),
     ]);
 }
@@ -380,10 +389,6 @@ fn label_replace_and_absent_over_time() {
         (
             r#"label_replace(rate({app="a"}[1m]), "a", "b", "c")"#,
             "expecting \",\"",
-        ),
-        (
-            r#"rate_counter({app="a"} | unwrap n [1m])"#,
-            "not supported yet",
         ),
     ]);
 }
@@ -496,10 +501,6 @@ fn unsupported_constructs_are_named() {
             "is not supported yet",
         ),
         (r#"{app="a"} | line_format "{{.msg""#, "unclosed"),
-        (
-            r#"rate_counter({app="a"} | unwrap n [1m])"#,
-            "rate_counter is not supported yet",
-        ),
     ]);
     ok(r#"{app="a"} |= ip("10.0.0.0/8") | logfmt | addr != ip("::1")"#);
     // Plain fills, with Go's whitespace trimming, still parse.
