@@ -19,7 +19,8 @@ use super::responses::{
     json_ok, labels_json, matrix_json, sample_json, stats_json, streams_json, success,
 };
 use super::{AppState, Shared};
-use crate::engine::{Direction, Engine, SearchError, Stats, TimeRange};
+use crate::engine::detected::{detect_fields, detect_labels, field_values};
+use crate::engine::{Direction, Engine, Entry, SearchError, Stats, TimeRange};
 use crate::logql::eval::Labels;
 use crate::logql::{self, AggOp, Grouping, MetricExpr, Query, RangeFn};
 
@@ -331,6 +332,106 @@ pub(super) async fn index_volume(
         json!({"resultType": "vector", "result": result.into_iter().map(|r| r.1).collect::<Vec<_>>()}),
         &stats,
     ))
+}
+
+/// `/format_query`: the query spaced as Loki prints it, for Grafana's
+/// "Format query"; a query that does not parse gets its parse error.
+pub(super) async fn format_query(uri: Uri, body: Bytes) -> ApiResult {
+    let p = Params::new(&uri, &body);
+    let formatted = logql::format_query(p.query()?)?;
+    Ok(json_ok(&json!({"status": "success", "data": formatted})))
+}
+
+/// `/detected_labels`: the stream labels of the matching streams worth
+/// offering as filters, with their number of values (Grafana's label
+/// panels; see `detected::detect_labels` for which are left out).
+pub(super) async fn detected_labels(
+    State(s): State<Shared>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let p = Params::new(&uri, &body);
+    let (series, _) = series_of(&s, &tenant, &p).await?;
+    let labels: Vec<Value> = detect_labels(&series)
+        .into_iter()
+        .map(|l| json!({"label": l.label, "cardinality": l.cardinality}))
+        .collect();
+    Ok(json_ok(&json!({ "detectedLabels": labels })))
+}
+
+/// The newest `line_limit` lines (default 1,000) of a detected-fields
+/// request's log query.
+async fn detection_lines(s: &AppState, tenant: &str, p: &Params) -> Result<Vec<Entry>, ApiError> {
+    let (start, end) = p.range(NS_PER_HOUR)?;
+    let Query::Log(q) = logql::parse(p.query()?)? else {
+        return Err(ApiError::bad(
+            "detected fields take a log query, not a metric query",
+        ));
+    };
+    let line_limit = match p.get("line_limit") {
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad(format!("invalid line_limit {v:?}")))?,
+        None => 1000,
+    };
+    let (entries, _) = s
+        .engine
+        .logs(
+            tenant,
+            TimeRange { start, end },
+            &q,
+            line_limit.min(s.cfg.max_limit),
+            Direction::Backward,
+            true,
+        )
+        .await?;
+    Ok(entries)
+}
+
+/// `limit`, default 1,000.
+fn field_limit(p: &Params) -> Result<usize, ApiError> {
+    match p.get("limit") {
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad(format!("invalid limit {v:?}"))),
+        None => Ok(1000),
+    }
+}
+
+/// `/detected_fields`: the fields in the query's newest lines, each with
+/// its type, number of values and parser (Grafana's field panels).
+pub(super) async fn detected_fields(
+    State(s): State<Shared>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let p = Params::new(&uri, &body);
+    let limit = field_limit(&p)?;
+    let entries = detection_lines(&s, &tenant, &p).await?;
+    let fields: Vec<Value> = detect_fields(entries.iter().map(|e| e.line.as_str()), limit)
+        .into_iter()
+        .map(|f| {
+            json!({"label": f.label, "type": f.kind, "cardinality": f.cardinality, "parsers": f.parsers})
+        })
+        .collect();
+    Ok(json_ok(&json!({"fields": fields, "limit": limit})))
+}
+
+/// `/detected_field/{name}/values`: the values of one detected field.
+pub(super) async fn detected_field_values(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    Extension(Tenant(tenant)): Extension<Tenant>,
+    uri: Uri,
+    body: Bytes,
+) -> ApiResult {
+    let p = Params::new(&uri, &body);
+    let limit = field_limit(&p)?;
+    let entries = detection_lines(&s, &tenant, &p).await?;
+    let values = field_values(entries.iter().map(|e| e.line.as_str()), &name, limit);
+    Ok(json_ok(&json!({ "values": values })))
 }
 
 pub(super) async fn buildinfo() -> Response {

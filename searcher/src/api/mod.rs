@@ -110,9 +110,25 @@ pub fn router(state: Shared) -> Router {
             "/loki/api/v1/index/volume",
             get(index_volume).post(index_volume),
         )
+        .route(
+            "/loki/api/v1/detected_labels",
+            get(detected_labels).post(detected_labels),
+        )
+        .route(
+            "/loki/api/v1/detected_fields",
+            get(detected_fields).post(detected_fields),
+        )
+        .route(
+            "/loki/api/v1/detected_field/{name}/values",
+            get(detected_field_values).post(detected_field_values),
+        )
         .route_layer(from_fn_with_state(state.clone(), limit));
     let api = queries
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
+        .route(
+            "/loki/api/v1/format_query",
+            get(format_query).post(format_query),
+        )
         .route_layer(from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/ready", get(|| async { "ready\n" }))

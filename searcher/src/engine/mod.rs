@@ -31,6 +31,7 @@
 //! and the per-query statistics.
 
 mod blocks;
+pub mod detected;
 mod indexes;
 mod listing;
 mod log_query;

@@ -8,11 +8,13 @@
 //! AST; [`eval`] runs a log query's pipeline on one line.
 
 pub mod eval;
+mod format;
 pub mod ip;
 mod parser;
 pub mod pattern;
 
 pub use crate::time::parse_duration;
+pub use format::format_query;
 pub use parser::{parse, ParseError};
 use regex::Regex;
 

@@ -1063,6 +1063,15 @@ impl<'a> Parser<'a> {
                 self.bump()?;
                 Ok(MetricExpr::Const(n))
             }
+            // A signed number literal, `-1` or `+2`, as in Loki's grammar.
+            Tok::Sym(sign @ ("-" | "+")) => {
+                self.bump()?;
+                let Tok::Num(n) = self.tok else {
+                    return self.unexpected("a number after the sign");
+                };
+                self.bump()?;
+                Ok(MetricExpr::Const(if sign == "-" { -n } else { n }))
+            }
             Tok::Sym("(") => {
                 self.bump()?;
                 let e = self.metric_expr()?;
@@ -1186,6 +1195,36 @@ fn json_path(expr: &str) -> Option<Vec<JsonPath>> {
 }
 
 /// Parses a LogQL query.
+/// What [`tokens`] yields: a token's kind and its text as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TokenKind {
+    Ident,
+    /// A quoted or backtick string.
+    Str,
+    /// A number, a duration or a byte size.
+    Number,
+    /// An operator or bracket.
+    Sym,
+}
+
+/// The tokens of `src`, comments and white space left out, each with the
+/// text it was written as (a string with its quotes).
+pub(super) fn tokens(src: &str) -> Result<Vec<(TokenKind, &str)>, ParseError> {
+    let mut lex = Lexer { src, pos: 0 };
+    let mut out = Vec::new();
+    loop {
+        let (tok, at) = lex.next()?;
+        let kind = match tok {
+            Tok::Eof => return Ok(out),
+            Tok::Ident(_) => TokenKind::Ident,
+            Tok::Str(_) => TokenKind::Str,
+            Tok::Num(_) | Tok::Duration(_) | Tok::Bytes(_) => TokenKind::Number,
+            Tok::Sym(_) => TokenKind::Sym,
+        };
+        out.push((kind, &src[at..lex.pos]));
+    }
+}
+
 pub fn parse(src: &str) -> Result<Query, ParseError> {
     let mut p = Parser {
         lex: Lexer { src, pos: 0 },

@@ -771,3 +771,113 @@ fn store_faults_fail_the_query_and_are_counted() {
         0.0
     );
 }
+
+/// Grafana's query editor and field panels: `format_query`,
+/// `detected_labels`, `detected_fields` and a field's values, over
+/// team-a's data (two apps, three levels, JSON lines with `app`, `level`,
+/// `msg` and `owner`).
+#[test]
+fn grafana_format_and_detected_endpoints_answer_as_loki() {
+    let env = env();
+    let s = env.serve(EngineConfig::default(), multi_tenant());
+    let as_a = [("X-Scope-OrgID", A)];
+    let (start, end) = window();
+    let json = |path: &str, p: &[(&str, &str)]| -> Value {
+        let (status, body) = get(&s.url, path, p, &as_a);
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(!body.contains(B), "{path} shows team-b data: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+
+    let v = json(
+        "/loki/api/v1/format_query",
+        &[(
+            "query",
+            "sum by(level)(rate({__app__=\"cart\"}|json|level!=\"debug\"[5m]))",
+        )],
+    );
+    assert_eq!(v["status"], "success");
+    assert_eq!(
+        v["data"],
+        r#"sum by (level) (rate({__app__="cart"} | json | level!="debug"[5m]))"#
+    );
+    let (status, body) = get(
+        &s.url,
+        "/loki/api/v1/format_query",
+        &[("query", "{__app__=")],
+        &as_a,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.starts_with("parse error at line 1"), "{body}");
+
+    // Stream labels: __app__ (checkout, cart) and level (three values).
+    let v = json(
+        "/loki/api/v1/detected_labels",
+        &[
+            ("query", r#"{__app__=~".+"}"#),
+            ("start", &start),
+            ("end", &end),
+        ],
+    );
+    let labels: Vec<(String, u64)> = v["detectedLabels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["label"].as_str().unwrap().to_owned(),
+                l["cardinality"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(labels.contains(&("__app__".into(), 2)), "{labels:?}");
+    assert!(labels.contains(&("level".into(), 3)), "{labels:?}");
+
+    // Fields of the cart's lines: app (one value), level (three), msg
+    // (one per line: 600 cart lines, all within the default 1,000) and
+    // owner (team-a), all strings found by the json parser.
+    let q = [
+        ("query", r#"{__app__="cart"}"#),
+        ("start", &start[..]),
+        ("end", &end[..]),
+    ];
+    let v = json("/loki/api/v1/detected_fields", &q);
+    let field = |name: &str| {
+        v["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["label"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name}: {v}"))
+    };
+    assert_eq!(field("level")["cardinality"], 3);
+    assert_eq!(field("level")["type"], "string");
+    assert_eq!(field("level")["parsers"], serde_json::json!(["json"]));
+    assert_eq!(field("app")["cardinality"], 1);
+    assert_eq!(field("msg")["cardinality"], 600);
+    assert_eq!(field("owner")["cardinality"], 1);
+    assert_eq!(v["fields"].as_array().unwrap().len(), 4, "{v}");
+    // line_limit bounds the lines read: 10 lines, 10 messages.
+    let mut few = q.to_vec();
+    few.push(("line_limit", "10"));
+    let v = json("/loki/api/v1/detected_fields", &few);
+    let msg = v["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["label"] == "msg")
+        .cloned()
+        .unwrap();
+    assert_eq!(msg["cardinality"], 10, "{v}");
+
+    let v = json("/loki/api/v1/detected_field/level/values", &q);
+    assert_eq!(v["values"], serde_json::json!(["error", "info", "warn"]));
+    let (status, body) = get(
+        &s.url,
+        "/loki/api/v1/detected_fields",
+        &[("query", r#"count_over_time({__app__="cart"}[1m])"#)],
+        &as_a,
+    );
+    assert_eq!(status, 400, "{body}");
+}

@@ -342,6 +342,13 @@ fn binary_operators_between_vectors_with_promql_precedence() {
     // 1 + 2 * 3 is 1 + (2 * 3); 2 ^ 3 ^ 2 is 2 ^ (3 ^ 2); a or b and c is a or (b and c).
     let shape = |q: &str| format!("{:?}", ok(q));
     assert!(shape("vector(1) + vector(2) * vector(3)").starts_with("Metric(Binary { op: Add"));
+    // Signed literals, as Loki's grammar allows: `- -1` is minus minus one.
+    assert!(
+        shape("vector(1) - -1").contains("rhs: Const(-1.0)"),
+        "{}",
+        shape("vector(1) - -1")
+    );
+    assert!(shape("2 * +3").contains("rhs: Const(3.0)"));
     let Query::Metric(MetricExpr::Binary { op, rhs, .. }) = ok("vector(2) ^ vector(3) ^ vector(2)")
     else {
         panic!()
