@@ -48,6 +48,20 @@ pub(crate) fn search_rows(o: &Opts, c: &corpus::Corpus, t: &mut Table) -> Result
             logql: format!(r#"sum by (level) (count_over_time({sel} [1h]))"#),
             rg: Some(vec![s("-F"), s("-c"), s(r#""level":""#)]),
         },
+        // The same count with every line parsed, the baseline of the next
+        // row: an unwrap must parse to read its value.
+        QueryCase {
+            name: "count_over_time by level, json parsed",
+            logql: format!(r#"sum by (level) (count_over_time({sel} | json [1h]))"#),
+            rg: None,
+        },
+        QueryCase {
+            name: "unwrap: sum_over_time by level",
+            logql: format!(
+                r#"sum by (level) (sum_over_time({sel} | json | unwrap net_dst_port | __error__="" [1h]))"#
+            ),
+            rg: None,
+        },
     ];
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -191,7 +191,7 @@ pub(super) fn constant(grid: Grid, v: f64) -> Matrix {
 
 /// The labels a series is grouped by: those `by` names, all but those
 /// `without` names, or none without a grouping.
-fn group_key(labels: &Labels, g: Option<&Grouping>) -> Labels {
+pub(in crate::engine) fn group_key(labels: &Labels, g: Option<&Grouping>) -> Labels {
     match g {
         None => Vec::new(),
         Some(g) if g.without => labels

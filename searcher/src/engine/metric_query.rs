@@ -4,17 +4,19 @@
 //! resulting series lives in [`super::metric`]. The series limit is
 //! enforced here, where a range over too many series can stop early.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::metric::{
-    absent, aggregate, binary, constant, label_replace, sample, sample_series, Grid, Matrix,
-    Operand, RangeSums, Samples,
+    absent, aggregate, binary, constant, group_key, label_replace, sample, sample_series, Grid,
+    Matrix, Operand, RangeSums, Samples,
 };
 use super::prune::raw_bytes;
 use super::scan::Scan;
 use super::{Engine, SearchError, Stats};
 use crate::logql::eval::{Labels, LinePipeline};
-use crate::logql::{LogQuery, MatchOp, MetricExpr, RangeFn};
+use crate::logql::label_names;
+use crate::logql::{AggOp, Grouping, LogQuery, MatchOp, MetricExpr, RangeFn, UnwrapFn};
 
 impl Engine {
     /// A metric query evaluated at `start + k * step` for every k with the
@@ -32,7 +34,7 @@ impl Engine {
         let grid = Grid::new(start, end, step);
         let cap = self.cfg.max_series;
         let m = self
-            .eval_metric(tenant, expr, grid, prune, Some(cap), &mut stats)
+            .eval_metric(tenant, expr, grid, prune, Some(cap), None, &mut stats)
             .await?;
         if m.values().filter(|p| !p.is_empty()).count() > cap {
             return Err(SearchError::Series { limit: cap });
@@ -44,6 +46,13 @@ impl Engine {
     /// so a range over too many series stops early. Under an aggregation
     /// it is `None`: the inner series may be many when the result is few,
     /// and only the final result is limited, as in Loki.
+    ///
+    /// `push` is the grouping of a `sum` right above a range function whose
+    /// sums add up (see [`pushes_down`]): the range then keeps one series
+    /// per group rather than one per label set, as Loki does. The answer is
+    /// the same; `sum by (level) (count_over_time({…} | json [5m]))` over
+    /// lines with unique ids no longer holds a series per line.
+    #[allow(clippy::too_many_arguments)]
     async fn eval_metric(
         &self,
         tenant: &str,
@@ -51,6 +60,7 @@ impl Engine {
         grid: Grid,
         prune: bool,
         cap: Option<usize>,
+        push: Option<&Grouping>,
         stats: &mut Stats,
     ) -> Result<Matrix, SearchError> {
         match expr {
@@ -63,8 +73,8 @@ impl Engine {
                 matching,
             } => {
                 let (l, r) = (
-                    Box::pin(self.eval_metric(tenant, lhs, grid, prune, cap, stats)).await?,
-                    Box::pin(self.eval_metric(tenant, rhs, grid, prune, cap, stats)).await?,
+                    Box::pin(self.eval_metric(tenant, lhs, grid, prune, cap, None, stats)).await?,
+                    Box::pin(self.eval_metric(tenant, rhs, grid, prune, cap, None, stats)).await?,
                 );
                 let operand = |e: &MetricExpr, m| {
                     if e.is_scalar() {
@@ -87,7 +97,15 @@ impl Engine {
                 grouping,
                 inner,
             } => {
-                let m = Box::pin(self.eval_metric(tenant, inner, grid, prune, None, stats)).await?;
+                // `sum(…)` without `by` groups everything into one.
+                let all = Grouping {
+                    without: false,
+                    labels: Vec::new(),
+                };
+                let push = (*op == AggOp::Sum && pushes_down(inner))
+                    .then(|| grouping.as_ref().unwrap_or(&all));
+                let m = Box::pin(self.eval_metric(tenant, inner, grid, prune, None, push, stats))
+                    .await?;
                 Ok(aggregate(*op, grouping.as_ref(), m))
             }
             MetricExpr::Range {
@@ -110,6 +128,10 @@ impl Engine {
                         if acc.1.is_none() && has_error(&series) {
                             acc.1 = Some(series.clone());
                         }
+                        let series = match push {
+                            Some(g) => Arc::new(group_key(&series, Some(g))),
+                            None => series,
+                        };
                         acc.0.add(series, steps, sample(*func, line));
                     }
                 };
@@ -117,8 +139,9 @@ impl Engine {
                     (true, Some(limit)) => Err(SearchError::Series { limit }),
                     _ => acc.1.as_deref().map_or(Ok(()), |s| Err(pipeline_error(s))),
                 };
+                let wanted = push.and_then(wanted_labels);
                 self.scan_range(
-                    tenant, query, grid, *range_ns, prune, stats, &mut acc, each, check,
+                    tenant, query, grid, *range_ns, prune, stats, wanted, &mut acc, each, check,
                 )
                 .await?;
                 let sums = acc.0;
@@ -144,7 +167,8 @@ impl Engine {
                 src,
                 re,
             } => {
-                let m = Box::pin(self.eval_metric(tenant, inner, grid, prune, cap, stats)).await?;
+                let m = Box::pin(self.eval_metric(tenant, inner, grid, prune, cap, None, stats))
+                    .await?;
                 label_replace(m, dst, replacement, src, re).map_err(SearchError::Matching)
             }
             MetricExpr::Unwrapped {
@@ -177,7 +201,7 @@ impl Engine {
                         acc.1 = Some(series.clone());
                     }
                     acc.0.add(
-                        sample_series(&series, &unwrap.label, grouping.as_ref()),
+                        sample_series(&series, &unwrap.label, grouping.as_ref().or(push)),
                         ts,
                         value,
                     );
@@ -188,8 +212,19 @@ impl Engine {
                     _ if acc.0.over_samples() => Err(SearchError::Samples { limit: max_samples }),
                     _ => acc.1.as_deref().map_or(Ok(()), |s| Err(pipeline_error(s))),
                 };
+                let wanted = grouping
+                    .as_ref()
+                    .or(push)
+                    .and_then(wanted_labels)
+                    .map(|mut w| {
+                        w.insert(unwrap.label.clone());
+                        for f in &unwrap.post_filters {
+                            label_names(f, &mut w);
+                        }
+                        w
+                    });
                 self.scan_range(
-                    tenant, query, grid, *range_ns, prune, stats, &mut acc, each, check,
+                    tenant, query, grid, *range_ns, prune, stats, wanted, &mut acc, each, check,
                 )
                 .await?;
                 let samples = acc.0;
@@ -200,7 +235,8 @@ impl Engine {
 
     /// Scans every line a range function over `query` and `range_ns` sees
     /// on `grid`, once: `each` drops a matching line into `acc`, and
-    /// `check` may stop the query after each chunk of blocks.
+    /// `check` may stop the query after each chunk of blocks. `wanted`,
+    /// when known, names the only labels the answer reads.
     #[allow(clippy::too_many_arguments)]
     async fn scan_range<A: Send>(
         &self,
@@ -210,6 +246,7 @@ impl Engine {
         range_ns: i64,
         prune: bool,
         stats: &mut Stats,
+        wanted: Option<BTreeSet<String>>,
         acc: &mut A,
         each: impl Fn(&mut A, &LinePipeline, i64, &Arc<Labels>, &Labels, &str) + Send + Sync,
         check: impl Fn(&A) -> Result<(), SearchError>,
@@ -218,7 +255,10 @@ impl Engine {
         let cands = self.candidates(tenant, range, query, prune, stats).await?;
         // A metric query scans every candidate: refuse before fetching any.
         self.charge(stats, raw_bytes(&cands))?;
-        let pipeline = LinePipeline::new(query);
+        let pipeline = match &wanted {
+            Some(w) => LinePipeline::wanting(query, w),
+            None => LinePipeline::new(query),
+        };
         let scan = Scan {
             tenant,
             range,
@@ -246,6 +286,26 @@ fn pipeline_error(series: &Labels) -> SearchError {
         error: error.map(|(_, v)| v.clone()).unwrap_or_default(),
         series: format!("{{{}}}", pairs.join(", ")),
     }
+}
+
+/// Whether a `sum` over `inner` may group inside it: Loki's
+/// `canInjectVectorGrouping`, for the range functions whose per-group
+/// result is the sum of their per-series results (counts, bytes, rates,
+/// `sum_over_time`), when the range has no grouping of its own.
+fn pushes_down(inner: &MetricExpr) -> bool {
+    match inner {
+        MetricExpr::Range { func, .. } => *func != RangeFn::AbsentOverTime,
+        MetricExpr::Unwrapped { func, grouping, .. } => {
+            grouping.is_none() && matches!(func, UnwrapFn::Sum | UnwrapFn::Rate)
+        }
+        _ => false,
+    }
+}
+
+/// The labels a `by` grouping keeps: all a series needs of its lines.
+/// `without` keeps all but some, so every label is needed.
+fn wanted_labels(g: &Grouping) -> Option<BTreeSet<String>> {
+    (!g.without).then(|| g.labels.iter().cloned().collect())
 }
 
 fn has_error(series: &Labels) -> bool {

@@ -32,6 +32,8 @@ enum Compiled {
     NotContains(memmem::Finder<'static>),
     Re(regex::Regex, bool),
     Json,
+    /// `| json` reading only the fields the query uses (see `narrow`).
+    JsonWanted(crate::logql::narrow::Wanted),
     JsonFields(Vec<(String, Vec<JsonPath>)>),
     Logfmt(LogfmtParams),
     Regexp(regex::Regex),
@@ -114,15 +116,27 @@ pub fn flatten_json(v: &Value, out: &mut Labels) {
             push_sanitized_key(path, k);
             match child {
                 Value::Object(_) => walk(child, path, depth + 1, out),
-                Value::String(s) => out.push((path.clone(), s.clone())),
-                Value::Number(n) => out.push((path.clone(), number_text(n))),
-                Value::Bool(b) => out.push((path.clone(), b.to_string())),
-                _ => {}
+                _ => {
+                    if let Some(v) = json_scalar(child) {
+                        out.push((path.clone(), v));
+                    }
+                }
             }
             path.truncate(restore);
         }
     }
     walk(v, &mut String::new(), 0, out);
+}
+
+/// A JSON string, number or boolean as a label value; `None` for the
+/// rest (null, arrays, objects), which `| json` leaves out.
+pub(super) fn json_scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(number_text(n)),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
 }
 
 /// A number as the indexer writes it: integers in decimal, floats with
@@ -405,10 +419,23 @@ fn line_format(template: &str, extracted: &Labels, stream: &Labels) -> String {
 
 impl LinePipeline {
     pub fn new(q: &LogQuery) -> Self {
+        Self::build(q, None)
+    }
+
+    /// A pipeline for a metric query whose answer reads only the labels
+    /// `wanted` (its grouping, its unwrapped label): `| json` then reads
+    /// only those fields and the ones later filters read, where it can
+    /// (see `narrow`). Answers as [`LinePipeline::new`]'s do.
+    pub fn wanting(q: &LogQuery, wanted: &std::collections::BTreeSet<String>) -> Self {
+        Self::build(q, Some(wanted))
+    }
+
+    fn build(q: &LogQuery, wanted: Option<&std::collections::BTreeSet<String>>) -> Self {
         let stages = q
             .stages
             .iter()
-            .map(|s| match s {
+            .enumerate()
+            .map(|(at, s)| match s {
                 Stage::Line { op, needle, re } => match op {
                     LineOp::Contains => {
                         Compiled::Contains(memmem::Finder::new(needle.as_bytes()).into_owned())
@@ -427,7 +454,9 @@ impl LinePipeline {
                         false,
                     ),
                 },
-                Stage::Json => Compiled::Json,
+                Stage::Json => wanted
+                    .and_then(|w| crate::logql::narrow::json_wants(&q.stages, at, w))
+                    .map_or(Compiled::Json, Compiled::JsonWanted),
                 Stage::JsonFields(f) => Compiled::JsonFields(f.clone()),
                 // Keys as the parser names the fields it reads, once.
                 Stage::Logfmt(p) => Compiled::Logfmt(LogfmtParams {
@@ -598,6 +627,15 @@ impl LinePipeline {
                     parsed = true;
                     let mut fields = Vec::new();
                     if !parse_json_fields(&line, &mut fields) {
+                        extracted.push(("__error__".into(), "JSONParserErr".into()));
+                    }
+                    push_extracted(fields, stream, extracted);
+                    0
+                }
+                Compiled::JsonWanted(wanted) => {
+                    parsed = true;
+                    let mut fields = Vec::new();
+                    if !wanted.read(&line, &mut fields) {
                         extracted.push(("__error__".into(), "JSONParserErr".into()));
                     }
                     push_extracted(fields, stream, extracted);

@@ -1,20 +1,22 @@
-//! LogQL, the part of it Skidder supports: stream selectors, line
-//! filters, `| json`, `| logfmt`, label filters, `| line_format` and
-//! `| drop`; `count_over_time`, `rate`, `bytes_over_time` and
-//! `bytes_rate`; `sum`, `count`, `min`, `max`, `avg` and `topk` with
-//! `by`/`without`; arithmetic where one side is a constant. That covers
-//! what Grafana's log views and logcli send; the parser refuses the rest
-//! with an error rather than ignore it. `parser` turns text into this
-//! AST; [`eval`] runs a log query's pipeline on one line.
+//! LogQL as Loki 3 defines it: stream selectors, line filters (with `or`,
+//! patterns and `ip()`), the parsers, label filters, `line_format` and
+//! `label_format`, `drop`/`keep`; range functions over lines and over
+//! unwrapped values, vector aggregations, binary operators with
+//! matching, `label_replace`. What is not supported is refused with an
+//! error that names it, never answered wrongly. `parser` turns text into
+//! this AST; [`eval`] runs a log query's pipeline on one line; `format`
+//! writes a query out again for Grafana's "Format query".
 
 pub mod eval;
 mod format;
 pub mod ip;
+mod narrow;
 mod parser;
 pub mod pattern;
 
 pub use crate::time::parse_duration;
 pub use format::format_query;
+pub use narrow::label_names;
 pub use parser::{parse, ParseError};
 use regex::Regex;
 

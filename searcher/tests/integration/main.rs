@@ -9,7 +9,8 @@
 //! - `corrupt`: corrupt, truncated and missing objects are skipped with a
 //!   warning and counted, never a wrong line or a panic;
 //! - `unwrap`: range functions over unwrapped values, with hand-worked
-//!   answers.
+//!   answers;
+//! - `readme`: every query of the README's LogQL table parses and runs.
 
 mod api;
 mod corrupt;
@@ -17,5 +18,6 @@ mod fixture;
 mod listing;
 mod packs;
 mod pruning;
+mod readme;
 mod tail;
 mod unwrap;

@@ -292,4 +292,29 @@ async fn range_functions_over_unwrapped_values_answer_as_loki_does() {
         format!("sum by (level) (max_over_time({sel} | unwrap latency_ms | __error__=\"\" [1m]))");
     let (got, _) = run(&engine, &q, 60, 60, 1).await;
     close(&got, &[("error", 0, 500.0), ("info", 0, 400.0)], &q);
+
+    // A `sum` groups inside the range functions whose sums add up (Loki's
+    // pushdown): the same answer as summing every series, which `* 1`
+    // forces, since a binary operator is not pushed through.
+    for inner in [
+        format!("count_over_time({sel} [1m])"),
+        format!("bytes_rate({sel} [1m])"),
+        format!("sum_over_time({sel} | unwrap latency_ms | __error__=\"\" [1m])"),
+        format!("rate({sel} | unwrap bytes(size) [1m])"),
+    ] {
+        for outer in ["sum by (level)", "sum without (ts, took)", "sum"] {
+            let pushed = format!("{outer} ({inner})");
+            let each = format!("{outer} ({inner} * 1)");
+            let (a, b) = (
+                run(&engine, &pushed, 30, 90, 30).await.0,
+                run(&engine, &each, 30, 90, 30).await.0,
+            );
+            assert!(!a.is_empty(), "{pushed}");
+            assert_eq!(a.len(), b.len(), "{pushed}: {a:?} vs {b:?}");
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!((&x.0, x.1), (&y.0, y.1), "{pushed}");
+                assert!((x.2 - y.2).abs() < 1e-9, "{pushed}: {a:?} vs {b:?}");
+            }
+        }
+    }
 }
