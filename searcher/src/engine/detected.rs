@@ -97,7 +97,7 @@ fn fields_of<'a>(lines: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, S
             (&logfmt, "logfmt")
         };
         if pipeline
-            .eval(line, &Labels::new(), &mut extracted)
+            .eval(0, line, &Labels::new(), &mut extracted)
             .is_none()
         {
             continue;

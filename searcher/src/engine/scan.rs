@@ -128,7 +128,7 @@ impl Engine {
                 let Ok(line) = std::str::from_utf8(line) else {
                     continue;
                 };
-                if let Some(out) = pipeline.eval(line, labels, &mut extracted) {
+                if let Some(out) = pipeline.eval(ts, line, labels, &mut extracted) {
                     f(ts, labels, &extracted, &out);
                 }
             }

@@ -12,6 +12,7 @@ use memchr::memmem;
 use serde_json::Value;
 use skidder_common::format::tokens::{push_sanitized_key, MAX_FIELD_DEPTH};
 
+use crate::logql::template::Template;
 use crate::logql::{
     CmpOp, JsonPath, LabelExpr, LabelSource, LineOp, LogQuery, LogfmtParams, Stage, Unit, Unwrap,
 };
@@ -43,7 +44,9 @@ enum Compiled {
     /// A label filter, and the literals a line must hold for it to pass
     /// when the fields come from the line itself (see [`Literal`]).
     Labels(LabelExpr, Vec<Literal>),
-    LineFormat(String),
+    /// The template, and whether it only fills in `{{.name}}`s (then
+    /// [`fill_plain`] does it without the template engine).
+    LineFormat(Template, bool),
     LabelFormat(Vec<(String, LabelSource)>),
     Decolorize,
     Unpack,
@@ -389,8 +392,61 @@ fn eval_labels(
     }
 }
 
+/// Whether a template only fills in labels, `{{.name}}` (with Go's
+/// `{{-`/`-}}` trimming): most do, and [`fill_plain`] does that without
+/// the template engine.
+fn is_plain(template: &str) -> bool {
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        let Some(close) = rest[open..].find("}}") else {
+            return false;
+        };
+        let inner =
+            rest[open + 2..open + close].trim_matches(|c: char| c == '-' || c.is_whitespace());
+        let plain = inner.strip_prefix('.').is_some_and(|name| {
+            !name.is_empty() && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
+        });
+        if !plain {
+            return false;
+        }
+        rest = &rest[open + close + 2..];
+    }
+    true
+}
+
+/// A template filled in for one line: by [`fill_plain`] when `plain`,
+/// else by the Go template engine over every label the line has.
+fn render(
+    t: &Template,
+    plain: bool,
+    ts: i64,
+    line: &str,
+    extracted: &Labels,
+    stream: &Labels,
+) -> Result<String, String> {
+    if plain {
+        return Ok(fill_plain(t.text(), extracted, stream));
+    }
+    let mut all: std::collections::BTreeMap<&str, &str> = stream
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    for (k, v) in extracted {
+        match k.strip_prefix('\0') {
+            Some(gone) => {
+                all.remove(gone);
+            }
+            None => {
+                all.insert(k, v);
+            }
+        }
+    }
+    let labels: Vec<(&str, &str)> = all.into_iter().collect();
+    t.render(&labels, line, ts)
+}
+
 /// Replaces `{{.name}}` (spaces allowed) with label values.
-fn line_format(template: &str, extracted: &Labels, stream: &Labels) -> String {
+fn fill_plain(template: &str, extracted: &Labels, stream: &Labels) -> String {
     let mut out = String::new();
     let mut rest = template;
     while let Some(open) = rest.find("{{") {
@@ -482,7 +538,7 @@ impl LinePipeline {
                     Literal::collect(e, &mut literals);
                     Compiled::Labels(e.clone(), literals)
                 }
-                Stage::LineFormat(t) => Compiled::LineFormat(t.clone()),
+                Stage::LineFormat(t) => Compiled::LineFormat(t.clone(), is_plain(t.text())),
                 Stage::Drop(_) | Stage::Keep(_) => Compiled::Drop,
                 Stage::Decolorize => Compiled::Decolorize,
                 Stage::LabelFormat(pairs) => Compiled::LabelFormat(pairs.clone()),
@@ -597,6 +653,7 @@ impl LinePipeline {
     /// `extracted` (cleared first).
     pub fn eval<'a>(
         &self,
+        ts: i64,
         line: &'a str,
         stream: &Labels,
         extracted: &mut Labels,
@@ -748,8 +805,15 @@ impl LinePipeline {
                     }
                     0
                 }
-                Compiled::LineFormat(t) => {
-                    line = Cow::Owned(line_format(t, extracted, stream));
+                Compiled::LineFormat(t, plain) => {
+                    // A template that fails keeps the line, marked, as in Loki.
+                    match render(t, *plain, ts, &line, extracted, stream) {
+                        Ok(formatted) => line = Cow::Owned(formatted),
+                        Err(details) => {
+                            extracted.push(("__error__".into(), "TemplateFormatErr".into()));
+                            extracted.push(("__error_details__".into(), details));
+                        }
+                    }
                     0
                 }
                 Compiled::Drop => 0,
@@ -769,7 +833,13 @@ impl LinePipeline {
                                 }
                             }
                             LabelSource::Template(t) => {
-                                set.push((dst.clone(), line_format(t, extracted, stream)))
+                                match render(t, is_plain(t.text()), ts, &line, extracted, stream) {
+                                    Ok(v) => set.push((dst.clone(), v)),
+                                    Err(details) => {
+                                        set.push(("__error__".into(), "TemplateFormatErr".into()));
+                                        set.push(("__error_details__".into(), details));
+                                    }
+                                }
                             }
                         }
                     }
@@ -825,7 +895,7 @@ mod tests {
         let p = LinePipeline::new(&lq);
         let stream = vec![("level".to_owned(), "info".to_owned())];
         let mut ext = Vec::new();
-        p.eval(line, &stream, &mut ext)
+        p.eval(0, line, &stream, &mut ext)
             .map(|l| (l.into_owned(), ext))
     }
 
@@ -1011,6 +1081,46 @@ mod tests {
         );
     }
 
+    /// Go templates with Loki's functions, over every label the line has
+    /// (the stream's `level` too). Expected values from Loki's docs: `trunc`
+    /// keeps characters, `default` fills an empty value, `__line__` is the
+    /// line as it reaches the stage, `__timestamp__` its time (here 0: the
+    /// Unix epoch).
+    #[test]
+    fn line_and_label_format_run_go_templates() {
+        let line = "method=GET path=/cart status=503 took=1.5s";
+        let (out, _) = run(
+            r#"{a="b"} | logfmt | line_format `{{ if ge (int .status) 500 }}{{ .method | ToLower }} {{ .path | trunc 3 }}{{ else }}ok{{ end }} {{ .user | default "anon" }} {{ __timestamp__ | date "2006-01-02" }} [{{ .level }}]`"#,
+            line,
+        )
+        .unwrap();
+        assert_eq!(out, "get /ca anon 1970-01-01 [info]");
+        let (out, _) = run(r#"{a="b"} | line_format "{{ __line__ | len }}""#, line).unwrap();
+        assert_eq!(out, "42", "len of the 42-byte line");
+        let (_, ext) = run(
+            r#"{a="b"} | logfmt | label_format route=`{{ regexReplaceAll "/(\\w+)" .path "${1}" }}`, secs=`{{ .took | duration }}`"#,
+            line,
+        )
+        .unwrap();
+        assert!(ext.contains(&("route".into(), "cart".into())), "{ext:?}");
+        assert!(ext.contains(&("secs".into(), "1.5".into())), "{ext:?}");
+        // A template that fails keeps the line as it was, marked.
+        let (out, ext) = run(r#"{a="b"} | logfmt | line_format "{{ div 1 0 }}""#, line).unwrap();
+        assert_eq!(out, line);
+        assert!(
+            ext.contains(&("__error__".into(), "TemplateFormatErr".into())),
+            "{ext:?}"
+        );
+        assert!(
+            ext.iter()
+                .any(|(k, v)| k == "__error_details__" && !v.is_empty()),
+            "{ext:?}"
+        );
+        // ... which `| __error__=""` drops.
+        let q = r#"{a="b"} | logfmt | line_format "{{ div 1 0 }}" | __error__="""#;
+        assert!(run(q, line).is_none());
+    }
+
     #[test]
     fn the_pattern_parser_and_pattern_filters() {
         let line = "10.0.0.1 GET /cart 503";
@@ -1059,7 +1169,7 @@ mod tests {
         let p = LinePipeline::new(&lq);
         let stream = std::sync::Arc::new(vec![("level".to_owned(), "info".to_owned())]);
         let mut ext = Vec::new();
-        p.eval(LINE, &stream, &mut ext).unwrap();
+        p.eval(0, LINE, &stream, &mut ext).unwrap();
         let labels = p.result_labels(&stream, &ext);
         let get = |k: &str| labels.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("sev"), Some("info"));
@@ -1102,7 +1212,7 @@ mod tests {
             ("level".to_owned(), "info".to_owned()),
         ]);
         let mut ext = Vec::new();
-        p.eval(LINE, &stream, &mut ext).unwrap();
+        p.eval(0, LINE, &stream, &mut ext).unwrap();
         let labels = p.result_labels(&stream, &ext);
         let kept: Vec<&str> = labels.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(kept, ["level", "trace_id"]);

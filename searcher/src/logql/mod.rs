@@ -13,6 +13,7 @@ pub mod ip;
 mod narrow;
 mod parser;
 pub mod pattern;
+pub mod template;
 
 pub use crate::time::parse_duration;
 pub use format::format_query;
@@ -99,8 +100,8 @@ pub enum Stage {
         keep: bool,
     },
     Labels(LabelExpr),
-    /// `| line_format "{{.field}}"`: only plain `{{.name}}` substitutions.
-    LineFormat(String),
+    /// `| line_format "{{.field | ToUpper}}"`: a Go template over the labels.
+    LineFormat(template::Template),
     /// `| drop a, b`: remove labels from the result (Grafana's volume
     /// queries send `| drop __error__`).
     Drop(Vec<String>),
@@ -123,7 +124,7 @@ pub enum LabelSource {
     /// `dst=src`: the value of `src`, which is removed.
     Rename(String),
     /// `dst="{{.a}} {{.b}}"`: the template filled in.
-    Template(String),
+    Template(template::Template),
 }
 
 /// One step of a `json` parameter's path: `a`, `[0]` or `["a b"]`.

@@ -6,6 +6,7 @@ use regex::Regex;
 
 use super::ip::IpPattern;
 use super::pattern::Pattern;
+use super::template::Template;
 use super::*;
 use crate::time::parse_duration;
 
@@ -278,33 +279,10 @@ impl<'a> Parser<'a> {
         IpPattern::parse(&text).map_err(|e| self.lex.err(at, e))
     }
 
-    /// A `line_format` or `label_format` template: only `{{.name}}` is
-    /// filled in, so any other action (a function, a pipeline, `if`,
-    /// `range`) is refused rather than answered wrongly.
-    fn template(&self, template: &str, at: usize) -> Result<(), ParseError> {
-        let mut rest = template;
-        while let Some(open) = rest.find("{{") {
-            let Some(close) = rest[open..].find("}}") else {
-                return Err(self
-                    .lex
-                    .err(at, format!("unclosed {{{{ in template {template:?}")));
-            };
-            let inner =
-                rest[open + 2..open + close].trim_matches(|c: char| c == '-' || c.is_whitespace());
-            let plain = inner.strip_prefix('.').is_some_and(|name| {
-                !name.is_empty() && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
-            });
-            if !plain {
-                return Err(self.lex.err(
-                    at,
-                    format!(
-                        "template action {{{{{inner}}}}} is not supported yet: templates fill in {{{{.label}}}} only"
-                    ),
-                ));
-            }
-            rest = &rest[open + close + 2..];
-        }
-        Ok(())
+    /// A `line_format` or `label_format` template, compiled once; errors
+    /// point at `at`, where its string started.
+    fn template(&self, text: &str, at: usize) -> Result<Template, ParseError> {
+        Template::parse(text).map_err(|e| self.lex.err(at, format!("invalid template: {e}")))
     }
 
     /// Compiles a regex; errors point at `at`, where its string started.
@@ -607,9 +585,9 @@ impl<'a> Parser<'a> {
                         self.expect("=")?;
                         let source = match self.tok.clone() {
                             Tok::Str(t) => {
-                                self.template(&t, self.at)?;
+                                let template = self.template(&t, self.at)?;
                                 self.bump()?;
-                                LabelSource::Template(t)
+                                LabelSource::Template(template)
                             }
                             _ => LabelSource::Rename(self.ident("a label name or a template")?),
                         };
@@ -630,9 +608,8 @@ impl<'a> Parser<'a> {
                 Tok::Ident(s) if s == "line_format" => {
                     self.bump()?;
                     let at = self.at;
-                    let template = self.string()?;
-                    self.template(&template, at)?;
-                    stages.push(Stage::LineFormat(template));
+                    let text = self.string()?;
+                    stages.push(Stage::LineFormat(self.template(&text, at)?));
                 }
                 Tok::Ident(_) | Tok::Sym("(") => {
                     let filter = self.label_or()?;

@@ -124,7 +124,7 @@ fn brute_logs(recs: &[Rec], q: &str, range: TimeRange, limit: usize, dir: Direct
         if !ok {
             continue;
         }
-        if let Some(line) = p.eval(&r.line, &r.labels, &mut ext) {
+        if let Some(line) = p.eval(r.ts, &r.line, &r.labels, &mut ext) {
             // Stream labels, then extracted ones: a later value wins (a
             // second parser extracting a name again), as in Loki.
             let merged: std::collections::BTreeMap<String, String> = r
@@ -176,7 +176,13 @@ fn random_query(rng: &mut Rng, recs: &[Rec]) -> String {
         .filter(|w| !w.is_empty())
         .collect();
     for _ in 0..rng.below(3) {
-        match rng.below(8) {
+        match rng.below(9) {
+            // A Go template rewrites the line: a filter after it is on the
+            // new text, which no index holds (upper-cased words).
+            8 if !words.is_empty() => q.push_str(&format!(
+                r#" | line_format "{{{{ __line__ | ToUpper }}}}" |= "{}""#,
+                escape(&words[rng.below(words.len())].to_uppercase())
+            )),
             // A present needle: a slice of a real line, word-aligned or not.
             0 | 1 => {
                 let chars: Vec<char> = r.line.chars().collect();

@@ -477,7 +477,9 @@ fn label_format_pairs() {
             ("dst".to_owned(), LabelSource::Rename("src".into())),
             (
                 "t".to_owned(),
-                LabelSource::Template("{{.a}}-{{.b}}".into())
+                LabelSource::Template(
+                    crate::logql::template::Template::parse("{{.a}}-{{.b}}").unwrap()
+                )
             ),
         ]
     );
@@ -496,20 +498,26 @@ fn unsupported_constructs_are_named() {
         ),
         (r#"{app="a"} |= ip("10.0.0.0/99")"#, "invalid ip() pattern"),
         (
-            r#"{app="a"} | line_format "{{ ToUpper .msg }}""#,
-            "ToUpper .msg}} is not supported yet",
+            r#"{app="a"} | line_format "{{ NoSuch .msg }}""#,
+            "invalid template: ",
         ),
         (
-            r#"{app="a"} | line_format "{{if .x}}y{{end}}""#,
-            "is not supported yet",
+            r#"{app="a"} | line_format "{{if .x}}y""#,
+            "invalid template: ",
         ),
         (
-            r#"{app="a"} | label_format x="{{ .a | lower }}""#,
-            "is not supported yet",
+            r#"{app="a"} | label_format x="{{ .a | nosuch }}""#,
+            "invalid template: ",
         ),
-        (r#"{app="a"} | line_format "{{.msg""#, "unclosed"),
+        (r#"{app="a"} | line_format "{{.msg""#, "invalid template: "),
     ]);
     ok(r#"{app="a"} |= ip("10.0.0.0/8") | logfmt | addr != ip("::1")"#);
-    // Plain fills, with Go's whitespace trimming, still parse.
+    // Plain fills, with Go's whitespace trimming, and Loki's functions parse.
     ok(r#"{app="a"} | line_format "{{.level}} {{- .msg -}} {{ .pod }}""#);
+    ok(
+        r#"{app="a"} | line_format "{{ if eq .level \"error\" }}{{ .msg | ToUpper }}{{ else }}{{ __line__ }}{{ end }}""#,
+    );
+    ok(
+        r#"{app="a"} | label_format x="{{ .a | lower | trunc 3 }}", t=`{{ __timestamp__ | date "15:04" }}`"#,
+    );
 }
