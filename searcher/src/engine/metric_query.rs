@@ -64,7 +64,7 @@ impl Engine {
         stats: &mut Stats,
     ) -> Result<Matrix, SearchError> {
         match expr {
-            MetricExpr::Const(v) => Ok(constant(grid, *v)),
+            MetricExpr::Const(v) | MetricExpr::Vector(v) => Ok(constant(grid, *v)),
             MetricExpr::Binary {
                 op,
                 lhs,

@@ -14,7 +14,8 @@ use skidder_common::format::tokens::{push_sanitized_key, MAX_FIELD_DEPTH};
 
 use crate::logql::template::Template;
 use crate::logql::{
-    CmpOp, JsonPath, LabelExpr, LabelSource, LineOp, LogQuery, LogfmtParams, Stage, Unit, Unwrap,
+    CmpOp, JsonPath, LabelExpr, LabelPick, LabelSource, LineOp, LogQuery, LogfmtParams, Stage,
+    Unit, Unwrap,
 };
 
 pub type Labels = Vec<(String, String)>;
@@ -23,9 +24,9 @@ pub type Labels = Vec<(String, String)>;
 pub struct LinePipeline {
     stages: Vec<Compiled>,
     /// Labels `| drop` removes from results.
-    drops: Vec<String>,
-    /// With `| keep`, the only labels results may have.
-    keeps: Option<Vec<String>>,
+    drops: Vec<LabelPick>,
+    /// Each `| keep`'s labels: a result keeps a label every one names.
+    keeps: Vec<Vec<LabelPick>>,
 }
 
 enum Compiled {
@@ -51,6 +52,24 @@ enum Compiled {
     Decolorize,
     Unpack,
     Drop,
+    /// Line filters of which one must pass.
+    AnyOf(Vec<Compiled>),
+}
+
+impl Compiled {
+    /// Whether a line filter passes `line` (an `or` chain's alternative);
+    /// other stages never stand in a chain.
+    fn passes(&self, line: &str) -> bool {
+        match self {
+            Compiled::Contains(f) => f.find(line.as_bytes()).is_some(),
+            Compiled::NotContains(f) => f.find(line.as_bytes()).is_none(),
+            Compiled::Re(re, want) => re.is_match(line) == *want,
+            Compiled::PatternFilter(p, keep) => p.test(line) == *keep,
+            Compiled::IpFilter(p, keep) => p.in_line(line) == *keep,
+            Compiled::AnyOf(alternatives) => alternatives.iter().any(|a| a.passes(line)),
+            _ => false,
+        }
+    }
 }
 
 /// A value a field filter requires, `name="value"` in a chain of `and`s:
@@ -543,6 +562,13 @@ impl LinePipeline {
                 Stage::Decolorize => Compiled::Decolorize,
                 Stage::LabelFormat(pairs) => Compiled::LabelFormat(pairs.clone()),
                 Stage::Unpack => Compiled::Unpack,
+                Stage::AnyOf(alternatives) => {
+                    let q = LogQuery {
+                        matchers: Vec::new(),
+                        stages: alternatives.clone(),
+                    };
+                    Compiled::AnyOf(Self::build(&q, None).stages)
+                }
             })
             .collect();
         let drops = q
@@ -557,13 +583,11 @@ impl LinePipeline {
         let keeps = q
             .stages
             .iter()
-            .fold(None, |acc: Option<Vec<String>>, s| match s {
-                Stage::Keep(names) => Some(match acc {
-                    None => names.clone(),
-                    Some(kept) => kept.into_iter().filter(|k| names.contains(k)).collect(),
-                }),
-                _ => acc,
-            });
+            .filter_map(|s| match s {
+                Stage::Keep(names) => Some(names.clone()),
+                _ => None,
+            })
+            .collect();
         LinePipeline {
             stages,
             drops,
@@ -615,7 +639,7 @@ impl LinePipeline {
         stream: &std::sync::Arc<Labels>,
         extracted: &Labels,
     ) -> std::sync::Arc<Labels> {
-        if extracted.is_empty() && self.drops.is_empty() && self.keeps.is_none() {
+        if extracted.is_empty() && self.drops.is_empty() && self.keeps.is_empty() {
             return stream.clone();
         }
         // Stream labels, then extracted ones in order: a later value (from
@@ -636,12 +660,14 @@ impl LinePipeline {
         }
         let l: Labels = all
             .into_iter()
-            .filter(|(k, _)| !self.drops.iter().any(|d| d == k))
-            .filter(|(k, _)| {
+            .filter(|(k, v)| !self.drops.iter().any(|d| d.picks(k, v)))
+            .filter(|(k, v)| {
                 // `keep` never drops the error labels, as in Loki.
-                self.keeps.as_ref().is_none_or(|keep| {
-                    keep.iter().any(|x| x == k) || matches!(*k, "__error__" | "__error_details__")
-                })
+                matches!(*k, "__error__" | "__error_details__")
+                    || self
+                        .keeps
+                        .iter()
+                        .all(|keep| keep.iter().any(|x| x.picks(k, v)))
             })
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
@@ -753,6 +779,12 @@ impl LinePipeline {
                 }
                 Compiled::IpFilter(p, keep) => {
                     if p.in_line(&line) != *keep {
+                        return None;
+                    }
+                    0
+                }
+                Compiled::AnyOf(alternatives) => {
+                    if !alternatives.iter().any(|a| a.passes(&line)) {
                         return None;
                     }
                     0
@@ -1119,6 +1151,56 @@ mod tests {
         // ... which `| __error__=""` drops.
         let q = r#"{a="b"} | logfmt | line_format "{{ div 1 0 }}" | __error__="""#;
         assert!(run(q, line).is_none());
+    }
+
+    /// `drop` and `keep` with matchers act only where the value matches;
+    /// an `or` chain mixing `ip()` and text keeps a line either matches.
+    #[test]
+    fn drop_and_keep_with_matchers_and_mixed_or_chains() {
+        let labels = |q: &str, line: &str| -> Vec<String> {
+            let Query::Log(lq) = parse(q).unwrap() else {
+                panic!()
+            };
+            let p = LinePipeline::new(&lq);
+            let stream = std::sync::Arc::new(vec![("level".to_owned(), "info".to_owned())]);
+            let mut ext = Vec::new();
+            p.eval(0, line, &stream, &mut ext).unwrap();
+            p.result_labels(&stream, &ext)
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect()
+        };
+        let line = "method=GET path=/cart status=503";
+        assert_eq!(
+            labels(
+                r#"{a="b"} | logfmt | drop method="GET", path=~"/x.*", level"#,
+                line
+            ),
+            ["path=/cart", "status=503"]
+        );
+        assert_eq!(
+            labels(r#"{a="b"} | logfmt | drop method="POST""#, line),
+            ["level=info", "method=GET", "path=/cart", "status=503"]
+        );
+        assert_eq!(
+            labels(
+                r#"{a="b"} | logfmt | keep method!="GET", status, level=~"i.*""#,
+                line
+            ),
+            ["level=info", "status=503"]
+        );
+        let q = r#"{a="b"} |= ip("10.0.0.0/8") or "503""#;
+        assert!(run(q, "from 10.1.2.3 200").is_some());
+        assert!(run(q, "from 192.168.0.1 503").is_some());
+        assert!(run(q, "from 192.168.0.1 200").is_none());
+        let q = r#"{a="b"} != ip("10.0.0.0/8") or "503""#;
+        assert!(run(q, "from 192.168.0.1 200").is_some());
+        assert!(run(q, "from 10.1.2.3 200").is_none());
+        assert!(run(q, "from 192.168.0.1 503").is_none());
+        let q = r#"{a="b"} |> "<_> GET <_>" or "exactly this""#;
+        assert!(run(q, "x GET y").is_some());
+        assert!(run(q, "exactly this").is_some());
+        assert!(run(q, "exactly this and more").is_none());
     }
 
     #[test]

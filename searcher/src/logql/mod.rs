@@ -102,11 +102,14 @@ pub enum Stage {
     Labels(LabelExpr),
     /// `| line_format "{{.field | ToUpper}}"`: a Go template over the labels.
     LineFormat(template::Template),
-    /// `| drop a, b`: remove labels from the result (Grafana's volume
+    /// `| drop a, b="v"`: remove labels from the result (Grafana's volume
     /// queries send `| drop __error__`).
-    Drop(Vec<String>),
-    /// `| keep a, b`: only these labels in the result.
-    Keep(Vec<String>),
+    Drop(Vec<LabelPick>),
+    /// `| keep a, b=~"v.*"`: only these labels in the result.
+    Keep(Vec<LabelPick>),
+    /// `|= "a" or ip("10.0.0.0/8")`, `|> "<_> a" or "<_> b"`: the line
+    /// passes if any of these line filters passes it.
+    AnyOf(Vec<Stage>),
     /// `| label_format dst=src, dst2="{{.a}}-{{.b}}"`: renames (the
     /// source label goes) and templates, each read from the labels as
     /// they were before the stage.
@@ -116,6 +119,20 @@ pub enum Stage {
     /// `| unpack`: the labels Promtail's `pack` stage embedded, and its
     /// `_entry` as the line.
     Unpack,
+}
+
+/// A label `drop` or `keep` names: with every value, or only with the
+/// values a matcher allows (`| drop method="GET"`).
+#[derive(Debug, Clone)]
+pub struct LabelPick {
+    pub name: String,
+    pub matcher: Option<Matcher>,
+}
+
+impl LabelPick {
+    pub fn picks(&self, name: &str, value: &str) -> bool {
+        self.name == name && self.matcher.as_ref().is_none_or(|m| m.matches(value))
+    }
 }
 
 /// Where `label_format` takes a label's new value from.
@@ -352,8 +369,10 @@ pub enum MetricExpr {
         src: String,
         re: Regex,
     },
-    /// `vector(1)` or a bare number.
+    /// A bare number: a scalar.
     Const(f64),
+    /// `vector(1)`: a vector of one series without labels.
+    Vector(f64),
     /// A binary operator between two expressions, scalars or vectors:
     /// arithmetic, comparison (with `bool`: 1 or 0 instead of a filter)
     /// and, between vectors, `and`, `or`, `unless`.
@@ -368,8 +387,8 @@ pub enum MetricExpr {
 
 impl MetricExpr {
     /// The log query inside, if any.
-    /// Whether the expression is a scalar: a number, `vector(…)`, or
-    /// arithmetic on those.
+    /// Whether the expression is a scalar: a number, or arithmetic on
+    /// numbers. `vector(…)` is a vector, as in Loki.
     pub fn is_scalar(&self) -> bool {
         match self {
             MetricExpr::Const(_) => true,
@@ -384,7 +403,7 @@ impl MetricExpr {
             MetricExpr::Agg { inner, .. } | MetricExpr::LabelReplace { inner, .. } => {
                 inner.log_query()
             }
-            MetricExpr::Const(_) => None,
+            MetricExpr::Const(_) | MetricExpr::Vector(_) => None,
             MetricExpr::Binary { lhs, rhs, .. } => lhs.log_query().or_else(|| rhs.log_query()),
         }
     }

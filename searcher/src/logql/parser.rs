@@ -109,6 +109,10 @@ impl<'a> Lexer<'a> {
             if let Some(d) = parse_duration(text) {
                 return Ok((Tok::Duration(d), start));
             }
+            // Go's form with fractions, `1h0.5m`, as Loki's label filters take.
+            if let Some(secs) = crate::time::parse_go_duration(text) {
+                return Ok((Tok::Duration((secs * 1e9) as i64), start));
+            }
             return crate::time::parse_bytes(text)
                 .map(|b| (Tok::Bytes(b), start))
                 .ok_or_else(|| {
@@ -175,6 +179,17 @@ struct Parser<'a> {
     tok: Tok,
     at: usize,
     depth: usize,
+}
+
+/// Adds an `or` chain of line filters: one that keeps a line when any
+/// alternative matches (`|=`, `|~`, `|>`), or each of them when every
+/// alternative must fail to match (`!=`, `!~`, `!>`).
+fn push_chain(stages: &mut Vec<Stage>, mut alternatives: Vec<Stage>, keep: bool) {
+    if keep && alternatives.len() > 1 {
+        stages.push(Stage::AnyOf(alternatives));
+    } else {
+        stages.append(&mut alternatives);
+    }
 }
 
 /// The range functions over unwrapped values (`rate` is both kinds).
@@ -387,26 +402,7 @@ impl<'a> Parser<'a> {
         let mut matchers = Vec::new();
         loop {
             let name = self.ident("a label name")?;
-            let op = match &self.tok {
-                Tok::Sym("=") => MatchOp::Eq,
-                Tok::Sym("!=") => MatchOp::Ne,
-                Tok::Sym("=~") => MatchOp::Re,
-                Tok::Sym("!~") => MatchOp::Nre,
-                _ => return self.unexpected("=, !=, =~ or !~"),
-            };
-            self.bump()?;
-            let at = self.at;
-            let value = self.string()?;
-            let re = match op {
-                MatchOp::Re | MatchOp::Nre => Some(self.regex(&value, true, at)?),
-                _ => None,
-            };
-            matchers.push(Matcher {
-                name,
-                op,
-                value,
-                re,
-            });
+            matchers.push(self.matcher(name)?);
             if !self.eat(",")? {
                 break;
             }
@@ -417,6 +413,51 @@ impl<'a> Parser<'a> {
         }
         let mut stages = Vec::new();
         let mut unwrap: Option<Unwrap> = None;
+        self.pipeline(&mut stages, &mut unwrap)?;
+        Ok((LogQuery { matchers, stages }, unwrap))
+    }
+
+    /// `= "v"`, `!= "v"`, `=~ "re"` or `!~ "re"` after label `name`.
+    fn matcher(&mut self, name: String) -> Result<Matcher, ParseError> {
+        let op = match &self.tok {
+            Tok::Sym("=") => MatchOp::Eq,
+            Tok::Sym("!=") => MatchOp::Ne,
+            Tok::Sym("=~") => MatchOp::Re,
+            Tok::Sym("!~") => MatchOp::Nre,
+            _ => return self.unexpected("=, !=, =~ or !~"),
+        };
+        self.bump()?;
+        let at = self.at;
+        let value = self.string()?;
+        let re = match op {
+            MatchOp::Re | MatchOp::Nre => Some(self.regex(&value, true, at)?),
+            _ => None,
+        };
+        Ok(Matcher {
+            name,
+            op,
+            value,
+            re,
+        })
+    }
+
+    /// `or` between line filter alternatives, eaten if there.
+    fn eat_or(&mut self) -> Result<bool, ParseError> {
+        if matches!(&self.tok, Tok::Ident(s) if s == "or") {
+            self.bump()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// The stages after a selector, up to what cannot continue them (a
+    /// range, a parenthesis, the end). Also after `{…}[5m]`, where Loki
+    /// allows the pipeline to follow the range.
+    fn pipeline(
+        &mut self,
+        stages: &mut Vec<Stage>,
+        unwrap: &mut Option<Unwrap>,
+    ) -> Result<(), ParseError> {
         loop {
             let line_op = match &self.tok {
                 Tok::Sym("|=") => Some(LineOp::Contains),
@@ -435,30 +476,43 @@ impl<'a> Parser<'a> {
             }
             if let Some(keep) = pattern_filter {
                 self.bump()?;
-                let at = self.at;
-                let text = self.string()?;
-                let pattern = Pattern::parse(&text).map_err(|e| self.lex.err(at, e))?;
-                stages.push(Stage::PatternFilter { pattern, keep });
+                let mut alternatives = Vec::new();
+                loop {
+                    let at = self.at;
+                    let text = self.string()?;
+                    let pattern = Pattern::parse_filter(&text).map_err(|e| self.lex.err(at, e))?;
+                    alternatives.push(Stage::PatternFilter { pattern, keep });
+                    if !self.eat_or()? {
+                        break;
+                    }
+                }
+                push_chain(stages, alternatives, keep);
                 continue;
             }
             if let Some(op) = line_op {
                 self.bump()?;
-                if matches!(&self.tok, Tok::Ident(s) if s == "ip") {
-                    let keep = match op {
-                        LineOp::Contains => true,
-                        LineOp::NotContains => false,
-                        _ => return self.err("ip() line filters take |= or !="),
-                    };
-                    let pattern = self.ip_call()?;
-                    stages.push(Stage::IpFilter { pattern, keep });
-                    continue;
+                // `ip("…")` and strings may be mixed in an `or` chain.
+                let keep = matches!(op, LineOp::Contains | LineOp::Re);
+                let (mut texts, mut ips) = (Vec::new(), Vec::new());
+                loop {
+                    if matches!(&self.tok, Tok::Ident(s) if s == "ip") {
+                        let pattern = self.ip_call()?;
+                        ips.push(Stage::IpFilter { pattern, keep });
+                    } else {
+                        texts.push((self.at, self.string()?));
+                    }
+                    if !self.eat_or()? {
+                        break;
+                    }
                 }
-                let mut alternatives = vec![(self.at, self.string()?)];
-                while matches!(&self.tok, Tok::Ident(s) if s == "or") {
-                    self.bump()?;
-                    alternatives.push((self.at, self.string()?));
+                if ips.is_empty() {
+                    self.line_filters(op, texts, stages)?;
+                } else {
+                    if !texts.is_empty() {
+                        self.line_filters(op, texts, &mut ips)?;
+                    }
+                    push_chain(stages, ips, keep);
                 }
-                self.line_filters(op, alternatives, &mut stages)?;
                 continue;
             }
             if !self.eat("|")? {
@@ -486,7 +540,7 @@ impl<'a> Parser<'a> {
             match &self.tok {
                 Tok::Ident(s) if s == "unwrap" => {
                     self.bump()?;
-                    unwrap = Some(self.unwrap()?);
+                    *unwrap = Some(self.unwrap()?);
                 }
                 Tok::Ident(s) if s == "json" => {
                     self.bump()?;
@@ -563,9 +617,18 @@ impl<'a> Parser<'a> {
                 Tok::Ident(s) if s == "drop" || s == "keep" => {
                     let keep = s == "keep";
                     self.bump()?;
-                    let mut names = vec![self.ident("a label name")?];
-                    while self.eat(",")? {
-                        names.push(self.ident("a label name")?);
+                    let mut names = Vec::new();
+                    loop {
+                        let name = self.ident("a label name")?;
+                        // `method="GET"`: only where the value matches.
+                        let matcher = match &self.tok {
+                            Tok::Sym("=" | "!=" | "=~" | "!~") => Some(self.matcher(name.clone())?),
+                            _ => None,
+                        };
+                        names.push(LabelPick { name, matcher });
+                        if !self.eat(",")? {
+                            break;
+                        }
                     }
                     stages.push(if keep {
                         Stage::Keep(names)
@@ -623,7 +686,7 @@ impl<'a> Parser<'a> {
                 _ => return self.unexpected("json, logfmt, regexp, line_format or a label filter"),
             }
         }
-        Ok((LogQuery { matchers, stages }, unwrap))
+        Ok(())
     }
 
     /// A parser's parameters, `a, b="expr", …`: (label, where the
@@ -691,11 +754,17 @@ impl<'a> Parser<'a> {
         let mut lhs = self.label_primary()?;
         loop {
             let and = matches!(&self.tok, Tok::Ident(s) if s == "and") || self.tok == Tok::Sym(",");
-            if !and {
+            // Loki also reads two filters side by side as `and`:
+            // `| a="x" b!="y"`.
+            let side_by_side =
+                matches!(&self.tok, Tok::Ident(s) if s != "or") || self.tok == Tok::Sym("(");
+            if !and && !side_by_side {
                 self.depth = depth;
                 return Ok(lhs);
             }
-            self.bump()?;
+            if and {
+                self.bump()?;
+            }
             self.enter()?;
             let rhs = self.label_primary()?;
             lhs = LabelExpr::And(Box::new(lhs), Box::new(rhs));
@@ -743,6 +812,17 @@ impl<'a> Parser<'a> {
                 })
             }
             tok => {
+                // A sign: `counter > -1`, `took > -1s`.
+                let negative = tok == Tok::Sym("-");
+                let tok = if negative {
+                    self.bump()?;
+                    match self.tok.clone() {
+                        t @ (Tok::Num(_) | Tok::Duration(_) | Tok::Bytes(_)) => t,
+                        _ => return self.unexpected("a number, a duration or a byte size"),
+                    }
+                } else {
+                    tok
+                };
                 let (value, unit) = match tok {
                     Tok::Num(n) => (n, Unit::Number),
                     Tok::Duration(ns) => (ns as f64 / 1e9, Unit::Duration),
@@ -772,7 +852,7 @@ impl<'a> Parser<'a> {
                 Ok(LabelExpr::Num {
                     name,
                     op,
-                    value,
+                    value: if negative { -value } else { value },
                     unit,
                 })
             }
@@ -815,7 +895,7 @@ impl<'a> Parser<'a> {
             let at = self.at;
             self.bump()?;
             self.enter()?;
-            let return_bool = matches!(&self.tok, Tok::Ident(s) if s == "bool");
+            let mut return_bool = matches!(&self.tok, Tok::Ident(s) if s == "bool");
             if return_bool {
                 if !op.is_comparison() {
                     return self.err("bool modifier can only be used on comparison operators");
@@ -831,10 +911,10 @@ impl<'a> Parser<'a> {
                     "set operators (and, or, unless) need a vector on both sides",
                 ));
             }
-            if op.is_comparison() && !return_bool && scalars == (true, true) {
-                return Err(self
-                    .lex
-                    .err(at, "comparisons between scalars must use the bool modifier"));
+            // Loki folds a comparison of two numbers to 1 or 0, with or
+            // without `bool`.
+            if op.is_comparison() && scalars == (true, true) {
+                return_bool = true;
             }
             if (scalars.0 || scalars.1) && matching != VectorMatching::default() {
                 return Err(self.lex.err(
@@ -904,8 +984,8 @@ impl<'a> Parser<'a> {
 
     fn grouping(&mut self) -> Result<Option<Grouping>, ParseError> {
         let without = match &self.tok {
-            Tok::Ident(s) if s == "by" => false,
-            Tok::Ident(s) if s == "without" => true,
+            Tok::Ident(s) if s.eq_ignore_ascii_case("by") => false,
+            Tok::Ident(s) if s.eq_ignore_ascii_case("without") => true,
             _ => return Ok(None),
         };
         self.bump()?;
@@ -928,10 +1008,15 @@ impl<'a> Parser<'a> {
             self.expect(",")?;
             quantile = Some(q);
         }
+        // Loki also takes `({app="x"} |= "y")[5m]`.
+        let parenthesized = self.eat("(")?;
         if self.tok != Tok::Sym("{") {
             return self.unexpected("a log query like {app=\"x\"}");
         }
-        let (query, unwrap) = self.log_query()?;
+        let (mut query, mut unwrap) = self.log_query()?;
+        if parenthesized {
+            self.expect(")")?;
+        }
         self.expect("[")?;
         let range_ns = match self.tok {
             Tok::Duration(d) if d > 0 => d,
@@ -941,6 +1026,10 @@ impl<'a> Parser<'a> {
         self.bump()?;
         self.expect("]")?;
         let offset_ns = self.offset()?;
+        // ... and the pipeline after the range: `{app="x"}[5m] |= "y"`.
+        if query.stages.is_empty() && unwrap.is_none() {
+            self.pipeline(&mut query.stages, &mut unwrap)?;
+        }
         self.expect(")")?;
         let grouping = self.grouping()?;
         let lines = is_range_fn(name);
@@ -962,6 +1051,19 @@ impl<'a> Parser<'a> {
             (Some(_), _, None) => self.err(format!(
                 "{name} takes the values of a label: add | unwrap <label> before the range"
             )),
+            // Lines, not values, decide absence: the filters after unwrap
+            // still choose the lines.
+            (None, Some(RangeFn::AbsentOverTime), Some(unwrap)) => {
+                query
+                    .stages
+                    .extend(unwrap.post_filters.into_iter().map(Stage::Labels));
+                Ok(MetricExpr::Range {
+                    func: RangeFn::AbsentOverTime,
+                    query,
+                    range_ns,
+                    offset_ns,
+                })
+            }
             (None, Some(_), Some(_)) => self.err(format!(
                 "{name} counts lines and takes no unwrap; sum_over_time adds unwrapped values"
             )),
@@ -1057,6 +1159,8 @@ impl<'a> Parser<'a> {
             }
             Tok::Ident(name) => {
                 self.bump()?;
+                // Loki's function names are case-insensitive: `SUM(...)`.
+                let name = name.to_ascii_lowercase();
                 if name == "vector" {
                     self.expect("(")?;
                     let Tok::Num(n) = self.tok else {
@@ -1064,7 +1168,7 @@ impl<'a> Parser<'a> {
                     };
                     self.bump()?;
                     self.expect(")")?;
-                    return Ok(MetricExpr::Const(n));
+                    return Ok(MetricExpr::Vector(n));
                 }
                 if is_range_fn(&name).is_some() || is_unwrap_fn(&name).is_some() {
                     return self.range_function(&name);
@@ -1121,8 +1225,9 @@ impl<'a> Parser<'a> {
                 if matches!(op, AggOp::Sort | AggOp::SortDesc) && grouping.is_some() {
                     return self.err(format!("{name} takes no by/without"));
                 }
-                if inner.log_query().is_none() {
-                    return self.err("aggregations need a range function inside, like sum(rate({app=\"x\"}[5m]))");
+                if inner.is_scalar() {
+                    return self
+                        .err("aggregations need a vector inside, like sum(rate({app=\"x\"}[5m]))");
                 }
                 Ok(MetricExpr::Agg {
                     op,

@@ -46,12 +46,28 @@ impl Pattern {
         if !literal.is_empty() {
             nodes.push(Node::Literal(literal));
         }
-        if !nodes.iter().any(|n| matches!(n, Node::Capture(_))) {
+        let pattern = Pattern { nodes };
+        if !pattern.nodes.iter().any(|n| matches!(n, Node::Capture(_))) {
             return Err(format!(
                 "pattern {text:?} has no capture, like <name> or <_>"
             ));
         }
-        Ok(Pattern { nodes })
+        Ok(pattern)
+    }
+
+    /// A pattern for a line filter (`|> "…"`), which needs no capture: a
+    /// pattern of only text matches a line that is exactly that text.
+    pub fn parse_filter(text: &str) -> Result<Pattern, String> {
+        match Pattern::parse(text) {
+            Err(e) if e.ends_with("has no capture, like <name> or <_>") => Ok(Pattern {
+                nodes: if text.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![Node::Literal(text.to_owned())]
+                },
+            }),
+            other => other,
+        }
     }
 
     /// Whether the pattern names at least one capture (the parser needs

@@ -317,4 +317,30 @@ async fn range_functions_over_unwrapped_values_answer_as_loki_does() {
             }
         }
     }
+
+    // `vector(0)` is a vector, so `or vector(0)` fills in when nothing
+    // matched (Grafana's common "no data means 0"); with data, the left
+    // side wins (`or` adds only series whose labels the left lacks: the
+    // left's is `{}` too).
+    let q = r#"sum(count_over_time({__app__="none"}[1m])) or vector(0)"#;
+    assert_eq!(
+        run(&engine, q, 60, 60, 1).await.0,
+        [(String::new(), 0, 0.0)],
+        "{q}"
+    );
+    let q = r#"sum(count_over_time({__app__="api"}[1m])) or vector(0)"#;
+    assert_eq!(
+        run(&engine, q, 60, 60, 1).await.0,
+        [(String::new(), 0, 4.0)],
+        "{q}"
+    );
+    // Two numbers compared fold to 1 or 0, as with `bool`.
+    assert_eq!(
+        run(&engine, "1 < 2", 60, 60, 1).await.0,
+        [(String::new(), 0, 1.0)]
+    );
+    assert_eq!(
+        run(&engine, "1 > 2", 60, 60, 1).await.0,
+        [(String::new(), 0, 0.0)]
+    );
 }
