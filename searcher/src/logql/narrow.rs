@@ -4,20 +4,23 @@
 //! them all (`sum by (level) (sum_over_time({…} | json | unwrap took […]))`),
 //! flattening every field of every line (a string per field, most of them
 //! thrown away) is what the query spends its time on. Loki narrows its
-//! parsers the same way. Here the line is still read whole, so a line
-//! that is not a JSON object is still `JSONParserErr`, but only the
-//! wanted fields become labels; nested objects are entered only on the way
-//! to one.
+//! parsers the same way. Here the line is still read whole (by simd-json,
+//! with `| json`'s own reader deciding any line simd-json might read
+//! differently), so a line that is not a JSON object is still
+//! `JSONParserErr`, but only the wanted fields become labels; nested
+//! objects are entered only on the way to one.
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use serde_json::value::RawValue;
 use serde_json::Value;
+use simd_json::prelude::{TypedValue, ValueAsScalar};
+use simd_json::ValueType;
 use skidder_common::format::tokens::{push_sanitized_key, MAX_FIELD_DEPTH};
 
-use super::eval::{json_scalar, Labels};
+use super::eval::{flatten_json, Labels};
 use super::{LabelExpr, Stage};
+
+type TapeValue<'t, 'i> = simd_json::value::tape::Value<'t, 'i>;
 
 /// The labels a `| json` at `stages[at]` must produce when the query
 /// needs only `wanted` of the line's labels afterwards: `wanted`, plus
@@ -81,38 +84,119 @@ impl Wanted {
 
     /// The wanted fields of `line`, flattened as `| json` names them, in
     /// the same order. `false` if the line is not a JSON object.
+    ///
+    /// simd-json reads the line, several times faster than serde_json; a
+    /// line it refuses, or whose reading could differ (see
+    /// [`Wanted::read_fast`]), goes to `| json`'s own reader, so a line is
+    /// an error exactly when `| json` says it is, and its fields are
+    /// the same.
     pub fn read(&self, line: &str, out: &mut Labels) -> bool {
-        let mut path = String::new();
-        self.walk(line, &mut path, 0, out)
+        let start = out.len();
+        if line.starts_with('{') && self.read_fast(line, out) {
+            return true;
+        }
+        out.truncate(start);
+        match serde_json::from_str::<Value>(line) {
+            Ok(v @ Value::Object(_)) => {
+                flatten_json(&v, out);
+                let mut i = start;
+                while i < out.len() {
+                    if self.names.contains(&out[i].0) {
+                        i += 1;
+                    } else {
+                        out.remove(i);
+                    }
+                }
+                true
+            }
+            _ => false,
+        }
     }
 
-    fn walk(&self, text: &str, path: &mut String, depth: usize, out: &mut Labels) -> bool {
-        // Keys usually borrow; one with an escape is unescaped.
-        let Ok(object) = serde_json::from_str::<BTreeMap<Cow<'_, str>, &RawValue>>(text) else {
-            return false;
+    fn read_fast(&self, line: &str, out: &mut Labels) -> bool {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<(Vec<u8>, simd_json::Buffers)> =
+                std::cell::RefCell::new((Vec::new(), simd_json::Buffers::default()));
+        }
+        SCRATCH.with(|cell| {
+            let Ok(mut guard) = cell.try_borrow_mut() else {
+                return false;
+            };
+            let (scratch, buffers) = &mut *guard;
+            scratch.clear();
+            scratch.extend_from_slice(line.as_bytes());
+            scratch.resize(line.len() + simd_json::INPUT_PADDING, 0);
+            let mut tape = simd_json::Tape::null();
+            if simd_json::fill_tape_padded(scratch, line.len(), buffers, &mut tape).is_err() {
+                return false;
+            }
+            // serde_json refuses a number out of f64's range; simd-json
+            // reads it as infinite.
+            let out_of_range = tape.0.iter().any(|n| {
+                matches!(n, simd_json::tape::Node::Static(simd_json::StaticNode::F64(f)) if !f.is_finite())
+            });
+            let root = tape.as_value();
+            if out_of_range || root.value_type() != ValueType::Object {
+                return false;
+            }
+            let mut path = String::new();
+            self.walk_fast(root, &mut path, 0, out)
+        })
+    }
+
+    /// [`Wanted::walk`] over simd-json's tape: keys in sorted order, the
+    /// last of duplicates winning, as serde_json's map gives them. `false`
+    /// if a wanted value is a zero, which the tape cannot tell from `-0`
+    /// (serde_json writes that `-0`): the slow path reads the line then.
+    fn walk_fast(
+        &self,
+        v: TapeValue<'_, '_>,
+        path: &mut String,
+        depth: usize,
+        out: &mut Labels,
+    ) -> bool {
+        let Some(object) = v.as_object() else {
+            return true;
         };
         if depth >= MAX_FIELD_DEPTH {
             return true;
         }
-        for (key, raw) in object {
+        let mut entries: Vec<(&str, TapeValue<'_, '_>)> = object.iter().collect();
+        // Stable: of equal keys the last stays last; keep only it.
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        for (i, (key, value)) in entries.iter().enumerate() {
+            if entries.get(i + 1).is_some_and(|next| next.0 == *key) {
+                continue;
+            }
             let restore = path.len();
             if depth > 0 || key.as_bytes().first().is_some_and(u8::is_ascii_digit) {
                 path.push('_');
             }
-            push_sanitized_key(path, &key);
-            let value = raw.get().trim_start();
-            if value.starts_with('{') {
-                if self.leads_to(path) {
-                    self.walk(value, path, depth + 1, out);
-                }
-            } else if self.names.contains(path.as_str()) {
-                if let Some(v) = serde_json::from_str::<Value>(value)
-                    .ok()
-                    .as_ref()
-                    .and_then(json_scalar)
+            push_sanitized_key(path, key);
+            match value.value_type() {
+                ValueType::Object
+                    if self.leads_to(path) && !self.walk_fast(*value, path, depth + 1, out) =>
                 {
-                    out.push((path.clone(), v));
+                    return false;
                 }
+                ValueType::Object => {}
+                kind if self.names.contains(path.as_str()) => {
+                    if kind == ValueType::I64 && value.as_i64() == Some(0) {
+                        return false;
+                    }
+                    let text = match kind {
+                        ValueType::String => value.as_str().map(str::to_owned),
+                        ValueType::I64 => value.as_i64().map(|n| n.to_string()),
+                        ValueType::U64 => value.as_u64().map(|n| n.to_string()),
+                        ValueType::F64 => value.as_f64().map(|n| n.to_string()),
+                        ValueType::Bool => value.as_bool().map(|b| b.to_string()),
+                        _ => None,
+                    };
+                    if let Some(text) = text {
+                        out.push((path.clone(), text));
+                    }
+                }
+                _ => {}
             }
             path.truncate(restore);
         }
@@ -123,7 +207,6 @@ impl Wanted {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logql::eval::flatten_json;
 
     fn wanted(names: &[&str]) -> Wanted {
         Wanted {
@@ -139,6 +222,9 @@ mod tests {
             r#"{"net_dst_port":"top","net":{"dst_port":80}}"#,
             r#"{"esc\"aped":"v","1st":"d","list":[1,2],"deep":{"er":{"est":"z"}}}"#,
             r#"{"level":"\u0077arn","net":"not an object"}"#,
+            r#"{"n":1,"n":2,"level":"x","level":{"a":1}}"#,
+            r#"{"n":18446744073709551615,"x":-0,"ok":1.0,"a_b":0.1,"a":{"b":2}}"#,
+            r#"{"n":-9223372036854775808,"x":1e-7,"ok":123456789012345678901234567890}"#,
         ];
         let all = [
             "level",
@@ -157,6 +243,14 @@ mod tests {
         for line in lines {
             let mut full = Labels::new();
             flatten_json(&serde_json::from_str(line).unwrap(), &mut full);
+            // Where simd-json reads the line, it must read what serde_json does.
+            let w = wanted(&all);
+            let mut fast = Labels::new();
+            if w.read_fast(line, &mut fast) {
+                let mut want = full.clone();
+                want.retain(|(k, _)| all.contains(&k.as_str()));
+                assert_eq!(fast, want, "{line}");
+            }
             for pick in [&all[..], &["net_dst_port"], &["deep_er_est", "level"], &[]] {
                 let w = wanted(pick);
                 let mut got = Labels::new();
@@ -173,7 +267,15 @@ mod tests {
 
     #[test]
     fn a_line_that_is_not_an_object_is_an_error() {
-        for line in ["not json", "[1,2]", r#"{"a":1"#, "", "42"] {
+        for line in [
+            "not json",
+            "[1,2]",
+            r#"{"a":1"#,
+            "",
+            "42",
+            r#"{"a":1e400}"#,
+            r#"{"a":"\ud800"}"#,
+        ] {
             assert!(!wanted(&["a"]).read(line, &mut Labels::new()), "{line}");
         }
     }
