@@ -446,6 +446,17 @@ fn render(
     if plain {
         return Ok(fill_plain(t.text(), extracted, stream));
     }
+    let labels: Vec<(&str, &str)> = visible(stream, extracted).into_iter().collect();
+    t.render(&labels, line, ts)
+}
+
+/// A line's labels by name: the stream's, then the extracted ones in
+/// order, a later value (from `label_format`) replacing an earlier one and
+/// a removal marker removing.
+fn visible<'a>(
+    stream: &'a Labels,
+    extracted: &'a Labels,
+) -> std::collections::BTreeMap<&'a str, &'a str> {
     let mut all: std::collections::BTreeMap<&str, &str> = stream
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -460,8 +471,7 @@ fn render(
             }
         }
     }
-    let labels: Vec<(&str, &str)> = all.into_iter().collect();
-    t.render(&labels, line, ts)
+    all
 }
 
 /// Replaces `{{.name}}` (spaces allowed) with label values.
@@ -642,23 +652,7 @@ impl LinePipeline {
         if extracted.is_empty() && self.drops.is_empty() && self.keeps.is_empty() {
             return stream.clone();
         }
-        // Stream labels, then extracted ones in order: a later value (from
-        // label_format) replaces an earlier one; a removal marker removes.
-        let mut all: std::collections::BTreeMap<&str, &str> = stream
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        for (k, v) in extracted {
-            match k.strip_prefix('\0') {
-                Some(gone) => {
-                    all.remove(gone);
-                }
-                None => {
-                    all.insert(k, v);
-                }
-            }
-        }
-        let l: Labels = all
+        let l: Labels = visible(stream, extracted)
             .into_iter()
             .filter(|(k, v)| !self.drops.iter().any(|d| d.picks(k, v)))
             .filter(|(k, v)| {
