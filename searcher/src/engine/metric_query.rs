@@ -115,6 +115,8 @@ impl Engine {
                 offset_ns,
             } => {
                 let grid = grid.offset(*offset_ns);
+                // A `by` pushed down: the only labels a series keeps, sorted.
+                let by = push.and_then(by_names);
                 // The sums, and the first series marked `__error__`.
                 let mut acc = (RangeSums::new(cap), None);
                 let each = |acc: &mut (RangeSums, Option<Arc<Labels>>),
@@ -124,13 +126,15 @@ impl Engine {
                             extracted: &Labels,
                             line: &str| {
                     if let Some(steps) = grid.windows_holding(ts, *range_ns) {
-                        let series = p.result_labels(labels, extracted);
-                        if acc.1.is_none() && has_error(&series) {
-                            acc.1 = Some(series.clone());
+                        if acc.1.is_none() && p.has_error(labels, extracted) {
+                            acc.1 = Some(p.result_labels(labels, extracted));
                         }
-                        let series = match push {
-                            Some(g) => Arc::new(group_key(&series, Some(g))),
-                            None => series,
+                        let series = match (push, &by) {
+                            (_, Some(names)) => Arc::new(p.grouped(labels, extracted, names)),
+                            (Some(g), None) => {
+                                Arc::new(group_key(&p.result_labels(labels, extracted), Some(g)))
+                            }
+                            (None, None) => p.result_labels(labels, extracted),
                         };
                         acc.0.add(series, steps, sample(*func, line));
                     }
@@ -181,6 +185,7 @@ impl Engine {
             } => {
                 let grid = grid.offset(*offset_ns);
                 let max_samples = self.cfg.max_samples;
+                let by = grouping.as_ref().or(push).and_then(by_names);
                 // The samples, and the first series marked `__error__`.
                 let mut acc = (Samples::new(cap, max_samples), None);
                 let each = |acc: &mut (Samples, Option<Arc<Labels>>),
@@ -192,6 +197,20 @@ impl Engine {
                     if grid.windows_holding(ts, *range_ns).is_none() {
                         return;
                     }
+                    let g = grouping.as_ref().or(push);
+                    // The common case reads the value and needs no copy of
+                    // the labels: no filter after unwrap, a value that reads.
+                    let quick = match unwrap.post_filters.is_empty() {
+                        true => p.unwrap_value(unwrap, labels, extracted).ok(),
+                        false => None,
+                    };
+                    if let (Some(value), Some(names)) = (quick, &by) {
+                        if acc.1.is_none() && p.has_error(labels, extracted) {
+                            acc.1 = Some(p.result_labels(labels, extracted));
+                        }
+                        acc.0.add(p.grouped(labels, extracted, names), ts, value);
+                        return;
+                    }
                     let mut extracted = extracted.clone();
                     let Some(value) = p.unwrapped(unwrap, labels, &mut extracted) else {
                         return;
@@ -200,11 +219,8 @@ impl Engine {
                     if acc.1.is_none() && has_error(&series) {
                         acc.1 = Some(series.clone());
                     }
-                    acc.0.add(
-                        sample_series(&series, &unwrap.label, grouping.as_ref().or(push)),
-                        ts,
-                        value,
-                    );
+                    acc.0
+                        .add(sample_series(&series, &unwrap.label, g), ts, value);
                 };
                 let check = |acc: &(Samples, Option<Arc<Labels>>)| match (acc.0.over_series(), cap)
                 {
@@ -306,6 +322,14 @@ fn pushes_down(inner: &MetricExpr) -> bool {
 /// `without` keeps all but some, so every label is needed.
 fn wanted_labels(g: &Grouping) -> Option<BTreeSet<String>> {
     (!g.without).then(|| g.labels.iter().cloned().collect())
+}
+
+/// A `by` grouping's labels, sorted as a label set is; `None` for
+/// `without`.
+fn by_names(g: &Grouping) -> Option<Vec<String>> {
+    let mut names = wanted_labels(g)?.into_iter().collect::<Vec<_>>();
+    names.dedup();
+    Some(names)
 }
 
 fn has_error(series: &Labels) -> bool {

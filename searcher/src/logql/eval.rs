@@ -641,6 +641,48 @@ impl LinePipeline {
         Some(value)
     }
 
+    /// What [`LinePipeline::result_labels`] then a `by (names)` grouping
+    /// give a line, without building the labels the grouping drops: a
+    /// metric query's hot path. `names` sorted; the pairs come in that
+    /// order, as a sorted label set's.
+    pub fn grouped(&self, stream: &Labels, extracted: &Labels, names: &[String]) -> Labels {
+        names
+            .iter()
+            .filter_map(|name| {
+                let v = lookup(name, extracted, stream)?;
+                self.shows(name, v).then(|| (name.clone(), v.to_owned()))
+            })
+            .collect()
+    }
+
+    /// Whether a line's result labels carry `__error__`, as
+    /// [`LinePipeline::result_labels`] would give them.
+    pub fn has_error(&self, stream: &Labels, extracted: &Labels) -> bool {
+        lookup("__error__", extracted, stream).is_some_and(|v| self.shows("__error__", v))
+    }
+
+    /// Whether `drop` and `keep` leave label `name` with value `v`.
+    fn shows(&self, name: &str, v: &str) -> bool {
+        !self.drops.iter().any(|d| d.picks(name, v))
+            && (matches!(name, "__error__" | "__error_details__")
+                || self
+                    .keeps
+                    .iter()
+                    .all(|keep| keep.iter().any(|x| x.picks(name, v))))
+    }
+
+    /// The value `unwrap` reads from a matched line, without the filters
+    /// after unwrap: `Err` says why it does not read.
+    pub fn unwrap_value(
+        &self,
+        unwrap: &Unwrap,
+        stream: &Labels,
+        extracted: &Labels,
+    ) -> Result<f64, String> {
+        let raw = lookup(&unwrap.label, extracted, stream).unwrap_or("");
+        convert(unwrap.unit, raw).ok_or_else(|| conversion_error(unwrap.unit, raw))
+    }
+
     /// The result labels of a line: stream labels plus extracted ones,
     /// sorted, without dropped labels. Extracted labels never shadow stream
     /// labels (collisions were renamed `_extracted`).
@@ -654,15 +696,8 @@ impl LinePipeline {
         }
         let l: Labels = visible(stream, extracted)
             .into_iter()
-            .filter(|(k, v)| !self.drops.iter().any(|d| d.picks(k, v)))
-            .filter(|(k, v)| {
-                // `keep` never drops the error labels, as in Loki.
-                matches!(*k, "__error__" | "__error_details__")
-                    || self
-                        .keeps
-                        .iter()
-                        .all(|keep| keep.iter().any(|x| x.picks(k, v)))
-            })
+            // `keep` never drops the error labels, as in Loki.
+            .filter(|(k, v)| self.shows(k, v))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
         std::sync::Arc::new(l)
