@@ -198,24 +198,22 @@ impl Engine {
                         return;
                     }
                     let g = grouping.as_ref().or(push);
-                    // The common case reads the value and needs no copy of
-                    // the labels: no filter after unwrap, a value that reads.
-                    let quick = match unwrap.post_filters.is_empty() {
-                        true => p.unwrap_value(unwrap, labels, extracted).ok(),
-                        false => None,
+                    let mut added = Labels::new();
+                    let Some(value) = p.unwrapped(unwrap, labels, extracted, &mut added) else {
+                        return;
                     };
-                    if let (Some(value), Some(names)) = (quick, &by) {
+                    // The common case: the value read, and a `by` names
+                    // every label the sample keeps.
+                    if let (Some(names), true) = (&by, added.is_empty()) {
                         if acc.1.is_none() && p.has_error(labels, extracted) {
                             acc.1 = Some(p.result_labels(labels, extracted));
                         }
                         acc.0.add(p.grouped(labels, extracted, names), ts, value);
                         return;
                     }
-                    let mut extracted = extracted.clone();
-                    let Some(value) = p.unwrapped(unwrap, labels, &mut extracted) else {
-                        return;
-                    };
-                    let series = p.result_labels(labels, &extracted);
+                    let mut all = extracted.clone();
+                    all.append(&mut added);
+                    let series = p.result_labels(labels, &all);
                     if acc.1.is_none() && has_error(&series) {
                         acc.1 = Some(series.clone());
                     }

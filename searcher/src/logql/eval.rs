@@ -608,34 +608,39 @@ impl LinePipeline {
     /// The value `unwrap` takes from a matched line (its label, extracted
     /// or of the stream, converted), then the filters after unwrap; `None`
     /// if they drop the line. As in Loki, a missing or unreadable value is
-    /// 0 with `__error__="SampleExtractionErr"` and the reason added to
-    /// `extracted`, for a filter like `| __error__=""` to drop.
+    /// 0 with `__error__="SampleExtractionErr"` and the reason, for a filter
+    /// like `| __error__=""` to drop. Labels the stage adds go to `added`
+    /// (usually none), so `extracted` need not be copied.
     pub fn unwrapped(
         &self,
         unwrap: &Unwrap,
         stream: &Labels,
-        extracted: &mut Labels,
+        extracted: &Labels,
+        added: &mut Labels,
     ) -> Option<f64> {
         let raw = lookup(&unwrap.label, extracted, stream).unwrap_or("");
         let value = match convert(unwrap.unit, raw) {
             Some(v) => v,
             None => {
                 let details = conversion_error(unwrap.unit, raw);
-                extracted.push(("__error__".into(), "SampleExtractionErr".into()));
-                extracted.push(("__error_details__".into(), details));
+                added.push(("__error__".into(), "SampleExtractionErr".into()));
+                added.push(("__error_details__".into(), details));
                 0.0
             }
         };
         for filter in &unwrap.post_filters {
-            let ext: &Labels = extracted;
-            let get = |name: &str| lookup(name, ext, stream).map(str::to_owned);
+            let now: &Labels = added;
+            let get = |name: &str| match extracted_value(name, now) {
+                Some(v) => v.map(str::to_owned),
+                None => lookup(name, extracted, stream).map(str::to_owned),
+            };
             let mut error = None;
             if !eval_labels(filter, &get, &mut error) {
                 return None;
             }
             if let Some(details) = error {
-                extracted.push(("__error__".into(), "LabelFilterErr".into()));
-                extracted.push(("__error_details__".into(), details));
+                added.push(("__error__".into(), "LabelFilterErr".into()));
+                added.push(("__error_details__".into(), details));
             }
         }
         Some(value)
@@ -669,18 +674,6 @@ impl LinePipeline {
                     .keeps
                     .iter()
                     .all(|keep| keep.iter().any(|x| x.picks(name, v))))
-    }
-
-    /// The value `unwrap` reads from a matched line, without the filters
-    /// after unwrap: `Err` says why it does not read.
-    pub fn unwrap_value(
-        &self,
-        unwrap: &Unwrap,
-        stream: &Labels,
-        extracted: &Labels,
-    ) -> Result<f64, String> {
-        let raw = lookup(&unwrap.label, extracted, stream).unwrap_or("");
-        convert(unwrap.unit, raw).ok_or_else(|| conversion_error(unwrap.unit, raw))
     }
 
     /// The result labels of a line: stream labels plus extracted ones,
