@@ -10,9 +10,12 @@
 //!   warning and counted, never a wrong line or a panic;
 //! - `unwrap`: range functions over unwrapped values, with hand-worked
 //!   answers;
-//! - `readme`: every query of the README's LogQL table parses and runs.
+//! - `readme`: every query of the README's LogQL table parses and runs;
+//! - `context`: Grafana's "show context" requests return exactly the
+//!   neighbouring lines, across blocks and hours.
 
 mod api;
+mod context;
 mod corrupt;
 mod fixture;
 mod listing;
