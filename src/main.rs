@@ -8,6 +8,7 @@ mod inspect;
 mod pack;
 mod retention;
 mod search;
+mod search_context;
 
 use std::process::ExitCode;
 

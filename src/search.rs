@@ -1,6 +1,7 @@
 //! `skidder searcher` (the Loki-API service) and `skidder search` (the CLI
 //! client, against a searcher URL or straight against a store).
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -12,7 +13,8 @@ use skidder_common::service::Shutdown;
 use skidder_common::storage::open_store;
 use skidder_searcher::api::{run_range, RangeRequest};
 use skidder_searcher::config::SearcherConfig;
-use skidder_searcher::engine::{Direction, Engine, EngineConfig};
+use skidder_searcher::engine::{Direction, Engine, EngineConfig, TimeRange};
+use skidder_searcher::logql::{parse, Query};
 use skidder_searcher::metrics::Metrics;
 use skidder_searcher::time::{parse_step, parse_time};
 
@@ -132,9 +134,169 @@ pub struct SearchFlags {
     pub tenant: String,
     #[arg(long, value_enum, default_value = "raw")]
     pub output: Output,
+    /// Show this many lines of each hit's stream before and after it
+    /// (log queries only); the hit is marked `>`.
+    #[arg(long, default_value_t = 0)]
+    pub context: usize,
 }
 
-fn print_raw(body: &Value) {
+/// Where `skidder search` asks: a searcher over HTTP, or a store read
+/// directly with the searcher's own engine.
+pub enum Source {
+    Url {
+        agent: ureq::Agent,
+        url: String,
+        tenant: String,
+    },
+    Store {
+        rt: tokio::runtime::Runtime,
+        engine: Box<Engine>,
+        tenant: String,
+    },
+}
+
+impl Source {
+    fn open(f: &SearchFlags) -> anyhow::Result<Source> {
+        if let Some(url) = &f.url {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            return Ok(Source::Url {
+                agent,
+                url: url.trim_end_matches('/').to_owned(),
+                tenant: f.tenant.clone(),
+            });
+        }
+        let rt = runtime()?;
+        let Some(store) = f.store.open(&rt)? else {
+            bail!("give --url of a searcher, or --store")
+        };
+        let engine = Box::new(Engine::new(
+            store,
+            EngineConfig::default(),
+            Arc::new(Metrics::new()),
+        ));
+        Ok(Source::Store {
+            rt,
+            engine,
+            tenant: f.tenant.clone(),
+        })
+    }
+
+    /// A GET of the searcher's `path`, its JSON body.
+    fn get(
+        agent: &ureq::Agent,
+        url: &str,
+        tenant: &str,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> anyhow::Result<Value> {
+        let mut req = agent
+            .get(format!("{url}{path}"))
+            .header("X-Scope-OrgID", tenant);
+        for (k, v) in params {
+            req = req.query(*k, v);
+        }
+        let mut resp = req.call().with_context(|| format!("asking {url}"))?;
+        let status = resp.status();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .context("reading the response")?;
+        if !status.is_success() {
+            bail!("{status}: {}", text.trim());
+        }
+        serde_json::from_str(&text).context("the searcher's response is not JSON")
+    }
+
+    /// Loki's `query_range` response body for `query`.
+    pub fn range(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+        limit: usize,
+        direction: Direction,
+        step: Option<i64>,
+    ) -> anyhow::Result<Value> {
+        match self {
+            Source::Url { agent, url, tenant } => {
+                let mut params = vec![
+                    ("query", query.to_owned()),
+                    ("start", start.to_string()),
+                    ("end", end.to_string()),
+                    ("limit", limit.to_string()),
+                    (
+                        "direction",
+                        match direction {
+                            Direction::Forward => "forward",
+                            Direction::Backward => "backward",
+                        }
+                        .to_owned(),
+                    ),
+                ];
+                if let Some(s) = step {
+                    params.push(("step", format!("{}", s as f64 / 1e9)));
+                }
+                Self::get(agent, url, tenant, "/loki/api/v1/query_range", &params)
+            }
+            Source::Store { rt, engine, tenant } => {
+                let req = RangeRequest {
+                    query,
+                    start,
+                    end,
+                    limit,
+                    direction,
+                    step,
+                    tenant_hint: true,
+                };
+                let (data, stats) = rt
+                    .block_on(run_range(engine, tenant, req))
+                    .map_err(|e| anyhow::anyhow!(e.message))?;
+                let mut body = serde_json::json!({"status": "success", "data": data});
+                if !stats.warnings.is_empty() {
+                    body["warnings"] = serde_json::json!(stats.warnings);
+                }
+                Ok(body)
+            }
+        }
+    }
+
+    /// The label sets of the streams `query`'s selector matches.
+    pub fn series(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+    ) -> anyhow::Result<Vec<BTreeMap<String, String>>> {
+        let data = match self {
+            Source::Url { agent, url, tenant } => {
+                let params = [
+                    ("match[]", query.to_owned()),
+                    ("start", start.to_string()),
+                    ("end", end.to_string()),
+                ];
+                Self::get(agent, url, tenant, "/loki/api/v1/series", &params)?["data"].take()
+            }
+            Source::Store { rt, engine, tenant } => {
+                let Ok(Query::Log(q)) = parse(query) else {
+                    bail!("--context takes a log query");
+                };
+                let (series, _) = rt
+                    .block_on(engine.series(tenant, TimeRange { start, end }, &[q.matchers]))
+                    .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+                serde_json::json!(series
+                    .iter()
+                    .map(|l| l.iter().cloned().collect::<BTreeMap<_, _>>())
+                    .collect::<Vec<_>>())
+            }
+        };
+        serde_json::from_value(data).context("the series are not label sets")
+    }
+}
+
+pub fn print_raw(body: &Value) {
     let data = &body["data"];
     if data["resultType"] == "streams" {
         let mut lines: Vec<(i64, String)> = Vec::new();
@@ -195,63 +357,17 @@ pub fn run_search(f: SearchFlags) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|s| parse_step(s).with_context(|| format!("invalid --step {s:?}")))
         .transpose()?;
-    let body: Value = if let Some(url) = &f.url {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut req = agent
-            .get(format!(
-                "{}/loki/api/v1/query_range",
-                url.trim_end_matches('/')
-            ))
-            .query("query", &f.query)
-            .query("start", start.to_string())
-            .query("end", end.to_string())
-            .query("limit", f.limit.to_string())
-            .query("direction", if f.forward { "forward" } else { "backward" })
-            .header("X-Scope-OrgID", &f.tenant);
-        if let Some(s) = step {
-            req = req.query("step", format!("{}", s as f64 / 1e9));
-        }
-        let mut resp = req.call().with_context(|| format!("asking {url}"))?;
-        let status = resp.status();
-        let text = resp
-            .body_mut()
-            .read_to_string()
-            .context("reading the response")?;
-        if !status.is_success() {
-            bail!("{status}: {}", text.trim());
-        }
-        serde_json::from_str(&text).context("the searcher's response is not JSON")?
+    let source = Source::open(&f)?;
+    let direction = if f.forward {
+        Direction::Forward
     } else {
-        let rt = runtime()?;
-        let Some(store) = f.store.open(&rt)? else {
-            bail!("give --url of a searcher, or --store")
-        };
-        let engine = Engine::new(store, EngineConfig::default(), Arc::new(Metrics::new()));
-        let req = RangeRequest {
-            query: &f.query,
-            start,
-            end,
-            limit: f.limit,
-            direction: if f.forward {
-                Direction::Forward
-            } else {
-                Direction::Backward
-            },
-            step,
-            tenant_hint: true,
-        };
-        let (data, stats) = rt
-            .block_on(run_range(&engine, &f.tenant, req))
-            .map_err(|e| anyhow::anyhow!(e.message))?;
-        let mut body = serde_json::json!({"status": "success", "data": data});
-        if !stats.warnings.is_empty() {
-            body["warnings"] = serde_json::json!(stats.warnings);
-        }
-        body
+        Direction::Backward
     };
+    let body = source.range(&f.query, start, end, f.limit, direction, step)?;
+    if f.context > 0 {
+        crate::search_context::print(&source, &f.query, (start, end), &body, f.context, f.output)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     match f.output {
         Output::Json => println!("{body}"),
         Output::Raw => print_raw(&body),

@@ -89,6 +89,106 @@ fn demo_starts_and_its_printed_queries_find_things() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(r#"warning: tenant "nobody" has no data"#)
     );
+    context_around_the_trace(&data, &trace);
+}
+
+/// `skidder search --context 3` around the trace's one line: the three
+/// lines of its stream before and after it, as a plain query over the
+/// whole stream has them.
+fn context_around_the_trace(data: &Path, trace: &str) {
+    let search = |args: &[&str]| -> String {
+        let out = Command::new(BIN)
+            .args(["search", "--since", "2h", "--store"])
+            .arg(format!("file://{}", data.display()))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let query = format!(r#"{{__app__=~".+"}} |= "{trace}""#);
+    let out = search(&["--context", "3", "--output", "json", &query]);
+    let hits: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(hits.len(), 1, "{out}");
+    let hit = &hits[0];
+    assert!(hit["hit"][1].as_str().unwrap().contains(trace));
+    // The whole stream, oldest first, from a plain query.
+    let stream: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(hit["stream"].clone()).unwrap();
+    let selector = format!(
+        "{{{}}}",
+        stream
+            .iter()
+            .map(|(k, v)| format!("{k}={}", serde_json::Value::String(v.clone())))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let all: serde_json::Value = serde_json::from_str(&search(&[
+        "--forward",
+        "--limit",
+        "100000",
+        "--output",
+        "json",
+        &selector,
+    ]))
+    .unwrap();
+    let mut lines: Vec<(i64, String)> = all["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["values"].as_array().unwrap().clone())
+        .map(|v| {
+            (
+                v[0].as_str().unwrap().parse().unwrap(),
+                v[1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    lines.sort();
+    let at: i64 = hit["hit"][0].as_str().unwrap().parse().unwrap();
+    let pairs = |v: &serde_json::Value| -> Vec<(i64, String)> {
+        let mut p: Vec<(i64, String)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e[0].as_str().unwrap().parse().unwrap(),
+                    e[1].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        p.sort();
+        p
+    };
+    let earlier: Vec<_> = lines.iter().filter(|l| l.0 < at).cloned().collect();
+    let later: Vec<_> = lines.iter().filter(|l| l.0 > at).cloned().collect();
+    assert!(
+        !earlier.is_empty() || !later.is_empty(),
+        "a stream with neighbours: {hit} {selector}"
+    );
+    assert_eq!(
+        pairs(&hit["before"]),
+        earlier[earlier.len().saturating_sub(3)..]
+    );
+    assert_eq!(pairs(&hit["after"]), later[..later.len().min(3)]);
+    // Raw: the hit marked `>`, its context indented, oldest first.
+    let raw = search(&["--context", "3", &query]);
+    let marked: Vec<&str> = raw.lines().filter(|l| l.starts_with("> ")).collect();
+    assert_eq!(marked.len(), 1, "{raw}");
+    assert!(marked[0].contains(trace));
+    assert_eq!(
+        raw.lines().count(),
+        1 + hit["before"].as_array().unwrap().len() + hit["after"].as_array().unwrap().len(),
+        "{raw}"
+    );
 }
 
 /// Runs one printed command and checks it finds what the demo promises.
