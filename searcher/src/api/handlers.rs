@@ -369,12 +369,7 @@ async fn detection_lines(s: &AppState, tenant: &str, p: &Params) -> Result<Vec<E
             "detected fields take a log query, not a metric query",
         ));
     };
-    let line_limit = match p.get("line_limit") {
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| ApiError::bad(format!("invalid line_limit {v:?}")))?,
-        None => 1000,
-    };
+    let line_limit = p.count("line_limit", 1000)?;
     let (entries, _) = s
         .engine
         .logs(
@@ -389,16 +384,6 @@ async fn detection_lines(s: &AppState, tenant: &str, p: &Params) -> Result<Vec<E
     Ok(entries)
 }
 
-/// `limit`, default 1,000.
-fn field_limit(p: &Params) -> Result<usize, ApiError> {
-    match p.get("limit") {
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| ApiError::bad(format!("invalid limit {v:?}"))),
-        None => Ok(1000),
-    }
-}
-
 /// `/detected_fields`: the fields in the query's newest lines, each with
 /// its type, number of values and parser (Grafana's field panels).
 pub(super) async fn detected_fields(
@@ -408,7 +393,7 @@ pub(super) async fn detected_fields(
     body: Bytes,
 ) -> ApiResult {
     let p = Params::new(&uri, &body);
-    let limit = field_limit(&p)?;
+    let limit = p.count("limit", 1000)?;
     let entries = detection_lines(&s, &tenant, &p).await?;
     let fields: Vec<Value> = detect_fields(entries.iter().map(|e| e.line.as_str()), limit)
         .into_iter()
@@ -428,7 +413,7 @@ pub(super) async fn detected_field_values(
     body: Bytes,
 ) -> ApiResult {
     let p = Params::new(&uri, &body);
-    let limit = field_limit(&p)?;
+    let limit = p.count("limit", 1000)?;
     let entries = detection_lines(&s, &tenant, &p).await?;
     let values = field_values(entries.iter().map(|e| e.line.as_str()), &name, limit);
     Ok(json_ok(&json!({ "values": values })))

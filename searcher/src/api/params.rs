@@ -73,13 +73,18 @@ impl Params {
         Ok((start, end))
     }
 
-    pub(super) fn limit(&self, max: usize) -> Result<usize, ApiError> {
-        let limit = match self.get("limit") {
-            Some(l) => l
+    /// A count parameter (`limit`, `line_limit`), or `default`.
+    pub(super) fn count(&self, key: &str, default: usize) -> Result<usize, ApiError> {
+        match self.get(key) {
+            Some(v) => v
                 .parse::<usize>()
-                .map_err(|_| ApiError::bad(format!("invalid limit {l:?}")))?,
-            None => 100,
-        };
+                .map_err(|_| ApiError::bad(format!("invalid {key} {v:?}"))),
+            None => Ok(default),
+        }
+    }
+
+    pub(super) fn limit(&self, max: usize) -> Result<usize, ApiError> {
+        let limit = self.count("limit", 100)?;
         if limit == 0 || limit > max {
             return Err(ApiError::bad(format!(
                 "limit must be between 1 and {max}, got {limit}"

@@ -325,9 +325,7 @@ fn wanted_labels(g: &Grouping) -> Option<BTreeSet<String>> {
 /// A `by` grouping's labels, sorted as a label set is; `None` for
 /// `without`.
 fn by_names(g: &Grouping) -> Option<Vec<String>> {
-    let mut names = wanted_labels(g)?.into_iter().collect::<Vec<_>>();
-    names.dedup();
-    Some(names)
+    Some(wanted_labels(g)?.into_iter().collect())
 }
 
 fn has_error(series: &Labels) -> bool {

@@ -45,9 +45,7 @@ enum Compiled {
     /// A label filter, and the literals a line must hold for it to pass
     /// when the fields come from the line itself (see [`Literal`]).
     Labels(LabelExpr, Vec<Literal>),
-    /// The template, and whether it only fills in `{{.name}}`s (then
-    /// [`fill_plain`] does it without the template engine).
-    LineFormat(Template, bool),
+    LineFormat(Template),
     LabelFormat(Vec<(String, LabelSource)>),
     Decolorize,
     Unpack,
@@ -411,39 +409,17 @@ fn eval_labels(
     }
 }
 
-/// Whether a template only fills in labels, `{{.name}}` (with Go's
-/// `{{-`/`-}}` trimming): most do, and [`fill_plain`] does that without
-/// the template engine.
-fn is_plain(template: &str) -> bool {
-    let mut rest = template;
-    while let Some(open) = rest.find("{{") {
-        let Some(close) = rest[open..].find("}}") else {
-            return false;
-        };
-        let inner =
-            rest[open + 2..open + close].trim_matches(|c: char| c == '-' || c.is_whitespace());
-        let plain = inner.strip_prefix('.').is_some_and(|name| {
-            !name.is_empty() && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
-        });
-        if !plain {
-            return false;
-        }
-        rest = &rest[open + close + 2..];
-    }
-    true
-}
-
-/// A template filled in for one line: by [`fill_plain`] when `plain`,
-/// else by the Go template engine over every label the line has.
+/// A template filled in for one line: by [`fill_plain`] when it only
+/// fills in labels, else by the Go template engine over every label the
+/// line has.
 fn render(
     t: &Template,
-    plain: bool,
     ts: i64,
     line: &str,
     extracted: &Labels,
     stream: &Labels,
 ) -> Result<String, String> {
-    if plain {
+    if t.is_plain() {
         return Ok(fill_plain(t.text(), extracted, stream));
     }
     let labels: Vec<(&str, &str)> = visible(stream, extracted).into_iter().collect();
@@ -567,7 +543,7 @@ impl LinePipeline {
                     Literal::collect(e, &mut literals);
                     Compiled::Labels(e.clone(), literals)
                 }
-                Stage::LineFormat(t) => Compiled::LineFormat(t.clone(), is_plain(t.text())),
+                Stage::LineFormat(t) => Compiled::LineFormat(t.clone()),
                 Stage::Drop(_) | Stage::Keep(_) => Compiled::Drop,
                 Stage::Decolorize => Compiled::Decolorize,
                 Stage::LabelFormat(pairs) => Compiled::LabelFormat(pairs.clone()),
@@ -859,9 +835,9 @@ impl LinePipeline {
                     }
                     0
                 }
-                Compiled::LineFormat(t, plain) => {
+                Compiled::LineFormat(t) => {
                     // A template that fails keeps the line, marked, as in Loki.
-                    match render(t, *plain, ts, &line, extracted, stream) {
+                    match render(t, ts, &line, extracted, stream) {
                         Ok(formatted) => line = Cow::Owned(formatted),
                         Err(details) => {
                             extracted.push(("__error__".into(), "TemplateFormatErr".into()));
@@ -887,7 +863,7 @@ impl LinePipeline {
                                 }
                             }
                             LabelSource::Template(t) => {
-                                match render(t, is_plain(t.text()), ts, &line, extracted, stream) {
+                                match render(t, ts, &line, extracted, stream) {
                                     Ok(v) => set.push((dst.clone(), v)),
                                     Err(details) => {
                                         set.push(("__error__".into(), "TemplateFormatErr".into()));

@@ -72,14 +72,11 @@ impl Wanted {
     /// Whether a field flattened to `name` is wanted, or an object there
     /// leads to one (`net` for `net_dst_port`).
     fn leads_to(&self, name: &str) -> bool {
-        let prefix = format!("{name}_");
+        // The names that start with `name` sort together from `name` on.
         self.names
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix.as_str()),
-                std::ops::Bound::Unbounded,
-            ))
-            .next()
-            .is_some_and(|n| n.starts_with(&prefix))
+            .range::<str, _>((std::ops::Bound::Included(name), std::ops::Bound::Unbounded))
+            .take_while(|n| n.starts_with(name))
+            .any(|n| n.as_bytes().get(name.len()) == Some(&b'_'))
     }
 
     /// The wanted fields of `line`, flattened as `| json` names them, in
@@ -114,33 +111,47 @@ impl Wanted {
     }
 
     fn read_fast(&self, line: &str, out: &mut Labels) -> bool {
+        /// The line's copy (simd-json parses in place), simd-json's
+        /// buffers and its tape, kept across lines.
+        struct Scratch {
+            bytes: Vec<u8>,
+            buffers: simd_json::Buffers,
+            tape: Option<simd_json::Tape<'static>>,
+        }
         thread_local! {
-            static SCRATCH: std::cell::RefCell<(Vec<u8>, simd_json::Buffers)> =
-                std::cell::RefCell::new((Vec::new(), simd_json::Buffers::default()));
+            static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch {
+                bytes: Vec::new(),
+                buffers: simd_json::Buffers::default(),
+                tape: None,
+            });
         }
         SCRATCH.with(|cell| {
             let Ok(mut guard) = cell.try_borrow_mut() else {
                 return false;
             };
-            let (scratch, buffers) = &mut *guard;
-            scratch.clear();
-            scratch.extend_from_slice(line.as_bytes());
-            scratch.resize(line.len() + simd_json::INPUT_PADDING, 0);
-            let mut tape = simd_json::Tape::null();
-            if simd_json::fill_tape_padded(scratch, line.len(), buffers, &mut tape).is_err() {
-                return false;
-            }
-            // serde_json refuses a number out of f64's range; simd-json
-            // reads it as infinite.
-            let out_of_range = tape.0.iter().any(|n| {
-                matches!(n, simd_json::tape::Node::Static(simd_json::StaticNode::F64(f)) if !f.is_finite())
-            });
-            let root = tape.as_value();
-            if out_of_range || root.value_type() != ValueType::Object {
-                return false;
-            }
-            let mut path = String::new();
-            self.walk_fast(root, &mut path, 0, out)
+            let Scratch {
+                bytes,
+                buffers,
+                tape: kept,
+            } = &mut *guard;
+            bytes.clear();
+            bytes.extend_from_slice(line.as_bytes());
+            bytes.resize(line.len() + simd_json::INPUT_PADDING, 0);
+            let mut tape = kept.take().unwrap_or_else(simd_json::Tape::null).reset();
+            let read = simd_json::fill_tape_padded(bytes, line.len(), buffers, &mut tape).is_ok()
+                && {
+                    // serde_json refuses a number out of f64's range;
+                    // simd-json reads it as infinite.
+                    let out_of_range = tape.0.iter().any(|n| {
+                        matches!(n, simd_json::tape::Node::Static(simd_json::StaticNode::F64(f)) if !f.is_finite())
+                    });
+                    let root = tape.as_value();
+                    !out_of_range
+                        && root.value_type() == ValueType::Object
+                        && self.walk_fast(root, &mut String::new(), 0, out)
+                };
+            *kept = Some(tape.reset());
+            read
         })
     }
 

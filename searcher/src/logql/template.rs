@@ -45,6 +45,8 @@ struct Compiled {
     program: gtmpl::Template,
     /// Top-level field names the template references (rendered as "" when absent).
     fields: Vec<String>,
+    /// It only fills in labels (`{{.name}}`, with `{{-`/`-}}` trimming).
+    plain: bool,
 }
 
 impl fmt::Debug for Template {
@@ -78,12 +80,19 @@ impl Template {
                 text: text.to_string(),
                 program,
                 fields: front.fields,
+                plain: fills_only_labels(text),
             }),
         })
     }
 
     pub fn text(&self) -> &str {
         &self.inner.text
+    }
+
+    /// Whether the template only fills in labels, `{{.name}}`: most do,
+    /// and the caller may then fill them in without the engine.
+    pub fn is_plain(&self) -> bool {
+        self.inner.plain
     }
 
     /// Renders. `labels` lists every label visible to the template (stream and extracted labels,
@@ -116,6 +125,27 @@ impl Template {
         });
         result.unwrap_or_else(|_| Err("template execution failed: internal error".to_string()))
     }
+}
+
+/// Whether every action of `template` is a plain `{{.name}}` (with Go's
+/// `{{-`/`-}}` trimming).
+fn fills_only_labels(template: &str) -> bool {
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        let Some(close) = rest[open..].find("}}") else {
+            return false;
+        };
+        let inner =
+            rest[open + 2..open + close].trim_matches(|c: char| c == '-' || c.is_whitespace());
+        let plain = inner.strip_prefix('.').is_some_and(|name| {
+            !name.is_empty() && name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
+        });
+        if !plain {
+            return false;
+        }
+        rest = &rest[open + close + 2..];
+    }
+    true
 }
 
 fn one_line(s: &str) -> String {
