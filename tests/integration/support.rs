@@ -173,10 +173,30 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 }
 
 /// Stops an indexer with SIGTERM: it must store what it holds and exit 0.
+/// A process only just spawned may not have reached `main`, where the
+/// handler is installed (the default action would kill it), so this waits
+/// until the kernel shows SIGTERM caught.
 pub fn stop_clean(child: &mut Guard) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !catches_sigterm(child.id()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     sigterm(child.id());
     let status = child.wait().unwrap();
     assert!(status.success(), "SIGTERM must exit 0: {status}");
+}
+
+/// Whether process `pid` has a handler for SIGTERM (signal 15: bit 14 of
+/// the `SigCgt` mask in `/proc/<pid>/status`).
+fn catches_sigterm(pid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << 14) != 0)
 }
 
 pub fn sigterm(pid: u32) {
