@@ -2,6 +2,7 @@
 //! signal, prints the error chain and exits with a meaningful code.
 
 mod demo;
+mod export;
 mod flags;
 mod indexer;
 mod inspect;

@@ -138,6 +138,14 @@ pub struct SearchFlags {
     /// (log queries only); the hit is marked `>`.
     #[arg(long, default_value_t = 0)]
     pub context: usize,
+    /// Write the whole result of a log query, with no limit, to this
+    /// prefix (`s3://bucket/prefix` or `file:///path`) as NDJSON parts and
+    /// a `_manifest.json` written last. Reads the store itself (`--store`).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["context", "url"])]
+    pub export: Option<String>,
+    /// NDJSON per export part, in MiB.
+    #[arg(long, default_value_t = 64, requires = "export")]
+    pub export_part_mib: usize,
 }
 
 /// Where `skidder search` asks: a searcher over HTTP, or a store read
@@ -358,6 +366,9 @@ pub fn run_search(f: SearchFlags) -> anyhow::Result<ExitCode> {
         .map(|s| parse_step(s).with_context(|| format!("invalid --step {s:?}")))
         .transpose()?;
     let source = Source::open(&f)?;
+    if let Some(dest) = &f.export {
+        return crate::export::run(&f, &source, dest, (start, end));
+    }
     let direction = if f.forward {
         Direction::Forward
     } else {

@@ -12,6 +12,7 @@ use skidder_common::storage::{S3Config, StoreUrl};
 use crate::api::ApiConfig;
 use crate::auth::{valid_tenant, TenantPolicy, Tokens};
 use crate::engine::EngineConfig;
+use crate::export::jobs::ExportTarget;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -57,6 +58,31 @@ pub struct SearcherConfig {
     /// before reading its indexes, where present.
     pub read_sliced_blooms: bool,
     pub auth: AuthConfig,
+    pub export: ExportConfig,
+}
+
+/// Background exports (`POST /skidder/api/v1/exports`). Off unless `url`
+/// is set; jobs write under `<url>/<tenant>/<job id>/`, with the store's
+/// S3 settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    /// `s3://bucket/prefix` or `file:///path`; empty turns exports off.
+    pub url: String,
+    /// NDJSON per part object, in MiB.
+    pub part_mib: usize,
+    /// Exports run at once; more wait their turn.
+    pub max_jobs: usize,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        ExportConfig {
+            url: String::new(),
+            part_mib: crate::export::DEFAULT_PART_BYTES >> 20,
+            max_jobs: 2,
+        }
+    }
 }
 
 /// Optional bearer-token authentication. Empty means none.
@@ -118,6 +144,7 @@ impl Default for SearcherConfig {
             read_index_packs: e.read_packs,
             read_sliced_blooms: e.read_slices,
             auth: AuthConfig::default(),
+            export: ExportConfig::default(),
         }
     }
 }
@@ -153,6 +180,15 @@ impl SearcherConfig {
         }
         if self.max_concurrent_queries == 0 {
             return bad("max_concurrent_queries", "must be positive");
+        }
+        if self.export.part_mib == 0 || self.export.max_jobs == 0 {
+            return bad("export.part_mib/export.max_jobs", "must be positive");
+        }
+        if !self.export.url.is_empty() {
+            self.export
+                .url
+                .parse::<StoreUrl>()
+                .map_err(|reason| ConfigError::invalid("export.url", reason))?;
         }
         if !valid_tenant(&self.default_tenant) {
             return bad(
@@ -214,6 +250,12 @@ impl SearcherConfig {
             query_timeout: Duration::from_secs(self.query_timeout_secs),
             max_concurrent_queries: self.max_concurrent_queries,
             queue_wait: Duration::from_millis(self.query_queue_wait_ms),
+            export: (!self.export.url.is_empty()).then(|| ExportTarget {
+                url: self.export.url.clone(),
+                s3: self.store.s3.clone(),
+                part_bytes: self.export.part_mib << 20,
+                max_jobs: self.export.max_jobs,
+            }),
         }
     }
 }

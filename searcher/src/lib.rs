@@ -10,13 +10,16 @@
 //!   [`logql::eval`] runs a log query's pipeline on one line (filters,
 //!   parsers, label filters);
 //! - [`engine`]: listing, pruning (time, labels, bloom), scanning, metrics;
-//!   its files are named in read-path order (see its module doc).
+//!   its files are named in read-path order (see its module doc);
+//! - [`export`]: a log query's whole result written to an object-store
+//!   prefix, from `skidder search --export` or a background job.
 
 pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod engine;
+pub mod export;
 pub mod logql;
 pub mod metrics;
 pub mod time;

@@ -43,6 +43,10 @@ pub struct Metrics {
     /// most often a searcher and an indexer that disagree on the tenant.
     pub no_data_tenant_answers: IntCounter,
     pub queries_in_flight: IntGauge,
+    /// Export jobs ended, by result (`ok`, `failed`).
+    pub exports: IntCounterVec,
+    /// Lines written by exports.
+    pub export_lines: IntCounter,
     /// `skidder_store_requests_total{op, caller}` and its bytes: every
     /// request to the store, by step of the read path.
     pub store_requests: RequestCounters,
@@ -156,6 +160,15 @@ impl Metrics {
                 "skidder_searcher_no_data_tenant_answers_total",
                 "Empty answers for a tenant with no data at all in the store (a tenant mismatch?).",
             ),
+            exports: cv(
+                "skidder_searcher_exports_total",
+                "Exports ended, by result.",
+                &["result"],
+            ),
+            export_lines: c(
+                "skidder_searcher_export_lines_total",
+                "Lines written by exports.",
+            ),
             queries_in_flight: {
                 let g = IntGauge::new(
                     "skidder_searcher_queries_in_flight",
@@ -195,6 +208,9 @@ impl Metrics {
         }
         for rule in ["time", "labels", "bloom", "manifest_labels"] {
             self.blocks_pruned.with_label_values(&[rule]);
+        }
+        for result in ["ok", "failed"] {
+            self.exports.with_label_values(&[result]);
         }
         for v in [&self.packs_read, &self.slices_read, &self.manifests_read] {
             for result in ["ok", "unreadable"] {

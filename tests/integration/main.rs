@@ -8,6 +8,7 @@ mod crash;
 mod demo;
 mod e2e;
 mod exactly_once;
+mod export;
 mod fault_proxy;
 mod hadoop;
 mod helm;

@@ -23,7 +23,8 @@
 //! the dry run names the tenant and deletes nothing; retention removes
 //! the 40-day-old hour and keeps the rest; the archive holds the tenant's
 //! objects and its epoch claims; after the restore a search through the
-//! laptop copy finds the lines it asks for.
+//! laptop copy finds the lines it asks for; the export holds exactly the
+//! lines that search finds, and its manifest says so.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -310,7 +311,16 @@ fn the_readme_operations_commands_run_as_written() {
                 assert!(out.contains("tenant acme"), "{cmd}:\n{out}");
                 assert_eq!(keys("logs"), before, "{cmd} deleted nothing");
             }
-            if cmd.starts_with("skidder search") {
+            if cmd.contains("--export") {
+                assert!(
+                    out.starts_with(&format!("exported {timeouts} lines in ")),
+                    "{cmd}:\n{out}"
+                );
+            } else if cmd.contains("_manifest.json") {
+                let manifest: serde_json::Value =
+                    serde_json::from_str(&read(&work.join("web-timeouts.json"))).unwrap();
+                assert_eq!(manifest["lines"].as_u64(), Some(timeouts), "{manifest}");
+            } else if cmd.starts_with("skidder search") {
                 let found: Vec<&str> = out.lines().collect();
                 assert!(!found.is_empty(), "{cmd} found nothing");
                 assert!(found.iter().all(|l| l.contains("timeout")), "{out}");

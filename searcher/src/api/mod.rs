@@ -2,7 +2,7 @@
 //! shapes that Grafana's Loki data source and logcli use. Errors are plain
 //! text with a 4xx/5xx status, as Loki writes them.
 //!
-//! Every `/loki/api/v1/*` request is authenticated first (the tenant is
+//! Every `/loki/api/v1/*` and `/skidder/api/v1/*` request is authenticated first (the tenant is
 //! decided once, in `middleware::authenticate`); queries then take one of
 //! `max_concurrent_queries` slots, waiting at most `queue_wait` (else 429),
 //! and are cancelled after `query_timeout` (504).
@@ -15,6 +15,7 @@
 //! router.
 
 mod error;
+mod exports;
 mod handlers;
 mod middleware;
 mod params;
@@ -24,12 +25,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::middleware::from_fn_with_state;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::Semaphore;
 
 use crate::auth::{TenantPolicy, Tokens};
 use crate::engine::Engine;
+use crate::export::jobs::{ExportTarget, Jobs};
 
 pub use error::ApiError;
 pub use handlers::{run_range, RangeRequest};
@@ -47,6 +49,8 @@ pub struct ApiConfig {
     pub max_concurrent_queries: usize,
     /// How long a query waits for a slot before a 429.
     pub queue_wait: Duration,
+    /// Where export jobs write; `None` turns the export endpoints off.
+    pub export: Option<ExportTarget>,
 }
 
 impl Default for ApiConfig {
@@ -62,6 +66,7 @@ impl Default for ApiConfig {
             query_timeout: Duration::from_secs(60),
             max_concurrent_queries: 16,
             queue_wait: Duration::from_secs(5),
+            export: None,
         }
     }
 }
@@ -71,12 +76,14 @@ pub struct AppState {
     pub cfg: ApiConfig,
     /// One permit per query allowed to run.
     slots: Semaphore,
+    exports: Jobs,
 }
 
 impl AppState {
     pub fn new(engine: Arc<Engine>, cfg: ApiConfig) -> Self {
         AppState {
             slots: Semaphore::new(cfg.max_concurrent_queries.max(1)),
+            exports: Jobs::new(cfg.export.clone()),
             engine,
             cfg,
         }
@@ -85,8 +92,9 @@ impl AppState {
 
 type Shared = Arc<AppState>;
 
-/// `/ready` and `/metrics` are open; everything under `/loki/api/v1` is
-/// authenticated, and every query endpoint limited.
+/// `/ready` and `/metrics` are open; everything under `/loki/api/v1` and
+/// `/skidder/api/v1` is authenticated, and every query endpoint limited
+/// (export jobs have their own limit, `[export] max_jobs`).
 pub fn router(state: Shared) -> Router {
     use handlers::*;
     use middleware::{authenticate, limit, observe};
@@ -125,6 +133,11 @@ pub fn router(state: Shared) -> Router {
         .route_layer(from_fn_with_state(state.clone(), limit));
     let api = queries
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))
+        .route(
+            "/skidder/api/v1/exports",
+            post(exports::start_export).get(exports::list_exports),
+        )
+        .route("/skidder/api/v1/exports/{id}", get(exports::export_status))
         .route(
             "/loki/api/v1/format_query",
             get(format_query).post(format_query),

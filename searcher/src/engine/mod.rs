@@ -32,6 +32,7 @@
 
 mod blocks;
 pub mod detected;
+mod export;
 mod indexes;
 mod listing;
 mod log_query;
@@ -56,6 +57,7 @@ use crate::cache::ByteLru;
 use crate::metrics::Metrics;
 use listing::Listing;
 
+pub use export::LogBatches;
 pub use indexes::Indexed;
 pub use log_query::{sort_entries, Entry};
 pub use metric::Matrix;

@@ -12,11 +12,14 @@
 //!   answers;
 //! - `readme`: every query of the README's LogQL table parses and runs;
 //! - `context`: Grafana's "show context" requests return exactly the
-//!   neighbouring lines, across blocks and hours.
+//!   neighbouring lines, across blocks and hours;
+//! - `export`: a query's whole result exported to S3, as an HTTP job and
+//!   through the library, equals the input's lines, once each.
 
 mod api;
 mod context;
 mod corrupt;
+mod export;
 mod fixture;
 mod listing;
 mod packs;
