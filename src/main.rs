@@ -6,10 +6,12 @@ mod export;
 mod flags;
 mod indexer;
 mod inspect;
+mod live_kafka;
 mod pack;
 mod retention;
 mod search;
 mod search_context;
+mod search_tail;
 
 use std::process::ExitCode;
 

@@ -19,6 +19,8 @@ use skidder_searcher::metrics::Metrics;
 use skidder_searcher::time::{parse_step, parse_time};
 
 use crate::flags::{runtime, signalled, StoreFlags};
+use crate::live_kafka::KafkaFeed;
+use skidder_searcher::live::LiveFeed;
 
 #[derive(Args)]
 pub struct SearcherFlags {
@@ -33,6 +35,10 @@ pub struct SearcherFlags {
     /// Take the tenant from X-Scope-OrgID, as Loki does.
     #[arg(long, env = "SKIDDER_MULTI_TENANT")]
     pub multi_tenant: bool,
+    /// Serve live tails from the Kafka topics of this indexer config (its
+    /// `[kafka]` and `[parse]`).
+    #[arg(long, env = "SKIDDER_TAIL_INDEXER_CONFIG")]
+    pub tail_indexer_config: Option<String>,
 }
 
 impl SearcherFlags {
@@ -52,6 +58,9 @@ impl SearcherFlags {
         }
         if self.multi_tenant {
             cfg.multi_tenant = true;
+        }
+        if let Some(v) = &self.tail_indexer_config {
+            cfg.tail.indexer_config = v.clone();
         }
         cfg.validate()?;
         Ok(cfg)
@@ -77,11 +86,16 @@ pub fn serve(
         .block_on(open_store(&cfg.store_url()?, &cfg.store.s3))
         .context("opening the store")?;
     let engine = Arc::new(Engine::new(store, cfg.engine(), Arc::new(Metrics::new())));
-    tracing::info!(listen = %cfg.listen, store = %cfg.store.url, "searcher ready");
+    let mut api = cfg.api();
+    if !cfg.tail.indexer_config.is_empty() {
+        let feed: Arc<dyn LiveFeed> = KafkaFeed::start(&cfg.tail.indexer_config)?;
+        api.live = Some(feed);
+    }
+    tracing::info!(listen = %cfg.listen, store = %cfg.store.url, tail = api.live.is_some(), "searcher ready");
     rt.block_on(skidder_searcher::serve(
         listener,
         engine,
-        cfg.api(),
+        api,
         signalled(shutdown),
     ))
     .context("serving HTTP")
@@ -143,6 +157,11 @@ pub struct SearchFlags {
     /// a `_manifest.json` written last. Reads the store itself (`--store`).
     #[arg(long, value_name = "URL", conflicts_with_all = ["context", "url"])]
     pub export: Option<String>,
+    /// Follow the query live through the searcher (`--url`), as
+    /// `logcli query --tail` does: the last `--limit` lines since
+    /// `--since`, then each new line as it arrives.
+    #[arg(long, conflicts_with_all = ["context", "export", "store"])]
+    pub tail: bool,
     /// NDJSON per export part, in MiB.
     #[arg(long, default_value_t = 64, requires = "export")]
     pub export_part_mib: usize,
@@ -304,6 +323,16 @@ impl Source {
     }
 }
 
+/// A nanosecond time as RFC 3339 with milliseconds, UTC.
+pub fn rfc3339_ms(ts: i64) -> String {
+    chrono::DateTime::from_timestamp(
+        ts.div_euclid(1_000_000_000),
+        ts.rem_euclid(1_000_000_000) as u32,
+    )
+    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    .unwrap_or_default()
+}
+
 pub fn print_raw(body: &Value) {
     let data = &body["data"];
     if data["resultType"] == "streams" {
@@ -312,12 +341,7 @@ pub fn print_raw(body: &Value) {
             let labels = s["stream"].to_string();
             for v in s["values"].as_array().into_iter().flatten() {
                 let ts: i64 = v[0].as_str().and_then(|t| t.parse().ok()).unwrap_or(0);
-                let time = chrono::DateTime::from_timestamp(
-                    ts.div_euclid(1_000_000_000),
-                    ts.rem_euclid(1_000_000_000) as u32,
-                )
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-                .unwrap_or_default();
+                let time = rfc3339_ms(ts);
                 lines.push((
                     ts,
                     format!("{time} {labels} {}", v[1].as_str().unwrap_or_default()),
@@ -365,6 +389,9 @@ pub fn run_search(f: SearchFlags) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|s| parse_step(s).with_context(|| format!("invalid --step {s:?}")))
         .transpose()?;
+    if f.tail {
+        return crate::search_tail::run(&f, start);
+    }
     let source = Source::open(&f)?;
     if let Some(dest) = &f.export {
         return crate::export::run(&f, &source, dest, (start, end));

@@ -13,6 +13,7 @@ use crate::api::ApiConfig;
 use crate::auth::{valid_tenant, TenantPolicy, Tokens};
 use crate::engine::EngineConfig;
 use crate::export::jobs::ExportTarget;
+use crate::live::TailLimits;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -59,6 +60,36 @@ pub struct SearcherConfig {
     pub read_sliced_blooms: bool,
     pub auth: AuthConfig,
     pub export: ExportConfig,
+    pub tail: TailConfig,
+}
+
+/// Live tail (`/loki/api/v1/tail`). Off unless `indexer_config` names the
+/// indexer's config file: the searcher then reads the same Kafka topics
+/// (no consumer group, nothing committed) and maps records to tenants,
+/// apps and labels with the same `[parse]` rules.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TailConfig {
+    pub indexer_config: String,
+    /// Tails one tenant may hold open at once (429 past it).
+    pub max_per_tenant: usize,
+    /// A tail is closed after this long.
+    pub max_duration_secs: u64,
+    /// Lines held for a client that is behind; past it they are dropped
+    /// and reported in `dropped_entries`.
+    pub max_pending_lines: usize,
+}
+
+impl Default for TailConfig {
+    fn default() -> Self {
+        let l = TailLimits::default();
+        TailConfig {
+            indexer_config: String::new(),
+            max_per_tenant: l.max_per_tenant,
+            max_duration_secs: l.max_duration.as_secs(),
+            max_pending_lines: l.max_pending,
+        }
+    }
 }
 
 /// Background exports (`POST /skidder/api/v1/exports`). Off unless `url`
@@ -145,6 +176,7 @@ impl Default for SearcherConfig {
             read_sliced_blooms: e.read_slices,
             auth: AuthConfig::default(),
             export: ExportConfig::default(),
+            tail: TailConfig::default(),
         }
     }
 }
@@ -180,6 +212,15 @@ impl SearcherConfig {
         }
         if self.max_concurrent_queries == 0 {
             return bad("max_concurrent_queries", "must be positive");
+        }
+        if self.tail.max_per_tenant == 0
+            || self.tail.max_duration_secs == 0
+            || self.tail.max_pending_lines == 0
+        {
+            return bad(
+                "tail.max_per_tenant/max_duration_secs/max_pending_lines",
+                "must be positive",
+            );
         }
         if self.export.part_mib == 0 || self.export.max_jobs == 0 {
             return bad("export.part_mib/export.max_jobs", "must be positive");
@@ -256,6 +297,12 @@ impl SearcherConfig {
                 part_bytes: self.export.part_mib << 20,
                 max_jobs: self.export.max_jobs,
             }),
+            live: None,
+            tail: TailLimits {
+                max_per_tenant: self.tail.max_per_tenant,
+                max_duration: Duration::from_secs(self.tail.max_duration_secs),
+                max_pending: self.tail.max_pending_lines,
+            },
         }
     }
 }

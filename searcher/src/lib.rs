@@ -12,7 +12,9 @@
 //! - [`engine`]: listing, pruning (time, labels, bloom), scanning, metrics;
 //!   its files are named in read-path order (see its module doc);
 //! - [`export`]: a log query's whole result written to an object-store
-//!   prefix, from `skidder search --export` or a background job.
+//!   prefix, from `skidder search --export` or a background job;
+//! - [`live`]: the newest records for live tails, from a feed the binary
+//!   plugs in (Kafka).
 
 pub mod api;
 pub mod auth;
@@ -20,6 +22,7 @@ pub mod cache;
 pub mod config;
 pub mod engine;
 pub mod export;
+pub mod live;
 pub mod logql;
 pub mod metrics;
 pub mod time;

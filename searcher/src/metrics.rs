@@ -47,6 +47,13 @@ pub struct Metrics {
     pub exports: IntCounterVec,
     /// Lines written by exports.
     pub export_lines: IntCounter,
+    /// Live tails open.
+    pub tails_active: IntGauge,
+    /// Lines sent to live tails.
+    pub tail_lines_sent: IntCounter,
+    /// Lines a live tail did not send, by reason (`slow_client`: the client
+    /// fell behind; `lagged`: the session fell behind the feed).
+    pub tail_dropped: IntCounterVec,
     /// `skidder_store_requests_total{op, caller}` and its bytes: every
     /// request to the store, by step of the read path.
     pub store_requests: RequestCounters,
@@ -169,6 +176,21 @@ impl Metrics {
                 "skidder_searcher_export_lines_total",
                 "Lines written by exports.",
             ),
+            tails_active: {
+                let g = IntGauge::new("skidder_searcher_tails_active", "Live tails open.")
+                    .expect("valid metric");
+                reg(Box::new(g.clone()));
+                g
+            },
+            tail_lines_sent: c(
+                "skidder_searcher_tail_lines_sent_total",
+                "Lines sent to live tails.",
+            ),
+            tail_dropped: cv(
+                "skidder_searcher_tail_dropped_lines_total",
+                "Lines live tails dropped, by reason.",
+                &["reason"],
+            ),
             queries_in_flight: {
                 let g = IntGauge::new(
                     "skidder_searcher_queries_in_flight",
@@ -203,6 +225,7 @@ impl Metrics {
             "auth",
             "concurrency",
             "timeout",
+            "tail_limit",
         ] {
             self.queries_rejected.with_label_values(&[reason]);
         }
@@ -211,6 +234,9 @@ impl Metrics {
         }
         for result in ["ok", "failed"] {
             self.exports.with_label_values(&[result]);
+        }
+        for reason in ["slow_client", "lagged"] {
+            self.tail_dropped.with_label_values(&[reason]);
         }
         for v in [&self.packs_read, &self.slices_read, &self.manifests_read] {
             for result in ["ok", "unreadable"] {

@@ -25,5 +25,6 @@ mod retention;
 mod s3_faults;
 mod stage_death;
 mod support;
+mod tail;
 mod topic_changes;
 mod zombie;

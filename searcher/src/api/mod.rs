@@ -20,6 +20,7 @@ mod handlers;
 mod middleware;
 mod params;
 mod responses;
+mod tail;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,7 @@ use tokio::sync::Semaphore;
 use crate::auth::{TenantPolicy, Tokens};
 use crate::engine::Engine;
 use crate::export::jobs::{ExportTarget, Jobs};
+use crate::live::{LiveFeed, TailLimits};
 
 pub use error::ApiError;
 pub use handlers::{run_range, RangeRequest};
@@ -51,6 +53,9 @@ pub struct ApiConfig {
     pub queue_wait: Duration,
     /// Where export jobs write; `None` turns the export endpoints off.
     pub export: Option<ExportTarget>,
+    /// The newest records, for `/loki/api/v1/tail`; `None` turns it off.
+    pub live: Option<Arc<dyn LiveFeed>>,
+    pub tail: TailLimits,
 }
 
 impl Default for ApiConfig {
@@ -67,6 +72,8 @@ impl Default for ApiConfig {
             max_concurrent_queries: 16,
             queue_wait: Duration::from_secs(5),
             export: None,
+            live: None,
+            tail: TailLimits::default(),
         }
     }
 }
@@ -77,6 +84,7 @@ pub struct AppState {
     /// One permit per query allowed to run.
     slots: Semaphore,
     exports: Jobs,
+    tails: tail::TailCounts,
 }
 
 impl AppState {
@@ -84,6 +92,7 @@ impl AppState {
         AppState {
             slots: Semaphore::new(cfg.max_concurrent_queries.max(1)),
             exports: Jobs::new(cfg.export.clone()),
+            tails: tail::TailCounts::default(),
             engine,
             cfg,
         }
@@ -94,7 +103,7 @@ type Shared = Arc<AppState>;
 
 /// `/ready` and `/metrics` are open; everything under `/loki/api/v1` and
 /// `/skidder/api/v1` is authenticated, and every query endpoint limited
-/// (export jobs have their own limit, `[export] max_jobs`).
+/// (export jobs and tails have their own limits).
 pub fn router(state: Shared) -> Router {
     use handlers::*;
     use middleware::{authenticate, limit, observe};
@@ -138,6 +147,7 @@ pub fn router(state: Shared) -> Router {
             post(exports::start_export).get(exports::list_exports),
         )
         .route("/skidder/api/v1/exports/{id}", get(exports::export_status))
+        .route("/loki/api/v1/tail", get(tail::tail))
         .route(
             "/loki/api/v1/format_query",
             get(format_query).post(format_query),
