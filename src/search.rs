@@ -21,6 +21,7 @@ use skidder_searcher::time::{parse_step, parse_time};
 use crate::flags::{runtime, signalled, StoreFlags};
 use crate::live_kafka::KafkaFeed;
 use skidder_searcher::live::LiveFeed;
+use skidder_searcher::ruler::Ruler;
 
 #[derive(Args)]
 pub struct SearcherFlags {
@@ -35,6 +36,10 @@ pub struct SearcherFlags {
     /// Take the tenant from X-Scope-OrgID, as Loki does.
     #[arg(long, env = "SKIDDER_MULTI_TENANT")]
     pub multi_tenant: bool,
+    /// Evaluate the alerting and recording rules in this folder (see
+    /// `[ruler]` in deploy/searcher.toml for where results go).
+    #[arg(long, env = "SKIDDER_RULES_DIR")]
+    pub rules_dir: Option<String>,
     /// Serve live tails from the Kafka topics of this indexer config (its
     /// `[kafka]` and `[parse]`).
     #[arg(long, env = "SKIDDER_TAIL_INDEXER_CONFIG")]
@@ -58,6 +63,9 @@ impl SearcherFlags {
         }
         if self.multi_tenant {
             cfg.multi_tenant = true;
+        }
+        if let Some(v) = &self.rules_dir {
+            cfg.ruler.rules_dir = v.clone();
         }
         if let Some(v) = &self.tail_indexer_config {
             cfg.tail.indexer_config = v.clone();
@@ -90,6 +98,10 @@ pub fn serve(
     if !cfg.tail.indexer_config.is_empty() {
         let feed: Arc<dyn LiveFeed> = KafkaFeed::start(&cfg.tail.indexer_config)?;
         api.live = Some(feed);
+    }
+    if let Some(rc) = cfg.ruler.ruler(&cfg.default_tenant) {
+        let _in_runtime = rt.enter();
+        api.ruler = Some(Ruler::start(engine.clone(), rc).context("loading the ruler's rules")?);
     }
     tracing::info!(listen = %cfg.listen, store = %cfg.store.url, tail = api.live.is_some(), "searcher ready");
     rt.block_on(skidder_searcher::serve(

@@ -14,6 +14,7 @@ use crate::auth::{valid_tenant, TenantPolicy, Tokens};
 use crate::engine::EngineConfig;
 use crate::export::jobs::ExportTarget;
 use crate::live::TailLimits;
+use crate::ruler::RulerConfig;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -61,6 +62,52 @@ pub struct SearcherConfig {
     pub auth: AuthConfig,
     pub export: ExportConfig,
     pub tail: TailConfig,
+    pub ruler: RulerSettings,
+}
+
+/// The ruler (`docs/DESIGN.md`, "Ruler"). Off unless `rules_dir` is set.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulerSettings {
+    /// Rule files: `<dir>/<namespace>.yaml` for the default tenant,
+    /// `<dir>/<tenant>/<namespace>.yaml` per tenant.
+    pub rules_dir: String,
+    /// Alertmanager's base URL, e.g. `http://alertmanager:9093`.
+    pub alertmanager_url: String,
+    /// Remote-write URL for recorded series, e.g.
+    /// `http://prometheus:9090/api/v1/write`.
+    pub remote_write_url: String,
+    /// For groups that name no `interval`.
+    pub evaluation_interval_secs: u64,
+    /// Base of alerts' `generatorURL` (Grafana, say).
+    pub external_url: String,
+}
+
+impl Default for RulerSettings {
+    fn default() -> Self {
+        RulerSettings {
+            rules_dir: String::new(),
+            alertmanager_url: String::new(),
+            remote_write_url: String::new(),
+            evaluation_interval_secs: 60,
+            external_url: "http://localhost:3000".into(),
+        }
+    }
+}
+
+impl RulerSettings {
+    /// The ruler's settings, if it is on.
+    pub fn ruler(&self, default_tenant: &str) -> Option<RulerConfig> {
+        let some = |s: &String| (!s.is_empty()).then(|| s.clone());
+        (!self.rules_dir.is_empty()).then(|| RulerConfig {
+            rules_dir: self.rules_dir.clone().into(),
+            default_tenant: default_tenant.to_owned(),
+            alertmanager_url: some(&self.alertmanager_url),
+            remote_write_url: some(&self.remote_write_url),
+            evaluation_interval: Duration::from_secs(self.evaluation_interval_secs.max(1)),
+            external_url: self.external_url.clone(),
+        })
+    }
 }
 
 /// Live tail (`/loki/api/v1/tail`). Off unless `indexer_config` names the
@@ -177,6 +224,7 @@ impl Default for SearcherConfig {
             auth: AuthConfig::default(),
             export: ExportConfig::default(),
             tail: TailConfig::default(),
+            ruler: RulerSettings::default(),
         }
     }
 }
@@ -303,6 +351,7 @@ impl SearcherConfig {
                 max_duration: Duration::from_secs(self.tail.max_duration_secs),
                 max_pending: self.tail.max_pending_lines,
             },
+            ruler: None,
         }
     }
 }

@@ -14,7 +14,9 @@
 //! - [`export`]: a log query's whole result written to an object-store
 //!   prefix, from `skidder search --export` or a background job;
 //! - [`live`]: the newest records for live tails, from a feed the binary
-//!   plugs in (Kafka).
+//!   plugs in (Kafka);
+//! - [`ruler`]: alerting and recording rules evaluated on a timer, sent to
+//!   Alertmanager and by remote write.
 
 pub mod api;
 pub mod auth;
@@ -25,6 +27,7 @@ pub mod export;
 pub mod live;
 pub mod logql;
 pub mod metrics;
+pub mod ruler;
 pub mod time;
 
 use std::future::Future;

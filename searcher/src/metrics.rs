@@ -47,6 +47,9 @@ pub struct Metrics {
     pub exports: IntCounterVec,
     /// Lines written by exports.
     pub export_lines: IntCounter,
+    /// What the ruler sent, by target (`alertmanager`, `remote_write`)
+    /// and result (`ok`, `failed`).
+    pub ruler_sent: IntCounterVec,
     /// Live tails open.
     pub tails_active: IntGauge,
     /// Lines sent to live tails.
@@ -176,6 +179,11 @@ impl Metrics {
                 "skidder_searcher_export_lines_total",
                 "Lines written by exports.",
             ),
+            ruler_sent: cv(
+                "skidder_searcher_ruler_sent_total",
+                "Requests the ruler sent, by target and result.",
+                &["target", "result"],
+            ),
             tails_active: {
                 let g = IntGauge::new("skidder_searcher_tails_active", "Live tails open.")
                     .expect("valid metric");
@@ -234,6 +242,11 @@ impl Metrics {
         }
         for result in ["ok", "failed"] {
             self.exports.with_label_values(&[result]);
+        }
+        for target in ["alertmanager", "remote_write"] {
+            for result in ["ok", "failed"] {
+                self.ruler_sent.with_label_values(&[target, result]);
+            }
         }
         for reason in ["slow_client", "lagged"] {
             self.tail_dropped.with_label_values(&[reason]);

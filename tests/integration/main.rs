@@ -22,6 +22,7 @@ mod observability;
 mod readme;
 mod restart_loop;
 mod retention;
+mod ruler;
 mod s3_faults;
 mod stage_death;
 mod support;

@@ -20,6 +20,7 @@ mod handlers;
 mod middleware;
 mod params;
 mod responses;
+mod rules;
 mod tail;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use crate::auth::{TenantPolicy, Tokens};
 use crate::engine::Engine;
 use crate::export::jobs::{ExportTarget, Jobs};
 use crate::live::{LiveFeed, TailLimits};
+use crate::ruler::Ruler;
 
 pub use error::ApiError;
 pub use handlers::{run_range, RangeRequest};
@@ -56,6 +58,8 @@ pub struct ApiConfig {
     /// The newest records, for `/loki/api/v1/tail`; `None` turns it off.
     pub live: Option<Arc<dyn LiveFeed>>,
     pub tail: TailLimits,
+    /// The ruler whose rules and alerts the rules APIs show.
+    pub ruler: Option<Arc<Ruler>>,
 }
 
 impl Default for ApiConfig {
@@ -74,6 +78,7 @@ impl Default for ApiConfig {
             export: None,
             live: None,
             tail: TailLimits::default(),
+            ruler: None,
         }
     }
 }
@@ -148,6 +153,9 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/skidder/api/v1/exports/{id}", get(exports::export_status))
         .route("/loki/api/v1/tail", get(tail::tail))
+        .route("/loki/api/v1/rules", get(rules::loki_rules))
+        .route("/prometheus/api/v1/rules", get(rules::prometheus_rules))
+        .route("/prometheus/api/v1/alerts", get(rules::prometheus_alerts))
         .route(
             "/loki/api/v1/format_query",
             get(format_query).post(format_query),
