@@ -386,20 +386,10 @@ mod tests {
             .collect()
     }
 
-    /// The plain definition: look each matcher's name up in the built,
-    /// sorted label set.
+    /// The plain definition, which live tails use too: look each matcher's
+    /// name up in the built, sorted label set.
     fn matches_all(matchers: &[Matcher], tenant: &str, labels: &Labels) -> bool {
-        matchers.iter().all(|m| {
-            let v = if m.name == "__tenant__" {
-                tenant
-            } else {
-                labels
-                    .iter()
-                    .find(|(k, _)| *k == m.name)
-                    .map_or("", |(_, v)| v.as_str())
-            };
-            m.matches(v)
-        })
+        crate::live::selector_matches(matchers, tenant, labels)
     }
 
     #[test]
