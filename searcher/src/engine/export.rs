@@ -1,8 +1,10 @@
 //! Step 8 for an export: every matching line of a log query, with no
 //! `limit`, handed over a batch of blocks at a time so that the whole
-//! result is never in memory. Blocks are read oldest first,
-//! `fetch_concurrency` at a time, and each batch's lines come back sorted
-//! by time. Batches overlap in time where blocks do (several partitions
+//! result is never in memory. Blocks are read oldest first, up to
+//! `fetch_concurrency` at a time and up to `BATCH_RAW_BYTES` of raw lines
+//! (at least one block), so a batch of compacted blocks (up to 128 MiB
+//! each) stays as small as one of small blocks; each batch's lines come
+//! back sorted by time. Batches overlap in time where blocks do (several partitions
 //! write the same minutes), so the result is ordered within a batch only.
 //!
 //! An export is a background job, not an interactive query: it is not
@@ -15,6 +17,9 @@ use super::scan::Scan;
 use super::{Direction, Engine, SearchError, Stats, TimeRange};
 use crate::logql::eval::LinePipeline;
 use crate::logql::LogQuery;
+
+/// Raw line bytes a batch reads at most, unless one block alone is larger.
+pub const BATCH_RAW_BYTES: u64 = 64 << 20;
 
 /// A log query's matches, read batch by batch (`next_batch`).
 pub struct LogBatches<'e> {
@@ -74,7 +79,16 @@ impl LogBatches<'_> {
         if self.next >= self.cands.len() {
             return Ok(None);
         }
-        let end = (self.next + self.engine.cfg.fetch_concurrency.max(1)).min(self.cands.len());
+        let most = (self.next + self.engine.cfg.fetch_concurrency.max(1)).min(self.cands.len());
+        let mut end = self.next + 1;
+        let mut bytes = self.cands[self.next].idx.raw_bytes;
+        while end < most {
+            bytes = bytes.saturating_add(self.cands[end].idx.raw_bytes);
+            if bytes > BATCH_RAW_BYTES {
+                break;
+            }
+            end += 1;
+        }
         let scan = Scan {
             tenant: &self.tenant,
             range: self.range,

@@ -16,8 +16,9 @@
 //! manifest. Once a manifest exists, the prefix is refused.
 //!
 //! Memory stays bounded: the engine hands over a batch of blocks' matches
-//! at a time ([`crate::engine::LogBatches`]) and a part is written as soon
-//! as it is full, so an export holds one batch and one part at most.
+//! at a time ([`crate::engine::LogBatches`], at most 64 MiB of raw lines
+//! unless one block alone is larger) and a part is written as soon as it
+//! is full, so an export holds one batch and one part at most.
 //! Lines are ordered by time within a batch; batches follow the blocks'
 //! first times, and blocks of different partitions overlap.
 
