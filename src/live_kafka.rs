@@ -22,6 +22,7 @@ use skidder_indexer::config::IndexerConfig;
 use skidder_indexer::models::RawBatch;
 use skidder_indexer::stages::parser::Parser;
 use skidder_searcher::live::{LiveBatch, LiveFeed, LiveRecord};
+use skidder_searcher::logql::eval::Labels;
 use tokio::sync::broadcast;
 
 /// Batches held for sessions that are behind; a session further behind
@@ -203,16 +204,28 @@ impl Reader {
         let mut out = Vec::new();
         for raw in raws.values() {
             let parsed = self.parser.parse_batch(raw);
+            // A stream's labels as the searcher shows them, built once per
+            // batch and shared by its records.
+            let labels: Vec<Arc<Labels>> = parsed
+                .streams
+                .iter()
+                .map(|s| {
+                    let mut l = s.labels.to_vec();
+                    l.push(("__app__".into(), s.app.to_string()));
+                    l.sort();
+                    Arc::new(l)
+                })
+                .collect();
             for r in &parsed.records {
-                let Some(s) = parsed.streams.get(r.stream as usize) else {
+                let (Some(s), Some(labels)) = (
+                    parsed.streams.get(r.stream as usize),
+                    labels.get(r.stream as usize),
+                ) else {
                     continue;
                 };
-                let mut labels = s.labels.to_vec();
-                labels.push(("__app__".into(), s.app.to_string()));
-                labels.sort();
                 out.push(LiveRecord {
                     tenant: s.tenant.clone(),
-                    labels: Arc::new(labels),
+                    labels: labels.clone(),
                     ts: r.time_ns,
                     line: String::from_utf8_lossy(parsed.line(r)).into_owned(),
                 });

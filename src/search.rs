@@ -335,31 +335,28 @@ impl Source {
     }
 }
 
-/// A nanosecond time as RFC 3339 with milliseconds, UTC.
-pub fn rfc3339_ms(ts: i64) -> String {
-    chrono::DateTime::from_timestamp(
-        ts.div_euclid(1_000_000_000),
-        ts.rem_euclid(1_000_000_000) as u32,
-    )
-    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-    .unwrap_or_default()
+/// Each line of a list of Loki streams (`{"stream", "values"}`) as
+/// `skidder search` prints it: time, labels, line; with its time.
+pub fn stream_lines(streams: &Value) -> Vec<(i64, String)> {
+    let mut lines = Vec::new();
+    for s in streams.as_array().into_iter().flatten() {
+        let labels = s["stream"].to_string();
+        for v in s["values"].as_array().into_iter().flatten() {
+            let ts: i64 = v[0].as_str().and_then(|t| t.parse().ok()).unwrap_or(0);
+            let time = skidder_searcher::time::rfc3339(ts, chrono::SecondsFormat::Millis);
+            lines.push((
+                ts,
+                format!("{time} {labels} {}", v[1].as_str().unwrap_or_default()),
+            ));
+        }
+    }
+    lines
 }
 
 pub fn print_raw(body: &Value) {
     let data = &body["data"];
     if data["resultType"] == "streams" {
-        let mut lines: Vec<(i64, String)> = Vec::new();
-        for s in data["result"].as_array().into_iter().flatten() {
-            let labels = s["stream"].to_string();
-            for v in s["values"].as_array().into_iter().flatten() {
-                let ts: i64 = v[0].as_str().and_then(|t| t.parse().ok()).unwrap_or(0);
-                let time = rfc3339_ms(ts);
-                lines.push((
-                    ts,
-                    format!("{time} {labels} {}", v[1].as_str().unwrap_or_default()),
-                ));
-            }
-        }
+        let mut lines = stream_lines(&data["result"]);
         lines.sort_by_key(|l| std::cmp::Reverse(l.0));
         for (_, l) in lines {
             println!("{l}");

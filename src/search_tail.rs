@@ -69,7 +69,9 @@ pub fn run(f: &SearchFlags, start: i64) -> anyhow::Result<ExitCode> {
         match f.output {
             Output::Json => writeln!(out, "{body}")?,
             Output::Raw => {
-                for (_, l) in raw_lines(&body) {
+                let mut lines = crate::search::stream_lines(&body["streams"]);
+                lines.sort_by_key(|l| l.0);
+                for (_, l) in lines {
                     writeln!(out, "{l}")?;
                 }
             }
@@ -81,25 +83,4 @@ pub fn run(f: &SearchFlags, start: i64) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A tail message's lines as `skidder search` prints them, oldest first.
-fn raw_lines(body: &Value) -> Vec<(i64, String)> {
-    let mut lines = Vec::new();
-    for s in body["streams"].as_array().into_iter().flatten() {
-        let labels = s["stream"].to_string();
-        for v in s["values"].as_array().into_iter().flatten() {
-            let ts: i64 = v[0].as_str().and_then(|t| t.parse().ok()).unwrap_or(0);
-            lines.push((
-                ts,
-                format!(
-                    "{} {labels} {}",
-                    crate::search::rfc3339_ms(ts),
-                    v[1].as_str().unwrap_or_default()
-                ),
-            ));
-        }
-    }
-    lines.sort_by_key(|l| l.0);
-    lines
 }

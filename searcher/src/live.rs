@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
+use crate::engine::Entry;
 use crate::logql::eval::{Labels, LinePipeline};
 use crate::logql::{LogQuery, Matcher};
 
@@ -74,14 +75,6 @@ pub fn selector_matches(matchers: &[Matcher], tenant: &str, labels: &Labels) -> 
     })
 }
 
-/// A line a session will send: its result labels, time and line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TailLine {
-    pub labels: Arc<Labels>,
-    pub ts: i64,
-    pub line: String,
-}
-
 /// A line the session had no room for: reported, not sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dropped {
@@ -96,7 +89,7 @@ pub struct TailFilter {
     query: LogQuery,
     pipeline: LinePipeline,
     max_pending: usize,
-    pending: VecDeque<TailLine>,
+    pending: VecDeque<Entry>,
     dropped: Vec<Dropped>,
     /// Dropped past what `dropped` keeps (a client that stopped reading).
     pub dropped_uncounted: u64,
@@ -143,9 +136,9 @@ impl TailFilter {
                 }
                 continue;
             }
-            self.pending.push_back(TailLine {
-                labels,
+            self.pending.push_back(Entry {
                 ts: r.ts,
+                labels,
                 line: out.into_owned(),
             });
         }
@@ -157,7 +150,7 @@ impl TailFilter {
     }
 
     /// What to send now: the pending lines and the dropped ones.
-    pub fn take(&mut self) -> (Vec<TailLine>, Vec<Dropped>) {
+    pub fn take(&mut self) -> (Vec<Entry>, Vec<Dropped>) {
         (
             self.pending.drain(..).collect(),
             std::mem::take(&mut self.dropped),

@@ -130,6 +130,17 @@ pub fn parse_step(v: &str) -> Option<i64> {
     })
 }
 
+/// A nanosecond time as RFC 3339 in UTC, with the fraction `format` says
+/// (`Millis` for API times, `Nanos` where every digit counts).
+pub fn rfc3339(ns: i64, format: chrono::SecondsFormat) -> String {
+    chrono::DateTime::from_timestamp(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    )
+    .map(|t| t.to_rfc3339_opts(format, true))
+    .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod go_tests {
     use super::*;

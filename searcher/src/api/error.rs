@@ -40,6 +40,14 @@ impl ApiError {
         }
     }
 
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+            rejected: None,
+        }
+    }
+
     pub(super) fn rejected(
         status: StatusCode,
         reason: &'static str,

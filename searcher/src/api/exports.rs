@@ -84,11 +84,7 @@ pub(super) async fn export_status(
 ) -> Result<Response, ApiError> {
     match s.exports.get(&tenant, &id) {
         Some(job) => Ok(json_ok(&job.to_json())),
-        None => Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            message: format!("no export {id:?}"),
-            rejected: None,
-        }),
+        None => Err(ApiError::not_found(format!("no export {id:?}"))),
     }
 }
 

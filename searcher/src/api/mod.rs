@@ -19,7 +19,7 @@ mod exports;
 mod handlers;
 mod middleware;
 mod params;
-mod responses;
+pub(crate) mod responses;
 mod rules;
 mod tail;
 

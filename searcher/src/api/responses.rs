@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::engine::{Entry, Matrix, Stats};
 use crate::logql::eval::Labels;
 
-pub(super) fn labels_json(l: &Labels) -> Value {
+pub(crate) fn labels_json(l: &Labels) -> Value {
     Value::Object(
         l.iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
@@ -35,7 +35,7 @@ pub(super) fn ts_json(ns: i64) -> Value {
 
 /// A sample value as a string, with Prometheus's spellings of NaN and
 /// the infinities.
-pub(super) fn value_str(v: f64) -> String {
+pub(crate) fn value_str(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {

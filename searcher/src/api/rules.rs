@@ -8,53 +8,48 @@ use axum::extract::{Extension, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
+use super::error::ApiError;
 use super::middleware::Tenant;
 use super::params::Params;
 use super::responses::json_ok;
 use super::Shared;
+use crate::ruler::Ruler;
 
-fn off() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        "the ruler is off: set [ruler] rules_dir in the searcher's config\n",
-    )
-        .into_response()
+/// The ruler, or the 404 that says it is off.
+fn ruler(s: &Shared) -> Result<&Ruler, ApiError> {
+    s.cfg.ruler.as_deref().ok_or_else(|| {
+        ApiError::not_found("the ruler is off: set [ruler] rules_dir in the searcher's config")
+    })
 }
 
 pub(super) async fn loki_rules(
     State(s): State<Shared>,
     Extension(Tenant(tenant)): Extension<Tenant>,
-) -> Response {
-    let Some(ruler) = &s.cfg.ruler else {
-        return off();
-    };
-    match ruler.rules_yaml(&tenant) {
+) -> Result<Response, ApiError> {
+    let ruler = ruler(&s)?;
+    Ok(match ruler.rules_yaml(&tenant) {
         Some(yaml) => {
             (StatusCode::OK, [("content-type", "application/yaml")], yaml).into_response()
         }
         // Loki's answer for a tenant without rules.
         None => (StatusCode::NOT_FOUND, "no rule groups found\n").into_response(),
-    }
+    })
 }
 
 pub(super) async fn prometheus_rules(
     State(s): State<Shared>,
     Extension(Tenant(tenant)): Extension<Tenant>,
     uri: Uri,
-) -> Response {
-    let Some(ruler) = &s.cfg.ruler else {
-        return off();
-    };
+) -> Result<Response, ApiError> {
+    let ruler = ruler(&s)?;
     let p = Params::new(&uri, &[]);
-    json_ok(&ruler.rules_json(&tenant, p.get("type")))
+    Ok(json_ok(&ruler.rules_json(&tenant, p.get("type"))))
 }
 
 pub(super) async fn prometheus_alerts(
     State(s): State<Shared>,
     Extension(Tenant(tenant)): Extension<Tenant>,
-) -> Response {
-    let Some(ruler) = &s.cfg.ruler else {
-        return off();
-    };
-    json_ok(&ruler.alerts_json(&tenant))
+) -> Result<Response, ApiError> {
+    let ruler = ruler(&s)?;
+    Ok(json_ok(&ruler.alerts_json(&tenant)))
 }

@@ -23,17 +23,17 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use skidder_common::format::layout::{now_ns, NS_PER_HOUR};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::error::ApiError;
 use super::middleware::Tenant;
 use super::params::Params;
+use super::responses::{labels_json, streams_json};
 use super::Shared;
 use crate::engine::{Direction, Entry, TimeRange};
-use crate::live::{Dropped, TailFilter, TailLine};
-use crate::logql::eval::Labels;
+use crate::live::{Dropped, TailFilter};
 use crate::logql::{self, Query};
 use crate::metrics::Metrics;
 
@@ -98,11 +98,9 @@ pub(super) async fn tail(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let Some(feed) = s.cfg.live.clone() else {
-        return Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            message: "live tail is off: start the searcher with the indexer's config (--tail-indexer-config)".into(),
-            rejected: None,
-        });
+        return Err(ApiError::not_found(
+            "live tail is off: start the searcher with the indexer's config (--tail-indexer-config)",
+        ));
     };
     let p = Params::new(&uri, &[]);
     let query = p.query()?;
@@ -172,15 +170,7 @@ impl Session {
         every: Duration,
         max_duration: Duration,
     ) {
-        let lines: Vec<TailLine> = history
-            .into_iter()
-            .map(|e| TailLine {
-                labels: e.labels,
-                ts: e.ts,
-                line: e.line,
-            })
-            .collect();
-        if !lines.is_empty() && !self.send(lines, Vec::new(), 0).await {
+        if !history.is_empty() && !self.send(history, Vec::new(), 0).await {
             return;
         }
         let deadline = tokio::time::Instant::now() + max_duration;
@@ -222,16 +212,11 @@ impl Session {
     }
 
     /// Sends one message; false if the client is gone or too slow.
-    async fn send(
-        &mut self,
-        mut lines: Vec<TailLine>,
-        dropped: Vec<Dropped>,
-        uncounted: u64,
-    ) -> bool {
+    async fn send(&mut self, mut lines: Vec<Entry>, dropped: Vec<Dropped>, uncounted: u64) -> bool {
         lines.sort_by_key(|l| l.ts);
         let sent = lines.len() as u64;
         let dropped_n = dropped.len() as u64 + uncounted;
-        let body = message(&lines, &dropped, uncounted);
+        let body = message(lines, &dropped, uncounted);
         match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Text(body.into()))).await
         {
             Ok(Ok(())) => {
@@ -268,39 +253,17 @@ impl Session {
     }
 }
 
-fn labels_object(l: &Labels) -> Value {
-    Value::Object(
-        l.iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect::<Map<_, _>>(),
-    )
-}
-
 /// Loki's tail message: lines grouped by stream in order of first
-/// appearance, and the dropped lines. Lines dropped without their labels
-/// (the session fell behind the feed) are reported with empty labels.
-fn message(lines: &[TailLine], dropped: &[Dropped], uncounted: u64) -> String {
-    let mut order: Vec<&Arc<Labels>> = Vec::new();
-    let mut values: HashMap<&Arc<Labels>, Vec<Value>> = HashMap::new();
-    for l in lines {
-        let v = values.entry(&l.labels).or_insert_with(|| {
-            order.push(&l.labels);
-            Vec::new()
-        });
-        v.push(json!([l.ts.to_string(), l.line]));
-    }
-    let streams: Vec<Value> = order
-        .into_iter()
-        .map(
-            |k| json!({"stream": labels_object(k), "values": values.remove(k).unwrap_or_default()}),
-        )
-        .collect();
-    let mut body = json!({ "streams": streams });
+/// appearance (as `query_range` groups them), and the dropped lines.
+/// Lines dropped without their labels (the session fell behind the feed)
+/// are reported with empty labels.
+fn message(lines: Vec<Entry>, dropped: &[Dropped], uncounted: u64) -> String {
+    let mut body = json!({ "streams": streams_json(lines) });
     if !dropped.is_empty() || uncounted > 0 {
         let now = now_ns().to_string();
         let mut d: Vec<Value> = dropped
             .iter()
-            .map(|d| json!({"labels": labels_object(&d.labels), "timestamp": d.ts.to_string()}))
+            .map(|d| json!({"labels": labels_json(&d.labels), "timestamp": d.ts.to_string()}))
             .collect();
         d.extend((0..uncounted.min(1000)).map(|_| json!({"labels": {}, "timestamp": now})));
         body["dropped_entries"] = Value::Array(d);
@@ -311,18 +274,19 @@ fn message(lines: &[TailLine], dropped: &[Dropped], uncounted: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logql::eval::Labels;
 
     #[test]
     fn a_message_groups_lines_by_stream_and_lists_what_was_dropped() {
         let a = Arc::new(vec![("__app__".to_owned(), "web".to_owned())]);
         let b = Arc::new(vec![("__app__".to_owned(), "api".to_owned())]);
-        let line = |labels: &Arc<Labels>, ts: i64, line: &str| TailLine {
-            labels: labels.clone(),
+        let line = |labels: &Arc<Labels>, ts: i64, line: &str| Entry {
             ts,
+            labels: labels.clone(),
             line: line.into(),
         };
         let body = message(
-            &[line(&a, 1, "x"), line(&b, 2, "y"), line(&a, 3, "z")],
+            vec![line(&a, 1, "x"), line(&b, 2, "y"), line(&a, 3, "z")],
             &[Dropped {
                 labels: b.clone(),
                 ts: 4,
@@ -340,7 +304,7 @@ mod tests {
                 "dropped_entries": [{"labels": {"__app__": "api"}, "timestamp": "4"}],
             })
         );
-        let v: Value = serde_json::from_str(&message(&[], &[], 0)).unwrap();
+        let v: Value = serde_json::from_str(&message(Vec::new(), &[], 0)).unwrap();
         assert_eq!(v, json!({"streams": []}));
     }
 }

@@ -154,7 +154,10 @@ impl Jobs {
             query: query.to_owned(),
             range,
             destination,
-            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            created_at: crate::time::rfc3339(
+                skidder_common::format::layout::now_ns(),
+                chrono::SecondsFormat::Millis,
+            ),
             progress: Progress::default(),
             state: Mutex::new(State::Queued),
         });

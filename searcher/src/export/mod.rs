@@ -34,6 +34,7 @@ use thiserror::Error;
 use crate::engine::{Engine, Entry, SearchError, TimeRange};
 use crate::logql::{self, Query};
 use crate::metrics::Metrics;
+use crate::time::rfc3339;
 
 /// The object that marks a finished export.
 pub const MANIFEST: &str = "_manifest.json";
@@ -211,15 +212,9 @@ pub fn ndjson_line(e: &Entry, out: &mut Vec<u8>) {
         labels: AsMap<'a>,
         line: &'a str,
     }
-    let time = chrono::DateTime::from_timestamp(
-        e.ts.div_euclid(1_000_000_000),
-        e.ts.rem_euclid(1_000_000_000) as u32,
-    )
-    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
-    .unwrap_or_default();
     let row = Row {
         ts: e.ts.to_string(),
-        time,
+        time: rfc3339(e.ts, chrono::SecondsFormat::Nanos),
         labels: AsMap(&e.labels),
         line: &e.line,
     };
@@ -288,7 +283,10 @@ impl PartWriter {
 }
 
 fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    rfc3339(
+        skidder_common::format::layout::now_ns(),
+        chrono::SecondsFormat::Millis,
+    )
 }
 
 #[cfg(test)]

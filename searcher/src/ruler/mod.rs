@@ -27,6 +27,7 @@ use regex::Regex;
 use serde_json::{json, Value};
 use skidder_common::format::layout::now_ns;
 
+use crate::api::responses::{labels_json, value_str};
 use crate::engine::Engine;
 use crate::logql::eval::Labels;
 use notify::{alert_json, post_alerts, post_remote_write, Recorded};
@@ -100,12 +101,7 @@ impl std::fmt::Debug for Ruler {
 }
 
 fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
-    )
-    .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
-    .unwrap_or_default()
+    crate::time::rfc3339(ns, SecondsFormat::Millis)
 }
 
 /// Fills `{{ $value }}` and `{{ $labels.name }}` in an annotation, the
@@ -419,21 +415,13 @@ fn series_labels(mut l: Labels, rule: &Rule, name_label: &str, name: &str) -> La
     l
 }
 
-fn labels_object(l: &Labels) -> Value {
-    Value::Object(
-        l.iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect(),
-    )
-}
-
 fn alert_state_json(a: &Alert) -> Value {
     json!({
-        "labels": labels_object(&a.labels),
+        "labels": labels_json(&a.labels),
         "annotations": a.annotations,
         "state": a.state.as_str(),
         "activeAt": rfc3339(a.active_at_ns),
-        "value": a.value.to_string(),
+        "value": value_str(a.value),
     })
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use crate::api::responses::labels_json;
 use crate::logql::eval::Labels;
 
 /// Remote write's protobuf messages (`prometheus/prompb/remote.proto`),
@@ -91,12 +92,8 @@ pub fn alert_json(
     ends_at: &str,
     generator_url: &str,
 ) -> Value {
-    let labels: serde_json::Map<String, Value> = labels
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
     json!({
-        "labels": labels,
+        "labels": labels_json(labels),
         "annotations": annotations,
         "startsAt": starts_at,
         "endsAt": ends_at,
