@@ -321,4 +321,64 @@ mod tests {
         assert_eq!(v["line"], "a\tb \"c\"\n{\"x\":1} é");
         assert_eq!(v.as_object().unwrap().len(), 4);
     }
+
+    /// Exports are read by other tools, so their shape is frozen: a
+    /// fixed manifest and line against `tests/golden/export/` (written if
+    /// missing; commit them). A change to either is a new `VERSION`.
+    #[test]
+    fn the_export_format_matches_its_golden_files() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/export");
+        let manifest = ExportManifest {
+            version: VERSION,
+            query: r#"{__app__="web"} |= "timeout""#.into(),
+            tenant: "acme".into(),
+            start: "1796552379403271116".into(),
+            end: "1796563179403271116".into(),
+            started_at: "2026-12-06T13:19:39.405Z".into(),
+            finished_at: "2026-12-06T13:19:39.983Z".into(),
+            lines: 2,
+            bytes: 300,
+            blocks_scanned: 1,
+            parts: vec![ExportPart {
+                key: "part-5f0c9a1e-00000.ndjson".into(),
+                lines: 2,
+                bytes: 300,
+                crc32c: 3_323_559_846,
+            }],
+            warnings: vec!["skipped unreadable block x.seq: corrupt".into()],
+        };
+        let mut lines = Vec::new();
+        for (ts, line) in [
+            (1_796_559_569_388_016_123, "GET /a 200"),
+            (-1, "before 1970"),
+        ] {
+            let e = Entry {
+                ts,
+                labels: Arc::new(vec![
+                    ("__app__".into(), "web".into()),
+                    ("level".into(), "info".into()),
+                ]),
+                line: line.into(),
+            };
+            ndjson_line(&e, &mut lines);
+        }
+        let written = serde_json::to_vec_pretty(&manifest).unwrap();
+        for (name, bytes) in [("_manifest.json", &written), ("part.ndjson", &lines)] {
+            let path = format!("{dir}/{name}");
+            if !std::path::Path::new(&path).exists() {
+                std::fs::create_dir_all(dir).unwrap();
+                std::fs::write(&path, bytes).unwrap();
+                eprintln!("wrote {path}; commit it");
+            }
+            assert_eq!(
+                &std::fs::read(&path).unwrap(),
+                bytes,
+                "{name}: the export writer changed: bump VERSION instead"
+            );
+        }
+        let stored: ExportManifest =
+            serde_json::from_slice(&std::fs::read(format!("{dir}/_manifest.json")).unwrap())
+                .unwrap();
+        assert_eq!(stored, manifest);
+    }
 }
