@@ -101,6 +101,8 @@ def main():
         (SEEDS / "logql_parse" / f"query-{i:02}").write_text(q)
     (SEEDS / "index_decode" / "golden-v1.idx").write_bytes(idx)
     (SEEDS / "index_decode" / "golden-v1.bloom").write_bytes(bloom_of(idx))
+    # Version 3 adds the record-offsets column after the bloom filter.
+    (SEEDS / "index_decode" / "golden-v3.idx").write_bytes((GOLDEN.parent / "v3" / "block.idx").read_bytes())
     (SEEDS / "seqfile_decode" / "golden-v1.seq").write_bytes(seq)
     (SEEDS / "pack_decode" / "golden-v1.pack").write_bytes((GOLDEN / "hour.pack").read_bytes())
     (SEEDS / "slices_decode" / "golden-v1.slices").write_bytes((GOLDEN / "hour.slices").read_bytes())

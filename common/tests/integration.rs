@@ -4,6 +4,7 @@
 use skidder_common::format::index::{build_bloom, BlockIndex, StreamEntry};
 use skidder_common::format::label_summary::LabelSummary;
 use skidder_common::format::manifest::{Entry, Manifest};
+use skidder_common::format::offsets::RecordOffsets;
 use skidder_common::format::pack;
 use skidder_common::format::seqfile::{SeqFileReader, SeqFileWriter};
 use skidder_common::format::slices;
@@ -92,6 +93,7 @@ fn golden_index(data: &[u8]) -> BlockIndex {
                 .map(|t| token_hash_v1(t.as_bytes())),
             0.01,
         ),
+        offsets: None,
     }
 }
 
@@ -177,6 +179,54 @@ fn golden_v2_index_still_reads_and_is_still_written_identically() {
     assert_eq!(
         index, stored,
         "the v2 index writer changed: bump the version instead"
+    );
+}
+
+const GOLDEN_V3_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/v3");
+
+/// The v3 index of the same block: v2's, and the record-offsets column.
+/// Records 1 and 2 are two lines of one message (offset 102).
+fn golden_index_v3(data: &[u8]) -> BlockIndex {
+    let mut idx = golden_index_v2(data);
+    idx.version = 3;
+    idx.offsets = Some(RecordOffsets {
+        sources: vec![("logs".into(), 3)],
+        records: vec![(0, 100), (0, 102), (0, 102)],
+    });
+    idx
+}
+
+#[test]
+fn golden_v3_index_still_reads_and_is_still_written_identically() {
+    let path = format!("{GOLDEN_V3_DIR}/block.idx");
+    let block = std::fs::read(format!("{GOLDEN_DIR}/block.seq")).unwrap();
+    let index = golden_index_v3(&block).encode();
+    if !std::path::Path::new(&path).exists() {
+        std::fs::create_dir_all(GOLDEN_V3_DIR).unwrap();
+        std::fs::write(&path, &index).unwrap();
+        eprintln!("wrote {path}; commit it");
+    }
+    let stored = std::fs::read(&path).unwrap();
+    assert!(stored.starts_with(b"SKIX\x03\x00\x00\x00"));
+    // The column, spelled out: one source ("logs", partition 3), then one
+    // zigzag delta per record from the first offset (100): 0, +2, 0.
+    let column = b"\x01\x00\x00\x00\x04\x00\x00\x00logs\x03\x00\x00\x00\x00\x04\x00";
+    let at = stored.len() - 4 - column.len();
+    assert_eq!(&stored[at..stored.len() - 4], column);
+    let idx = BlockIndex::decode(&stored).unwrap();
+    idx.verify_data(&block).unwrap();
+    let offsets = idx.offsets.as_ref().unwrap();
+    assert_eq!(offsets.records_of("logs", 3, 102), vec![1, 2]);
+    assert_eq!(offsets.records_of("logs", 3, 100), vec![0]);
+    assert!(idx.bloom_filter().unwrap().may_contain(token_hash(b"cart")));
+    // Versions 1 and 2 still read, with no column.
+    for v in ["v1", "v2"] {
+        let old = std::fs::read(format!("{GOLDEN_DIR}/../{v}/block.idx")).unwrap();
+        assert_eq!(BlockIndex::decode(&old).unwrap().offsets, None, "{v}");
+    }
+    assert_eq!(
+        index, stored,
+        "the v3 index writer changed: bump the version instead"
     );
 }
 

@@ -8,8 +8,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
-use skidder_common::format::index::{build_bloom, StreamEntry};
-use skidder_common::format::layout::{hour_of, hour_prefix, is_compacted, now_ns, BlockName};
+use skidder_common::format::index::{build_bloom, BlockIndex, StreamEntry};
+use skidder_common::format::seqfile::SeqFileReader;
+use skidder_common::format::layout::{
+    hour_of, hour_prefix, index_key_of, is_compacted, now_ns, BlockName,
+};
 use skidder_common::storage::{list_all, LocalStore, ObjectStore};
 use skidder_indexer::compactor::{compact_hour, CompactOptions};
 use skidder_indexer::models::SealedBlock;
@@ -67,6 +70,7 @@ fn sealed(app: &str, first_offset: i64, recs: &[(i64, &str)]) -> SealedBlock {
         min_time_ns: min,
         max_time_ns: max,
         raw_bytes: lines.len() as u64,
+        offsets: (first_offset..).take(recs.len()).collect(),
         records,
         lines,
         bloom: build_bloom([1u64].into_iter(), 0.01),
@@ -121,12 +125,18 @@ fn spark_reads_each_record_of_a_compacted_day_once() {
     let mut expected = std::fs::File::create(dir.path().join("expected.jsonl")).unwrap();
     let data = skidder_common::testing::shared_data_dir();
     let mut hours = std::collections::BTreeSet::new();
+    // Each record's line by its Kafka offset, to check the compacted
+    // indexes' offsets columns against.
+    let mut by_offset = std::collections::HashMap::new();
     for (n, (file, app)) in FILES.iter().enumerate() {
         let text = std::fs::read_to_string(data.join(file)).unwrap();
         let recs = records_of(&text, &mut expected);
         // Small blocks of 300 records, as many flushes would cut them.
         for (c, chunk) in recs.chunks(300).enumerate() {
             let block = sealed(app, (n * 10_000 + c * 300) as i64, chunk);
+            for (o, (_, line)) in block.offsets.iter().zip(chunk) {
+                by_offset.insert(*o, line.to_string());
+            }
             hours.insert(block.name.hour);
             let enc = encode(block, Vec::new());
             rt.block_on(store.put(&enc.data_key, enc.data)).unwrap();
@@ -163,6 +173,22 @@ fn spark_reads_each_record_of_a_compacted_day_once() {
         !keys.is_empty() && keys.iter().all(|k| is_compacted(k)),
         "small blocks left: {keys:?}"
     );
+    // Compaction carries each record's Kafka offset into its index (v3).
+    let mut traced = 0;
+    for key in &keys {
+        let idx = rt.block_on(store.get(&index_key_of(key))).unwrap();
+        let idx = BlockIndex::decode(&idx).unwrap();
+        let offsets = idx.offsets.expect("a compacted index of v3 sources has offsets");
+        assert_eq!(offsets.sources, vec![("logs".to_string(), 0)]);
+        let data = rt.block_on(store.get(key)).unwrap();
+        let (_, records) = SeqFileReader::read_all(&data).unwrap();
+        assert_eq!(records.len(), offsets.records.len());
+        for ((_, line), (_, offset)) in records.iter().zip(&offsets.records) {
+            assert_eq!(by_offset.get(offset), Some(line), "offset {offset} in {key}");
+            traced += 1;
+        }
+    }
+    assert_eq!(traced, by_offset.len());
     hadoop_reads(
         &root.join("tenant=t/dt=*/hour=*/app=*/*.seq"),
         &dir.path().join("expected.jsonl"),

@@ -5,6 +5,7 @@
 
 use bloomfilter::Bloom;
 
+use super::offsets::RecordOffsets;
 use super::vint::{check_crc32c_at, push_crc32c, write_bytes_u32, Cursor};
 use super::FormatError;
 
@@ -12,11 +13,15 @@ pub const MAGIC: &[u8; 4] = b"SKIX";
 /// The version writers write. Versions share one layout and differ in what
 /// the bloom filter holds (`docs/FORMAT.md`, "Tokens"):
 /// - 1: words of the line, plus `key=value` for each scalar JSON field;
-/// - 2: words of the line, plus the words of each scalar JSON value.
-pub const VERSION: u16 = 2;
+/// - 2: words of the line, plus the words of each scalar JSON value;
+/// - 3: version 2's tokens, and a record-offsets column after the bloom
+///   filter (`format::offsets`).
+pub const VERSION: u16 = 3;
 /// The versions this reader accepts.
 pub const MIN_VERSION: u16 = 1;
-pub const MAX_VERSION: u16 = 2;
+pub const MAX_VERSION: u16 = 3;
+/// The first version with a record-offsets column.
+pub const OFFSETS_VERSION: u16 = 3;
 const HEADER_LEN: usize = 12;
 /// Seed of every block's bloom filter, fixed so that a rebuilt block is
 /// byte-identical to the original.
@@ -63,6 +68,11 @@ pub struct BlockIndex {
     /// The `bloomfilter` crate's serialisation of a `Bloom<u64>` over token
     /// hashes (see `docs/FORMAT.md`).
     pub bloom: Vec<u8>,
+    /// Each record's Kafka topic, partition and offset: written from
+    /// version 3 on (a version 3 index written without it has an empty
+    /// column). `None` below version 3, and when decoded for pruning
+    /// ([`decode_with_bloom`](Self::decode_with_bloom) skips the column).
+    pub offsets: Option<RecordOffsets>,
 }
 
 /// The false-positive rate to build a block's filter at: `wanted`, unless
@@ -280,6 +290,13 @@ impl BlockIndex {
             }
         }
         write_bytes_u32(&mut out, &self.bloom);
+        if self.version >= OFFSETS_VERSION {
+            let mut column = Vec::new();
+            if let Some(o) = &self.offsets {
+                o.encode(self.first_offset, &mut column);
+            }
+            write_bytes_u32(&mut out, &column);
+        }
         let body_len = (out.len() - HEADER_LEN) as u32;
         out[8..12].copy_from_slice(&body_len.to_le_bytes());
         push_crc32c(&mut out);
@@ -287,9 +304,18 @@ impl BlockIndex {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
-        let (mut index, raw) = Self::decode_parts(bytes, true)?;
+        let (mut index, raw, column) = Self::decode_parts(bytes, true)?;
         BloomFilter::decode(raw)?;
         index.bloom = raw.to_vec();
+        if let Some(column) = column {
+            let o = RecordOffsets::decode(
+                column,
+                index.record_count,
+                index.first_offset,
+                index.last_offset,
+            )?;
+            index.offsets = Some(o);
+        }
         Ok(index)
     }
 
@@ -298,7 +324,7 @@ impl BlockIndex {
     /// the index, whose raw `bloom` bytes stay empty rather than be copied
     /// for nothing.
     pub fn decode_with_bloom(bytes: &[u8]) -> Result<(Self, BloomFilter), FormatError> {
-        let (index, raw) = Self::decode_parts(bytes, true)?;
+        let (index, raw, _) = Self::decode_parts(bytes, true)?;
         Ok((index, BloomFilter::decode(raw)?))
     }
 
@@ -307,13 +333,18 @@ impl BlockIndex {
     /// member): everything but its own CRC is checked, which would only
     /// read the same bytes again.
     pub fn decode_with_bloom_verified(bytes: &[u8]) -> Result<(Self, BloomFilter), FormatError> {
-        let (index, raw) = Self::decode_parts(bytes, false)?;
+        let (index, raw, _) = Self::decode_parts(bytes, false)?;
         Ok((index, BloomFilter::decode(raw)?))
     }
 
-    /// Decodes and validates all but the bloom filter, whose bytes come
-    /// back as they lie; the caller decodes them, which checks them.
-    fn decode_parts(bytes: &[u8], check_crc: bool) -> Result<(Self, &[u8]), FormatError> {
+    /// Decodes and validates all but the bloom filter and the offsets
+    /// column, whose bytes come back as they lie (the column's only from
+    /// version 3); the caller decodes them, which checks them.
+    #[allow(clippy::type_complexity)]
+    fn decode_parts(
+        bytes: &[u8],
+        check_crc: bool,
+    ) -> Result<(Self, &[u8], Option<&[u8]>), FormatError> {
         let mut c = Cursor::new(bytes);
         c.magic(MAGIC)?;
         let version = c.u16_le()?;
@@ -351,6 +382,7 @@ impl BlockIndex {
             data_crc32c: c.u32_le()?,
             streams: Vec::new(),
             bloom: Vec::new(),
+            offsets: None,
         };
         let n = c.u32_le()? as usize;
         // Each stream takes at least 28 bytes; reject impossible counts before allocating.
@@ -385,6 +417,10 @@ impl BlockIndex {
             });
         }
         let bloom = c.bytes_u32()?;
+        let column = match version >= OFFSETS_VERSION {
+            true => Some(c.bytes_u32()?),
+            false => None,
+        };
         if !c.is_empty() {
             return Err(FormatError::corrupt(
                 HEADER_LEN + c.position(),
@@ -392,7 +428,7 @@ impl BlockIndex {
             ));
         }
         index.validate()?;
-        Ok((index, bloom))
+        Ok((index, bloom, column))
     }
 
     /// Checks the invariants a reader relies on, but the bloom filter's
@@ -527,6 +563,10 @@ pub(crate) mod tests {
                 },
             ],
             bloom: build_bloom([1u64, 2, 3].into_iter(), 0.01),
+            offsets: Some(RecordOffsets {
+                sources: vec![("logs".into(), 2)],
+                records: vec![(0, 10), (0, 12), (0, 10)],
+            }),
         }
     }
 
@@ -534,6 +574,18 @@ pub(crate) mod tests {
     fn round_trips() {
         let idx = sample();
         assert_eq!(BlockIndex::decode(&idx.encode()).unwrap(), idx);
+    }
+
+    #[test]
+    fn version_2_has_no_offsets_column_and_pruning_skips_it() {
+        let mut v2 = sample();
+        v2.version = 2;
+        v2.offsets = None;
+        let bytes = v2.encode();
+        assert_eq!(bytes.len() + 23, sample().encode().len());
+        assert_eq!(BlockIndex::decode(&bytes).unwrap(), v2);
+        let (idx, _) = BlockIndex::decode_with_bloom(&sample().encode()).unwrap();
+        assert_eq!((idx.version, idx.offsets), (3, None));
     }
 
     #[test]
@@ -571,10 +623,10 @@ pub(crate) mod tests {
     #[test]
     fn unknown_versions_are_rejected() {
         let mut bytes = sample().encode();
-        bytes[4] = 3;
+        bytes[4] = 4;
         assert!(matches!(
             BlockIndex::decode(&bytes),
-            Err(FormatError::UnsupportedVersion { found: 3, .. })
+            Err(FormatError::UnsupportedVersion { found: 4, .. })
         ));
     }
 

@@ -12,6 +12,7 @@ pub mod label_summary;
 pub mod layout;
 pub mod ledger;
 pub mod manifest;
+pub mod offsets;
 pub mod pack;
 pub mod retention;
 pub mod seqfile;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use skidder_common::format::index::{
-    bloom_fp_rate, build_bloom_with_bytes, sliceable_bloom_bytes, BlockIndex, StreamEntry,
+    self, bloom_fp_rate, build_bloom_with_bytes, sliceable_bloom_bytes, BlockIndex, StreamEntry,
 };
+use skidder_common::format::offsets::RecordOffsets;
 use skidder_common::format::seqfile::{RecordBlock, SeqFileReader, SeqFileWriter};
 
 use super::{CompactError, Source};
@@ -18,13 +19,15 @@ use crate::stages::compressor::{meta, streams_json};
 use crate::stages::parser::Parser;
 
 /// One record of a compacted block: where its line lies in the block's
-/// line buffer, and where it came from (for a stable order).
+/// line buffer, where it came from (for a stable order), and its Kafka
+/// partition (a position in the block's offset sources) and offset.
 struct Rec {
     time_ns: i64,
     source: u32,
     n: u32,
     start: usize,
     len: usize,
+    kafka: (u32, i64),
 }
 
 /// Merges the sources' records by stream and time, and encodes the
@@ -44,6 +47,11 @@ pub(super) fn build(
     let mut slot_of: BTreeMap<Vec<(String, String)>, usize> = BTreeMap::new();
     let mut groups: Vec<Vec<Rec>> = Vec::new();
     let mut block = RecordBlock::default();
+    // The offsets column, kept only if every source has one (index
+    // version 3): the compacted block answers offset lookups exactly, or
+    // (as its older sources did) only by its offset range.
+    let keep_offsets = run.iter().all(|s| s.index.offsets.is_some());
+    let mut kafka_sources: Vec<(String, i32)> = Vec::new();
     for (i, (Source { name, index }, data)) in run.iter().zip(datas).enumerate() {
         let key = format!("{prefix}{name}");
         let bad = |source| CompactError::Block {
@@ -62,6 +70,20 @@ pub(super) fn build(
                 })
             })
             .collect();
+        let offsets = index.offsets.as_ref().filter(|_| keep_offsets);
+        // This source's offset sources, as positions in the block's.
+        let kafka_of: Vec<u32> = offsets.map_or(Vec::new(), |o| {
+            o.sources
+                .iter()
+                .map(|s| match kafka_sources.iter().position(|k| k == s) {
+                    Some(p) => p as u32,
+                    None => {
+                        kafka_sources.push(s.clone());
+                        kafka_sources.len() as u32 - 1
+                    }
+                })
+                .collect()
+        });
         // Streams are contiguous record ranges in order (the index
         // decoder checked it): the record's number says its stream.
         let (mut n, mut stream) = (0u32, 0usize);
@@ -81,12 +103,20 @@ pub(super) fn build(
                         why: format!("record {n} lies past its index's streams"),
                     });
                 };
+                let kafka = match offsets {
+                    Some(o) => {
+                        let (s, offset) = o.records.get(n as usize).copied().unwrap_or_default();
+                        (kafka_of.get(s as usize).copied().unwrap_or_default(), offset)
+                    }
+                    None => (0, 0),
+                };
                 groups[slot].push(Rec {
                     time_ns,
                     source: i as u32,
                     n,
                     start: lines.len(),
                     len: line.len(),
+                    kafka,
                 });
                 lines.extend_from_slice(line);
                 n += 1;
@@ -162,8 +192,15 @@ pub(super) fn build(
         w.append(r.time_ns, &lines[r.start..r.start + r.len]);
     }
     let data = w.finish();
+    let offsets = keep_offsets.then(|| RecordOffsets {
+        sources: kafka_sources,
+        records: order.iter().map(|r| r.kafka).collect(),
+    });
     let index = BlockIndex {
-        version: skidder_common::format::index::VERSION,
+        version: match offsets {
+            Some(_) => index::VERSION,
+            None => index::OFFSETS_VERSION - 1,
+        },
         min_time_ns: if order.is_empty() { 0 } else { min_t },
         max_time_ns: if order.is_empty() { 0 } else { max_t },
         record_count: order.len() as u64,
@@ -180,6 +217,7 @@ pub(super) fn build(
         data_crc32c: crc32c::crc32c(&data),
         streams: entries,
         bloom,
+        offsets,
     };
     Ok((data, index))
 }

@@ -10,6 +10,9 @@ pub struct SealedBlock {
     pub streams: Vec<StreamEntry>,
     /// (event time ns, line start, line length) into `lines`, in file order.
     pub records: Vec<(i64, u32, u32)>,
+    /// Each record's Kafka offset, in file order (a message of several
+    /// lines gives several records the same offset).
+    pub offsets: Vec<i64>,
     pub lines: Vec<u8>,
     pub bloom: Vec<u8>,
     pub min_time_ns: i64,
@@ -19,6 +22,6 @@ pub struct SealedBlock {
 
 impl crate::queue::Weighted for SealedBlock {
     fn weight(&self) -> usize {
-        self.lines.len() + self.records.len() * 16 + self.bloom.len()
+        self.lines.len() + self.records.len() * 24 + self.bloom.len()
     }
 }

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use skidder_common::format::index::{BlockIndex, StreamEntry};
 use skidder_common::format::ledger::{LedgerEntry, LEDGER_VERSION};
+use skidder_common::format::offsets::RecordOffsets;
 use skidder_common::format::seqfile::SeqFileWriter;
 use std::collections::BTreeMap;
 
@@ -93,6 +94,10 @@ pub fn encode(block: SealedBlock, buf: Vec<u8>) -> EncodedBlock {
         data_crc32c: crc32c::crc32c(&data),
         streams: block.streams,
         bloom: block.bloom,
+        offsets: Some(RecordOffsets {
+            sources: vec![(name.topic.clone(), name.partition)],
+            records: block.offsets.iter().map(|&o| (0, o)).collect(),
+        }),
     };
     EncodedBlock {
         ledger: LedgerEntry {

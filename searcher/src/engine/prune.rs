@@ -453,6 +453,7 @@ mod tests {
                 stream(&[]),
             ],
             bloom: Vec::new(),
+            offsets: None,
         };
         let queries = [
             r#"{level="error"}"#,

@@ -52,8 +52,7 @@ pub(super) struct OpenBlock {
     pub(super) opened: Instant,
     stream_ids: FxHashMap<Arc<[(String, String)]>, u32>,
     stream_labels: Vec<Arc<[(String, String)]>>,
-    /// (stream, time, line start, line len)
-    records: Vec<(u32, i64, u32, u32)>,
+    records: Vec<OpenRecord>,
     lines: Vec<u8>,
     tokens: TokenSet,
     /// A direct-mapped cache of recently added tokens: most of a line's
@@ -65,6 +64,9 @@ pub(super) struct OpenBlock {
     /// Ids of the repeated values whose words the block holds.
     repeats: rustc_hash::FxHashSet<u64>,
 }
+
+/// (stream, time, line start, line len, Kafka offset)
+type OpenRecord = (u32, i64, u32, u32, i64);
 
 /// Slots of [`OpenBlock::recent`]; a power of two.
 const RECENT_SLOTS: usize = 4096;
@@ -116,7 +118,7 @@ impl OpenBlock {
         let start = self.lines.len() as u32;
         self.push_line(line, target_bytes);
         self.records
-            .push((stream, r.time_ns, start, line.len() as u32));
+            .push((stream, r.time_ns, start, line.len() as u32, r.offset));
         batch.for_each_token_run(r, |repeat, run| {
             if repeat.is_none_or(|id| self.repeats.insert(id)) {
                 self.add_tokens(run);
@@ -171,7 +173,7 @@ impl OpenBlock {
     pub(super) fn footprint(&self) -> usize {
         BLOCK_OVERHEAD
             + self.lines.capacity()
-            + self.records.capacity() * std::mem::size_of::<(u32, i64, u32, u32)>()
+            + self.records.capacity() * std::mem::size_of::<OpenRecord>()
             + self.tokens.capacity() * 9
             + self.recent.len() * 8
             + self.repeats.capacity() * 9
@@ -184,9 +186,10 @@ impl OpenBlock {
         order.sort_by_key(|&i| (self.records[i].0, self.records[i].1, i));
         let mut streams: Vec<StreamEntry> = Vec::new();
         let mut records = Vec::with_capacity(order.len());
+        let mut offsets = Vec::with_capacity(order.len());
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
         for (n, &i) in order.iter().enumerate() {
-            let (stream, t, start, len) = self.records[i];
+            let (stream, t, start, len, offset) = self.records[i];
             min_t = min_t.min(t);
             max_t = max_t.max(t);
             let current = streams.len().checked_sub(1) == Some(stream as usize);
@@ -209,6 +212,7 @@ impl OpenBlock {
                 }
             }
             records.push((t, start, len));
+            offsets.push(offset);
         }
         SealedBlock {
             bloom: {
@@ -229,6 +233,7 @@ impl OpenBlock {
             last_offset: self.last_offset,
             streams,
             records,
+            offsets,
             lines: self.lines,
             min_time_ns: min_t,
             max_time_ns: max_t,
