@@ -11,6 +11,7 @@ mod pack;
 mod retention;
 mod search;
 mod search_context;
+mod search_offset;
 mod search_tail;
 
 use std::process::ExitCode;

@@ -133,15 +133,16 @@ pub enum Output {
 #[derive(Args)]
 pub struct SearchFlags {
     /// The LogQL query.
+    #[arg(default_value = "", required_unless_present = "offset")]
     pub query: String,
     /// A searcher to ask, e.g. http://127.0.0.1:7280.
     #[arg(long, env = "SKIDDER_URL", conflicts_with = "store")]
     pub url: Option<String>,
     #[command(flatten)]
     pub store: StoreFlags,
-    /// How far back to look, e.g. 1h or 30m.
-    #[arg(long, default_value = "1h", conflicts_with = "from")]
-    pub since: String,
+    /// How far back to look, e.g. 1h or 30m (default 1h; 24h with `--offset`).
+    #[arg(long, conflicts_with = "from")]
+    pub since: Option<String>,
     /// Start: RFC 3339 or a Unix epoch.
     #[arg(long)]
     pub from: Option<String>,
@@ -174,6 +175,10 @@ pub struct SearchFlags {
     /// `--since`, then each new line as it arrives.
     #[arg(long, conflicts_with_all = ["context", "export", "store"])]
     pub tail: bool,
+    /// Instead of a query: the records one Kafka message became,
+    /// `topic:partition:offset`, with its dead letters.
+    #[arg(long, value_name = "TOPIC:PARTITION:OFFSET", conflicts_with_all = ["context", "export", "tail"])]
+    pub offset: Option<String>,
     /// NDJSON per export part, in MiB.
     #[arg(long, default_value_t = 64, requires = "export")]
     pub export_part_mib: usize,
@@ -224,7 +229,7 @@ impl Source {
     }
 
     /// A GET of the searcher's `path`, its JSON body.
-    fn get(
+    pub(crate) fn get(
         agent: &ureq::Agent,
         url: &str,
         tenant: &str,
@@ -390,7 +395,12 @@ pub fn run_search(f: SearchFlags) -> anyhow::Result<ExitCode> {
     let start = match &f.from {
         Some(t) => parse_time(t).with_context(|| format!("invalid --from {t:?}"))?,
         None => {
-            end - parse_step(&f.since).with_context(|| format!("invalid --since {:?}", f.since))?
+            let since = match (&f.since, &f.offset) {
+                (Some(s), _) => s.as_str(),
+                (None, Some(_)) => "24h",
+                (None, None) => "1h",
+            };
+            end - parse_step(since).with_context(|| format!("invalid --since {since:?}"))?
         }
     };
     let step = f
@@ -402,6 +412,9 @@ pub fn run_search(f: SearchFlags) -> anyhow::Result<ExitCode> {
         return crate::search_tail::run(&f, start);
     }
     let source = Source::open(&f)?;
+    if let Some(m) = &f.offset {
+        return crate::search_offset::run(&source, m, (start, end), f.output);
+    }
     if let Some(dest) = &f.export {
         return crate::export::run(&f, &source, dest, (start, end));
     }

@@ -7,6 +7,7 @@ mod shared_crc;
 
 use libfuzzer_sys::fuzz_target;
 use shared_crc::resigned;
+use skidder_common::format::fence::Fence;
 use skidder_common::format::manifest::{Live, Manifest};
 
 fuzz_target!(|data: &[u8]| {
@@ -27,7 +28,8 @@ fn check(bytes: &[u8]) {
         .iter()
         .map(|e| (e.name.as_str(), e.index_size))
         .collect();
-    let live = Live::new(Some(&m), listed);
+    let fence = Fence::default();
+    let live = Live::new(Some(&m), listed, &fence);
     // No name is both a live compacted block and a replaced source read.
     for s in m.sources() {
         let _ = live.reads(s);

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use skidder_common::format::index::{build_bloom, BlockIndex, StreamEntry};
-use skidder_common::format::seqfile::SeqFileReader;
 use skidder_common::format::layout::{
     hour_of, hour_prefix, index_key_of, is_compacted, now_ns, BlockName,
 };
+use skidder_common::format::seqfile::SeqFileReader;
 use skidder_common::storage::{list_all, LocalStore, ObjectStore};
 use skidder_indexer::compactor::{compact_hour, CompactOptions};
 use skidder_indexer::models::SealedBlock;
@@ -178,13 +178,19 @@ fn spark_reads_each_record_of_a_compacted_day_once() {
     for key in &keys {
         let idx = rt.block_on(store.get(&index_key_of(key))).unwrap();
         let idx = BlockIndex::decode(&idx).unwrap();
-        let offsets = idx.offsets.expect("a compacted index of v3 sources has offsets");
+        let offsets = idx
+            .offsets
+            .expect("a compacted index of v3 sources has offsets");
         assert_eq!(offsets.sources, vec![("logs".to_string(), 0)]);
         let data = rt.block_on(store.get(key)).unwrap();
         let (_, records) = SeqFileReader::read_all(&data).unwrap();
         assert_eq!(records.len(), offsets.records.len());
         for ((_, line), (_, offset)) in records.iter().zip(&offsets.records) {
-            assert_eq!(by_offset.get(offset), Some(line), "offset {offset} in {key}");
+            assert_eq!(
+                by_offset.get(offset),
+                Some(line),
+                "offset {offset} in {key}"
+            );
             traced += 1;
         }
     }

@@ -19,6 +19,7 @@ mod kafka_security;
 mod load;
 mod loki_api;
 mod observability;
+mod offsets;
 mod readme;
 mod restart_loop;
 mod retention;

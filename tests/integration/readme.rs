@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 use skidder_common::storage::{list_all, S3Store};
 use skidder_common::testing::{free_port, shared_data_dir, KafkaBroker, MotoServer};
 
+use rdkafka::producer::Producer;
+
 use crate::support::{aws, http_get, metric, stop_clean, Guard, TestProducer, BIN};
 
 const DAY_MS: i64 = 86_400_000;
@@ -203,7 +205,12 @@ fn the_readme_operations_commands_run_as_written() {
     kafka.create_topic("acme", 2);
     let now_ms = chrono::Utc::now().timestamp_millis();
     let mut producer = TestProducer::new(&kafka.bootstrap());
-    let mut sent = 0u64;
+    // Offset 0 of partition 0, which the README looks up.
+    let probe = "the first message of partition 0";
+    let rec = serde_json::json!({"ts": now_ms, "app": "api", "message": probe});
+    producer.send_to("acme", 0, rec.to_string().as_bytes());
+    producer.inner.flush(Duration::from_secs(30)).unwrap();
+    let mut sent = 1u64;
     let mut timeouts = 0u64;
     for (i, line) in lines().iter().enumerate().take(1200) {
         let days_back = [0, 1, 40][i % 3];
@@ -320,6 +327,12 @@ fn the_readme_operations_commands_run_as_written() {
                 let manifest: serde_json::Value =
                     serde_json::from_str(&read(&work.join("web-timeouts.json"))).unwrap();
                 assert_eq!(manifest["lines"].as_u64(), Some(timeouts), "{manifest}");
+            } else if cmd.contains("--offset") {
+                let found: Vec<&str> = out.lines().collect();
+                assert!(
+                    found.len() == 1 && found[0].contains(probe),
+                    "{cmd}:\n{out}"
+                );
             } else if cmd.starts_with("skidder search") {
                 let found: Vec<&str> = out.lines().collect();
                 assert!(!found.is_empty(), "{cmd} found nothing");

@@ -106,7 +106,10 @@ pub(super) fn build(
                 let kafka = match offsets {
                     Some(o) => {
                         let (s, offset) = o.records.get(n as usize).copied().unwrap_or_default();
-                        (kafka_of.get(s as usize).copied().unwrap_or_default(), offset)
+                        (
+                            kafka_of.get(s as usize).copied().unwrap_or_default(),
+                            offset,
+                        )
                     }
                     None => (0, 0),
                 };

@@ -18,6 +18,7 @@ mod error;
 mod exports;
 mod handlers;
 mod middleware;
+mod offsets;
 mod params;
 pub(crate) mod responses;
 mod rules;
@@ -40,6 +41,7 @@ use crate::ruler::Ruler;
 pub use error::ApiError;
 pub use handlers::{run_range, RangeRequest};
 pub use middleware::Tenant;
+pub use offsets::{offset_json, DEFAULT_SPAN_NS as OFFSET_DEFAULT_SPAN_NS};
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -144,6 +146,7 @@ pub fn router(state: Shared) -> Router {
             "/loki/api/v1/detected_field/{name}/values",
             get(detected_field_values).post(detected_field_values),
         )
+        .route("/skidder/api/v1/offset", get(offsets::offset))
         .route_layer(from_fn_with_state(state.clone(), limit));
     let api = queries
         .route("/loki/api/v1/status/buildinfo", get(buildinfo))

@@ -25,7 +25,8 @@
 //! 7. `scan`: run each record of a block through the line pipeline;
 //! 8. `log_query` or `metric_query`: collect the lines, or the samples
 //!    that `metric`'s pure maths turn into series; `series` answers
-//!    `/series` and `index/stats` from the candidates alone.
+//!    `/series` and `index/stats` from the candidates alone; `offsets`
+//!    finds the records one Kafka message became.
 //!
 //! This file holds what they share: the engine, its settings, its errors
 //! and the per-query statistics.
@@ -38,6 +39,7 @@ mod listing;
 mod log_query;
 mod metric;
 mod metric_query;
+mod offsets;
 mod packs;
 mod prune;
 mod retention;
@@ -61,6 +63,7 @@ pub use export::LogBatches;
 pub use indexes::Indexed;
 pub use log_query::{sort_entries, Entry};
 pub use metric::Matrix;
+pub use offsets::{DeadLetter, KafkaOffset, OffsetLookup, OffsetRecord, UnresolvedBlock};
 pub use prune::{required_tokens, stream_labels, Candidate};
 pub use series::IndexStats;
 
