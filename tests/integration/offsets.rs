@@ -17,7 +17,7 @@ use rdkafka::producer::{BaseRecord, Producer};
 use serde_json::Value;
 use skidder_common::testing::{free_port, shared_data_dir, KafkaBroker, MotoServer};
 
-use crate::support::{http_get, metric, sigterm, Guard, TestProducer, BIN};
+use crate::support::{http_get, sigterm, wait_stored, Guard, TestProducer, BIN};
 
 const APPS: [&str; 3] = ["web", "api", "db"];
 const MESSAGES: usize = 600;
@@ -179,21 +179,8 @@ checkpoint_interval_secs = 1
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        assert!(indexer.try_wait().unwrap().is_none(), "indexer exited");
-        let stored = http_get(metrics_port, "/metrics").map_or(0, |m| {
-            metric(
-                &m,
-                "skidder_indexer_stage_records_out_total{stage=\"uploader\"}",
-            )
-        });
-        if stored >= total as u64 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{stored} of {total} stored");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_stored(metrics_port, total as u64, Duration::from_secs(300));
+    assert!(indexer.try_wait().unwrap().is_none(), "indexer exited");
     // A checkpoint past every block (one a second): the compactor takes
     // only blocks a checkpoint has passed.
     std::thread::sleep(Duration::from_secs(3));

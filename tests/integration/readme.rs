@@ -36,7 +36,7 @@ use skidder_common::testing::{free_port, shared_data_dir, KafkaBroker, MotoServe
 
 use rdkafka::producer::Producer;
 
-use crate::support::{aws, http_get, metric, stop_clean, Guard, TestProducer, BIN};
+use crate::support::{aws, http_get, metric, stop_clean, wait_stored, Guard, TestProducer, BIN};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -241,17 +241,7 @@ fn the_readme_operations_commands_run_as_written() {
         .spawn()
         .unwrap(),
     );
-    let started = Instant::now();
-    while http_get(metrics, "/metrics").map_or(0, |m| {
-        metric(
-            &m,
-            r#"skidder_indexer_stage_records_out_total{stage="uploader"}"#,
-        )
-    }) < sent
-    {
-        assert!(started.elapsed() < Duration::from_secs(180), "indexing");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_stored(metrics, sent, Duration::from_secs(180));
     stop_clean(&mut indexer);
 
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use skidder_common::storage::{list_all, S3Store};
 use skidder_common::testing::{free_port, KafkaBroker, MotoServer};
 
-use crate::support::{aws, http_get, metric, sigterm, stop_clean, Guard, TestProducer, BIN};
+use crate::support::{
+    aws, http_get, metric, sigterm, stop_clean, wait_stored, Guard, TestProducer, BIN,
+};
 
 const NS_PER_HOUR: i64 = 3_600_000_000_000;
 const DAY_NS: i64 = 24 * NS_PER_HOUR;
@@ -303,20 +305,7 @@ checkpoint_interval_secs = 1
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let stored = http_get(metrics_port, "/metrics").map_or(0, |m| {
-            metric(
-                &m,
-                r#"skidder_indexer_stage_records_out_total{stage="uploader"}"#,
-            )
-        });
-        if stored >= sent as u64 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "stored {stored} of {sent}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_stored(metrics_port, sent as u64, Duration::from_secs(300));
     let indexer_page = metrics_page(metrics_port);
     stop_clean(&mut indexer);
     // Compact and pack every hour, so archives carry manifests and packs.

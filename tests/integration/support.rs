@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -156,6 +156,25 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<String> {
 }
 
 /// The value of the first sample whose line starts with `name`.
+/// Waits until the indexer serving metrics on `port` has stored at least
+/// `n` records (its uploader's count), failing the test after `within`.
+pub fn wait_stored(port: u16, n: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let stored = http_get(port, "/metrics").map_or(0, |m| {
+            metric(
+                &m,
+                r#"skidder_indexer_stage_records_out_total{stage="uploader"}"#,
+            )
+        });
+        if stored >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "stored {stored} of {n} records");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 pub fn metric(text: &str, name: &str) -> u64 {
     text.lines()
         .find(|l| l.starts_with(name))
