@@ -17,7 +17,7 @@ use rdkafka::producer::{BaseRecord, Producer};
 use serde_json::Value;
 use skidder_common::testing::{free_port, shared_data_dir, KafkaBroker, MotoServer};
 
-use crate::support::{http_get, sigterm, wait_stored, Guard, TestProducer, BIN};
+use crate::support::{http_get, sigterm, wait_checkpointed, wait_stored, Guard, TestProducer, BIN};
 
 const APPS: [&str; 3] = ["web", "api", "db"];
 const MESSAGES: usize = 600;
@@ -181,9 +181,7 @@ checkpoint_interval_secs = 1
     );
     wait_stored(metrics_port, total as u64, Duration::from_secs(300));
     assert!(indexer.try_wait().unwrap().is_none(), "indexer exited");
-    // A checkpoint past every block (one a second): the compactor takes
-    // only blocks a checkpoint has passed.
-    std::thread::sleep(Duration::from_secs(3));
+    wait_checkpointed(&rt, &s3, &["logs"], 2, MESSAGES as i64);
     sigterm(indexer.id());
     assert!(indexer.wait().unwrap().success());
 

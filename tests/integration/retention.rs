@@ -25,7 +25,8 @@ use skidder_common::storage::{list_all, S3Store};
 use skidder_common::testing::{free_port, KafkaBroker, MotoServer};
 
 use crate::support::{
-    aws, http_get, metric, sigterm, stop_clean, wait_stored, Guard, TestProducer, BIN,
+    aws, http_get, metric, sigterm, stop_clean, wait_checkpointed, wait_stored, Guard,
+    TestProducer, BIN,
 };
 
 const NS_PER_HOUR: i64 = 3_600_000_000_000;
@@ -306,6 +307,8 @@ checkpoint_interval_secs = 1
             .unwrap(),
     );
     wait_stored(metrics_port, sent as u64, Duration::from_secs(300));
+    // The compactor below takes only blocks a checkpoint has passed.
+    wait_checkpointed(&rt, &live, &TENANTS, 2, sent as i64);
     let indexer_page = metrics_page(metrics_port);
     stop_clean(&mut indexer);
     // Compact and pack every hour, so archives carry manifests and packs.

@@ -175,6 +175,36 @@ pub fn wait_stored(port: u16, n: u64, within: Duration) {
     }
 }
 
+/// Waits until the partitions' checkpoints (`claims::stored_offset`)
+/// cover `messages` messages in all, on topics that held nothing before:
+/// the compactor takes only blocks a checkpoint has passed.
+pub fn wait_checkpointed(
+    rt: &tokio::runtime::Runtime,
+    store: &dyn skidder_common::storage::ObjectStore,
+    topics: &[&str],
+    partitions: i32,
+    messages: i64,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut covered = 0;
+        for topic in topics {
+            for p in 0..partitions {
+                let stored = skidder_common::claims::stored_offset(store, topic, p);
+                covered += rt.block_on(stored).unwrap().unwrap_or(0);
+            }
+        }
+        if covered >= messages {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "checkpoints cover {covered} of {messages} messages"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 pub fn metric(text: &str, name: &str) -> u64 {
     text.lines()
         .find(|l| l.starts_with(name))
