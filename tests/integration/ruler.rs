@@ -20,7 +20,9 @@ use rdkafka::producer::Producer;
 use serde_json::Value;
 use skidder_common::testing::{free_port, shared_data_dir, KafkaBroker};
 
-use crate::support::{http_get, stop_clean, Guard, TestProducer, BIN};
+use crate::support::{
+    get_json, start_prometheus, stop_clean, tenant_get, wait_http, Guard, TestProducer, BIN,
+};
 
 const RULES: &str = r#"
 groups:
@@ -35,40 +37,6 @@ groups:
       - record: web:lines:count1h
         expr: sum by (level) (count_over_time({__app__="web"}[1h]))
 "#;
-
-fn get_json(url: &str) -> Value {
-    let mut resp = ureq::get(url)
-        .call()
-        .unwrap_or_else(|e| panic!("{url}: {e}"));
-    serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
-}
-
-fn tenant_get(port: u16, path: &str, tenant: &str) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut resp = agent
-        .get(format!("http://127.0.0.1:{port}{path}"))
-        .header("X-Scope-OrgID", tenant)
-        .call()
-        .unwrap();
-    (
-        resp.status().as_u16(),
-        resp.body_mut().read_to_string().unwrap(),
-    )
-}
-
-fn wait_http(port: u16, path: &str, what: &str) {
-    let started = Instant::now();
-    while http_get(port, path).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{what} not ready"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Alertmanager's active WebErrors alerts.
 fn am_alerts(port: u16) -> Vec<Value> {
@@ -114,30 +82,8 @@ fn rules_alert_through_alertmanager_and_record_into_prometheus() {
             .expect("prometheus-alertmanager (Debian's; bash .ci/run installs it)"),
     );
     let prom_port = free_port();
-    std::fs::write(
-        dir.path().join("prom.yml"),
-        "global:\n  scrape_interval: 15s\n",
-    )
-    .unwrap();
-    let _prom = Guard(
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prom.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("prom").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .arg("--web.enable-remote-write-receiver")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (Debian's; bash .ci/run installs it)"),
-    );
+    let _prom = start_prometheus(&dir.path().join("prom"), prom_port);
     wait_http(am_port, "/-/ready", "alertmanager");
-    wait_http(prom_port, "/-/ready", "prometheus");
 
     // The indexer: tenant from the topic, a block every second.
     let store = format!("file://{}", dir.path().join("store").display());

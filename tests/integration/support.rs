@@ -438,3 +438,65 @@ pub fn found_once(base: &str, headers: &[(&str, &str)], n: u64) -> (u64, u64) {
     let once = (1..=n).filter(|i| seen.get(i) == Some(&1)).count() as u64;
     (once, seen.len() as u64)
 }
+
+/// The JSON body of a GET of `url`; the test fails on an error status.
+pub fn get_json(url: &str) -> serde_json::Value {
+    let mut resp = ureq::get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+/// A GET of `path` on 127.0.0.1:`port` as `tenant` (X-Scope-OrgID): its
+/// status and body, whatever the status.
+pub fn tenant_get(port: u16, path: &str, tenant: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .header("X-Scope-OrgID", tenant)
+        .call()
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.body_mut().read_to_string().unwrap(),
+    )
+}
+
+/// Waits until 127.0.0.1:`port` answers `path`, failing after 60 s.
+pub fn wait_http(port: u16, path: &str, what: &str) {
+    let started = Instant::now();
+    while http_get(port, path).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what} not ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Debian's Prometheus on 127.0.0.1:`port`, with its remote-write receiver
+/// on and its data under `dir`; ready when this returns.
+pub fn start_prometheus(dir: &std::path::Path, port: u16) -> Guard {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(&config, "global:\n  scrape_interval: 15s\n").unwrap();
+    let prom = Guard(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian's; bash .ci/run installs it)"),
+    );
+    wait_http(port, "/-/ready", "prometheus");
+    prom
+}
