@@ -4,11 +4,11 @@
 //! them all (`sum by (level) (sum_over_time({…} | json | unwrap took […]))`),
 //! flattening every field of every line (a string per field, most of them
 //! thrown away) is what the query spends its time on. Loki narrows its
-//! parsers the same way. Here the line is still read whole (by simd-json,
-//! with `| json`'s own reader deciding any line simd-json might read
-//! differently), so a line that is not a JSON object is still
-//! `JSONParserErr`, but only the wanted fields become labels; nested
-//! objects are entered only on the way to one.
+//! parsers the same way. Here the line is still read whole (by
+//! [`json_scan`], or simd-json, or `| json`'s own reader, each deciding the
+//! lines the one before cannot read exactly), so a line that is not a JSON
+//! object is still `JSONParserErr`, but only the wanted fields become
+//! labels; nested objects are entered only on the way to one.
 
 use std::collections::BTreeSet;
 
@@ -18,6 +18,7 @@ use simd_json::ValueType;
 use skidder_common::format::tokens::{push_sanitized_key, MAX_FIELD_DEPTH};
 
 use super::eval::{flatten_json, Labels};
+use super::json_scan::{self, Wants};
 use super::{LabelExpr, Stage};
 
 type TapeValue<'t, 'i> = simd_json::value::tape::Value<'t, 'i>;
@@ -79,18 +80,42 @@ impl Wanted {
             .any(|n| n.as_bytes().get(name.len()) == Some(&b'_'))
     }
 
+    /// What a field flattened to `path` is to the query: wanted itself,
+    /// or an object on the way to a wanted field. The names are few, so a
+    /// scan of them beats a lookup per key.
+    fn wants(&self, path: &str) -> Wants {
+        let mut w = Wants::default();
+        for name in &self.names {
+            if let Some(rest) = name.strip_prefix(path) {
+                match rest.as_bytes().first() {
+                    None => w.value = true,
+                    Some(b'_') => w.object = true,
+                    Some(_) => {}
+                }
+            }
+        }
+        w
+    }
+
     /// The wanted fields of `line`, flattened as `| json` names them, in
     /// the same order. `false` if the line is not a JSON object.
     ///
-    /// simd-json reads the line, several times faster than serde_json; a
+    /// [`json_scan`] reads most lines, checking them but copying only the
+    /// wanted fields. Where it gives up, simd-json reads the line, several times faster than serde_json; a
     /// line it refuses, or whose reading could differ (see
     /// [`Wanted::read_fast`]), goes to `| json`'s own reader, so a line is
     /// an error exactly when `| json` says it is, and its fields are
     /// the same.
     pub fn read(&self, line: &str, out: &mut Labels) -> bool {
         let start = out.len();
-        if line.starts_with('{') && self.read_fast(line, out) {
-            return true;
+        if line.starts_with('{') {
+            if json_scan::read(line, &|path| self.wants(path), out).is_some() {
+                return true;
+            }
+            out.truncate(start);
+            if self.read_fast(line, out) {
+                return true;
+            }
         }
         out.truncate(start);
         match serde_json::from_str::<Value>(line) {

@@ -1,0 +1,517 @@
+//! A one-pass reader for a narrowed `| json`: it checks that the line is
+//! a JSON object and copies out only the wanted fields, jumping through
+//! strings with `memchr` and never building a tree or tape. On the
+//! benchmark's 1.35 KB lines, of which an unwrap wants two fields, most
+//! of the line is a nested object nobody asked for, and this only checks
+//! its syntax.
+//!
+//! It answers only where it reads the line exactly as serde_json would
+//! (`| json`'s full reader), and gives up (`None`) otherwise, so the caller
+//! reads the line the slower way: a control character anywhere, a `\u`
+//! escape, an escaped key, an exponent, a float or an integer beyond 64
+//! bits in a wanted field, a number of more than 300 digits, or nesting
+//! deeper than serde_json allows. Where it answers, the line is a JSON
+//! object, and the fields are the full reader's, in its order: keys
+//! sorted at each level, the last of equal keys winning.
+
+use memchr::memchr2;
+use skidder_common::format::tokens::{push_sanitized_key, MAX_FIELD_DEPTH};
+
+use super::eval::Labels;
+
+/// What a flattened field name is to the query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Wants {
+    /// A scalar here is wanted.
+    pub value: bool,
+    /// An object here leads to a wanted field.
+    pub object: bool,
+}
+
+impl Wants {
+    fn any(self) -> bool {
+        self.value || self.object
+    }
+}
+
+/// serde_json's recursion limit is 128; stay well inside it.
+const MAX_NESTING: usize = 100;
+/// A number longer than this might not fit an `f64`; serde_json refuses those.
+const MAX_NUMBER_DIGITS: usize = 300;
+
+/// The wanted fields of `line` appended to `out`, or `None` (with `out`
+/// possibly half written: the caller truncates) where this reader cannot
+/// answer exactly.
+pub fn read(line: &str, wants: &dyn Fn(&str) -> Wants, out: &mut Labels) -> Option<()> {
+    let b = line.as_bytes();
+    // Only the space is read as whitespace, and no string holds a control
+    // character: both are then true of a line with none.
+    if b.iter().fold(false, |seen, &c| seen | (c < 0x20)) {
+        return None;
+    }
+    let mut scan = Scan { line, b, i: 0 };
+    scan.expect(b'{')?;
+    scan.object(&mut String::new(), 0, wants, out)?;
+    scan.spaces();
+    (scan.i == b.len()).then_some(())
+}
+
+/// A value of a wanted key, kept until the object's keys are sorted.
+enum Found {
+    Label(String),
+    Labels(Labels),
+    Nothing,
+}
+
+struct Scan<'l> {
+    line: &'l str,
+    b: &'l [u8],
+    i: usize,
+}
+
+impl<'l> Scan<'l> {
+    fn spaces(&mut self) {
+        while self.b.get(self.i) == Some(&b' ') {
+            self.i += 1;
+        }
+    }
+
+    fn expect(&mut self, c: u8) -> Option<()> {
+        (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
+    }
+
+    /// After `{`: the object's wanted fields, flattened under `path`.
+    fn object(
+        &mut self,
+        path: &mut String,
+        depth: usize,
+        wants: &dyn Fn(&str) -> Wants,
+        out: &mut Labels,
+    ) -> Option<()> {
+        if depth >= MAX_NESTING {
+            return None;
+        }
+        let mut found: Vec<(&'l str, Found)> = Vec::new();
+        self.spaces();
+        if self.expect(b'}').is_some() {
+            return Some(());
+        }
+        loop {
+            self.expect(b'"')?;
+            let (key, escaped) = self.string()?;
+            if escaped {
+                return None;
+            }
+            self.spaces();
+            self.expect(b':')?;
+            self.spaces();
+            let restore = path.len();
+            if depth > 0 || key.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+                path.push('_');
+            }
+            push_sanitized_key(path, key);
+            let w = wants(path);
+            if w.any() {
+                let value = self.wanted_value(path, depth, w, wants)?;
+                found.push((key, value));
+            } else {
+                self.skip_value(depth + 1)?;
+            }
+            path.truncate(restore);
+            self.spaces();
+            match self.b.get(self.i) {
+                Some(b',') => {
+                    self.i += 1;
+                    self.spaces();
+                }
+                Some(b'}') => {
+                    self.i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        // Stable: of equal keys the last stays last; keep only it.
+        found.sort_by(|a, b| a.0.cmp(b.0));
+        let mut found = found.into_iter().peekable();
+        while let Some((key, value)) = found.next() {
+            if found.peek().is_some_and(|next| next.0 == key) {
+                continue;
+            }
+            match value {
+                Found::Label(text) => {
+                    let restore = path.len();
+                    if depth > 0 || key.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+                        path.push('_');
+                    }
+                    push_sanitized_key(path, key);
+                    out.push((path.clone(), text));
+                    path.truncate(restore);
+                }
+                Found::Labels(labels) => out.extend(labels),
+                Found::Nothing => {}
+            }
+        }
+        Some(())
+    }
+
+    /// The value at `path`, which the query wants as a scalar or as an
+    /// object on the way to one.
+    fn wanted_value(
+        &mut self,
+        path: &mut String,
+        depth: usize,
+        w: Wants,
+        wants: &dyn Fn(&str) -> Wants,
+    ) -> Option<Found> {
+        let start = self.i;
+        match *self.b.get(self.i)? {
+            b'{' if w.object && depth + 1 < MAX_FIELD_DEPTH => {
+                self.i += 1;
+                let mut labels = Labels::new();
+                self.object(path, depth + 1, wants, &mut labels)?;
+                Some(Found::Labels(labels))
+            }
+            b'"' if w.value => {
+                self.i += 1;
+                let (text, escaped) = self.string()?;
+                Some(Found::Label(if escaped {
+                    unescape(text)
+                } else {
+                    text.to_owned()
+                }))
+            }
+            b'-' | b'0'..=b'9' if w.value => {
+                let integer = self.number()?;
+                let text = &self.line[start..self.i];
+                let exact = integer
+                    && text != "-0"
+                    && if text.starts_with('-') {
+                        text.parse::<i64>().is_ok()
+                    } else {
+                        text.parse::<u64>().is_ok()
+                    };
+                exact.then(|| Found::Label(text.to_owned()))
+            }
+            b't' if w.value => {
+                self.literal(b"true")?;
+                Some(Found::Label("true".to_owned()))
+            }
+            b'f' if w.value => {
+                self.literal(b"false")?;
+                Some(Found::Label("false".to_owned()))
+            }
+            _ => {
+                self.skip_value(depth + 1)?;
+                Some(Found::Nothing)
+            }
+        }
+    }
+
+    /// After `"`: the string's raw text, and whether it holds escapes.
+    fn string(&mut self) -> Option<(&'l str, bool)> {
+        let start = self.i;
+        let mut escaped = false;
+        loop {
+            let at = self.i + memchr2(b'"', b'\\', &self.b[self.i..])?;
+            if self.b[at] == b'"' {
+                self.i = at + 1;
+                return Some((&self.line[start..at], escaped));
+            }
+            match self.b.get(at + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                _ => return None,
+            }
+            escaped = true;
+            self.i = at + 2;
+        }
+    }
+
+    /// A number, checked against JSON's grammar; whether it is an integer.
+    fn number(&mut self) -> Option<bool> {
+        let start = self.i;
+        self.expect(b'-');
+        match self.b.get(self.i)? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        let mut integer = true;
+        if self.expect(b'.').is_some() {
+            integer = false;
+            let from = self.i;
+            self.digits();
+            if self.i == from {
+                return None;
+            }
+        }
+        if matches!(self.b.get(self.i), Some(b'e' | b'E')) {
+            return None;
+        }
+        (self.i - start <= MAX_NUMBER_DIGITS).then_some(integer)
+    }
+
+    fn digits(&mut self) {
+        while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+            self.i += 1;
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        self.b[self.i..]
+            .starts_with(word)
+            .then(|| self.i += word.len())
+    }
+
+    /// Any value, checked but not kept.
+    fn skip_value(&mut self, depth: usize) -> Option<()> {
+        if depth >= MAX_NESTING {
+            return None;
+        }
+        match *self.b.get(self.i)? {
+            b'"' => {
+                self.i += 1;
+                self.string().map(drop)
+            }
+            b'{' => {
+                self.i += 1;
+                self.skip_items(b'}', depth, true)
+            }
+            b'[' => {
+                self.i += 1;
+                self.skip_items(b']', depth, false)
+            }
+            b'-' | b'0'..=b'9' => self.number().map(drop),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => None,
+        }
+    }
+
+    /// After `{` or `[`: the members up to `close`, checked.
+    fn skip_items(&mut self, close: u8, depth: usize, keyed: bool) -> Option<()> {
+        self.spaces();
+        if self.expect(close).is_some() {
+            return Some(());
+        }
+        loop {
+            if keyed {
+                self.expect(b'"')?;
+                self.string()?;
+                self.spaces();
+                self.expect(b':')?;
+                self.spaces();
+            }
+            self.skip_value(depth + 1)?;
+            self.spaces();
+            match self.b.get(self.i) {
+                Some(b',') => {
+                    self.i += 1;
+                    self.spaces();
+                }
+                Some(&c) if c == close => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// A string's text with its escapes (all but `\u`) read.
+fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        out.push(match chars.next() {
+            Some('b') => '\u{8}',
+            Some('f') => '\u{c}',
+            Some('n') => '\n',
+            Some('r') => '\r',
+            Some('t') => '\t',
+            Some(other) => other,
+            None => break,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logql::eval::flatten_json;
+
+    /// Wants for a set of flattened names, as the narrowed `| json` asks.
+    fn wants_of(names: &[String]) -> impl Fn(&str) -> Wants + '_ {
+        move |path| {
+            let mut w = Wants::default();
+            for n in names {
+                if let Some(rest) = n.strip_prefix(path) {
+                    match rest.as_bytes().first() {
+                        None => w.value = true,
+                        Some(b'_') => w.object = true,
+                        Some(_) => {}
+                    }
+                }
+            }
+            w
+        }
+    }
+
+    /// Where the scanner answers, serde_json reads an object and its
+    /// flattened fields, of those wanted, are the scanner's, in order.
+    /// Returns whether the scanner answered.
+    fn agrees(line: &str, names: &[String]) -> bool {
+        let mut got = Labels::new();
+        if read(line, &wants_of(names), &mut got).is_none() {
+            return false;
+        }
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("answered a line serde_json refuses ({e}): {line}"));
+        assert!(v.is_object(), "{line}");
+        let mut full = Labels::new();
+        flatten_json(&v, &mut full);
+        full.retain(|(k, _)| names.contains(k));
+        assert_eq!(got, full, "{line} {names:?}");
+        true
+    }
+
+    fn names(n: &[&str]) -> Vec<String> {
+        n.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn reads_the_wanted_fields_as_the_full_reader_does() {
+        let all = names(&[
+            "level",
+            "net_dst_port",
+            "net_src_ip",
+            "n",
+            "ok",
+            "x",
+            "a_b",
+            "_1st",
+            "list",
+            "deep_er_est",
+            "net",
+            "s",
+            "t",
+        ]);
+        let answered = [
+            r#"{"level":"info","net":{"dst_port":443,"src":{"ip":"10.0.0.1"}},"ok":true,"x":null}"#,
+            r#"{"net_dst_port":"top","net":{"dst_port":80}}"#,
+            r#"{"1st":"d","list":[1,{"a":[]},"x"],"deep":{"er":{"est":"z"}}}"#,
+            r#"{ "level" : "w\"a\\r\/n\tx" , "net" : "not an object" }  "#,
+            r#"{"n":1,"n":2,"level":"x","level":{"a":1}}"#,
+            r#"{"n":2,"n":null,"net":{"dst_port":1},"net":7}"#,
+            r#"{"n":18446744073709551615,"x":-9223372036854775808,"a":{"b":2},"a_b":0}"#,
+            r#"{"s":"ünï😀","t":false,"other":-1.5,"more":[true,false,null,0,-0.25]}"#,
+            r#"{}"#,
+        ];
+        for line in answered {
+            assert!(agrees(line, &all), "gave up on {line}");
+            assert!(agrees(line, &names(&["net_dst_port"])), "{line}");
+            assert!(agrees(line, &[]), "{line}");
+        }
+    }
+
+    #[test]
+    fn gives_up_where_it_cannot_read_exactly() {
+        let all = names(&["a", "k"]);
+        for line in [
+            r#"{"a":"\u0077"}"#,
+            r#"{"k\"ey":1}"#,
+            r#"{"a":1.5}"#,
+            r#"{"a":-0}"#,
+            r#"{"a":18446744073709551616}"#,
+            r#"{"b":1e3}"#,
+            "{\"a\":\"tab\there\"}",
+            "{\"a\":1}\n",
+            r#"{"a":1"#,
+            r#"{"a":1} x"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":1,}"#,
+            r#"{"a" 1}"#,
+            r#"{'a':1}"#,
+        ] {
+            let mut got = Labels::new();
+            assert!(read(line, &wants_of(&all), &mut got).is_none(), "{line}");
+        }
+        let deep = format!("{}1{}", r#"{"a":"#.repeat(120), "}".repeat(120));
+        assert!(read(&deep, &wants_of(&all), &mut Labels::new()).is_none());
+        let long = format!(r#"{{"b":{}}}"#, "9".repeat(400));
+        assert!(read(&long, &wants_of(&all), &mut Labels::new()).is_none());
+    }
+
+    /// Real JSON log lines, whole and mutated byte by byte: whatever the
+    /// scanner answers, serde_json agrees with.
+    #[test]
+    fn real_lines_and_their_mutations_agree_with_the_full_reader() {
+        let dir = skidder_common::testing::shared_data_dir();
+        let mut lines = Vec::new();
+        for file in [
+            "zeek/dns.json",
+            "zeek/ssl.json",
+            "zeek/x509.json",
+            "zeek/smtp.json",
+            "zeek/weird.json",
+            "suricata/first-org-conf-2015.ndjson",
+            "elastic/nginxplus_status.ndjson",
+        ] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            lines.extend(text.lines().take(40).map(str::to_owned));
+        }
+        let (mut answered, mut objects) = (0, 0);
+        for line in &lines {
+            let Ok(serde_json::Value::Object(_)) = serde_json::from_str(line) else {
+                continue;
+            };
+            objects += 1;
+            let mut full = Labels::new();
+            flatten_json(&serde_json::from_str(line).unwrap(), &mut full);
+            // Every field; the last one; the text fields (it gives up on a
+            // wanted float, and these lines are full of them).
+            let every: Vec<String> = full.iter().map(|(k, _)| k.clone()).collect();
+            let one = every.iter().rev().take(1).cloned().collect::<Vec<_>>();
+            let texts: Vec<String> = full
+                .iter()
+                .filter(|(_, v)| v.parse::<f64>().is_err())
+                .map(|(k, _)| k.clone())
+                .collect();
+            if agrees(line, &texts) {
+                answered += 1;
+            }
+            agrees(line, &every);
+            agrees(line, &one);
+            if objects % 8 != 1 {
+                continue;
+            }
+            for i in (0..line.len()).step_by(17) {
+                for with in ["\"", "\\", "{", "}", "]", ",", ":", "0", "-", "."] {
+                    let mut m = line.as_bytes().to_vec();
+                    m[i] = with.as_bytes()[0];
+                    if let Ok(m) = String::from_utf8(m) {
+                        agrees(&m, &every);
+                        agrees(&m, &one);
+                    }
+                }
+                if line.is_char_boundary(i) {
+                    agrees(&line[..i], &every);
+                }
+            }
+        }
+        assert!(
+            objects > 100 && answered * 10 >= objects * 9,
+            "answered {answered} of {objects} real lines"
+        );
+    }
+}
