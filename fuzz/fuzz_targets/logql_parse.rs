@@ -25,7 +25,8 @@ fuzz_target!(|data: &[u8]| {
             // itself, with a stream label a template may read.
             let stream = vec![("level".to_owned(), src.to_owned())];
             let mut extracted = Vec::new();
-            let _ = LinePipeline::new(&q).eval(1_700_000_000_000_000_000, src, &stream, &mut extracted);
+            let _ =
+                LinePipeline::new(&q).eval(1_700_000_000_000_000_000, src, &stream, &mut extracted);
         }
         Ok(Query::Metric(e)) => {
             let _ = e.log_query();

@@ -22,7 +22,11 @@ fn check(bytes: &[u8]) {
         return;
     };
     // Whatever decodes re-encodes to the same bytes: one reading per pack.
-    assert_eq!(pack::encode(&members), bytes, "pack changed in a round trip");
+    assert_eq!(
+        pack::encode(&members),
+        bytes,
+        "pack changed in a round trip"
+    );
     for m in &members {
         let _ = BlockIndex::decode(m.index);
     }

@@ -60,21 +60,19 @@ pub fn decompress(
                 format!("LZ4 block of {block_len} bytes exceeds the limit"),
             ));
         }
+        // Room for the whole block, zeroed once: its chunks fill it in turn.
+        let block_start = out.len();
+        out.resize(block_start + block_len, 0);
         let mut produced = 0;
         while produced < block_len {
             let at = base + c.position();
             let clen = c.u32_be()? as usize;
             let chunk = c.take(clen)?;
-            let dst_start = out.len();
-            out.resize(dst_start + (block_len - produced), 0);
-            let n =
-                lz4_flex::block::decompress_into(chunk, &mut out[dst_start..]).map_err(|e| {
-                    FormatError::Lz4 {
-                        offset: at,
-                        reason: e.to_string(),
-                    }
+            let n = lz4_flex::block::decompress_into(chunk, &mut out[block_start + produced..])
+                .map_err(|e| FormatError::Lz4 {
+                    offset: at,
+                    reason: e.to_string(),
                 })?;
-            out.truncate(dst_start + n);
             if n == 0 {
                 return Err(FormatError::corrupt(
                     at,
@@ -107,6 +105,25 @@ mod tests {
             let mut dec = Vec::new();
             let _ = decompress(&data, 0, 1 << 20, &mut dec);
         }
+    }
+
+    /// Hadoop's writer may split a block into several compressed chunks
+    /// (ours writes one): they fill the block in turn, after what `out`
+    /// already held.
+    #[test]
+    fn a_block_of_several_chunks_reads_whole() {
+        let parts: [&[u8]; 3] = [b"first chunk, ", b"second chunk, ", b"third"];
+        let whole = parts.concat();
+        let mut enc = Vec::new();
+        enc.extend_from_slice(&(whole.len() as u32).to_be_bytes());
+        for part in parts {
+            let chunk = lz4_flex::block::compress(part);
+            enc.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
+            enc.extend_from_slice(&chunk);
+        }
+        let mut dec = b"kept ".to_vec();
+        decompress(&enc, 0, 1 << 20, &mut dec).unwrap();
+        assert_eq!(dec, [&b"kept "[..], &whole].concat());
     }
 
     #[test]

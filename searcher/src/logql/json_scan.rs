@@ -14,7 +14,6 @@
 //! object, and the fields are the full reader's, in its order: keys
 //! sorted at each level, the last of equal keys winning.
 
-use memchr::memchr2;
 use skidder_common::format::tokens::{push_sanitized_key, MAX_FIELD_DEPTH};
 
 use super::eval::Labels;
@@ -29,6 +28,21 @@ pub struct Wants {
 }
 
 impl Wants {
+    /// What `path` is to a query that wants the fields flattened to `names`.
+    pub fn of<'n>(names: impl IntoIterator<Item = &'n str>, path: &str) -> Wants {
+        let mut w = Wants::default();
+        for name in names {
+            if let Some(rest) = name.strip_prefix(path) {
+                match rest.as_bytes().first() {
+                    None => w.value = true,
+                    Some(b'_') => w.object = true,
+                    Some(_) => {}
+                }
+            }
+        }
+        w
+    }
+
     fn any(self) -> bool {
         self.value || self.object
     }
@@ -49,7 +63,12 @@ pub fn read(line: &str, wants: &dyn Fn(&str) -> Wants, out: &mut Labels) -> Opti
     if b.iter().fold(false, |seen, &c| seen | (c < 0x20)) {
         return None;
     }
-    let mut scan = Scan { line, b, i: 0 };
+    let mut scan = Scan {
+        line,
+        b,
+        i: 0,
+        marks: Marks::new(b),
+    };
     scan.expect(b'{')?;
     scan.object(&mut String::new(), 0, wants, out)?;
     scan.spaces();
@@ -67,6 +86,7 @@ struct Scan<'l> {
     line: &'l str,
     b: &'l [u8],
     i: usize,
+    marks: Marks<'l>,
 }
 
 impl<'l> Scan<'l> {
@@ -109,7 +129,7 @@ impl<'l> Scan<'l> {
             if depth > 0 || key.as_bytes().first().is_some_and(u8::is_ascii_digit) {
                 path.push('_');
             }
-            push_sanitized_key(path, key);
+            push_key(path, key);
             let w = wants(path);
             if w.any() {
                 let value = self.wanted_value(path, depth, w, wants)?;
@@ -144,7 +164,7 @@ impl<'l> Scan<'l> {
                     if depth > 0 || key.as_bytes().first().is_some_and(u8::is_ascii_digit) {
                         path.push('_');
                     }
-                    push_sanitized_key(path, key);
+                    push_key(path, key);
                     out.push((path.clone(), text));
                     path.truncate(restore);
                 }
@@ -213,7 +233,7 @@ impl<'l> Scan<'l> {
         let start = self.i;
         let mut escaped = false;
         loop {
-            let at = self.i + memchr2(b'"', b'\\', &self.b[self.i..])?;
+            let at = self.marks.next_from(self.i)?;
             if self.b[at] == b'"' {
                 self.i = at + 1;
                 return Some((&self.line[start..at], escaped));
@@ -320,6 +340,80 @@ impl<'l> Scan<'l> {
     }
 }
 
+/// The `"` and `\` of a line, 64 bytes at a time as a bit mask, rather
+/// than a search per string: most strings are a few bytes long, and a
+/// search costs more to start than to run over them.
+struct Marks<'l> {
+    b: &'l [u8],
+    /// Start of the 64 bytes `bits` covers.
+    chunk: usize,
+    bits: u64,
+}
+
+impl<'l> Marks<'l> {
+    fn new(b: &'l [u8]) -> Self {
+        Marks {
+            b,
+            chunk: 0,
+            bits: Self::mask(b, 0),
+        }
+    }
+
+    /// Bit k set where `b[at + k]` is `"` or `\`: eight bytes at a time
+    /// (SWAR), as no loop over single bytes compiles to vector code here.
+    fn mask(b: &[u8], at: usize) -> u64 {
+        if let Some(chunk) = b.get(at..at + 64) {
+            let (words, _) = chunk.as_chunks::<8>();
+            return words.iter().enumerate().fold(0, |m, (w, word)| {
+                m | word_marks(u64::from_le_bytes(*word)) << (8 * w)
+            });
+        }
+        let rest = b.get(at..).unwrap_or_default();
+        rest.iter()
+            .enumerate()
+            .fold(0, |m, (k, &c)| m | u64::from(c == b'"' || c == b'\\') << k)
+    }
+
+    /// The first mark at or after `i`.
+    fn next_from(&mut self, i: usize) -> Option<usize> {
+        if i >= self.chunk + 64 {
+            self.chunk = i & !63;
+            self.bits = Self::mask(self.b, self.chunk);
+        }
+        if i > self.chunk {
+            self.bits &= u64::MAX << (i - self.chunk);
+        }
+        while self.bits == 0 {
+            self.chunk += 64;
+            if self.chunk >= self.b.len() {
+                return None;
+            }
+            self.bits = Self::mask(self.b, self.chunk);
+        }
+        Some(self.chunk + self.bits.trailing_zeros() as usize)
+    }
+}
+
+/// Bit k set where byte k of `w` (little-endian) is `"` or `\`.
+fn word_marks(w: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    // High bit of each byte set exactly where that byte of `x` is zero.
+    let zero = |x: u64| !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
+    let hits = zero(w ^ 0x2222_2222_2222_2222) | zero(w ^ 0x5c5c_5c5c_5c5c_5c5c);
+    // Gather the eight high bits into the low byte.
+    ((hits >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
+}
+
+/// `key` sanitised onto `path`, as `| json` names fields; most keys need
+/// no change and are copied whole.
+fn push_key(path: &mut String, key: &str) {
+    if key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+        path.push_str(key);
+    } else {
+        push_sanitized_key(path, key);
+    }
+}
+
 /// A string's text with its escapes (all but `\u`) read.
 fn unescape(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
@@ -349,19 +443,7 @@ mod tests {
 
     /// Wants for a set of flattened names, as the narrowed `| json` asks.
     fn wants_of(names: &[String]) -> impl Fn(&str) -> Wants + '_ {
-        move |path| {
-            let mut w = Wants::default();
-            for n in names {
-                if let Some(rest) = n.strip_prefix(path) {
-                    match rest.as_bytes().first() {
-                        None => w.value = true,
-                        Some(b'_') => w.object = true,
-                        Some(_) => {}
-                    }
-                }
-            }
-            w
-        }
+        move |path| Wants::of(names.iter().map(String::as_str), path)
     }
 
     /// Where the scanner answers, serde_json reads an object and its
@@ -450,6 +532,46 @@ mod tests {
         assert!(read(&deep, &wants_of(&all), &mut Labels::new()).is_none());
         let long = format!(r#"{{"b":{}}}"#, "9".repeat(400));
         assert!(read(&long, &wants_of(&all), &mut Labels::new()).is_none());
+    }
+
+    /// The bit masks find exactly the `"` and `\\` bytes, from any start,
+    /// next to bytes that differ from them by one bit (the SWAR's edge).
+    #[test]
+    fn marks_are_every_quote_and_backslash() {
+        let alphabet = [
+            b'"', b'\\', 0xa2, 0xdc, 0x21, 0x23, 0x5b, 0x5d, 0x02, 0x7f, 0, b'a',
+        ];
+        let mut seed = 7u64;
+        for len in [0, 1, 7, 8, 9, 63, 64, 65, 127, 128, 200] {
+            let line: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    alphabet[(seed >> 33) as usize % alphabet.len()]
+                })
+                .collect();
+            let want: Vec<usize> = (0..len)
+                .filter(|&i| line[i] == b'"' || line[i] == b'\\')
+                .collect();
+            for from in 0..=len {
+                let first = want.iter().copied().find(|&p| p >= from);
+                assert_eq!(Marks::new(&line).next_from(from), first, "{len} {from}");
+            }
+            let mut marks = Marks::new(&line);
+            let (mut got, mut i) = (Vec::new(), 0);
+            while let Some(p) = marks.next_from(i) {
+                got.push(p);
+                i = p + 1 + p % 3;
+            }
+            let mut walked = Vec::new();
+            let mut i = 0;
+            while let Some(p) = want.iter().copied().find(|&p| p >= i) {
+                walked.push(p);
+                i = p + 1 + p % 3;
+            }
+            assert_eq!(got, walked, "{len}");
+        }
     }
 
     /// Real JSON log lines, whole and mutated byte by byte: whatever the

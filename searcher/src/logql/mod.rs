@@ -10,7 +10,7 @@
 pub mod eval;
 mod format;
 pub mod ip;
-mod json_scan;
+pub mod json_scan;
 mod narrow;
 mod parser;
 pub mod pattern;

@@ -84,17 +84,7 @@ impl Wanted {
     /// or an object on the way to a wanted field. The names are few, so a
     /// scan of them beats a lookup per key.
     fn wants(&self, path: &str) -> Wants {
-        let mut w = Wants::default();
-        for name in &self.names {
-            if let Some(rest) = name.strip_prefix(path) {
-                match rest.as_bytes().first() {
-                    None => w.value = true,
-                    Some(b'_') => w.object = true,
-                    Some(_) => {}
-                }
-            }
-        }
-        w
+        Wants::of(self.names.iter().map(String::as_str), path)
     }
 
     /// The wanted fields of `line`, flattened as `| json` names them, in
