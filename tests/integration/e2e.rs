@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use skidder_common::storage::{list_all, S3Store};
 use skidder_common::testing::{free_port, KafkaBroker, MotoServer};
 
-use crate::support::{dump, http_get, inspect, metric, sigterm, Guard, TestProducer, BIN};
+use crate::support::{agent, dump, http_get, inspect, metric, sigterm, Guard, TestProducer, BIN};
 
 const BASE_TS_MS: i64 = 1_700_000_000_000;
 
@@ -436,10 +436,7 @@ fn search_checks(moto: &MotoServer, expected: &[Expected], sliced_hour: i64) {
             .unwrap(),
     );
     let base = format!("http://127.0.0.1:{port}");
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = agent();
     let deadline = Instant::now() + Duration::from_secs(30);
     while agent.get(format!("{base}/ready")).call().is_err() {
         assert!(searcher.try_wait().unwrap().is_none(), "searcher exited");

@@ -14,7 +14,7 @@ use skidder_common::format::layout::{decode_component, valid_tenant};
 use skidder_common::testing::{free_port, KafkaBroker};
 
 use crate::exactly_once::{spawn_searcher, wait_stored, LocalRun};
-use crate::support::{dump, http_get, metric, sigterm, TestProducer};
+use crate::support::{agent, dump, http_get, metric, sigterm, TestProducer};
 
 const TOPIC: &str = "hostile";
 const KAFKA_TS_MS: i64 = 1_700_000_000_000;
@@ -65,11 +65,7 @@ fn logql_string(s: &str) -> String {
 
 /// `query_range` for one tenant: (status, body).
 fn query(url: &str, tenant: &str, q: &str, start: i64, end: i64) -> (u16, serde_json::Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut resp = agent
+    let mut resp = agent()
         .get(format!("{url}/loki/api/v1/query_range"))
         .header("X-Scope-OrgID", tenant)
         .query("query", q)

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use skidder_common::testing::free_port;
 
-use crate::support::{sigterm, Demo, Guard, BIN};
+use crate::support::{agent, sigterm, Demo, Guard, BIN};
 
 struct Fixture {
     demo: Guard,
@@ -65,13 +65,6 @@ fn fixture() -> Fixture {
         std::thread::sleep(Duration::from_millis(100));
     }
     f
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
 }
 
 /// GET with query parameters and headers: (status, content type, body).

@@ -410,10 +410,9 @@ fn check_tail(env: &Env, cmd: &str, kafka: &KafkaBroker, expect: &Expect) {
     wait("no history", &|| real(&shown).len() >= history.len());
 
     let mut producer = TestProducer::new(&kafka.bootstrap());
-    let mut send = |app: &str, ts: i64, line: &str| {
+    let send = |producer: &mut TestProducer, app: &str, ts: i64, line: &str| {
         let rec = serde_json::json!({"ts": ts, "app": app, "message": line});
         producer.send("acme", app, rec.to_string().as_bytes(), ts);
-        producer.inner.flush(Duration::from_secs(30)).unwrap();
     };
     let started = Instant::now();
     while !shown.lock().unwrap().iter().any(|l| l.contains("warm-up")) {
@@ -421,22 +420,21 @@ fn check_tail(env: &Env, cmd: &str, kafka: &KafkaBroker, expect: &Expect) {
             started.elapsed() < Duration::from_secs(60),
             "{cmd}: no warm-up line"
         );
-        send(
-            "web",
-            chrono::Utc::now().timestamp_millis(),
-            "ERROR warm-up",
-        );
+        let now = chrono::Utc::now().timestamp_millis();
+        send(&mut producer, "web", now, "ERROR warm-up");
+        producer.inner.flush(Duration::from_secs(30)).unwrap();
         std::thread::sleep(Duration::from_millis(300));
     }
     let base = chrono::Utc::now().timestamp_millis();
     let mut live = Vec::new();
     for (j, line) in lines().into_iter().skip(1200).take(300).enumerate() {
         let app = ["web", "api"][j % 2];
-        send(app, base + j as i64, &line);
+        send(&mut producer, app, base + j as i64, &line);
         if app == "web" && line.contains("ERROR") {
             live.push(line);
         }
     }
+    producer.finish();
     assert!(!live.is_empty(), "lines the tail must show are produced");
     let want: Vec<&str> = history
         .iter()

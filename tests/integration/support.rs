@@ -447,14 +447,19 @@ pub fn get_json(url: &str) -> serde_json::Value {
     serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
 }
 
+/// An HTTP client that hands back error statuses as responses, for tests
+/// that check them.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
 /// A GET of `path` on 127.0.0.1:`port` as `tenant` (X-Scope-OrgID): its
 /// status and body, whatever the status.
 pub fn tenant_get(port: u16, path: &str, tenant: &str) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut resp = agent
+    let mut resp = agent()
         .get(format!("http://127.0.0.1:{port}{path}"))
         .header("X-Scope-OrgID", tenant)
         .call()

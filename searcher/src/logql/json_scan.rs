@@ -195,8 +195,10 @@ impl<'l> Scan<'l> {
             b'"' if w.value => {
                 self.i += 1;
                 let (text, escaped) = self.string()?;
+                // An escaped value is rare: serde_json reads it, exactly as
+                // the full reader does.
                 Some(Found::Label(if escaped {
-                    unescape(text)
+                    serde_json::from_str(&self.line[start..self.i]).ok()?
                 } else {
                     text.to_owned()
                 }))
@@ -412,28 +414,6 @@ fn push_key(path: &mut String, key: &str) {
     } else {
         push_sanitized_key(path, key);
     }
-}
-
-/// A string's text with its escapes (all but `\u`) read.
-fn unescape(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        out.push(match chars.next() {
-            Some('b') => '\u{8}',
-            Some('f') => '\u{c}',
-            Some('n') => '\n',
-            Some('r') => '\r',
-            Some('t') => '\t',
-            Some(other) => other,
-            None => break,
-        });
-    }
-    out
 }
 
 #[cfg(test)]
