@@ -29,10 +29,19 @@ const TAKEOVER_BOUND: Duration = Duration::from_secs(60);
 
 /// Blocks stay open for 4 s, so a frozen indexer always holds some; it
 /// cuts and uploads them as soon as it wakes. Skidder's default session.
+///
+/// `max.poll.interval.ms` is also the group's rebalance timeout: how long
+/// the coordinator may wait for a member to rejoin. A freeze that catches
+/// an indexer in the middle of a rebalance could then hold the group for
+/// librdkafka's default 300 s, past the bound below (one failure in about
+/// ten CI runs, whose logs were lost). 30 s keeps that case inside it; an
+/// unfrozen indexer polls many times a second.
 const CONFIG: &str = r#"
 [kafka]
 commit_interval_ms = 200
 batch_messages = 500
+[kafka.properties]
+"max.poll.interval.ms" = "30000"
 [blocks]
 target_bytes = 1048576
 flush_interval_secs = 4

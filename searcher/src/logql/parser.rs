@@ -1039,6 +1039,27 @@ impl<'a> Parser<'a> {
             (None, Some(RangeFn::Rate)) if unwrap.is_some() => Some(UnwrapFn::Rate),
             (None, _) => None,
         };
+        // Loki groups inside a range function only where the function
+        // keeps one value of many (or a statistic of them); it refuses
+        // `sum_over_time(…) by (x)`, unwrapped `rate` and `rate_counter`,
+        // and `absent_over_time` with an unwrap, rather than summing
+        // per group.
+        let groups = matches!(
+            values,
+            Some(
+                UnwrapFn::Avg
+                    | UnwrapFn::Stddev
+                    | UnwrapFn::Stdvar
+                    | UnwrapFn::Quantile(_)
+                    | UnwrapFn::Min
+                    | UnwrapFn::Max
+                    | UnwrapFn::First
+                    | UnwrapFn::Last
+            )
+        );
+        if grouping.is_some() && unwrap.is_some() && !groups {
+            return self.err(format!("grouping not allowed for {name} aggregation"));
+        }
         match (values, lines, unwrap) {
             (Some(func), _, Some(unwrap)) => Ok(MetricExpr::Unwrapped {
                 func,

@@ -128,7 +128,13 @@ async fn range_functions_over_unwrapped_values_answer_as_loki_does() {
         ("last_over_time", 300.0, 500.0),     // the 20 s line
         ("rate", 400.0 / 60.0, 500.0 / 60.0), // the sum per second of 1m
     ] {
-        let q = format!("{func}({sel} | unwrap latency_ms | __error__=\"\" [1m]) by (level)");
+        // Loki groups inside the statistics only; a sum or a rate is
+        // grouped outside, which adds up the lines' series alike.
+        let inner = format!("{func}({sel} | unwrap latency_ms | __error__=\"\" [1m])");
+        let q = match func {
+            "sum_over_time" | "rate" => format!("sum by (level) ({inner})"),
+            _ => format!("{inner} by (level)"),
+        };
         let (got, warnings) = run(&engine, &q, 60, 60, 1).await;
         close(&got, &[("error", 0, error), ("info", 0, info)], &q);
         assert!(warnings.is_empty(), "{q}: {warnings:?}");
@@ -136,7 +142,7 @@ async fn range_functions_over_unwrapped_values_answer_as_loki_does() {
     // Without the filter the unreadable value is a sample marked
     // `__error__="SampleExtractionErr"`, and Loki fails the query, naming
     // the series and the way out.
-    let q = format!("sum_over_time({sel} | unwrap latency_ms [1m]) by (level)");
+    let q = format!("sum by (level) (sum_over_time({sel} | unwrap latency_ms [1m]))");
     let err = failure(&engine, &q, 60).await;
     assert!(
         err.starts_with("pipeline error: 'SampleExtractionErr' for series: '{")
@@ -175,11 +181,13 @@ async fn range_functions_over_unwrapped_values_answer_as_loki_does() {
     // (0 s, 60 s] at 10 s and 20 s: increase 200, one 10 s gap; to the
     // start min(60 s, 10·100/200 = 5 s) < 11 s, so 5 s is added; to the
     // end 0 s: interval 15 s. 200 · 15/10 / 60 = 5. Error's one sample: 0.
-    let q = format!("rate_counter({sel} | unwrap latency_ms | __error__=\"\" [1m]) by (level)");
+    // Loki does not group inside rate_counter: `| json` with only these
+    // two fields makes one series per level.
+    let q = r#"rate_counter({__app__="api"} | json level="level", latency_ms="latency_ms" | unwrap latency_ms | __error__="" [1m])"#;
     close(
-        &run(&engine, &q, 60, 60, 1).await.0,
+        &run(&engine, q, 60, 60, 1).await.0,
         &[("error", 0, 0.0), ("info", 0, 5.0)],
-        &q,
+        q,
     );
     // Quantiles interpolate between ranks, as Prometheus does: for info's
     // [100, 300], φ = 0.5 is rank 0.5 → 200, φ = 0.9 is 100·0.1 + 300·0.9.
@@ -193,14 +201,15 @@ async fn range_functions_over_unwrapped_values_answer_as_loki_does() {
     // Durations in seconds (info: 1.5 s + 250 ms + 1 s, the 40 s line's
     // duration reading fine), byte sizes in bytes (1 KiB + 2 KB + 1); a
     // filter after unwrap changes nothing here.
-    let q =
-        format!("sum_over_time({sel} | unwrap duration(took) | __error__=\"\" [1m]) by (level)");
+    let q = format!(
+        "sum by (level) (sum_over_time({sel} | unwrap duration(took) | __error__=\"\" [1m]))"
+    );
     close(
         &run(&engine, &q, 60, 60, 1).await.0,
         &[("error", 0, 2.0), ("info", 0, 2.75)],
         &q,
     );
-    let q = format!("sum_over_time({sel} | unwrap bytes(size) [1m]) by (level)");
+    let q = format!("sum by (level) (sum_over_time({sel} | unwrap bytes(size) [1m]))");
     close(
         &run(&engine, &q, 60, 60, 1).await.0,
         &[("error", 0, 3000.0), ("info", 0, 3025.0)],
@@ -210,7 +219,8 @@ async fn range_functions_over_unwrapped_values_answer_as_loki_does() {
     // Steps at 30, 60 and 90 s: windows (-30, 30], (0, 60], (30, 90].
     // At 90 s only the 40 s (unreadable) and 70 s lines are in range:
     // info is 700 and error has no point.
-    let q = format!("sum_over_time({sel} | unwrap latency_ms | __error__=\"\" [1m]) by (level)");
+    let q =
+        format!("sum by (level) (sum_over_time({sel} | unwrap latency_ms | __error__=\"\" [1m]))");
     let (got, _) = run(&engine, &q, 30, 90, 30).await;
     close(
         &got,
@@ -226,7 +236,7 @@ async fn range_functions_over_unwrapped_values_answer_as_loki_does() {
     // `offset 30s` at 90 s reads the window (0, 60]: as at 60 s above;
     // counting lines there, info has the 10, 20 and 40 s lines, error one.
     let q = format!(
-        "sum_over_time({sel} | unwrap latency_ms | __error__=\"\" [1m] offset 30s) by (level)"
+        "sum by (level) (sum_over_time({sel} | unwrap latency_ms | __error__=\"\" [1m] offset 30s))"
     );
     close(
         &run(&engine, &q, 90, 90, 1).await.0,
@@ -251,7 +261,7 @@ async fn range_functions_over_unwrapped_values_answer_as_loki_does() {
         &q,
     );
     let q = format!(
-        "sum_over_time({sel} | unwrap latency_ms | __error__=\"\" [1m]) by (level) / {lines}"
+        "sum by (level) (sum_over_time({sel} | unwrap latency_ms | __error__=\"\" [1m])) / {lines}"
     );
     close(
         &run(&engine, &q, 60, 60, 1).await.0,

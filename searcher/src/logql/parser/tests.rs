@@ -291,7 +291,30 @@ fn unwrap_and_the_range_functions_over_values() {
             r#"rate_counter({app="a"} [5m])"#,
             "rate_counter takes the values of a label",
         ),
+        // Loki's own test: only functions that keep one value or a
+        // statistic group; a sum would be a different query.
+        (
+            r#"sum_over_time({namespace="tns"} |= "level=error" | json |foo>=5,bar<25ms| unwrap latency [5m]) by (foo)"#,
+            "grouping not allowed for sum_over_time aggregation",
+        ),
+        (
+            r#"rate({app="a"} | unwrap n [5m]) without (x)"#,
+            "grouping not allowed for rate aggregation",
+        ),
+        (
+            r#"rate_counter({app="a"} | unwrap n [5m]) by (x)"#,
+            "grouping not allowed for rate_counter aggregation",
+        ),
+        (
+            r#"absent_over_time({app="a"} | unwrap n [5m]) by (x)"#,
+            "grouping not allowed for absent_over_time aggregation",
+        ),
     ]);
+    for f in ["avg", "min", "max", "stddev", "stdvar", "first", "last"] {
+        ok(&format!(
+            r#"{f}_over_time({{app="a"}} | unwrap n [5m]) by (x)"#
+        ));
+    }
 }
 
 #[test]
