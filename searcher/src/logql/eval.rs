@@ -153,7 +153,7 @@ pub fn flatten_json(v: &Value, out: &mut Labels) {
 pub(super) fn json_scalar(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(number_text(n)),
+        Value::Number(n) => Some(json_number_text(n)),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
@@ -161,7 +161,7 @@ pub(super) fn json_scalar(v: &Value) -> Option<String> {
 
 /// A number as the indexer writes it: integers in decimal, floats with
 /// Rust's shortest round-trip formatting.
-fn number_text(n: &serde_json::Number) -> String {
+pub(crate) fn json_number_text(n: &serde_json::Number) -> String {
     if let Some(i) = n.as_i64() {
         i.to_string()
     } else if let Some(u) = n.as_u64() {
@@ -194,7 +194,7 @@ fn json_at(v: &Value, path: &[JsonPath]) -> Option<String> {
     }
     Some(match at {
         Value::String(s) => s.clone(),
-        Value::Number(n) => number_text(n),
+        Value::Number(n) => json_number_text(n),
         Value::Bool(b) => b.to_string(),
         Value::Null => return None,
         other => other.to_string(),
@@ -716,7 +716,7 @@ impl LinePipeline {
                 Compiled::JsonWanted(wanted) => {
                     parsed = true;
                     let mut fields = Vec::new();
-                    if !wanted.read(&line, &mut fields) {
+                    if !wanted.read(&line, stream, &mut fields) {
                         extracted.push(("__error__".into(), "JSONParserErr".into()));
                     }
                     push_extracted(fields, stream, extracted);

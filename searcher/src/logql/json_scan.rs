@@ -1,18 +1,21 @@
-//! A one-pass reader for a narrowed `| json`: it checks that the line is
-//! a JSON object and copies out only the wanted fields, jumping through
-//! strings with `memchr` and never building a tree or tape. On the
-//! benchmark's 1.35 KB lines, of which an unwrap wants two fields, most
-//! of the line is a nested object nobody asked for, and this only checks
-//! its syntax.
+//! A one-pass reader for a narrowed `| json`: it checks the line's JSON
+//! syntax as far as it reads and copies out only the wanted fields,
+//! jumping through strings by bit masks and never building a tree or
+//! tape. On the benchmark's 1.35 KB lines, of which an unwrap wants two
+//! fields, most of the line is a nested object nobody asked for, and this
+//! only checks its syntax.
 //!
-//! It answers only where it reads the line exactly as serde_json would
-//! (`| json`'s full reader), and gives up (`None`) otherwise, so the caller
-//! reads the line the slower way: a control character anywhere, a `\u`
+//! It reads as Loki's narrowed parser does: fields in the line's order,
+//! each wanted scalar handed to a [`Sink`], which says when every field
+//! the query needs is in; the reading stops there, and the rest of the
+//! line is neither read nor checked (Loki's `errFoundAllLabels`).
+//!
+//! It answers only where it reads exactly as serde_json would, and gives
+//! up (`None`) otherwise, so the caller reads the line the slower way
+//! (`narrow::read_streaming`): a control character anywhere, a `\u`
 //! escape, an escaped key, an exponent, a float or an integer beyond 64
 //! bits in a wanted field, a number of more than 300 digits, or nesting
-//! deeper than serde_json allows. Where it answers, the line is a JSON
-//! object, and the fields are the full reader's, in its order: keys
-//! sorted at each level, the last of equal keys winning.
+//! deeper than serde_json allows.
 
 use skidder_common::format::tokens::{push_sanitized_key, MAX_FIELD_DEPTH};
 
@@ -43,9 +46,54 @@ impl Wants {
         w
     }
 
-    fn any(self) -> bool {
+    pub fn any(self) -> bool {
         self.value || self.object
     }
+}
+
+/// Where a narrowed `| json` puts what it reads.
+pub trait Sink {
+    /// What the field flattened to `path` is to the query.
+    fn wants(&self, path: &str) -> Wants;
+    /// A wanted scalar, as `| json` writes it; `true` once every field the
+    /// query needs is in, and the reader stops.
+    fn take(&mut self, path: &str, value: String) -> bool;
+}
+
+/// A sink that wants a fixed list of names, has all it needs once each is
+/// in, and records what it is given: what tests and the fuzz target
+/// compare two readers by.
+pub struct Recorder<'n> {
+    names: &'n [String],
+    pub takes: Labels,
+}
+
+impl<'n> Recorder<'n> {
+    pub fn new(names: &'n [String]) -> Self {
+        Recorder {
+            names,
+            takes: Labels::new(),
+        }
+    }
+}
+
+impl Sink for Recorder<'_> {
+    fn wants(&self, path: &str) -> Wants {
+        Wants::of(self.names.iter().map(String::as_str), path)
+    }
+
+    fn take(&mut self, path: &str, value: String) -> bool {
+        self.takes.push((path.to_owned(), value));
+        let takes = &self.takes;
+        self.names.iter().all(|n| takes.iter().any(|(k, _)| k == n))
+    }
+}
+
+/// Whether a reader goes on through the line or has all it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    More,
+    Done,
 }
 
 /// serde_json's recursion limit is 128; stay well inside it.
@@ -53,10 +101,11 @@ const MAX_NESTING: usize = 100;
 /// A number longer than this might not fit an `f64`; serde_json refuses those.
 const MAX_NUMBER_DIGITS: usize = 300;
 
-/// The wanted fields of `line` appended to `out`, or `None` (with `out`
-/// possibly half written: the caller truncates) where this reader cannot
-/// answer exactly.
-pub fn read(line: &str, wants: &dyn Fn(&str) -> Wants, out: &mut Labels) -> Option<()> {
+/// Hands `line`'s wanted fields to `sink` until it has all it needs;
+/// `Some` if the line is a JSON object up to there (or whole), `None`
+/// (with `sink` possibly half fed: the caller starts again) where this
+/// reader cannot answer exactly.
+pub fn read(line: &str, sink: &mut dyn Sink) -> Option<()> {
     let b = line.as_bytes();
     // Only the space is read as whitespace, and no string holds a control
     // character: both are then true of a line with none.
@@ -70,16 +119,11 @@ pub fn read(line: &str, wants: &dyn Fn(&str) -> Wants, out: &mut Labels) -> Opti
         marks: Marks::new(b),
     };
     scan.expect(b'{')?;
-    scan.object(&mut String::new(), 0, wants, out)?;
+    if scan.object(&mut String::new(), 0, sink)? == Flow::Done {
+        return Some(());
+    }
     scan.spaces();
     (scan.i == b.len()).then_some(())
-}
-
-/// A value of a wanted key, kept until the object's keys are sorted.
-enum Found {
-    Label(String),
-    Labels(Labels),
-    Nothing,
 }
 
 struct Scan<'l> {
@@ -101,20 +145,13 @@ impl<'l> Scan<'l> {
     }
 
     /// After `{`: the object's wanted fields, flattened under `path`.
-    fn object(
-        &mut self,
-        path: &mut String,
-        depth: usize,
-        wants: &dyn Fn(&str) -> Wants,
-        out: &mut Labels,
-    ) -> Option<()> {
+    fn object(&mut self, path: &mut String, depth: usize, sink: &mut dyn Sink) -> Option<Flow> {
         if depth >= MAX_NESTING {
             return None;
         }
-        let mut found: Vec<(&'l str, Found)> = Vec::new();
         self.spaces();
         if self.expect(b'}').is_some() {
-            return Some(());
+            return Some(Flow::More);
         }
         loop {
             self.expect(b'"')?;
@@ -130,14 +167,17 @@ impl<'l> Scan<'l> {
                 path.push('_');
             }
             push_key(path, key);
-            let w = wants(path);
-            if w.any() {
-                let value = self.wanted_value(path, depth, w, wants)?;
-                found.push((key, value));
+            let w = sink.wants(path);
+            let flow = if w.any() {
+                self.wanted_value(path, depth, w, sink)?
             } else {
                 self.skip_value(depth + 1)?;
-            }
+                Flow::More
+            };
             path.truncate(restore);
+            if flow == Flow::Done {
+                return Some(Flow::Done);
+            }
             self.spaces();
             match self.b.get(self.i) {
                 Some(b',') => {
@@ -146,33 +186,11 @@ impl<'l> Scan<'l> {
                 }
                 Some(b'}') => {
                     self.i += 1;
-                    break;
+                    return Some(Flow::More);
                 }
                 _ => return None,
             }
         }
-        // Stable: of equal keys the last stays last; keep only it.
-        found.sort_by(|a, b| a.0.cmp(b.0));
-        let mut found = found.into_iter().peekable();
-        while let Some((key, value)) = found.next() {
-            if found.peek().is_some_and(|next| next.0 == key) {
-                continue;
-            }
-            match value {
-                Found::Label(text) => {
-                    let restore = path.len();
-                    if depth > 0 || key.as_bytes().first().is_some_and(u8::is_ascii_digit) {
-                        path.push('_');
-                    }
-                    push_key(path, key);
-                    out.push((path.clone(), text));
-                    path.truncate(restore);
-                }
-                Found::Labels(labels) => out.extend(labels),
-                Found::Nothing => {}
-            }
-        }
-        Some(())
     }
 
     /// The value at `path`, which the query wants as a scalar or as an
@@ -182,26 +200,24 @@ impl<'l> Scan<'l> {
         path: &mut String,
         depth: usize,
         w: Wants,
-        wants: &dyn Fn(&str) -> Wants,
-    ) -> Option<Found> {
+        sink: &mut dyn Sink,
+    ) -> Option<Flow> {
         let start = self.i;
-        match *self.b.get(self.i)? {
+        let text = match *self.b.get(self.i)? {
             b'{' if w.object && depth + 1 < MAX_FIELD_DEPTH => {
                 self.i += 1;
-                let mut labels = Labels::new();
-                self.object(path, depth + 1, wants, &mut labels)?;
-                Some(Found::Labels(labels))
+                return self.object(path, depth + 1, sink);
             }
             b'"' if w.value => {
                 self.i += 1;
                 let (text, escaped) = self.string()?;
                 // An escaped value is rare: serde_json reads it, exactly as
                 // the full reader does.
-                Some(Found::Label(if escaped {
+                if escaped {
                     serde_json::from_str(&self.line[start..self.i]).ok()?
                 } else {
                     text.to_owned()
-                }))
+                }
             }
             b'-' | b'0'..=b'9' if w.value => {
                 let integer = self.number()?;
@@ -213,21 +229,29 @@ impl<'l> Scan<'l> {
                     } else {
                         text.parse::<u64>().is_ok()
                     };
-                exact.then(|| Found::Label(text.to_owned()))
+                if !exact {
+                    return None;
+                }
+                text.to_owned()
             }
             b't' if w.value => {
                 self.literal(b"true")?;
-                Some(Found::Label("true".to_owned()))
+                "true".to_owned()
             }
             b'f' if w.value => {
                 self.literal(b"false")?;
-                Some(Found::Label("false".to_owned()))
+                "false".to_owned()
             }
             _ => {
                 self.skip_value(depth + 1)?;
-                Some(Found::Nothing)
+                return Some(Flow::More);
             }
-        }
+        };
+        Some(if sink.take(path, text) {
+            Flow::Done
+        } else {
+            Flow::More
+        })
     }
 
     /// After `"`: the string's raw text, and whether it holds escapes.
@@ -254,6 +278,8 @@ impl<'l> Scan<'l> {
         let start = self.i;
         self.expect(b'-');
         match self.b.get(self.i)? {
+            // `01` is no number, even where the reading stops after it.
+            b'0' if self.b.get(self.i + 1).is_some_and(u8::is_ascii_digit) => return None,
             b'0' => self.i += 1,
             b'1'..=b'9' => self.digits(),
             _ => return None,
@@ -420,28 +446,42 @@ fn push_key(path: &mut String, key: &str) {
 mod tests {
     use super::*;
     use crate::logql::eval::flatten_json;
+    use crate::logql::narrow::read_streaming;
 
-    /// Wants for a set of flattened names, as the narrowed `| json` asks.
-    fn wants_of(names: &[String]) -> impl Fn(&str) -> Wants + '_ {
-        move |path| Wants::of(names.iter().map(String::as_str), path)
-    }
-
-    /// Where the scanner answers, serde_json reads an object and its
-    /// flattened fields, of those wanted, are the scanner's, in order.
-    /// Returns whether the scanner answered.
+    /// Where the scanner answers, the streaming reader (serde_json's
+    /// parser) answers too, and gives the sink the same fields in the same
+    /// order. Returns whether the scanner answered.
     fn agrees(line: &str, names: &[String]) -> bool {
-        let mut got = Labels::new();
-        if read(line, &wants_of(names), &mut got).is_none() {
+        let mut fast = Recorder::new(names);
+        if read(line, &mut fast).is_none() {
             return false;
         }
-        let v: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("answered a line serde_json refuses ({e}): {line}"));
-        assert!(v.is_object(), "{line}");
-        let mut full = Labels::new();
-        flatten_json(&v, &mut full);
-        full.retain(|(k, _)| names.contains(k));
-        assert_eq!(got, full, "{line} {names:?}");
+        let mut slow = Recorder::new(names);
+        assert!(
+            read_streaming(line, &mut slow),
+            "answered a line serde_json refuses: {line}"
+        );
+        assert_eq!(fast.takes, slow.takes, "{line} {names:?}");
         true
+    }
+
+    /// On a whole object that never gives every name (so it is read to
+    /// the end), the last value of each wanted field is the full reader's.
+    fn as_full_reader(line: &str, names: &[String]) {
+        let mut never = names.to_vec();
+        never.push("__never__".to_owned());
+        let mut got = Recorder::new(&never);
+        if read(line, &mut got).is_none() {
+            return;
+        }
+        let last: std::collections::BTreeMap<_, _> = got.takes.into_iter().collect();
+        let mut full = Labels::new();
+        flatten_json(&serde_json::from_str(line).unwrap(), &mut full);
+        let full: std::collections::BTreeMap<_, _> = full
+            .into_iter()
+            .filter(|(k, _)| names.contains(k))
+            .collect();
+        assert_eq!(last, full, "{line} {names:?}");
     }
 
     fn names(n: &[&str]) -> Vec<String> {
@@ -480,7 +520,27 @@ mod tests {
             assert!(agrees(line, &all), "gave up on {line}");
             assert!(agrees(line, &names(&["net_dst_port"])), "{line}");
             assert!(agrees(line, &[]), "{line}");
+            // Of equal keys the last scalar wins, as Loki sets them;
+            // serde_json's map keeps the last value of any kind.
+            // So does the later of two fields flattened to one name.
+            if !line.contains(r#""n":"#) && !line.contains("net_dst_port") {
+                as_full_reader(line, &all);
+            }
         }
+        // It stops once every wanted field is in: the rest is not read.
+        let mut level = Recorder::new(&all[..1]);
+        assert!(read(r#"{"level":"info","msg":"cut sho"#, &mut level).is_some());
+        assert_eq!(level.takes, [("level".to_owned(), "info".to_owned())]);
+        assert!(agrees(r#"{"n":1,"n":2,"x":3} trailing"#, &names(&["n"])));
+        // Where it stops, the value it stopped on is still a whole token.
+        assert!(read(r#"{"n":00}"#, &mut Recorder::new(&names(&["n"]))).is_none());
+        assert!(agrees(r#"{"n":0x"#, &names(&["n"])));
+        // Not when one is still missing.
+        assert!(read(
+            r#"{"level":"info","msg":"cut sho"#,
+            &mut Recorder::new(&all)
+        )
+        .is_none());
     }
 
     #[test]
@@ -505,13 +565,12 @@ mod tests {
             r#"{"a" 1}"#,
             r#"{'a':1}"#,
         ] {
-            let mut got = Labels::new();
-            assert!(read(line, &wants_of(&all), &mut got).is_none(), "{line}");
+            assert!(read(line, &mut Recorder::new(&all)).is_none(), "{line}");
         }
         let deep = format!("{}1{}", r#"{"a":"#.repeat(120), "}".repeat(120));
-        assert!(read(&deep, &wants_of(&all), &mut Labels::new()).is_none());
+        assert!(read(&deep, &mut Recorder::new(&all)).is_none());
         let long = format!(r#"{{"b":{}}}"#, "9".repeat(400));
-        assert!(read(&long, &wants_of(&all), &mut Labels::new()).is_none());
+        assert!(read(&long, &mut Recorder::new(&all)).is_none());
     }
 
     /// The bit masks find exactly the `"` and `\\` bytes, from any start,
@@ -555,7 +614,7 @@ mod tests {
     }
 
     /// Real JSON log lines, whole and mutated byte by byte: whatever the
-    /// scanner answers, serde_json agrees with.
+    /// scanner answers, the streaming reader agrees with.
     #[test]
     fn real_lines_and_their_mutations_agree_with_the_full_reader() {
         let dir = skidder_common::testing::shared_data_dir();
@@ -592,6 +651,7 @@ mod tests {
             if agrees(line, &texts) {
                 answered += 1;
             }
+            as_full_reader(line, &texts);
             agrees(line, &every);
             agrees(line, &one);
             if objects % 8 != 1 {

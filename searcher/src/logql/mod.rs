@@ -11,7 +11,7 @@ pub mod eval;
 mod format;
 pub mod ip;
 pub mod json_scan;
-mod narrow;
+pub mod narrow;
 mod parser;
 pub mod pattern;
 pub mod template;

@@ -3,25 +3,30 @@
 //! unwrapped label and the filters after the parser; when the query names
 //! them all (`sum by (level) (sum_over_time({…} | json | unwrap took […]))`),
 //! flattening every field of every line (a string per field, most of them
-//! thrown away) is what the query spends its time on. Loki narrows its
-//! parsers the same way. Here the line is still read whole (by
-//! [`json_scan`], or simd-json, or `| json`'s own reader, each deciding the
-//! lines the one before cannot read exactly), so a line that is not a JSON
-//! object is still `JSONParserErr`, but only the wanted fields become
-//! labels; nested objects are entered only on the way to one.
+//! thrown away) is what the query spends its time on.
+//!
+//! Loki narrows its parsers the same way (its parser hints), and this
+//! reads as Loki's narrowed `| json` does:
+//! - a query that needs no field from the line (`sum(count_over_time({…}
+//!   | json […]))`) does not parse it at all, so no line is an error;
+//! - otherwise the fields are read in the line's order and the reading
+//!   stops once every wanted name is in, so a line cut or broken after
+//!   them is not `JSONParserErr`; one broken before them is;
+//! - of equal names (a repeated key, or `a_b` and `a: {b}`), the last
+//!   scalar read wins.
+//!
+//! A name the line can never give (`__error__`, a field renamed
+//! `x_extracted` because a stream label is called `x`) keeps the reading
+//! going to the end, and the line is checked whole, as in Loki.
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
-use simd_json::prelude::{TypedValue, ValueAsScalar};
-use simd_json::ValueType;
+use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use skidder_common::format::tokens::{push_sanitized_key, MAX_FIELD_DEPTH};
 
-use super::eval::{flatten_json, Labels};
-use super::json_scan::{self, Wants};
+use super::eval::{json_number_text, Labels};
+use super::json_scan::{self, Sink, Wants};
 use super::{LabelExpr, Stage};
-
-type TapeValue<'t, 'i> = simd_json::value::tape::Value<'t, 'i>;
 
 /// The labels a `| json` at `stages[at]` must produce when the query
 /// needs only `wanted` of the line's labels afterwards: `wanted`, plus
@@ -70,16 +75,6 @@ pub struct Wanted {
 }
 
 impl Wanted {
-    /// Whether a field flattened to `name` is wanted, or an object there
-    /// leads to one (`net` for `net_dst_port`).
-    fn leads_to(&self, name: &str) -> bool {
-        // The names that start with `name` sort together from `name` on.
-        self.names
-            .range::<str, _>((std::ops::Bound::Included(name), std::ops::Bound::Unbounded))
-            .take_while(|n| n.starts_with(name))
-            .any(|n| n.as_bytes().get(name.len()) == Some(&b'_'))
-    }
-
     /// What a field flattened to `path` is to the query: wanted itself,
     /// or an object on the way to a wanted field. The names are few, so a
     /// scan of them beats a lookup per key.
@@ -87,152 +82,239 @@ impl Wanted {
         Wants::of(self.names.iter().map(String::as_str), path)
     }
 
-    /// The wanted fields of `line`, flattened as `| json` names them, in
-    /// the same order. `false` if the line is not a JSON object.
+    /// The wanted fields of `line` (a series of labels `stream`), as
+    /// Loki's narrowed `| json` reads them (see the module's docs), pushed
+    /// onto `out` under their flattened names. `false` if the line is not
+    /// a JSON object as far as it had to be read.
     ///
-    /// [`json_scan`] reads most lines, checking them but copying only the
-    /// wanted fields. Where it gives up, simd-json reads the line, several times faster than serde_json; a
-    /// line it refuses, or whose reading could differ (see
-    /// [`Wanted::read_fast`]), goes to `| json`'s own reader, so a line is
-    /// an error exactly when `| json` says it is, and its fields are
-    /// the same.
-    pub fn read(&self, line: &str, out: &mut Labels) -> bool {
+    /// [`json_scan`] reads most lines; where it gives up,
+    /// [`read_streaming`] reads the line through serde_json.
+    pub fn read(&self, line: &str, stream: &Labels, out: &mut Labels) -> bool {
+        if self.names.is_empty() {
+            return true;
+        }
         let start = out.len();
-        if line.starts_with('{') {
-            if json_scan::read(line, &|path| self.wants(path), out).is_some() {
-                return true;
-            }
-            out.truncate(start);
-            if self.read_fast(line, out) {
-                return true;
-            }
+        if line.starts_with('{')
+            && json_scan::read(line, &mut Take::new(self, stream, out)).is_some()
+        {
+            return true;
         }
         out.truncate(start);
-        match serde_json::from_str::<Value>(line) {
-            Ok(v @ Value::Object(_)) => {
-                flatten_json(&v, out);
-                let mut i = start;
-                while i < out.len() {
-                    if self.names.contains(&out[i].0) {
-                        i += 1;
-                    } else {
-                        out.remove(i);
-                    }
-                }
-                true
-            }
-            _ => false,
+        read_streaming(line, &mut Take::new(self, stream, out))
+    }
+}
+
+/// The wanted fields of one line, as they are read, and whether all that
+/// the query needs is in.
+pub struct Take<'a> {
+    wanted: &'a Wanted,
+    stream: &'a Labels,
+    out: &'a mut Labels,
+    start: usize,
+    /// The wanted names the line has given, as its series names them.
+    given: Vec<String>,
+}
+
+impl<'a> Take<'a> {
+    pub fn new(wanted: &'a Wanted, stream: &'a Labels, out: &'a mut Labels) -> Self {
+        let start = out.len();
+        Take {
+            wanted,
+            stream,
+            out,
+            start,
+            given: Vec::new(),
         }
     }
+}
 
-    fn read_fast(&self, line: &str, out: &mut Labels) -> bool {
-        /// The line's copy (simd-json parses in place), simd-json's
-        /// buffers and its tape, kept across lines.
-        struct Scratch {
-            bytes: Vec<u8>,
-            buffers: simd_json::Buffers,
-            tape: Option<simd_json::Tape<'static>>,
-        }
-        thread_local! {
-            static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch {
-                bytes: Vec::new(),
-                buffers: simd_json::Buffers::default(),
-                tape: None,
-            });
-        }
-        SCRATCH.with(|cell| {
-            let Ok(mut guard) = cell.try_borrow_mut() else {
-                return false;
-            };
-            let Scratch {
-                bytes,
-                buffers,
-                tape: kept,
-            } = &mut *guard;
-            bytes.clear();
-            bytes.extend_from_slice(line.as_bytes());
-            bytes.resize(line.len() + simd_json::INPUT_PADDING, 0);
-            let mut tape = kept.take().unwrap_or_else(simd_json::Tape::null).reset();
-            let read = simd_json::fill_tape_padded(bytes, line.len(), buffers, &mut tape).is_ok()
-                && {
-                    // serde_json refuses a number out of f64's range;
-                    // simd-json reads it as infinite.
-                    let out_of_range = tape.0.iter().any(|n| {
-                        matches!(n, simd_json::tape::Node::Static(simd_json::StaticNode::F64(f)) if !f.is_finite())
-                    });
-                    let root = tape.as_value();
-                    !out_of_range
-                        && root.value_type() == ValueType::Object
-                        && self.walk_fast(root, &mut String::new(), 0, out)
-                };
-            *kept = Some(tape.reset());
-            read
-        })
+impl Sink for Take<'_> {
+    fn wants(&self, path: &str) -> Wants {
+        self.wanted.wants(path)
     }
 
-    /// [`Wanted::walk`] over simd-json's tape: keys in sorted order, the
-    /// last of duplicates winning, as serde_json's map gives them. `false`
-    /// if a wanted value is a zero, which the tape cannot tell from `-0`
-    /// (serde_json writes that `-0`): the slow path reads the line then.
-    fn walk_fast(
-        &self,
-        v: TapeValue<'_, '_>,
-        path: &mut String,
-        depth: usize,
-        out: &mut Labels,
-    ) -> bool {
-        let Some(object) = v.as_object() else {
-            return true;
+    fn take(&mut self, path: &str, value: String) -> bool {
+        if let Some(slot) = self.out[self.start..].iter_mut().find(|(k, _)| k == path) {
+            slot.1 = value;
+            return false;
+        }
+        self.out.push((path.to_owned(), value));
+        // As the series will name it: a stream label keeps its name.
+        let named = if self.stream.iter().any(|(k, _)| k == path) {
+            format!("{path}_extracted")
+        } else {
+            path.to_owned()
         };
-        if depth >= MAX_FIELD_DEPTH {
-            return true;
+        if self.wanted.names.contains(&named) && !self.given.contains(&named) {
+            self.given.push(named);
         }
-        let mut entries: Vec<(&str, TapeValue<'_, '_>)> = object.iter().collect();
-        // Stable: of equal keys the last stays last; keep only it.
-        entries.sort_by(|a, b| a.0.cmp(b.0));
-        for (i, (key, value)) in entries.iter().enumerate() {
-            if entries.get(i + 1).is_some_and(|next| next.0 == *key) {
-                continue;
+        self.given.len() == self.wanted.names.len()
+    }
+}
+
+/// [`json_scan::read`]'s reading, done by serde_json's parser without
+/// building the line's tree, for every line: each wanted scalar goes to
+/// `sink` in the line's order, formatted as `| json`'s full reader
+/// formats it, until `sink` has all it needs. `true` if the line is a JSON
+/// object as far as it was read.
+pub fn read_streaming(line: &str, sink: &mut dyn Sink) -> bool {
+    let mut de = serde_json::Deserializer::from_str(line);
+    let mut walk = Walk {
+        sink,
+        path: String::new(),
+        done: false,
+    };
+    let read = serde::Deserializer::deserialize_map(
+        &mut de,
+        Object {
+            walk: &mut walk,
+            depth: 0,
+        },
+    );
+    match read {
+        Ok(()) => de.end().is_ok(),
+        // Stopped on purpose, or the line is broken before that.
+        Err(_) => walk.done,
+    }
+}
+
+struct Walk<'s> {
+    sink: &'s mut dyn Sink,
+    path: String,
+    done: bool,
+}
+
+/// The error that stops serde_json once the sink has all it needs.
+const ALL_READ: &str = "every wanted field is read";
+
+/// An object's members, flattened under the walk's path.
+struct Object<'w, 's> {
+    walk: &'w mut Walk<'s>,
+    depth: usize,
+}
+
+impl<'de> Visitor<'de> for Object<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let walk = &mut *self.walk;
+            let restore = walk.path.len();
+            if self.depth > 0 || key.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+                walk.path.push('_');
             }
-            let restore = path.len();
-            if depth > 0 || key.as_bytes().first().is_some_and(u8::is_ascii_digit) {
-                path.push('_');
+            push_sanitized_key(&mut walk.path, &key);
+            let wants = walk.sink.wants(&walk.path);
+            if wants.any() {
+                map.next_value_seed(Member {
+                    walk: &mut *walk,
+                    depth: self.depth,
+                    wants,
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
             }
-            push_sanitized_key(path, key);
-            match value.value_type() {
-                ValueType::Object
-                    if self.leads_to(path) && !self.walk_fast(*value, path, depth + 1, out) =>
-                {
-                    return false;
-                }
-                ValueType::Object => {}
-                kind if self.names.contains(path.as_str()) => {
-                    if kind == ValueType::I64 && value.as_i64() == Some(0) {
-                        return false;
-                    }
-                    let text = match kind {
-                        ValueType::String => value.as_str().map(str::to_owned),
-                        ValueType::I64 => value.as_i64().map(|n| n.to_string()),
-                        ValueType::U64 => value.as_u64().map(|n| n.to_string()),
-                        ValueType::F64 => value.as_f64().map(|n| n.to_string()),
-                        ValueType::Bool => value.as_bool().map(|b| b.to_string()),
-                        _ => None,
-                    };
-                    if let Some(text) = text {
-                        out.push((path.clone(), text));
-                    }
-                }
-                _ => {}
+            walk.path.truncate(restore);
+            if walk.done {
+                return Err(A::Error::custom(ALL_READ));
             }
-            path.truncate(restore);
         }
-        true
+        Ok(())
+    }
+}
+
+/// The value of a member the query wants, or wants something inside.
+struct Member<'w, 's> {
+    walk: &'w mut Walk<'s>,
+    depth: usize,
+    wants: Wants,
+}
+
+impl Member<'_, '_> {
+    fn take(self, text: String) {
+        if self.wants.value && self.walk.sink.take(&self.walk.path, text) {
+            self.walk.done = true;
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Member<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Member<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if self.wants.object && self.depth + 1 < MAX_FIELD_DEPTH {
+            return Object {
+                walk: self.walk,
+                depth: self.depth + 1,
+            }
+            .visit_map(map);
+        }
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        self.take(v.to_owned());
+        Ok(())
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<(), E> {
+        self.take(v);
+        Ok(())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
+        self.take(v.to_string());
+        Ok(())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
+        self.take(json_number_text(&v.into()));
+        Ok(())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
+        self.take(json_number_text(&v.into()));
+        Ok(())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        if let Some(n) = serde_json::Number::from_f64(v) {
+            self.take(json_number_text(&n));
+        }
+        Ok(())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logql::eval::flatten_json;
 
     fn wanted(names: &[&str]) -> Wanted {
         Wanted {
@@ -240,16 +322,22 @@ mod tests {
         }
     }
 
-    /// Exactly the full reader's fields, of those wanted.
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// On whole objects, the full reader's fields of those wanted, the
+    /// last scalar of equal keys winning, whichever reader reads the line.
     #[test]
     fn reads_what_the_full_reader_reads_of_the_wanted_fields() {
         let lines = [
             r#"{"level":"info","net":{"dst_port":443,"src":{"ip":"10.0.0.1"}},"n":1e3,"ok":true,"x":null,"a b":"s"}"#,
-            r#"{"net_dst_port":"top","net":{"dst_port":80}}"#,
             r#"{"esc\"aped":"v","1st":"d","list":[1,2],"deep":{"er":{"est":"z"}}}"#,
             r#"{"level":"\u0077arn","net":"not an object"}"#,
-            r#"{"n":1,"n":2,"level":"x","level":{"a":1}}"#,
-            r#"{"n":18446744073709551615,"x":-0,"ok":1.0,"a_b":0.1,"a":{"b":2}}"#,
+            r#"{"n":18446744073709551615,"x":-0,"ok":1.0,"a_b":0.1,"c":{"b":2}}"#,
             r#"{"n":-9223372036854775808,"x":1e-7,"ok":123456789012345678901234567890}"#,
         ];
         let all = [
@@ -269,26 +357,75 @@ mod tests {
         for line in lines {
             let mut full = Labels::new();
             flatten_json(&serde_json::from_str(line).unwrap(), &mut full);
-            // Where simd-json reads the line, it must read what serde_json does.
-            let w = wanted(&all);
-            let mut fast = Labels::new();
-            if w.read_fast(line, &mut fast) {
-                let mut want = full.clone();
-                want.retain(|(k, _)| all.contains(&k.as_str()));
-                assert_eq!(fast, want, "{line}");
-            }
-            for pick in [&all[..], &["net_dst_port"], &["deep_er_est", "level"], &[]] {
+            for pick in [&all[..], &["net_dst_port"], &["deep_er_est", "level"]] {
                 let w = wanted(pick);
                 let mut got = Labels::new();
-                assert!(w.read(line, &mut got), "{line}");
-                let want: Labels = full
+                assert!(w.read(line, &Labels::new(), &mut got), "{line}");
+                got.sort();
+                let mut want: Labels = full
                     .iter()
                     .filter(|(k, _)| pick.contains(&k.as_str()))
                     .cloned()
                     .collect();
+                want.sort();
                 assert_eq!(got, want, "{line} {pick:?}");
             }
         }
+        let mut got = Labels::new();
+        let dup = r#"{"n":1,"n":2,"level":"x","level":{"a":1}}"#;
+        assert!(wanted(&["n", "level"]).read(dup, &Labels::new(), &mut got));
+        assert_eq!(got, labels(&[("n", "2"), ("level", "x")]));
+        // Two fields flattened to one name: the later in the line wins, as
+        // Loki sets them (the full reader goes by sorted keys instead),
+        // unless the reading stopped at the first.
+        let clash = r#"{"net_dst_port":"top","net":{"dst_port":80}}"#;
+        for (pick, want) in [
+            (&["net_dst_port", "x"][..], "80"),
+            (&["net_dst_port"], "top"),
+        ] {
+            let mut got = Labels::new();
+            assert!(wanted(pick).read(clash, &Labels::new(), &mut got));
+            assert_eq!(got, labels(&[("net_dst_port", want)]), "{pick:?}");
+        }
+    }
+
+    /// As Loki's narrowed parser: no wanted field, no reading at all; the
+    /// reading stops once every wanted field is in.
+    #[test]
+    fn reads_only_as_far_as_the_query_needs() {
+        let none = wanted(&[]);
+        for line in ["not json", "[1,2]", r#"{"a":1"#, ""] {
+            let mut got = Labels::new();
+            assert!(none.read(line, &Labels::new(), &mut got), "{line}");
+            assert!(got.is_empty());
+        }
+        let cut = r#"{"level":"warn","n":7,"msg":"the shipper cut th"#;
+        for (pick, want) in [
+            (&["level"][..], &[("level", "warn")][..]),
+            (&["n", "level"], &[("level", "warn"), ("n", "7")]),
+        ] {
+            let mut got = Labels::new();
+            assert!(wanted(pick).read(cut, &Labels::new(), &mut got), "{pick:?}");
+            assert_eq!(got, labels(want), "{pick:?}");
+        }
+        // Broken before a wanted field is in: an error, as in Loki.
+        for pick in [&["msg"][..], &["level", "other"], &["level", "__error__"]] {
+            assert!(
+                !wanted(pick).read(cut, &Labels::new(), &mut Labels::new()),
+                "{pick:?}"
+            );
+        }
+        // A field named as a stream label becomes `level_extracted`, so a
+        // query that wants the stream's `level` reads the line whole.
+        let stream = labels(&[("level", "info")]);
+        assert!(!wanted(&["level"]).read(cut, &stream, &mut Labels::new()));
+        let mut got = Labels::new();
+        assert!(wanted(&["level_extracted", "level"]).read(
+            r#"{"level":"warn"}"#,
+            &stream,
+            &mut got
+        ));
+        assert_eq!(got, labels(&[("level", "warn")]));
     }
 
     #[test]
@@ -296,13 +433,16 @@ mod tests {
         for line in [
             "not json",
             "[1,2]",
-            r#"{"a":1"#,
+            r#"{"b":1"#,
             "",
             "42",
             r#"{"a":1e400}"#,
             r#"{"a":"\ud800"}"#,
         ] {
-            assert!(!wanted(&["a"]).read(line, &mut Labels::new()), "{line}");
+            assert!(
+                !wanted(&["a"]).read(line, &Labels::new(), &mut Labels::new()),
+                "{line}"
+            );
         }
     }
 

@@ -354,3 +354,50 @@ async fn range_functions_over_unwrapped_values_answer_as_loki_does() {
         [(String::new(), 0, 0.0)]
     );
 }
+
+/// Loki's parser hints, end to end: a metric query that needs no field
+/// does not parse the line, and one that needs some stops reading once it
+/// has them, so a line cut short after them is counted, not an error.
+#[tokio::test]
+async fn a_narrowed_json_reads_a_line_only_as_far_as_the_query_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalStore::new(dir.path()).unwrap());
+    let mut l = lines();
+    // Not JSON to the indexer, so it is app `unknown` with no `level`
+    // stream label, at its Kafka time: offset 5, 4.985 s after BASE_MS.
+    l.push(format!(
+        r#"{{"ts":{},"app":"api","level":"info","latency_ms":9,"cut sh"#,
+        BASE_MS + 50 * 1000
+    ));
+    index_lines(&*store, TENANT, &l).await;
+    let engine = Engine::new(store, EngineConfig::default(), Arc::new(Metrics::new()));
+    let sel = r#"{__app__=~".+"} | json"#;
+    // (0 s, 60 s]: the api lines at 10, 20, 30 and 40 s, and the cut line.
+    let q = format!("sum(count_over_time({sel} [1m]))");
+    close(&run(&engine, &q, 60, 60, 1).await.0, &[("", 0, 5.0)], &q);
+    // `level` is read from the cut line before it breaks: info has the
+    // api lines at 10, 20 and 40 s and the cut one.
+    let q = format!("sum by (level) (count_over_time({sel} [1m]))");
+    close(
+        &run(&engine, &q, 60, 60, 1).await.0,
+        &[("error", 0, 1.0), ("info", 0, 4.0)],
+        &q,
+    );
+    // A field the cut line lacks: it is read to the break, an error.
+    let q = format!("sum by (level, msg) (count_over_time({sel} [1m]))");
+    assert!(
+        failure(&engine, &q, 60)
+            .await
+            .starts_with("pipeline error: 'JSONParserErr'"),
+        "{q}"
+    );
+    // `__error__` is never a field, so a filter on it reads every line
+    // whole; the cut line's error then drops it.
+    let q =
+        format!("sum by (level) (sum_over_time({sel} | unwrap latency_ms | __error__=\"\" [1m]))");
+    close(
+        &run(&engine, &q, 60, 60, 1).await.0,
+        &[("error", 0, 500.0), ("info", 0, 400.0)],
+        &q,
+    );
+}
