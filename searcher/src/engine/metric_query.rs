@@ -143,7 +143,12 @@ impl Engine {
                     (true, Some(limit)) => Err(SearchError::Series { limit }),
                     _ => acc.1.as_deref().map_or(Ok(()), |s| Err(pipeline_error(s))),
                 };
-                let wanted = push.and_then(wanted_labels);
+                // Absence needs no label of the line: Loki never parses
+                // it for `absent_over_time` (only filters read fields).
+                let wanted = match func {
+                    RangeFn::AbsentOverTime => Some(BTreeSet::new()),
+                    _ => push.and_then(wanted_labels),
+                };
                 self.scan_range(
                     tenant, query, grid, *range_ns, prune, stats, wanted, &mut acc, each, check,
                 )

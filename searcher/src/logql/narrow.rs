@@ -40,10 +40,18 @@ pub fn json_wants(stages: &[Stage], at: usize, wanted: &BTreeSet<String>) -> Opt
             Stage::Line { .. }
             | Stage::IpFilter { .. }
             | Stage::PatternFilter { .. }
+            | Stage::AnyOf(_)
             | Stage::Drop(_)
             | Stage::Keep(_)
             | Stage::Decolorize => {}
             _ => return None,
+        }
+    }
+    // Loki's hints also hold the names filters before the parser read; a
+    // stream label among them is never given, so the line is read whole.
+    for stage in &stages[..at] {
+        if let Stage::Labels(e) = stage {
+            label_names(e, &mut names);
         }
     }
     // A field that clashes with a stream label is renamed `x_extracted`.
@@ -464,5 +472,17 @@ mod tests {
             panic!()
         };
         assert!(json_wants(&q.stages, 0, &BTreeSet::new()).is_none());
+        // A filter before the parser is wanted too; an `or` of line
+        // filters after it reads no label.
+        let Ok(crate::logql::Query::Log(q)) =
+            crate::logql::parse(r#"{a="b"} | pod="p" | json |= "x" or "y""#)
+        else {
+            panic!()
+        };
+        let w = json_wants(&q.stages, 1, &BTreeSet::new()).unwrap();
+        assert_eq!(
+            w.names.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["pod"]
+        );
     }
 }

@@ -375,6 +375,9 @@ async fn a_narrowed_json_reads_a_line_only_as_far_as_the_query_needs() {
     // (0 s, 60 s]: the api lines at 10, 20, 30 and 40 s, and the cut line.
     let q = format!("sum(count_over_time({sel} [1m]))");
     close(&run(&engine, &q, 60, 60, 1).await.0, &[("", 0, 5.0)], &q);
+    // Absence reads no field either: lines are there, so no series.
+    let q = format!("absent_over_time({sel} [1m])");
+    close(&run(&engine, &q, 60, 60, 1).await.0, &[], &q);
     // `level` is read from the cut line before it breaks: info has the
     // api lines at 10, 20 and 40 s and the cut one.
     let q = format!("sum by (level) (count_over_time({sel} [1m]))");
