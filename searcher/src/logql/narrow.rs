@@ -120,7 +120,7 @@ pub struct Take<'a> {
     out: &'a mut Labels,
     start: usize,
     /// The wanted names the line has given, as its series names them.
-    given: Vec<String>,
+    given: Vec<&'a str>,
 }
 
 impl<'a> Take<'a> {
@@ -147,14 +147,20 @@ impl Sink for Take<'_> {
             return false;
         }
         self.out.push((path.to_owned(), value));
-        // As the series will name it: a stream label keeps its name.
-        let named = if self.stream.iter().any(|(k, _)| k == path) {
-            format!("{path}_extracted")
-        } else {
-            path.to_owned()
-        };
-        if self.wanted.names.contains(&named) && !self.given.contains(&named) {
-            self.given.push(named);
+        // As the series will name it: a stream label keeps its name, so
+        // the field is `path_extracted`.
+        let renamed = self.stream.iter().any(|(k, _)| k == path);
+        let named = self.wanted.names.iter().find(|n| {
+            if renamed {
+                n.strip_suffix("_extracted") == Some(path)
+            } else {
+                n.as_str() == path
+            }
+        });
+        if let Some(n) = named {
+            if !self.given.contains(&n.as_str()) {
+                self.given.push(n);
+            }
         }
         self.given.len() == self.wanted.names.len()
     }
@@ -209,13 +215,16 @@ impl<'de> Visitor<'de> for Object<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        loop {
             let walk = &mut *self.walk;
             let restore = walk.path.len();
-            if self.depth > 0 || key.as_bytes().first().is_some_and(u8::is_ascii_digit) {
-                walk.path.push('_');
+            let key = Key {
+                path: &mut walk.path,
+                depth: self.depth,
+            };
+            if map.next_key_seed(key)?.is_none() {
+                break;
             }
-            push_sanitized_key(&mut walk.path, &key);
             let wants = walk.sink.wants(&walk.path);
             if wants.any() {
                 map.next_value_seed(Member {
@@ -231,6 +240,37 @@ impl<'de> Visitor<'de> for Object<'_, '_> {
                 return Err(A::Error::custom(ALL_READ));
             }
         }
+        Ok(())
+    }
+}
+
+/// A member's key, flattened onto the path as `| json` names it, without
+/// a copy of its own.
+struct Key<'p> {
+    path: &'p mut String,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Key<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<(), E> {
+        if self.depth > 0 || key.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+            self.path.push('_');
+        }
+        push_sanitized_key(self.path, key);
         Ok(())
     }
 }
