@@ -6,21 +6,27 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use skidder_searcher::logql::eval::{flatten_json, Labels};
-use skidder_searcher::logql::json_scan::{read, Recorder};
-use skidder_searcher::logql::narrow::read_streaming;
+use skidder_searcher::logql::json_scan::{read, reference_fields, Recorder};
+use skidder_searcher::logql::eval::Labels;
+use skidder_searcher::logql::narrow::{read_all, read_streaming};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(line) = std::str::from_utf8(data) else {
         return;
     };
-    let mut full = Labels::new();
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-        flatten_json(&v, &mut full);
+    let reference = reference_fields(line);
+    // The unnarrowed reader takes what serde_json takes, and gives what
+    // the reference gives.
+    let mut all = Labels::new();
+    assert_eq!(read_all(line, &mut all), reference.is_some(), "{line:?}");
+    if let Some(want) = &reference {
+        let want: Labels = want.clone().into_iter().collect();
+        assert_eq!(all, want, "{line:?}");
     }
+    let full = reference.unwrap_or_default();
     // Want every other field the full reader finds, and a few names: the
     // input decides whether the reading stops early.
-    let mut names: Vec<String> = full.iter().step_by(2).map(|(k, _)| k.clone()).collect();
+    let mut names: Vec<String> = full.keys().step_by(2).cloned().collect();
     names.extend(["a", "a_b", "level", "_1"].map(str::to_owned));
     if data.len() % 2 == 0 {
         names.truncate(1);

@@ -106,8 +106,14 @@ pub(super) fn summary_admits(matchers: &[Matcher], summary: &LabelSummary) -> bo
     })
 }
 
-fn looks_like_float(v: &str) -> bool {
-    v.parse::<f64>().is_ok() && v.contains(['.', 'e', 'E'])
+/// Whether `| json` may give `v` for a number that an indexer of index
+/// version 1 printed otherwise (`1.50` as `1.5`, `1e3` as `1000`), so that
+/// its `key=value` token is not `v`'s. From version 2 a number's words are
+/// words of the raw line, which is how `| json` writes it.
+fn printed_otherwise_v1(v: &str) -> bool {
+    let canonical = v.parse::<i64>().is_ok_and(|i| i.to_string() == v)
+        || v.parse::<u64>().is_ok_and(|u| u.to_string() == v);
+    v.parse::<f64>().is_ok() && !canonical
 }
 
 /// Token hashes every matching line's block must contain, for index
@@ -130,7 +136,7 @@ pub fn required_tokens(q: &LogQuery, max_value_len: usize, version: u16) -> Vec<
                 && value.len() <= max
                 && !name.starts_with("__")
                 && !name.ends_with("_extracted")
-                && !looks_like_float(value) =>
+                && (version != 1 || !printed_otherwise_v1(value)) =>
             {
                 if version == 1 {
                     out.push(field_hash(name, value.as_bytes(), scratch));

@@ -2,15 +2,20 @@
 //! `| logfmt`, label filters and `| line_format`, with Loki's semantics.
 //!
 //! Field filters before any parser read the line's JSON fields, as if
-//! `| json` had run, without adding them to the result's labels. JSON is
-//! flattened exactly as the indexer flattens it for its `key=value` tokens
-//! (`common::format::tokens`), which is what makes bloom pruning exact.
+//! `| json` had run, without adding them to the result's labels. A JSON
+//! value's words are in its block's bloom filter either way: a number as
+//! the line spells it, which is how `| json` writes it, is words of the
+//! raw line, and the indexer adds the words of every value the line spells
+//! otherwise (`common::format::tokens`). That is what makes pruning on a
+//! field filter exact.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use memchr::memmem;
+use serde_json::value::RawValue;
 use serde_json::Value;
-use skidder_common::format::tokens::{push_sanitized_key, MAX_FIELD_DEPTH};
+use skidder_common::format::tokens::push_sanitized_key;
 
 use crate::logql::template::Template;
 use crate::logql::{
@@ -77,7 +82,7 @@ impl Compiled {
 /// fails the filter without being parsed. Only `\uXXXX` can spell a
 /// character other than `"`, `\`, `/` or a control character, so for a
 /// value without those, a line's `\"` or `\n` does not force a parse.
-/// Values that read as numbers are left out: JSON may write `1000` as `1e3`.
+/// A number's value is its text in the line, so it is no exception.
 struct Literal {
     name: String,
     finder: memmem::Finder<'static>,
@@ -97,7 +102,7 @@ impl Literal {
                 op: CmpOp::Eq,
                 value,
                 ..
-            } if !value.is_empty() && value.trim().parse::<f64>().is_err() => out.push(Literal {
+            } if !value.is_empty() => out.push(Literal {
                 name: name.clone(),
                 finder: memmem::Finder::new(value.as_bytes()).into_owned(),
                 short_escapable: value
@@ -120,85 +125,46 @@ impl Literal {
     }
 }
 
-/// Appends the scalar fields of a JSON object, flattened Loki's way.
-pub fn flatten_json(v: &Value, out: &mut Labels) {
-    fn walk(v: &Value, path: &mut String, depth: usize, out: &mut Labels) {
-        let Value::Object(o) = v else { return };
-        if depth >= MAX_FIELD_DEPTH {
-            return;
-        }
-        for (k, child) in o {
-            let restore = path.len();
-            // Segments join with `_`; Loki prefixes a key that starts with a digit.
-            if depth > 0 || k.as_bytes().first().is_some_and(u8::is_ascii_digit) {
-                path.push('_');
-            }
-            push_sanitized_key(path, k);
-            match child {
-                Value::Object(_) => walk(child, path, depth + 1, out),
-                _ => {
-                    if let Some(v) = json_scalar(child) {
-                        out.push((path.clone(), v));
-                    }
-                }
-            }
-            path.truncate(restore);
-        }
-    }
-    walk(v, &mut String::new(), 0, out);
-}
-
-/// A JSON string, number or boolean as a label value; `None` for the
-/// rest (null, arrays, objects), which `| json` leaves out.
-pub(super) fn json_scalar(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(json_number_text(n)),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-/// A number as the indexer writes it: integers in decimal, floats with
-/// Rust's shortest round-trip formatting.
-pub(crate) fn json_number_text(n: &serde_json::Number) -> String {
-    if let Some(i) = n.as_i64() {
-        i.to_string()
-    } else if let Some(u) = n.as_u64() {
-        u.to_string()
-    } else {
-        format!("{}", n.as_f64().unwrap_or(f64::NAN))
-    }
-}
-
 fn parse_json_fields(line: &str, out: &mut Labels) -> bool {
-    match serde_json::from_str::<Value>(line) {
-        Ok(v @ Value::Object(_)) => {
-            flatten_json(&v, out);
-            true
-        }
-        _ => false,
-    }
+    super::narrow::read_all(line, out)
 }
 
-/// The value at `path` in a JSON document, as a label value: strings as
-/// they are, numbers and booleans as text, objects and arrays as JSON;
-/// `None` if there is nothing (or `null`) there.
-fn json_at(v: &Value, path: &[JsonPath]) -> Option<String> {
-    let mut at = v;
+/// `| json label="path"`: the value at each path of a JSON object line,
+/// or `None` if the line is not one. A value is its text as Loki's
+/// expression parser gives it: a string unescaped, a number, a boolean, an
+/// object or an array as the line spells it; nothing for `null` or a path
+/// that leads nowhere.
+fn json_fields(line: &str, paths: &[(String, Vec<JsonPath>)]) -> Option<Labels> {
+    let root: &RawValue = serde_json::from_str(line).ok()?;
+    if !root.get().starts_with('{') {
+        return None;
+    }
+    Some(
+        paths
+            .iter()
+            .filter_map(|(label, path)| Some((label.clone(), json_at(root, path)?)))
+            .collect(),
+    )
+}
+
+fn json_at(mut at: &RawValue, path: &[JsonPath]) -> Option<String> {
     for step in path {
         at = match step {
-            JsonPath::Key(k) => at.get(k)?,
-            JsonPath::Index(i) => at.get(*i)?,
+            // Of equal keys the last wins, as in every reader of `| json`.
+            JsonPath::Key(k) => serde_json::from_str::<HashMap<String, &RawValue>>(at.get())
+                .ok()?
+                .remove(k)?,
+            JsonPath::Index(i) => *serde_json::from_str::<Vec<&RawValue>>(at.get())
+                .ok()?
+                .get(*i)?,
         };
     }
-    Some(match at {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => json_number_text(n),
-        Value::Bool(b) => b.to_string(),
-        Value::Null => return None,
-        other => other.to_string(),
-    })
+    let text = at.get();
+    match text.as_bytes().first()? {
+        b'"' => serde_json::from_str(text).ok(),
+        b'n' => None,
+        _ => Some(text.to_owned()),
+    }
 }
 
 /// `key=value key2="quoted value"` pairs. A standalone key (no `=`) is
@@ -724,17 +690,9 @@ impl LinePipeline {
                 }
                 Compiled::JsonFields(paths) => {
                     parsed = true;
-                    match serde_json::from_str::<Value>(&line) {
-                        Ok(v @ Value::Object(_)) => {
-                            let fields = paths
-                                .iter()
-                                .filter_map(|(label, path)| {
-                                    Some((label.clone(), json_at(&v, path)?))
-                                })
-                                .collect();
-                            push_extracted(fields, stream, extracted);
-                        }
-                        _ => extracted.push(("__error__".into(), "JSONParserErr".into())),
+                    match json_fields(&line, paths) {
+                        Some(fields) => push_extracted(fields, stream, extracted),
+                        None => extracted.push(("__error__".into(), "JSONParserErr".into())),
                     }
                     0
                 }
@@ -1354,8 +1312,13 @@ mod tests {
         assert!(run(r#"{a="b"} | trace_id="abc""#, quoted).is_some());
         assert!(run(r#"{a="b"} | trace_id="abd""#, quoted).is_none());
         assert!(run(r#"{a="b"} | note="x\"y\nA""#, quoted).is_some());
-        // A number written with an exponent still equals its decimal text.
-        assert!(run(r#"{a="b"} | n="1000""#, r#"{"n":1e3}"#).is_some());
+        // A number is its text as the line spells it, as in Loki: `1e3`
+        // is not the string "1000", though it is the number 1000.
+        assert!(run(r#"{a="b"} | n="1000""#, r#"{"n":1e3}"#).is_none());
+        assert!(run(r#"{a="b"} | n="1e3""#, r#"{"n":1e3}"#).is_some());
+        assert!(run(r#"{a="b"} | n=1000"#, r#"{"n":1e3}"#).is_some());
+        assert!(run(r#"{a="b"} | n="1.50""#, r#"{"n":1.50}"#).is_some());
+        assert!(run(r#"{a="b"} | n="1.5""#, r#"{"n":1.50}"#).is_none());
         // A stream label needs nothing from the line.
         assert!(run(r#"{a="b"} | level="info" and trace_id="abc""#, LINE).is_some());
         // `or` requires neither side.

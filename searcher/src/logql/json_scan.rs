@@ -10,12 +10,16 @@
 //! the query needs is in; the reading stops there, and the rest of the
 //! line is neither read nor checked (Loki's `errFoundAllLabels`).
 //!
+//! A wanted value is written as Loki's `| json` writes it: a string
+//! unescaped, a number as the line spells it (`1.50`, `1e3`), a boolean as
+//! `true` or `false`.
+//!
 //! It answers only where it reads exactly as serde_json would, and gives
 //! up (`None`) otherwise, so the caller reads the line the slower way
-//! (`narrow::read_streaming`): a control character anywhere, a `\u`
-//! escape, an escaped key, an exponent, a float or an integer beyond 64
-//! bits in a wanted field, a number of more than 300 digits, or nesting
-//! deeper than serde_json allows.
+//! (`narrow::read_streaming`): a control character anywhere, an escaped
+//! key, a wanted string whose escapes serde_json refuses (a lone
+//! surrogate), or nesting deeper than serde_json allows. Like serde_json
+//! skipping a value, it checks a number's grammar but not its range.
 
 use skidder_common::format::tokens::{push_sanitized_key, MAX_FIELD_DEPTH};
 
@@ -58,6 +62,10 @@ pub trait Sink {
     /// A wanted scalar, as `| json` writes it; `true` once every field the
     /// query needs is in, and the reader stops.
     fn take(&mut self, path: &str, value: String) -> bool;
+    /// Whether `take` may ever say that every field is in.
+    fn may_stop(&self) -> bool {
+        true
+    }
 }
 
 /// A sink that wants a fixed list of names, has all it needs once each is
@@ -89,6 +97,72 @@ impl Sink for Recorder<'_> {
     }
 }
 
+/// Every scalar field of a JSON object line, read level by level into
+/// serde_json lists of raw values: an independent statement of what the
+/// unnarrowed `| json` gives (names flattened, strings unescaped, numbers
+/// as spelled, the last in the line of equal names winning), which tests
+/// and the fuzz target hold the readers to; `None` if the line is not a
+/// JSON object.
+pub fn reference_fields(line: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    use serde::de::{Deserializer, MapAccess, Visitor};
+    use serde_json::value::RawValue;
+    use std::collections::BTreeMap;
+
+    /// An object's members in the line's order, each value as its text.
+    struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+    impl<'de: 'a, 'a> serde::Deserialize<'de> for Members<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct InOrder<'a>(std::marker::PhantomData<&'a ()>);
+            impl<'de: 'a, 'a> Visitor<'de> for InOrder<'a> {
+                type Value = Members<'a>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Members<'a>, A::Error> {
+                    let mut out = Vec::new();
+                    while let Some(member) = m.next_entry::<String, &'a RawValue>()? {
+                        out.push(member);
+                    }
+                    Ok(Members(out))
+                }
+            }
+            d.deserialize_map(InOrder(std::marker::PhantomData))
+        }
+    }
+
+    fn walk(
+        object: &str,
+        path: &str,
+        depth: usize,
+        out: &mut BTreeMap<String, String>,
+    ) -> Option<()> {
+        let members: Members<'_> = serde_json::from_str(object).ok()?;
+        for (key, value) in members.0 {
+            let mut name = path.to_owned();
+            if depth > 0 || key.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+                name.push('_');
+            }
+            push_sanitized_key(&mut name, &key);
+            let text = value.get();
+            match text.as_bytes().first()? {
+                b'{' if depth + 1 < MAX_FIELD_DEPTH => walk(text, &name, depth + 1, out)?,
+                b'{' | b'[' | b'n' => {}
+                b'"' => {
+                    out.insert(name, serde_json::from_str(text).ok()?);
+                }
+                _ => {
+                    out.insert(name, text.to_owned());
+                }
+            }
+        }
+        Some(())
+    }
+    let mut out = BTreeMap::new();
+    walk(line, "", 0, &mut out)?;
+    Some(out)
+}
+
 /// Whether a reader goes on through the line or has all it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flow {
@@ -98,8 +172,9 @@ enum Flow {
 
 /// serde_json's recursion limit is 128; stay well inside it.
 const MAX_NESTING: usize = 100;
-/// A number longer than this might not fit an `f64`; serde_json refuses those.
-const MAX_NUMBER_DIGITS: usize = 300;
+/// A number of at most this many characters and no exponent is within an
+/// `f64`'s range, so serde_json takes it as a value too.
+const MAX_PLAIN_NUMBER: usize = 300;
 
 /// Hands `line`'s wanted fields to `sink` until it has all it needs;
 /// `Some` if the line is a JSON object up to there (or whole), `None`
@@ -205,7 +280,17 @@ impl<'l> Scan<'l> {
         let start = self.i;
         let text = match *self.b.get(self.i)? {
             b'{' if w.object && depth + 1 < MAX_FIELD_DEPTH => {
-                self.i += 1;
+                // Wanted as a scalar too, the value comes from serde_json
+                // to the streaming reader whole, so that a number keeps
+                // its text, and is thereby checked whole before its fields
+                // are read. Where the reading may stop inside, so here.
+                if w.value && sink.may_stop() {
+                    self.skip_value(depth + 1)?;
+                    self.i = start + 1;
+                    self.marks.rewind(self.i);
+                } else {
+                    self.i += 1;
+                }
                 return self.object(path, depth + 1, sink);
             }
             b'"' if w.value => {
@@ -219,20 +304,10 @@ impl<'l> Scan<'l> {
                     text.to_owned()
                 }
             }
+            // As the line spells it, as Loki's `| json` keeps a number.
             b'-' | b'0'..=b'9' if w.value => {
-                let integer = self.number()?;
-                let text = &self.line[start..self.i];
-                let exact = integer
-                    && text != "-0"
-                    && if text.starts_with('-') {
-                        text.parse::<i64>().is_ok()
-                    } else {
-                        text.parse::<u64>().is_ok()
-                    };
-                if !exact {
-                    return None;
-                }
-                text.to_owned()
+                self.number()?;
+                self.line[start..self.i].to_owned()
             }
             b't' if w.value => {
                 self.literal(b"true")?;
@@ -241,6 +316,20 @@ impl<'l> Scan<'l> {
             b'f' if w.value => {
                 self.literal(b"false")?;
                 "false".to_owned()
+            }
+            // A scalar where the query looks for an object: serde_json
+            // reads it as a value rather than skipping it, so it checks a
+            // number's range and a string's escapes. Leave those to it.
+            b'"' if w.object => {
+                self.i += 1;
+                let (_, escaped) = self.string()?;
+                return (!escaped).then_some(Flow::More);
+            }
+            b'-' | b'0'..=b'9' if w.object => {
+                self.number()?;
+                let text = &self.line[start..self.i];
+                let plain = !text.contains(['e', 'E']) && text.len() <= MAX_PLAIN_NUMBER;
+                return plain.then_some(Flow::More);
             }
             _ => {
                 self.skip_value(depth + 1)?;
@@ -265,17 +354,24 @@ impl<'l> Scan<'l> {
                 return Some((&self.line[start..at], escaped));
             }
             match self.b.get(at + 1)? {
-                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i = at + 2,
+                // Any four hex digits, as serde_json checks an escape it
+                // skips; a wanted value's are read by serde_json itself.
+                b'u' => {
+                    let hex = self.b.get(at + 2..at + 6)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return None;
+                    }
+                    self.i = at + 6;
+                }
                 _ => return None,
             }
             escaped = true;
-            self.i = at + 2;
         }
     }
 
-    /// A number, checked against JSON's grammar; whether it is an integer.
-    fn number(&mut self) -> Option<bool> {
-        let start = self.i;
+    /// A number, checked against JSON's grammar.
+    fn number(&mut self) -> Option<()> {
         self.expect(b'-');
         match self.b.get(self.i)? {
             // `01` is no number, even where the reading stops after it.
@@ -284,19 +380,23 @@ impl<'l> Scan<'l> {
             b'1'..=b'9' => self.digits(),
             _ => return None,
         }
-        let mut integer = true;
         if self.expect(b'.').is_some() {
-            integer = false;
-            let from = self.i;
-            self.digits();
-            if self.i == from {
-                return None;
-            }
+            self.some_digits()?;
         }
         if matches!(self.b.get(self.i), Some(b'e' | b'E')) {
-            return None;
+            self.i += 1;
+            if matches!(self.b.get(self.i), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            self.some_digits()?;
         }
-        (self.i - start <= MAX_NUMBER_DIGITS).then_some(integer)
+        Some(())
+    }
+
+    fn some_digits(&mut self) -> Option<()> {
+        let from = self.i;
+        self.digits();
+        (self.i > from).then_some(())
     }
 
     fn digits(&mut self) {
@@ -329,7 +429,7 @@ impl<'l> Scan<'l> {
                 self.i += 1;
                 self.skip_items(b']', depth, false)
             }
-            b'-' | b'0'..=b'9' => self.number().map(drop),
+            b'-' | b'0'..=b'9' => self.number(),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
@@ -402,6 +502,12 @@ impl<'l> Marks<'l> {
             .fold(0, |m, (k, &c)| m | u64::from(c == b'"' || c == b'\\') << k)
     }
 
+    /// Back to `i`, before marks already passed.
+    fn rewind(&mut self, i: usize) {
+        self.chunk = i & !63;
+        self.bits = Self::mask(self.b, self.chunk);
+    }
+
     /// The first mark at or after `i`.
     fn next_from(&mut self, i: usize) -> Option<usize> {
         if i >= self.chunk + 64 {
@@ -445,7 +551,6 @@ fn push_key(path: &mut String, key: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logql::eval::flatten_json;
     use crate::logql::narrow::read_streaming;
 
     /// Where the scanner answers, the streaming reader (serde_json's
@@ -475,13 +580,24 @@ mod tests {
             return;
         }
         let last: std::collections::BTreeMap<_, _> = got.takes.into_iter().collect();
-        let mut full = Labels::new();
-        flatten_json(&serde_json::from_str(line).unwrap(), &mut full);
-        let full: std::collections::BTreeMap<_, _> = full
+        let full: std::collections::BTreeMap<_, _> = reference_fields(line)
+            .unwrap()
             .into_iter()
             .filter(|(k, _)| names.contains(k))
             .collect();
         assert_eq!(last, full, "{line} {names:?}");
+    }
+
+    /// The unnarrowed reader takes a line exactly when serde_json does,
+    /// and gives what the reference gives.
+    fn all_agree(line: &str) {
+        let mut all = Labels::new();
+        let ok = crate::logql::narrow::read_all(line, &mut all);
+        let reference = reference_fields(line);
+        assert_eq!(ok, reference.is_some(), "{line}");
+        if let Some(want) = reference {
+            assert_eq!(all, want.into_iter().collect::<Labels>(), "{line}");
+        }
     }
 
     fn names(n: &[&str]) -> Vec<String> {
@@ -515,6 +631,8 @@ mod tests {
             r#"{"n":18446744073709551615,"x":-9223372036854775808,"a":{"b":2},"a_b":0}"#,
             r#"{"s":"ünï😀","t":false,"other":-1.5,"more":[true,false,null,0,-0.25]}"#,
             r#"{}"#,
+            r#"{"n":1.50,"x":-0,"ok":1e3,"a_b":2.5E-3,"level":"\u0077\u00E9"}"#,
+            r#"{"n":18446744073709551616,"x":1e400,"z":"\ud800 is skipped"}"#,
         ];
         for line in answered {
             assert!(agrees(line, &all), "gave up on {line}");
@@ -547,12 +665,13 @@ mod tests {
     fn gives_up_where_it_cannot_read_exactly() {
         let all = names(&["a", "k"]);
         for line in [
-            r#"{"a":"\u0077"}"#,
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"\u00e"}"#,
+            r#"{"b":"\u00eg"}"#,
             r#"{"k\"ey":1}"#,
-            r#"{"a":1.5}"#,
-            r#"{"a":-0}"#,
-            r#"{"a":18446744073709551616}"#,
-            r#"{"b":1e3}"#,
+            r#"{"b":1e}"#,
+            r#"{"b":1E+}"#,
+            r#"{"b":-}"#,
             "{\"a\":\"tab\there\"}",
             "{\"a\":1}\n",
             r#"{"a":1"#,
@@ -569,8 +688,24 @@ mod tests {
         }
         let deep = format!("{}1{}", r#"{"a":"#.repeat(120), "}".repeat(120));
         assert!(read(&deep, &mut Recorder::new(&all)).is_none());
-        let long = format!(r#"{{"b":{}}}"#, "9".repeat(400));
-        assert!(read(&long, &mut Recorder::new(&all)).is_none());
+        let long = format!(r#"{{"a":{}}}"#, "9".repeat(400));
+        assert!(agrees(&long, &all));
+        // A scalar where an object is looked for (`a` on the way to
+        // `a_x`) is a value to serde_json, which checks its range and
+        // escapes: those are left to it, and 1e400 is then an error there.
+        let inside = names(&["a_x"]);
+        for line in [r#"{"a":1e3}"#, r#"{"a":"\u0041"}"#, &long] {
+            assert!(read(line, &mut Recorder::new(&inside)).is_none(), "{line}");
+        }
+        assert!(!read_streaming(
+            r#"{"a":1e400}"#,
+            &mut Recorder::new(&inside)
+        ));
+        assert!(read_streaming(
+            r#"{"a":1e300}"#,
+            &mut Recorder::new(&inside)
+        ));
+        assert!(agrees(r#"{"a":-1.5,"b":"\u0041","a":{"x":"y"}}"#, &inside));
     }
 
     /// The bit masks find exactly the `"` and `\\` bytes, from any start,
@@ -610,6 +745,14 @@ mod tests {
                 i = p + 1 + p % 3;
             }
             assert_eq!(got, walked, "{len}");
+            // Back from the end to any earlier start, as a wanted object
+            // is read again after it was checked.
+            for back in 0..=len {
+                marks.next_from(len);
+                marks.rewind(back);
+                let first = want.iter().copied().find(|&p| p >= back);
+                assert_eq!(marks.next_from(back), first, "{len} {back}");
+            }
         }
     }
 
@@ -633,26 +776,17 @@ mod tests {
         }
         let (mut answered, mut objects) = (0, 0);
         for line in &lines {
-            let Ok(serde_json::Value::Object(_)) = serde_json::from_str(line) else {
+            let Some(full) = reference_fields(line) else {
                 continue;
             };
             objects += 1;
-            let mut full = Labels::new();
-            flatten_json(&serde_json::from_str(line).unwrap(), &mut full);
-            // Every field; the last one; the text fields (it gives up on a
-            // wanted float, and these lines are full of them).
-            let every: Vec<String> = full.iter().map(|(k, _)| k.clone()).collect();
+            // Every field, and the last one.
+            let every: Vec<String> = full.keys().cloned().collect();
             let one = every.iter().rev().take(1).cloned().collect::<Vec<_>>();
-            let texts: Vec<String> = full
-                .iter()
-                .filter(|(_, v)| v.parse::<f64>().is_err())
-                .map(|(k, _)| k.clone())
-                .collect();
-            if agrees(line, &texts) {
+            if agrees(line, &every) {
                 answered += 1;
             }
-            as_full_reader(line, &texts);
-            agrees(line, &every);
+            as_full_reader(line, &every);
             agrees(line, &one);
             if objects % 8 != 1 {
                 continue;
@@ -662,12 +796,14 @@ mod tests {
                     let mut m = line.as_bytes().to_vec();
                     m[i] = with.as_bytes()[0];
                     if let Ok(m) = String::from_utf8(m) {
+                        all_agree(&m);
                         agrees(&m, &every);
                         agrees(&m, &one);
                     }
                 }
                 if line.is_char_boundary(i) {
                     agrees(&line[..i], &every);
+                    all_agree(&line[..i]);
                 }
             }
         }

@@ -22,21 +22,37 @@
 use std::collections::BTreeSet;
 
 use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use skidder_common::format::tokens::{push_sanitized_key, MAX_FIELD_DEPTH};
 
-use super::eval::{json_number_text, Labels};
+use super::eval::Labels;
 use super::json_scan::{self, Sink, Wants};
-use super::{LabelExpr, Stage};
+use super::{LabelExpr, LabelSource, Stage};
 
 /// The labels a `| json` at `stages[at]` must produce when the query
 /// needs only `wanted` of the line's labels afterwards: `wanted`, plus
-/// every label a later filter reads. `None` (read every field) when a
-/// later stage could read any label: a template, a rename, another parser.
+/// every label a later filter, template or rename reads, as Loki's hints
+/// hold them. `None` (read every field) when a later stage could read any
+/// label: a template that reads the label map itself, or another parser
+/// (Loki would skip it once the first has every hinted name; that is not
+/// modelled).
 pub fn json_wants(stages: &[Stage], at: usize, wanted: &BTreeSet<String>) -> Option<Wanted> {
     let mut names = wanted.clone();
     for stage in &stages[at + 1..] {
         match stage {
             Stage::Labels(e) => label_names(e, &mut names),
+            Stage::LineFormat(t) => names.extend(t.labels_read()?.iter().cloned()),
+            Stage::LabelFormat(pairs) => {
+                for (_, source) in pairs {
+                    match source {
+                        LabelSource::Rename(from) => {
+                            names.insert(from.clone());
+                        }
+                        LabelSource::Template(t) => names.extend(t.labels_read()?.iter().cloned()),
+                    }
+                }
+            }
             Stage::Line { .. }
             | Stage::IpFilter { .. }
             | Stage::PatternFilter { .. }
@@ -112,6 +128,48 @@ impl Wanted {
     }
 }
 
+/// Every scalar field of `line` (the unnarrowed `| json`), pushed onto
+/// `out` under its flattened name, sorted by name; of equal names the last
+/// in the line wins, as Loki's `Set` leaves it. `false` if the line is not
+/// a JSON object; the fields read before the fault are kept, as Loki keeps
+/// the labels it set before its parser failed.
+pub fn read_all(line: &str, out: &mut Labels) -> bool {
+    let start = out.len();
+    let mut ok = line.starts_with('{') && json_scan::read(line, &mut Every(out)).is_some();
+    if !ok {
+        out.truncate(start);
+        ok = read_streaming(line, &mut Every(out));
+    }
+    // Stable, so equal names stay in the line's order: keep the last.
+    out[start..].sort_by(|a, b| a.0.cmp(&b.0));
+    let mut read: Labels = out.drain(start..).collect();
+    read.reverse();
+    read.dedup_by(|later, earlier| later.0 == earlier.0);
+    out.extend(read.into_iter().rev());
+    ok
+}
+
+/// A sink that wants every field and never has all it needs.
+struct Every<'a>(&'a mut Labels);
+
+impl Sink for Every<'_> {
+    fn wants(&self, _: &str) -> Wants {
+        Wants {
+            value: true,
+            object: true,
+        }
+    }
+
+    fn take(&mut self, path: &str, value: String) -> bool {
+        self.0.push((path.to_owned(), value));
+        false
+    }
+
+    fn may_stop(&self) -> bool {
+        false
+    }
+}
+
 /// The wanted fields of one line, as they are read, and whether all that
 /// the query needs is in.
 pub struct Take<'a> {
@@ -168,8 +226,7 @@ impl Sink for Take<'_> {
 
 /// [`json_scan::read`]'s reading, done by serde_json's parser without
 /// building the line's tree, for every line: each wanted scalar goes to
-/// `sink` in the line's order, formatted as `| json`'s full reader
-/// formats it, until `sink` has all it needs. `true` if the line is a JSON
+/// `sink` in the line's order, as `| json` writes it, until `sink` has all it needs. `true` if the line is a JSON
 /// object as far as it was read.
 pub fn read_streaming(line: &str, sink: &mut dyn Sink) -> bool {
     let mut de = serde_json::Deserializer::from_str(line);
@@ -293,11 +350,43 @@ impl Member<'_, '_> {
 impl<'de> DeserializeSeed<'de> for Member<'_, '_> {
     type Value = ();
 
+    /// A wanted value whole, as the line spells it: `| json` keeps a
+    /// number's text (`1.50` stays `1.50`, as Loki's parser leaves it),
+    /// which serde_json's visitors would hand over as an `f64`. An object
+    /// on the way to a wanted field as well is then read from that text.
+    /// A value only on the way to one is read member by member.
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
+        if !self.wants.value {
+            return d.deserialize_any(self);
+        }
+        let raw = <&'de RawValue>::deserialize(d)?;
+        let text = raw.get();
+        match text.as_bytes().first() {
+            Some(b'{') if self.wants.object && self.depth + 1 < MAX_FIELD_DEPTH => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                let object = Object {
+                    walk: self.walk,
+                    depth: self.depth + 1,
+                };
+                // A stop inside (`ALL_READ`) stops the outer reading too.
+                serde::Deserializer::deserialize_map(&mut de, object).map_err(D::Error::custom)
+            }
+            Some(b'"') if self.wants.value => {
+                let s: String = serde_json::from_str(text).map_err(D::Error::custom)?;
+                self.take(s);
+                Ok(())
+            }
+            Some(b'-' | b'0'..=b'9' | b't' | b'f') if self.wants.value => {
+                self.take(text.to_owned());
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 }
 
+/// A value on the way to a wanted field: an object is read member by
+/// member, anything else is checked and passed over.
 impl<'de> Visitor<'de> for Member<'_, '_> {
     type Value = ();
 
@@ -322,35 +411,23 @@ impl<'de> Visitor<'de> for Member<'_, '_> {
         Ok(())
     }
 
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
-        self.take(v.to_owned());
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
         Ok(())
     }
 
-    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<(), E> {
-        self.take(v);
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
         Ok(())
     }
 
-    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
-        self.take(v.to_string());
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
         Ok(())
     }
 
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
-        self.take(json_number_text(&v.into()));
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
         Ok(())
     }
 
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
-        self.take(json_number_text(&v.into()));
-        Ok(())
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
-        if let Some(n) = serde_json::Number::from_f64(v) {
-            self.take(json_number_text(&n));
-        }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
         Ok(())
     }
 
@@ -362,7 +439,7 @@ impl<'de> Visitor<'de> for Member<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logql::eval::flatten_json;
+    use crate::logql::json_scan::reference_fields;
 
     fn wanted(names: &[&str]) -> Wanted {
         Wanted {
@@ -403,8 +480,14 @@ mod tests {
             "net",
         ];
         for line in lines {
-            let mut full = Labels::new();
-            flatten_json(&serde_json::from_str(line).unwrap(), &mut full);
+            let full = reference_fields(line).unwrap();
+            let mut all_read = Labels::new();
+            assert!(read_all(line, &mut all_read), "{line}");
+            assert_eq!(
+                all_read,
+                full.clone().into_iter().collect::<Labels>(),
+                "{line}"
+            );
             for pick in [&all[..], &["net_dst_port"], &["deep_er_est", "level"]] {
                 let w = wanted(pick);
                 let mut got = Labels::new();
@@ -413,7 +496,7 @@ mod tests {
                 let mut want: Labels = full
                     .iter()
                     .filter(|(k, _)| pick.contains(&k.as_str()))
-                    .cloned()
+                    .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 want.sort();
                 assert_eq!(got, want, "{line} {pick:?}");
@@ -423,9 +506,13 @@ mod tests {
         let dup = r#"{"n":1,"n":2,"level":"x","level":{"a":1}}"#;
         assert!(wanted(&["n", "level"]).read(dup, &Labels::new(), &mut got));
         assert_eq!(got, labels(&[("n", "2"), ("level", "x")]));
+        let mut got = Labels::new();
+        assert!(read_all(dup, &mut got));
+        // Loki sets `level` from the scalar, and `level_a` from the object
+        // after it, which does not unset `level`.
+        assert_eq!(got, labels(&[("level", "x"), ("level_a", "1"), ("n", "2")]));
         // Two fields flattened to one name: the later in the line wins, as
-        // Loki sets them (the full reader goes by sorted keys instead),
-        // unless the reading stopped at the first.
+        // Loki sets them, unless the reading stopped at the first.
         let clash = r#"{"net_dst_port":"top","net":{"dst_port":80}}"#;
         for (pick, want) in [
             (&["net_dst_port", "x"][..], "80"),
@@ -435,6 +522,53 @@ mod tests {
             assert!(wanted(pick).read(clash, &Labels::new(), &mut got));
             assert_eq!(got, labels(&[("net_dst_port", want)]), "{pick:?}");
         }
+        let mut got = Labels::new();
+        assert!(read_all(clash, &mut got));
+        assert_eq!(got, labels(&[("net_dst_port", "80")]));
+    }
+
+    /// Loki's `| json` writes a number as the line spells it (its
+    /// `readValue` returns a number's bytes), so `1.50` is not `1.5`, and
+    /// a filter or a grouping sees the text the application logged.
+    /// Every reader, narrowed or not, fast or slow, writes the same.
+    #[test]
+    fn a_number_is_written_as_the_line_spells_it() {
+        let spelled = [
+            ("a", "1.50"),
+            ("b", "1e3"),
+            ("c", "-0"),
+            ("d", "12345678901234567890123"),
+            ("e", "2.5E-3"),
+            ("f", "1e400"),
+            ("g", "true"),
+            ("h_i", "0.10"),
+        ];
+        let line = r#"{"a":1.50,"b":1e3,"c":-0,"d":12345678901234567890123,"e":2.5E-3,"f":1e400,"g":true,"h":{"i":0.10}}"#;
+        // The same line with an escape in a string no field names, which
+        // json_scan reads, and with a tab for a space, which only serde_json
+        // reads.
+        let escaped = line.replace(r#""g":true"#, r#""g":true,"s":"\u00e9\u0026""#);
+        let tabbed = line.replace(r#""g":true"#, "\"g\":true,\t\"s\":\"x\"");
+        for line in [line, escaped.as_str(), tabbed.as_str()] {
+            let mut got = Labels::new();
+            assert!(read_all(line, &mut got), "{line}");
+            got.retain(|(k, _)| k != "s");
+            assert_eq!(got, labels(&spelled), "{line}");
+            let mut got = Labels::new();
+            assert!(wanted(&["a", "h_i", "zz"]).read(line, &Labels::new(), &mut got));
+            assert_eq!(got, labels(&[("a", "1.50"), ("h_i", "0.10")]), "{line}");
+            let mut slow = Labels::new();
+            assert!(read_streaming(line, &mut Every(&mut slow)));
+            slow.retain(|(k, _)| k != "s");
+            assert_eq!(slow, labels(&spelled), "{line}");
+        }
+        for (line, fast) in [(line, true), (&escaped, true), (&tabbed, false)] {
+            let scanned = json_scan::read(line, &mut Every(&mut Labels::new()));
+            assert_eq!(scanned.is_some(), fast, "{line}");
+        }
+        let mut got = Labels::new();
+        assert!(read_all(&escaped, &mut got));
+        assert!(got.contains(&("s".to_owned(), "é&".to_owned())), "{got:?}");
     }
 
     /// As Loki's narrowed parser: no wanted field, no reading at all; the
@@ -484,13 +618,19 @@ mod tests {
             r#"{"b":1"#,
             "",
             "42",
-            r#"{"a":1e400}"#,
             r#"{"a":"\ud800"}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":1e+}"#,
+            r#"{"a":-}"#,
+            r#"{"a":.5}"#,
+            // A value serde_json refuses, though a later one replaces it.
+            r#"{"a":"\udf7d","a":"x"}"#,
         ] {
             assert!(
                 !wanted(&["a"]).read(line, &Labels::new(), &mut Labels::new()),
                 "{line}"
             );
+            assert!(!read_all(line, &mut Labels::new()), "{line}");
         }
     }
 
@@ -506,12 +646,33 @@ mod tests {
             w.names.iter().map(String::as_str).collect::<Vec<_>>(),
             ["app", "level", "level_extracted", "status"]
         );
-        let Ok(crate::logql::Query::Log(q)) =
-            crate::logql::parse(r#"{a="b"} | json | line_format "{{.x}}""#)
-        else {
-            panic!()
+        // Templates and renames add the labels they read, as Loki's hints
+        // do; a template that reads the label map itself, or a second
+        // parser, needs every field.
+        let names = |q: &str| {
+            let Ok(crate::logql::Query::Log(q)) = crate::logql::parse(q) else {
+                panic!("{q}")
+            };
+            json_wants(&q.stages, 0, &["app".to_owned()].into())
+                .map(|w| w.names.into_iter().collect::<Vec<_>>())
         };
-        assert!(json_wants(&q.stages, 0, &BTreeSet::new()).is_none());
+        assert_eq!(
+            names(r#"{a="b"} | json | line_format "{{.x}} {{ $.y | ToUpper }}""#).unwrap(),
+            ["app", "x", "y"]
+        );
+        assert_eq!(
+            names(r#"{a="b"} | json | label_format s=level, t="{{.u}}" | t="v""#).unwrap(),
+            ["app", "level", "t", "u"]
+        );
+        for q in [
+            r#"{a="b"} | json | line_format "{{ . }}""#,
+            r#"{a="b"} | json | line_format "{{ range $k, $v := $ }}{{ $k }}{{ end }}""#,
+            r#"{a="b"} | json | label_format x="{{ printf \"%v\" . }}""#,
+            r#"{a="b"} | json | logfmt"#,
+            r#"{a="b"} | json | line_format "{{.x}}" | json"#,
+        ] {
+            assert_eq!(names(q), None, "{q}");
+        }
         // A filter before the parser is wanted too; an `or` of line
         // filters after it reads no label.
         let Ok(crate::logql::Query::Log(q)) =

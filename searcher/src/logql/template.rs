@@ -45,6 +45,9 @@ struct Compiled {
     program: gtmpl::Template,
     /// Top-level field names the template references (rendered as "" when absent).
     fields: Vec<String>,
+    /// It may read the label map itself (`{{ . }}`, `{{ range $k, $v := $ }}`),
+    /// so any label.
+    whole: bool,
     /// It only fills in labels (`{{.name}}`, with `{{-`/`-}}` trimming).
     plain: bool,
 }
@@ -80,6 +83,7 @@ impl Template {
                 text: text.to_string(),
                 program,
                 fields: front.fields,
+                whole: front.whole,
                 plain: fills_only_labels(text),
             }),
         })
@@ -87,6 +91,12 @@ impl Template {
 
     pub fn text(&self) -> &str {
         &self.inner.text
+    }
+
+    /// The labels the template reads, or `None` if it may read any (it
+    /// uses the label map itself, `.` or `$`).
+    pub fn labels_read(&self) -> Option<&[String]> {
+        (!self.inner.whole).then_some(&self.inner.fields[..])
     }
 
     /// Whether the template only fills in labels, `{{.name}}`: most do,
@@ -235,6 +245,7 @@ struct FrontEnd {
     /// Canonical template text for gtmpl.
     code: String,
     fields: Vec<String>,
+    whole: bool,
     /// (gtmpl's line counter, source line) at each piece of `code`, to place
     /// gtmpl's parse errors. gtmpl counts one "line" per text item and per
     /// delimiter, so its numbers must be translated.
@@ -684,6 +695,7 @@ impl FrontEnd {
         let mut out = FrontEnd {
             code: String::with_capacity(src.len() + 64),
             fields: Vec::new(),
+            whole: false,
             lines: Vec::new(),
             last_line: line_of(src, src.len()),
         };
@@ -717,7 +729,7 @@ impl FrontEnd {
                 }
                 Seg::Action(a) if a.comment => {}
                 Seg::Action(a) => {
-                    collect_fields(&a.toks, &mut out.fields);
+                    out.whole |= collect_fields(&a.toks, &mut out.fields);
                     let line = line_of(src, a.start);
                     out.lines.extend([(items + 1, line), (items + 2, line)]);
                     items += 2;
@@ -841,10 +853,19 @@ fn canonical(toks: &[Tok]) -> String {
 }
 
 /// Collects label names the template reads from the top-level map: the first
-/// field of each chain (`.a` of `.a.b`) and fields of `$`.
-fn collect_fields(toks: &[Tok], fields: &mut Vec<String>) {
+/// field of each chain (`.a` of `.a.b`) and fields of `$`. `true` if it
+/// may read the map itself: a bare `.` or `$` (inside `range` or `with`
+/// a `.` is something else, which this does not tell apart).
+fn collect_fields(toks: &[Tok], fields: &mut Vec<String>) -> bool {
+    let mut whole = false;
     let mut prev: Option<&Tok> = None;
-    for tok in toks {
+    for (i, tok) in toks.iter().enumerate() {
+        let next_is_field = matches!(toks.get(i + 1), Some(Tok::Field(_)));
+        match tok {
+            Tok::Dot => whole = true,
+            Tok::Var(v) if v == "$" && !next_is_field => whole = true,
+            _ => {}
+        }
         if let Tok::Field(name) = tok {
             let chained = match prev {
                 Some(Tok::Var(v)) => v != "$",
@@ -857,6 +878,7 @@ fn collect_fields(toks: &[Tok], fields: &mut Vec<String>) {
         }
         prev = Some(tok);
     }
+    whole
 }
 
 #[cfg(test)]

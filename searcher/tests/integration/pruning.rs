@@ -20,7 +20,7 @@ use skidder_common::testing::MotoServer;
 use skidder_indexer::compactor::{compact_hour, newest_manifest, CompactOptions};
 use skidder_indexer::packer::{hours_with_days, pack_hours, PackOptions};
 use skidder_searcher::engine::{sort_entries, Direction, Engine, EngineConfig, Entry, TimeRange};
-use skidder_searcher::logql::eval::{Labels, LinePipeline};
+use skidder_searcher::logql::eval::LinePipeline;
 use skidder_searcher::logql::{parse, Query};
 use skidder_searcher::metrics::Metrics;
 
@@ -125,18 +125,12 @@ fn brute_logs(recs: &[Rec], q: &str, range: TimeRange, limit: usize, dir: Direct
             continue;
         }
         if let Some(line) = p.eval(r.ts, &r.line, &r.labels, &mut ext) {
-            // Stream labels, then extracted ones: a later value wins (a
-            // second parser extracting a name again), as in Loki.
-            let merged: std::collections::BTreeMap<String, String> = r
-                .labels
-                .iter()
-                .cloned()
-                .chain(ext.iter().cloned())
-                .collect();
-            let labels: Labels = merged.into_iter().collect();
+            // The result's labels as the engine builds them (extracted
+            // over stream labels, renames, `drop` and `keep`): what is
+            // checked here is which lines pruning keeps.
             out.push(Entry {
                 ts: r.ts,
-                labels: Arc::new(labels),
+                labels: p.result_labels(&Arc::new(r.labels.clone()), &ext),
                 line: line.into_owned(),
             });
         }
@@ -175,8 +169,51 @@ fn random_query(rng: &mut Rng, recs: &[Rec]) -> String {
         .split(|c: char| !c.is_alphanumeric() && c != '_')
         .filter(|w| !w.is_empty())
         .collect();
+    let level = label("level").unwrap_or_else(|| "info".to_owned());
     for _ in 0..rng.below(3) {
-        match rng.below(9) {
+        match rng.below(15) {
+            // A template sets a label to a constant no line holds: a
+            // filter on it after `label_format` must not prune on its
+            // words, and every line passes.
+            9 => {
+                let k = *rng.pick(&["trace_id", "msg", "level", "w"]);
+                let c = format!("c{:x}", rng.next());
+                q.push_str(&format!(r#" | label_format {k}="{c}" | {k}="{c}""#));
+            }
+            // A rename: the filter reads the new name.
+            10 => {
+                let mut fields = Vec::new();
+                skidder_searcher::logql::narrow::read_all(&r.line, &mut fields);
+                if let Some((k, v)) = fields.get(rng.below(fields.len().max(1))).cloned() {
+                    q.push_str(&format!(
+                        r#" | json | label_format renamed={k} | renamed="{}""#,
+                        escape(&v)
+                    ));
+                }
+            }
+            // Other parsers, whose fields are not the indexed JSON words.
+            11 => q.push_str(&format!(r#" | logfmt | level="{}""#, escape(&level))),
+            12 if !words.is_empty() => {
+                let w = words[rng.below(words.len())];
+                if rng.below(2) == 0 {
+                    q.push_str(&format!(r#" |> "<_>{w}<_>""#));
+                } else {
+                    q.push_str(&format!(r#" | pattern "<a> <b> <_>" | b="{w}""#));
+                }
+            }
+            // Numbers, addresses, and labels dropped or kept.
+            13 => q.push_str(rng.pick::<&str>(&[
+                r#" | json | http_status >= 500 or level="warn""#,
+                r#" | json | http_status != 404, http_status > 200"#,
+                r#" |= ip("10.0.0.0/8")"#,
+                r#" != ip("192.168.0.0/16")"#,
+            ])),
+            // (A filter ends the list, which would take `!= "x"` after it
+            // for a matcher.)
+            14 => q.push_str(rng.pick::<&str>(&[
+                r#" | json | drop trace_id | __error__="""#,
+                r#" | json | keep level, http_status | level="warn""#,
+            ])),
             // A Go template rewrites the line: a filter after it is on the
             // new text, which no index holds (upper-cased words).
             8 if !words.is_empty() => q.push_str(&format!(
@@ -224,11 +261,7 @@ fn random_query(rng: &mut Rng, recs: &[Rec]) -> String {
             // A field filter, with or without `| json`, present or absent.
             _ => {
                 let mut fields = Vec::new();
-                if let Ok(v @ serde_json::Value::Object(_)) =
-                    serde_json::from_str::<serde_json::Value>(&r.line)
-                {
-                    skidder_searcher::logql::eval::flatten_json(&v, &mut fields);
-                }
+                skidder_searcher::logql::narrow::read_all(&r.line, &mut fields);
                 if let Some((k, v)) = fields.get(rng.below(fields.len().max(1))).cloned() {
                     let v = if rng.below(4) == 0 {
                         format!("{v}-absent")

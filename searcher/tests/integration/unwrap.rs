@@ -386,6 +386,24 @@ async fn a_narrowed_json_reads_a_line_only_as_far_as_the_query_needs() {
         &[("error", 0, 1.0), ("info", 0, 4.0)],
         &q,
     );
+    // Through a template that reads only `level`, the same: Loki's hints
+    // hold the names a template reads.
+    let q =
+        format!(r#"sum by (level) (count_over_time({sel} | line_format "{{{{.level}}}}" [1m]))"#);
+    close(
+        &run(&engine, &q, 60, 60, 1).await.0,
+        &[("error", 0, 1.0), ("info", 0, 4.0)],
+        &q,
+    );
+    // Grouped by a rename's new name, which no field gives: the line is
+    // read whole, as Loki reads it, and the cut line is an error.
+    let q = format!("sum by (sev) (count_over_time({sel} | label_format sev=level [1m]))");
+    assert!(
+        failure(&engine, &q, 60)
+            .await
+            .starts_with("pipeline error: 'JSONParserErr'"),
+        "{q}"
+    );
     // A field the cut line lacks: it is read to the break, an error.
     let q = format!("sum by (level, msg) (count_over_time({sel} [1m]))");
     assert!(
@@ -403,4 +421,78 @@ async fn a_narrowed_json_reads_a_line_only_as_far_as_the_query_needs() {
         &[("error", 0, 500.0), ("info", 0, 400.0)],
         &q,
     );
+}
+
+/// `| json` writes a number as the line spells it, as Loki's `readValue`
+/// returns a number's bytes: `0.250` stays `0.250` and `1e3` stays `1e3`,
+/// whether the reader is narrowed (a grouping) or reads every field (a
+/// template after it). To a numeric filter and to unwrap it is still the
+/// number.
+#[tokio::test]
+async fn json_writes_a_number_as_the_line_spells_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalStore::new(dir.path()).unwrap());
+    let l: Vec<String> = [(10, "0.250"), (20, "1.50"), (30, "1e3")]
+        .iter()
+        .map(|(s, took)| {
+            format!(
+                r#"{{"ts":{},"app":"num","took_s":{took}}}"#,
+                BASE_MS + s * 1000
+            )
+        })
+        .collect();
+    index_lines(&*store, "numbers", &l).await;
+    let engine = Engine::new(store, EngineConfig::default(), Arc::new(Metrics::new()));
+    // Each series at t = 60 s over (0 s, 60 s], by its `took_s`.
+    let series = |q: String| {
+        let engine = &engine;
+        async move {
+            let Query::Metric(m) = parse(&q).unwrap_or_else(|e| panic!("{q}: {e}")) else {
+                panic!("{q}")
+            };
+            let t = BASE_MS * 1_000_000 + 60 * S;
+            let mut answers = Vec::new();
+            for prune in [true, false] {
+                let (m, _) = engine
+                    .metric("numbers", &m, t, t, S, prune)
+                    .await
+                    .unwrap_or_else(|e| panic!("{q}: {e}"));
+                let mut got: Vec<(String, f64)> = m
+                    .into_iter()
+                    .map(|(labels, points)| {
+                        let took = labels
+                            .iter()
+                            .find(|(k, _)| k == "took_s")
+                            .map_or(String::new(), |(_, v)| v.clone());
+                        (took, points.values().sum())
+                    })
+                    .collect();
+                got.sort_by(|a, b| a.0.cmp(&b.0));
+                answers.push(got);
+            }
+            assert_eq!(answers[0], answers[1], "{q}: pruning changed the answer");
+            answers.swap_remove(0)
+        }
+    };
+    let sel = r#"{__app__="num"} | json"#;
+    let each = vec![
+        ("0.250".to_owned(), 1.0),
+        ("1.50".to_owned(), 1.0),
+        ("1e3".to_owned(), 1.0),
+    ];
+    let q = format!("sum by (took_s) (count_over_time({sel} [1m]))");
+    assert_eq!(series(q.clone()).await, each, "{q}");
+    let q =
+        format!(r#"sum by (took_s) (count_over_time({sel} | line_format "{{{{.took_s}}}}" [1m]))"#);
+    assert_eq!(series(q.clone()).await, each, "{q}");
+    // A string filter compares the text, a numeric one the number.
+    let q = format!(r#"sum by (took_s) (count_over_time({sel} | took_s="1.50" [1m]))"#);
+    assert_eq!(series(q.clone()).await, [("1.50".to_owned(), 1.0)], "{q}");
+    let q = format!(r#"sum(count_over_time({sel} | took_s="1.5" [1m]))"#);
+    assert_eq!(series(q.clone()).await, [], "{q}");
+    let q = format!(r#"sum(count_over_time({sel} | took_s == 1.5 [1m]))"#);
+    assert_eq!(series(q.clone()).await, [(String::new(), 1.0)], "{q}");
+    // 0.25 + 1.5 + 1000.
+    let q = format!(r#"sum(sum_over_time({sel} | unwrap took_s [1m]))"#);
+    assert_eq!(series(q.clone()).await, [(String::new(), 1001.75)], "{q}");
 }
