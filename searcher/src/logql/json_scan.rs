@@ -18,8 +18,10 @@
 //! up (`None`) otherwise, so the caller reads the line the slower way
 //! (`narrow::read_streaming`): a control character anywhere, an escaped
 //! key, a wanted string whose escapes serde_json refuses (a lone
-//! surrogate), or nesting deeper than serde_json allows. Like serde_json
-//! skipping a value, it checks a number's grammar but not its range.
+//! surrogate), a scalar with an exponent or an escape where the query
+//! looks for an object, or nesting deeper than serde_json allows. Like
+//! serde_json skipping a value, it checks a number's grammar but not its
+//! range.
 
 use skidder_common::format::tokens::{push_sanitized_key, MAX_FIELD_DEPTH};
 

@@ -226,8 +226,8 @@ impl Sink for Take<'_> {
 
 /// [`json_scan::read`]'s reading, done by serde_json's parser without
 /// building the line's tree, for every line: each wanted scalar goes to
-/// `sink` in the line's order, as `| json` writes it, until `sink` has all it needs. `true` if the line is a JSON
-/// object as far as it was read.
+/// `sink` in the line's order, as `| json` writes it, until `sink` has all
+/// it needs. `true` if the line is a JSON object as far as it was read.
 pub fn read_streaming(line: &str, sink: &mut dyn Sink) -> bool {
     let mut de = serde_json::Deserializer::from_str(line);
     let mut walk = Walk {
@@ -371,12 +371,12 @@ impl<'de> DeserializeSeed<'de> for Member<'_, '_> {
                 // A stop inside (`ALL_READ`) stops the outer reading too.
                 serde::Deserializer::deserialize_map(&mut de, object).map_err(D::Error::custom)
             }
-            Some(b'"') if self.wants.value => {
+            Some(b'"') => {
                 let s: String = serde_json::from_str(text).map_err(D::Error::custom)?;
                 self.take(s);
                 Ok(())
             }
-            Some(b'-' | b'0'..=b'9' | b't' | b'f') if self.wants.value => {
+            Some(b'-' | b'0'..=b'9' | b't' | b'f') => {
                 self.take(text.to_owned());
                 Ok(())
             }
