@@ -283,7 +283,7 @@ impl RecordBlock {
             if text.remaining() != inner {
                 return bad("Text length does not match the value length");
             }
-            if std::str::from_utf8(text.take(inner)?).is_err() {
+            if simdutf8::basic::from_utf8(text.take(inner)?).is_err() {
                 return bad("value is not UTF-8");
             }
         }

@@ -125,7 +125,7 @@ impl Engine {
                 if ts < range.start || ts >= range.end {
                     continue;
                 }
-                let Ok(line) = std::str::from_utf8(line) else {
+                let Ok(line) = simdutf8::basic::from_utf8(line) else {
                     continue;
                 };
                 if let Some(out) = pipeline.eval(ts, line, labels, &mut extracted) {
