@@ -45,6 +45,10 @@ pub struct PackFlags {
     /// replace a damaged pack; searchers skip one, at the cost of GETs).
     #[arg(long)]
     pub rewrite: bool,
+    /// A day whose bloom filters are over this many MiB is not sliced
+    /// whole (they are held in memory while sliced); its hours' own serve.
+    #[arg(long, default_value_t = 1024)]
+    pub max_day_slices_mib: u64,
     /// Serve the passes' metrics on `/metrics` here, e.g. `0.0.0.0:9465`.
     #[arg(long)]
     pub metrics_listen: Option<String>,
@@ -131,6 +135,7 @@ fn run_passes(
     let opts = PackOptions {
         max_pack_bytes: (flags.max_pack_mib << 20) as usize,
         rewrite: flags.rewrite,
+        max_day_slices_bytes: flags.max_day_slices_mib.saturating_mul(1 << 20),
         ..Default::default()
     };
     let stop = || shutdown.is_triggered();
@@ -198,6 +203,7 @@ fn run_passes(
                     hours_failed = report.hours_failed,
                     indexes_packed = report.indexes_packed,
                     indexes_skipped = report.indexes_skipped,
+                    days_sliced = report.days_sliced,
                     bytes_written = report.bytes_written,
                     requests = %requests_since(counters, &before),
                     "pack pass done"

@@ -170,6 +170,11 @@ pub struct Cost {
     /// Requests by operation, in [`OPS`] order.
     pub requests: [u64; 7],
     pub bytes_fetched: u64,
+    /// Requests for sliced blooms, an hour's or a day's (heads and rows).
+    pub slices: u64,
+    /// Of those, a day's (and the LIST that finds them): read once for all
+    /// its hours.
+    pub day_slices: u64,
     pub ms: f64,
     /// Lines returned, or the number of series.
     pub result: String,
@@ -235,6 +240,8 @@ pub async fn cold(
     Ok(Cost {
         requests: totals.map(|(_, n)| n),
         bytes_fetched: metrics.bytes_fetched.get(),
+        slices: counters.of_caller("slices") + counters.of_caller("day_slices"),
+        day_slices: counters.of_caller("day_slices"),
         ms,
         result,
     })

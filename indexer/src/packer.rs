@@ -14,15 +14,15 @@
 //! rewrites only changed hours: a pass over settled hours costs one LIST
 //! per hour.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use skidder_common::claims;
 use skidder_common::format::index::{BlockIndex, BloomFilter};
 use skidder_common::format::layout::{
-    decode_component, hour_prefix, pack_digest, parse_slices_key, parse_tail_pack_key, slices_key,
-    tenant_prefix, PackName, INDEX_SUFFIX,
+    day_prefix_of, day_slices_prefix, decode_component, hour_and_app, hour_prefix, pack_digest,
+    parse_slices_key, parse_tail_pack_key, slices_key, tenant_prefix, PackName, INDEX_SUFFIX,
 };
 use skidder_common::format::manifest::Live;
 use skidder_common::format::pack::{self, runs_by_size, Member};
@@ -44,6 +44,14 @@ pub struct PackOptions {
     /// Repack every hour, even one whose pack names say it is current (to
     /// replace a damaged pack, which readers skip).
     pub rewrite: bool,
+    /// A day whose filters take more bytes than this gets no day-level
+    /// sliced blooms (its hours' own serve): the day's filters are held in
+    /// memory while they are sliced.
+    pub max_day_slices_bytes: u64,
+    /// Fewest blocks of a day that share a filter size for the day's
+    /// sliced blooms to hold them: a reader pays about k ranged GETs (k is
+    /// 7 to 10 at the filters' rates) for each size it holds.
+    pub min_day_group: usize,
 }
 
 impl Default for PackOptions {
@@ -52,6 +60,8 @@ impl Default for PackOptions {
             max_pack_bytes: 64 << 20,
             concurrency: 32,
             rewrite: false,
+            max_day_slices_bytes: 1 << 30,
+            min_day_group: 8,
         }
     }
 }
@@ -84,6 +94,17 @@ pub struct PackReport {
     pub indexes_skipped: usize,
     /// Hours the store failed on; logged, and tried again next pass.
     pub hours_failed: usize,
+    /// Days whose sliced blooms were written whole this pass.
+    pub days_sliced: usize,
+}
+
+/// What packing an hour leaves for slicing its day: the indexes readers
+/// read (names relative to the hour, listed sizes) and the packs that hold
+/// them.
+struct HourPacks {
+    prefix: String,
+    live: Vec<(String, u64)>,
+    packs: Vec<String>,
 }
 
 /// Every tenant with a folder at the store's root.
@@ -118,8 +139,10 @@ pub async fn hours_with_days(
 }
 
 /// Packs hours `first..=last` (hours since the epoch) of each tenant,
-/// until `stop` says to. An hour the store fails on is logged and counted,
-/// and the pass goes on; listing a tenant's days must succeed.
+/// until `stop` says to, then slices each day whose hours the range holds
+/// from its first ([`slice_day`]). An hour the store fails on is logged
+/// and counted, and the pass goes on (without slicing its day); listing a
+/// tenant's days must succeed.
 pub async fn pack_hours(
     store: &dyn ObjectStore,
     tenants: &[String],
@@ -129,19 +152,28 @@ pub async fn pack_hours(
 ) -> StorageResult<PackReport> {
     let mut report = PackReport::default();
     for tenant in tenants {
+        let mut days: BTreeMap<String, Vec<HourPacks>> = BTreeMap::new();
+        let mut failed_days: BTreeSet<String> = BTreeSet::new();
         for prefix in hours_with_days(store, tenant, (first, last)).await? {
             if stop() {
                 return Ok(report);
             }
             report.hours_listed += 1;
-            let (outcome, skipped) = match pack_hour(store, &prefix, opts).await {
+            let day = day_prefix_of(&prefix)
+                .filter(|_| hour_of_prefix(&prefix).is_some_and(|h| day_start(h) >= first))
+                .map(str::to_owned);
+            let (outcome, skipped, packs) = match pack_hour(store, &prefix, opts).await {
                 Ok(r) => r,
                 Err(e) => {
                     report.hours_failed += 1;
                     tracing::error!(%prefix, error = %e, "could not pack an hour");
+                    failed_days.extend(day);
                     continue;
                 }
             };
+            if let Some(day) = day {
+                days.entry(day).or_default().extend(packs);
+            }
             report.indexes_skipped += skipped;
             match outcome {
                 HourOutcome::Empty => {}
@@ -158,17 +190,186 @@ pub async fn pack_hours(
                 }
             }
         }
+        for (day, hours) in days {
+            if stop() {
+                return Ok(report);
+            }
+            if failed_days.contains(&day) {
+                continue;
+            }
+            match slice_day(store, &day, &hours, opts).await {
+                Ok(true) => report.days_sliced += 1,
+                Ok(false) => {}
+                Err(e) => tracing::error!(%day, error = %e, "could not slice a day's blooms"),
+            }
+        }
     }
     Ok(report)
 }
 
+/// The hour (since the epoch) an hour prefix names.
+fn hour_of_prefix(prefix: &str) -> Option<i64> {
+    let tenant = &prefix[..prefix.find("dt=")?];
+    Some(hour_and_app(tenant, prefix)?.0)
+}
+
+/// Days found not worth slicing whole (prefix, listing digest, and the
+/// options that decided it), so that a pass over an unchanged day does not
+/// read its packs again to find out.
+type Unsliceable = BTreeSet<(String, u64, usize, u64)>;
+static UNSLICEABLE: std::sync::Mutex<Unsliceable> = std::sync::Mutex::new(BTreeSet::new());
+const MAX_UNSLICEABLE: usize = 10_000;
+
+fn lock_unsliceable() -> std::sync::MutexGuard<'static, Unsliceable> {
+    UNSLICEABLE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The first hour of the day `hour` is in.
+fn day_start(hour: i64) -> i64 {
+    hour - hour.rem_euclid(24)
+}
+
+/// Writes a day's sliced blooms (`<day prefix>_blooms.<digest>.<content>.slices`)
+/// from the packs of `hours`, its hours that hold indexes, unless one of
+/// that listing is there already (its digest is in the key). Names in it
+/// are relative to the day (`hour=<HH>/app=<a>/...idx`), so one probe of
+/// a token reads k rows per filter size for the whole day instead of per
+/// hour. Like the hour's, a reader uses it only for blocks whose listed
+/// index it names at its size. A day of one hour, or whose filters are
+/// over `max_day_slices_bytes`, is left to its hours' own. Returns
+/// whether it wrote one.
+async fn slice_day(
+    store: &dyn ObjectStore,
+    day: &str,
+    hours: &[HourPacks],
+    opts: &PackOptions,
+) -> StorageResult<bool> {
+    let old: Vec<(String, u64)> = list_all(store, &day_slices_prefix(day))
+        .await?
+        .into_iter()
+        .filter_map(|m| Some((m.key.clone(), parse_slices_key(day, &m.key)?.0)))
+        .collect();
+    let named = |h: &HourPacks, name: &str| {
+        format!("{}{name}", h.prefix.strip_prefix(day).unwrap_or(&h.prefix))
+    };
+    let live: Vec<(String, u64)> = hours
+        .iter()
+        .flat_map(|h| h.live.iter().map(move |(n, size)| (named(h, n), *size)))
+        .collect();
+    let digest = pack_digest(live.iter().map(|(n, s)| (n.as_str(), *s)));
+    let current = !opts.rewrite && old.iter().any(|(_, d)| *d == digest);
+    let mut new_key = None;
+    let memo = (
+        day.to_owned(),
+        digest,
+        opts.min_day_group,
+        opts.max_day_slices_bytes,
+    );
+    let tried = !opts.rewrite && lock_unsliceable().contains(&memo);
+    if !current && hours.len() > 1 && !tried {
+        new_key = write_day_slices(store, day, hours, &live, digest, opts).await?;
+        if new_key.is_none() {
+            let mut unsliceable = lock_unsliceable();
+            if unsliceable.len() >= MAX_UNSLICEABLE {
+                unsliceable.clear();
+            }
+            unsliceable.insert(memo);
+        }
+    }
+    // The current one stays, and every other goes: a stale one vouches
+    // only for blocks that did not change, yet costs a reader its head
+    // (one from before a compaction vouches for none).
+    for (k, d) in &old {
+        let keep = (current && *d == digest) || new_key.as_ref() == Some(k);
+        if !keep {
+            store.delete(k).await?;
+        }
+    }
+    Ok(new_key.is_some())
+}
+
+/// Reads the blooms of `live` (day-relative names) from the hours' packs,
+/// slices them, and writes the day's object; `None` if none was written.
+async fn write_day_slices(
+    store: &dyn ObjectStore,
+    day: &str,
+    hours: &[HourPacks],
+    live: &[(String, u64)],
+    digest: u64,
+    opts: &PackOptions,
+) -> StorageResult<Option<String>> {
+    let wanted: HashMap<&str, u64> = live.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+    let keys: Vec<(&HourPacks, &String)> = hours
+        .iter()
+        .flat_map(|h| h.packs.iter().map(move |k| (h, k)))
+        .collect();
+    let fetched: Vec<(&HourPacks, StorageResult<Bytes>)> = stream::iter(keys)
+        .map(|(h, key)| async move { (h, store.get(key).await) })
+        .buffered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    let mut blooms: Vec<(String, u64, u16, BloomFilter)> = Vec::with_capacity(live.len());
+    let mut held: u64 = 0;
+    for (h, r) in fetched {
+        let bytes = match r {
+            Ok(b) => b,
+            // Repacked since (a later pass slices the day again).
+            Err(e) if e.kind == StorageErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Ok(members) = pack::decode(&bytes) else {
+            tracing::warn!(day, "not slicing a day with an unreadable pack");
+            return Ok(None);
+        };
+        for m in members {
+            let name = format!(
+                "{}{}",
+                h.prefix.strip_prefix(day).unwrap_or(&h.prefix),
+                m.name
+            );
+            if wanted.get(name.as_str()) != Some(&(m.index.len() as u64)) {
+                continue;
+            }
+            // A member that does not decode is left out: readers prune
+            // that block from its own index.
+            let Ok((index, bloom)) = BlockIndex::decode_with_bloom(m.index) else {
+                continue;
+            };
+            held += bloom.bits() / 8;
+            if held > opts.max_day_slices_bytes {
+                tracing::info!(day, "not slicing a day whose filters are over the limit");
+                return Ok(None);
+            }
+            blooms.push((name, m.index.len() as u64, index.version, bloom));
+        }
+    }
+    blooms.sort_by(|a, b| a.0.cmp(&b.0));
+    let inputs: Vec<slices::Input<'_>> = blooms
+        .iter()
+        .map(|(name, size, version, bloom)| slices::Input {
+            name,
+            index_size: *size,
+            index_version: *version,
+            bloom,
+        })
+        .collect();
+    // A size shared by a few blocks of the day is left to their hours'
+    // own slices (or indexes), which cost a reader no more.
+    let Some((body, _)) = slices::encode_with(&inputs, opts.min_day_group) else {
+        return Ok(None);
+    };
+    let key = slices_key(day, digest, xxhash_rust::xxh3::xxh3_64(&body));
+    store.put(&key, Bytes::from(body)).await?;
+    Ok(Some(key))
+}
+
 /// Packs one hour, named by its prefix; also returns how many listed
-/// indexes were left out as undecodable.
-pub async fn pack_hour(
+/// indexes were left out as undecodable, and what slicing its day needs.
+async fn pack_hour(
     store: &dyn ObjectStore,
     prefix: &str,
     opts: &PackOptions,
-) -> StorageResult<(HourOutcome, usize)> {
+) -> StorageResult<(HourOutcome, usize, Option<HourPacks>)> {
     let listed = list_all(store, prefix).await?;
     let mut indexes: BTreeSet<(String, u64)> = listed
         .iter()
@@ -218,7 +419,7 @@ pub async fn pack_hour(
         for k in &old_objects {
             store.delete(k).await?;
         }
-        return Ok((HourOutcome::Empty, 0));
+        return Ok((HourOutcome::Empty, 0, None));
     }
     if !opts.rewrite && is_complete(&old_packs, digest) {
         for m in &listed {
@@ -226,7 +427,12 @@ pub async fn pack_hour(
                 store.delete(&m.key).await?;
             }
         }
-        return Ok((HourOutcome::Current, 0));
+        let packs = HourPacks {
+            prefix: prefix.to_owned(),
+            live: indexes.into_iter().collect(),
+            packs: old_packs.into_iter().map(|(k, _)| k).collect(),
+        };
+        return Ok((HourOutcome::Current, 0, Some(packs)));
     }
     // Fresh copies of every index: an old pack's copy of a rewritten
     // index would be stale, and its size alone cannot tell.
@@ -278,6 +484,14 @@ pub async fn pack_hour(
         store.put(&key, Bytes::from(body)).await?;
         new_keys.push(key);
     }
+    let packs = HourPacks {
+        prefix: prefix.to_owned(),
+        live: members
+            .iter()
+            .map(|(name, index)| (name.clone(), index.len() as u64))
+            .collect(),
+        packs: new_keys.clone(),
+    };
     let inputs: Vec<slices::Input<'_>> = members
         .iter()
         .zip(&blooms)
@@ -313,6 +527,7 @@ pub async fn pack_hour(
             bytes: written,
         },
         skipped,
+        Some(packs),
     ))
 }
 

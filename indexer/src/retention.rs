@@ -19,7 +19,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use serde::Deserialize;
-use skidder_common::format::layout::{hour_and_app, tenant_prefix, DEAD_LETTER_ROOT, NS_PER_HOUR};
+use skidder_common::format::layout::{
+    day_object_last_hour, hour_and_app, tenant_prefix, DEAD_LETTER_ROOT, NS_PER_HOUR,
+};
 use skidder_common::format::retention::{marker_key, Cutoffs, RETENTION_VERSION};
 use skidder_common::storage::{list_all, ObjectMeta, ObjectStore, StorageError, StorageErrorKind};
 use thiserror::Error;
@@ -302,11 +304,21 @@ pub async fn plan_tenant(
     progress(Progress::Listed(listed.len() as u64));
     let stored_bytes = listed.iter().map(|m| m.size).sum();
     let stored_objects = listed.len() as u64;
+    let mut day_objects: Vec<Placed> = Vec::new();
     let objects: Vec<Placed> = listed
         .into_iter()
         .filter_map(|meta| {
-            let (hour, app) = hour_and_app(&prefix, &meta.key)?;
-            Some(Placed { meta, hour, app })
+            if let Some((hour, app)) = hour_and_app(&prefix, &meta.key) {
+                return Some(Placed { meta, hour, app });
+            }
+            if let Some(hour) = day_object_last_hour(&prefix, &meta.key) {
+                day_objects.push(Placed {
+                    meta,
+                    hour,
+                    app: None,
+                });
+            }
+            None
         })
         .collect();
     let cutoffs = cutoffs_for(policy, tenant, &objects, opts.now_ns);
@@ -325,6 +337,19 @@ pub async fn plan_tenant(
             doomed.push(o);
         } else {
             oldest_hour_kept = Some(oldest_hour_kept.map_or(o.hour, |h| h.min(o.hour)));
+        }
+    }
+    // A day's own objects (its sliced blooms) go once nothing of its hours
+    // stays: a reader uses them only for blocks still listed.
+    let days_kept: BTreeSet<i64> = objects
+        .iter()
+        .filter(|o| !goes(&cutoffs, o, &apps_in_hour))
+        .map(|o| o.hour.div_euclid(24))
+        .collect();
+    for o in &day_objects {
+        if !days_kept.contains(&o.hour.div_euclid(24)) {
+            *folders.entry(unit_of(&prefix, o)).or_default() += o.meta.size;
+            doomed.push(o);
         }
     }
     let mut report = TenantReport {
@@ -361,7 +386,7 @@ pub async fn plan_tenant(
 }
 
 /// The unit a deleted object belongs to, for the report: its app folder,
-/// or its hour.
+/// its hour, or for a day's own object its day.
 fn unit_of(tenant_prefix: &str, o: &Placed) -> String {
     let rest = &o.meta.key[tenant_prefix.len()..];
     // `dt=…/hour=…/` and, inside an app folder, `app=…/`.
@@ -369,6 +394,7 @@ fn unit_of(tenant_prefix: &str, o: &Placed) -> String {
     let end = rest
         .match_indices('/')
         .nth(depth - 1)
+        .or_else(|| rest.match_indices('/').next())
         .map_or(rest.len(), |(i, _)| i + 1);
     format!("{tenant_prefix}{}", &rest[..end])
 }

@@ -651,7 +651,10 @@ fn regex_lite(keys: &[String]) -> Layout {
             l.tail_packs += 1;
             continue;
         }
-        if parts.len() == 4 && parts[3].starts_with("_blooms.") && parts[3].ends_with(".slices") {
+        // An hour's sliced blooms, or a day's (beside its hour folders).
+        let own = parts.len() == 4 || (parts.len() == 3 && parts[1].starts_with("dt="));
+        let name = parts[parts.len() - 1];
+        if own && name.starts_with("_blooms.") && name.ends_with(".slices") {
             l.slices += 1;
             continue;
         }

@@ -81,6 +81,14 @@ fn ok(out: &Output, what: &str) -> String {
 
 /// A key's tenant, hour (since the epoch) and app folder, parsed here
 /// from the layout the README documents.
+/// The day folder (`tenant=<t>/dt=<date>/`) of a day's own object.
+fn day_object(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("tenant=")?;
+    let (_, rest) = rest.split_once('/')?;
+    let (_, name) = rest.strip_prefix("dt=")?.split_once('/')?;
+    (!name.is_empty() && !name.contains('/')).then(|| &key[..key.len() - name.len()])
+}
+
 fn place(key: &str) -> Option<(String, i64, Option<String>)> {
     let rest = key.strip_prefix("tenant=")?;
     let (tenant, rest) = rest.split_once('/')?;
@@ -448,17 +456,29 @@ checkpoint_interval_secs = 1
             .filter_map(|k| place(k).filter(|(kt, kh, _)| kt == t && *kh == h)?.2)
             .collect()
     };
+    let expired = |key: &str| -> Option<bool> {
+        let (t, h, app) = place(key)?;
+        Some(match &app {
+            Some(a) => gone(&t, a, h),
+            None => apps_in_hour(&t, h).iter().all(|a| gone(&t, a, h)),
+        })
+    };
     for key in before.keys() {
-        let Some((t, h, app)) = place(key) else {
+        if let Some(day) = day_object(key) {
+            // A day's sliced blooms go once nothing of the day stays.
+            let all_gone = before
+                .keys()
+                .filter(|k| k.starts_with(day) && place(k).is_some())
+                .all(|k| expired(k) == Some(true));
+            assert_eq!(after.contains_key(key), !all_gone, "{key}");
+            continue;
+        }
+        let Some(expired) = expired(key) else {
             assert!(
                 after.contains_key(key),
                 "{key} is outside retention's reach"
             );
             continue;
-        };
-        let expired = match &app {
-            Some(a) => gone(&t, a, h),
-            None => apps_in_hour(&t, h).iter().all(|a| gone(&t, a, h)),
         };
         assert_eq!(after.contains_key(key), !expired, "{key}");
     }

@@ -56,7 +56,7 @@ fn parse_shape(s: &str, o: &ScaleOpts) -> Result<Shape> {
 #[derive(Default)]
 struct Report {
     notes: Vec<String>,
-    measured: Vec<[String; 8]>,
+    measured: Vec<[String; 9]>,
     extrapolated: Vec<[String; 6]>,
 }
 
@@ -71,11 +71,11 @@ impl Report {
         for n in &self.notes {
             out.push_str(&format!("- {n}\n"));
         }
-        out.push_str("\n| store: query | LIST | GET | GET range | requests | MB fetched | ms | result |\n|---|---|---|---|---|---|---|---|\n");
+        out.push_str("\n| store: query | LIST | GET | GET range | requests | of them sliced blooms (a day's) | MB fetched | ms | result |\n|---|---|---|---|---|---|---|---|---|\n");
         for r in &self.measured {
             out.push_str(&format!("| {} |\n", r.join(" | ")));
         }
-        out.push_str("\n| at 1 TB/day (extrapolated) | requests/hour | requests/day (newest: the hour) | s/day | requests/7 days | s/7 days |\n|---|---|---|---|---|---|\n");
+        out.push_str("\n| at 1 TB/day (extrapolated) | requests/hour (compacted: but the day's sliced blooms) | requests/day (newest: the hour) | s/day | requests/7 days | s/7 days |\n|---|---|---|---|---|---|\n");
         for r in &self.extrapolated {
             out.push_str(&format!("| {} |\n", r.join(" | ")));
         }
@@ -328,6 +328,7 @@ fn run_cases(
             cost.of("get").to_string(),
             cost.of("get_range").to_string(),
             cost.total().to_string(),
+            format!("{} ({})", cost.slices, cost.day_slices),
             format!("{:.1}", cost.bytes_fetched as f64 / 1e6),
             format!("{:.0}", cost.ms),
             cost.result.clone(),
@@ -370,12 +371,28 @@ fn extrapolate(m: &[Measured], o: &ScaleOpts, t: &mut Report) {
             if case.newest && !prefix.is_empty() {
                 continue;
             }
+            // Compacted, a day's sliced blooms are read once for all its
+            // hours (the measured hours are of one day): they are a cost
+            // per day, taken at the larger of the two shapes, and the rest
+            // (an hour's own sliced blooms too) a cost per hour.
+            // Uncompacted, a day at 1 TB is over what one object slices
+            // (2^20 blocks), so every request is per hour.
+            let per_day = |ms: &Measured| {
+                let (c, _) = &costs_of(ms)[i];
+                if prefix.is_empty() {
+                    0.0
+                } else {
+                    c.day_slices as f64
+                }
+            };
             let per_hour = |ms: &Measured| {
                 let (c, n) = &costs_of(ms)[i];
-                (c.total() as f64 / *n as f64, c.ms / *n as f64)
+                let hourly = c.total() as f64 - per_day(ms);
+                (hourly / *n as f64, c.ms / c.total().max(1) as f64)
             };
+            let fixed = per_day(lo).max(per_day(hi));
             let (lo_r, _) = per_hour(lo);
-            let (hi_r, hi_ms) = per_hour(hi);
+            let (hi_r, hi_ms_per_request) = per_hour(hi);
             let Some((a, b)) = scale::line_through((x(&lo.shape), lo_r), (x(&hi.shape), hi_r))
             else {
                 continue;
@@ -385,8 +402,7 @@ fn extrapolate(m: &[Measured], o: &ScaleOpts, t: &mut Report) {
             let hour = (a + b * at).max(hi_r);
             // Time scales with requests at the largest shape's pace: the
             // same concurrency, the same latency per request.
-            let ms_per_request = hi_ms / hi_r.max(1.0);
-            let secs = |requests: f64| format!("{:.1}", requests * ms_per_request / 1e3);
+            let secs = |requests: f64| format!("{:.1}", requests * hi_ms_per_request / 1e3);
             let name = format!("{prefix}{}", case.name);
             let row = if case.newest {
                 [
@@ -398,7 +414,8 @@ fn extrapolate(m: &[Measured], o: &ScaleOpts, t: &mut Report) {
                     "-".into(),
                 ]
             } else {
-                let (day, week) = (hour * 24.0, hour * 24.0 * 7.0);
+                let day = hour * 24.0 + fixed;
+                let week = day * 7.0;
                 [
                     name,
                     format!("{hour:.0}"),

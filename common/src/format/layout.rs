@@ -219,6 +219,35 @@ pub fn slices_key(hour_prefix: &str, digest: u64, content: u64) -> String {
     format!("{hour_prefix}{SLICES_STEM}{digest:016x}.{content:016x}{SLICES_SUFFIX}")
 }
 
+/// The day folder an hour prefix is in: `tenant=<t>/dt=<date>/` of
+/// `tenant=<t>/dt=<date>/hour=<HH>/`. A day's sliced blooms
+/// ([`day_slices_prefix`]) sit there, beside its hour folders.
+pub fn day_prefix_of(hour_prefix: &str) -> Option<&str> {
+    let at = hour_prefix.rfind("hour=")?;
+    hour_prefix[..at].ends_with('/').then(|| &hour_prefix[..at])
+}
+
+/// What a LIST of a day's sliced blooms asks for: `<day prefix>_blooms.`.
+/// Their keys are [`slices_key`]s under the day prefix, and the names in
+/// them are relative to it (`hour=<HH>/app=<a>/...idx`).
+pub fn day_slices_prefix(day_prefix: &str) -> String {
+    format!("{day_prefix}{SLICES_STEM}")
+}
+
+/// The last hour (hours since the epoch) of the day whose own object `key`
+/// is (one directly under `tenant=<t>/dt=<date>/`, such as its sliced
+/// blooms): such an object goes with the day's last hour.
+pub fn day_object_last_hour(tenant_prefix: &str, key: &str) -> Option<i64> {
+    let rest = key.strip_prefix(tenant_prefix)?.strip_prefix("dt=")?;
+    let (date, name) = rest.split_once('/')?;
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    let start = date.and_hms_opt(23, 0, 0)?.and_utc().timestamp();
+    Some(start.div_euclid(3600))
+}
+
 /// The (digest, content hash) of a sliced-blooms key listed under
 /// `hour_prefix`, if it is one.
 pub fn parse_slices_key(hour_prefix: &str, key: &str) -> Option<(u64, u64)> {
@@ -503,6 +532,30 @@ mod tests {
         ] {
             assert_eq!(hour_and_app(&t, &not), None, "{not}");
         }
+    }
+
+    #[test]
+    fn a_days_own_objects_sit_beside_its_hours_and_go_with_its_last() {
+        let hour = 498_685; // 2026-11-21 13:00 UTC
+        let prefix = hour_prefix("acme", hour);
+        let day = day_prefix_of(&prefix).unwrap();
+        assert_eq!(day, "tenant=acme/dt=2026-11-21/");
+        let key = slices_key(day, 1, 2);
+        assert!(key.starts_with(&day_slices_prefix(day)));
+        assert_eq!(parse_slices_key(day, &key), Some((1, 2)));
+        assert_eq!(parse_slices_key(&prefix, &key), None);
+        let t = tenant_prefix("acme");
+        assert_eq!(day_object_last_hour(&t, &key), Some(hour - 13 + 23));
+        assert_eq!(hour_and_app(&t, &key), None, "not an hour's object");
+        for not in [
+            format!("{prefix}x"),
+            format!("{t}dt=2026-11-21/"),
+            format!("{t}dt=2026-13-01/x"),
+            format!("{t}_retention.json"),
+        ] {
+            assert_eq!(day_object_last_hour(&t, &not), None, "{not}");
+        }
+        assert_eq!(day_prefix_of("tenant=acme/"), None);
     }
 
     #[test]

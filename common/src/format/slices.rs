@@ -125,6 +125,12 @@ pub struct Head {
 /// [`MAX_BITS`], are left out. Returns the object and how many blocks it
 /// holds, or `None` if no block is left.
 pub fn encode(inputs: &[Input<'_>]) -> Option<(Vec<u8>, usize)> {
+    encode_with(inputs, (inputs.len() / MIN_GROUP_SHARE).max(1))
+}
+
+/// [`encode`], with groups of at least `min_columns` blocks (the format
+/// does not care; a reader pays about k GETs a group).
+pub fn encode_with(inputs: &[Input<'_>], min_columns: usize) -> Option<(Vec<u8>, usize)> {
     debug_assert!(inputs.windows(2).all(|w| w[0].name < w[1].name));
     let mut by_bits: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for (i, input) in inputs.iter().enumerate() {
@@ -136,7 +142,6 @@ pub fn encode(inputs: &[Input<'_>]) -> Option<(Vec<u8>, usize)> {
     let mut common: Vec<(u64, Vec<usize>)> = by_bits.into_iter().collect();
     common.sort_by_key(|(bits, members)| (std::cmp::Reverse(members.len()), *bits));
     common.truncate(MAX_GROUPS);
-    let min_columns = (inputs.len() / MIN_GROUP_SHARE).max(1);
     common.retain(|(_, members)| members.len() >= min_columns);
     common.sort_by_key(|(bits, _)| *bits);
     let mut groups = Vec::new();
@@ -603,6 +608,24 @@ mod tests {
         );
         assert_eq!(head.block("b42"), None);
         assert!(head.block("b41").is_some());
+
+        // A day's: groups of at least the given number of blocks.
+        let inputs: Vec<Input<'_>> = filters
+            .iter()
+            .zip(&names)
+            .map(|(f, n)| Input {
+                name: n,
+                index_size: 1,
+                index_version: 2,
+                bloom: f,
+            })
+            .collect();
+        let (bytes, n) = encode_with(&inputs, 3).unwrap();
+        let head = Head::decode(&bytes).unwrap();
+        assert_eq!(n, 40);
+        assert_eq!(head.groups.len(), 1);
+        assert_eq!(head.block("b41"), None);
+        assert_eq!(encode_with(&inputs, 41), None, "no size shared by 41");
     }
 
     #[test]

@@ -81,6 +81,22 @@ impl RequestCounters {
         self.requests.with_label_values(&[op, caller]).get()
     }
 
+    /// Requests so far of every operation made for `caller`.
+    pub fn of_caller(&self, caller: &str) -> u64 {
+        let mut n = 0;
+        for family in prometheus::core::Collector::collect(&self.requests) {
+            for m in family.get_metric() {
+                if m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "caller" && l.value() == caller)
+                {
+                    n += m.get_counter().get_value() as u64;
+                }
+            }
+        }
+        n
+    }
+
     /// Requests so far of every operation, summed over callers, in [`OPS`] order.
     pub fn totals(&self) -> [(&'static str, u64); 7] {
         let mut totals = OPS.map(|op| (op, 0));

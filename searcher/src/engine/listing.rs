@@ -70,8 +70,24 @@ fn label_bytes(l: &LabelSummary) -> usize {
 
 /// A cached listing, and when it was read.
 pub(super) struct Listing {
-    read_at: std::time::Instant,
-    hour: Arc<HourListing>,
+    pub(super) read_at: std::time::Instant,
+    pub(super) hour: Arc<HourListing>,
+}
+
+impl HourListing {
+    /// What listing a day's own sliced blooms found, cached beside the
+    /// hours' listings: the slices and nothing else.
+    pub(super) fn day(prefix: &str, slices: Option<(String, u64)>) -> HourListing {
+        HourListing {
+            prefix: prefix.to_owned(),
+            indexes: Vec::new(),
+            packs: Vec::new(),
+            pack_bytes: 0,
+            slices,
+            labels: HashMap::new(),
+            scoped: false,
+        }
+    }
 }
 
 /// What a manifest does to a listing's indexes.

@@ -210,6 +210,8 @@ struct Stores {
     claims: Arc<dyn ObjectStore>,
     retention: Arc<dyn ObjectStore>,
     slices: Arc<dyn ObjectStore>,
+    /// A day's sliced blooms: read once for all its hours.
+    day_slices: Arc<dyn ObjectStore>,
     packs: Arc<dyn ObjectStore>,
     indexes: Arc<dyn ObjectStore>,
     blocks: Arc<dyn ObjectStore>,
@@ -249,6 +251,7 @@ impl Engine {
                     claims: wrap("claims"),
                     retention: wrap("retention"),
                     slices: wrap("slices"),
+                    day_slices: wrap("day_slices"),
                     packs: wrap("packs"),
                     indexes: wrap("indexes"),
                     blocks: wrap("blocks"),

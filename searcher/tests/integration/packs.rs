@@ -176,6 +176,55 @@ impl Env {
             .collect()
     }
 
+    /// The hour prefixes that hold indexes.
+    async fn hours(&self) -> BTreeSet<String> {
+        self.keys(".idx")
+            .await
+            .iter()
+            .map(|(k, _)| hour_of_key(k).to_owned())
+            .collect()
+    }
+
+    /// Deletes the block whose index is `index_key`, returning its objects
+    /// for [`put_back`](Self::put_back): a block that lands late.
+    async fn take_block(&self, index_key: &str) -> Vec<(String, Bytes)> {
+        let mut taken = Vec::new();
+        for key in [index_key.to_owned(), index_key.replace(".idx", ".seq")] {
+            taken.push((key.clone(), self.get(&key).await));
+            self.store.delete(&key).await.unwrap();
+        }
+        taken
+    }
+
+    async fn put_back(&self, taken: Vec<(String, Bytes)>) {
+        for (key, bytes) in taken {
+            self.store.put(&key, bytes).await.unwrap();
+        }
+    }
+
+    /// Flips a bit of every chunk of the sliced blooms at `key`, so each
+    /// fails its check.
+    async fn damage_rows(&self, key: &str) {
+        let mut bytes = self.get(key).await.to_vec();
+        let head = slices::Head::decode(&bytes).unwrap();
+        for g in &head.groups {
+            for row in (0..g.bits).step_by(g.chunk_rows as usize) {
+                let (_, range) = g.chunk_of(row);
+                bytes[range.start as usize] ^= 0x01;
+            }
+        }
+        self.store.put(key, Bytes::from(bytes)).await.unwrap();
+    }
+
+    /// Deletes the days' own sliced blooms, leaving the hours' own.
+    async fn drop_day_slices(&self) {
+        for (key, _) in self.keys(".slices").await {
+            if !key.contains("/hour=") {
+                self.store.delete(&key).await.unwrap();
+            }
+        }
+    }
+
     async fn get(&self, key: &str) -> Bytes {
         self.store.inner.get(key).await.unwrap()
     }
@@ -266,10 +315,7 @@ async fn packs_save_index_gets_and_never_change_results() {
 
     // A block that lands after its hour was packed.
     let late = env.block_of(&env.recs[LINES / 3]).await;
-    let late_seq = late.replace(".idx", ".seq");
-    let (late_idx, late_data) = (env.get(&late).await, env.get(&late_seq).await);
-    env.store.delete(&late).await.unwrap();
-    env.store.delete(&late_seq).await.unwrap();
+    let taken = env.take_block(&late).await;
 
     // Small packs: each hour takes several.
     let report = env.pack(3_000).await;
@@ -280,8 +326,7 @@ async fn packs_save_index_gets_and_never_change_results() {
         packs.len() > hours.len(),
         "several packs an hour: {packs:?}"
     );
-    env.store.put(&late, late_idx).await.unwrap();
-    env.store.put(&late_seq, late_data).await.unwrap();
+    env.put_back(taken).await;
 
     for (q, want) in queries.iter().zip(&want) {
         let run = env.query(q).await;
@@ -411,12 +456,7 @@ async fn bloom_positive(env: &Env, q: &str) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sliced_blooms_rule_out_blocks_before_any_index_is_read() {
     let env = Env::new().await;
-    let hours: BTreeSet<String> = env
-        .keys(".idx")
-        .await
-        .iter()
-        .map(|(k, _)| hour_of_key(k).to_owned())
-        .collect();
+    let hours = env.hours().await;
     let (needle, late_needle) = (&env.recs[LINES / 2], &env.recs[LINES / 3]);
     let queries = [
         format!(r#"{{__app__=~".+"}} | trace_id="{}""#, trace_of(needle)),
@@ -444,11 +484,9 @@ async fn sliced_blooms_rule_out_blocks_before_any_index_is_read() {
 
     // The late needle's block lands after its hour was packed.
     let late = env.block_of(late_needle).await;
-    let late_seq = late.replace(".idx", ".seq");
-    let (late_idx, late_data) = (env.get(&late).await, env.get(&late_seq).await);
-    env.store.delete(&late).await.unwrap();
-    env.store.delete(&late_seq).await.unwrap();
+    let taken = env.take_block(&late).await;
     env.pack(PackOptions::default().max_pack_bytes).await;
+    env.drop_day_slices().await;
     let sliced = env.keys(".slices").await;
     assert_eq!(sliced.len(), hours.len(), "one per hour: {sliced:?}");
     // Named by their bytes too: a rewrite with other bytes never meets a
@@ -458,8 +496,7 @@ async fn sliced_blooms_rule_out_blocks_before_any_index_is_read() {
         let named = parse_slices_key(hour_of_key(key), key).map(|(_, c)| c);
         assert_eq!(named, Some(content), "{key}");
     }
-    env.store.put(&late, late_idx).await.unwrap();
-    env.store.put(&late_seq, late_data).await.unwrap();
+    env.put_back(taken).await;
 
     for (i, (q, want)) in queries.iter().zip(&want).enumerate() {
         let run = env.query_with(q, true).await;
@@ -495,15 +532,7 @@ async fn sliced_blooms_rule_out_blocks_before_any_index_is_read() {
     // Damaged rows: every chunk of one hour's object fails its check, so
     // that hour's blocks are pruned from their indexes (its packs) again.
     let (key, _) = &sliced[0];
-    let mut bytes = env.get(key).await.to_vec();
-    let head = slices::Head::decode(&bytes).unwrap();
-    for g in &head.groups {
-        for row in (0..g.bits).step_by(g.chunk_rows as usize) {
-            let (_, range) = g.chunk_of(row);
-            bytes[range.start as usize] ^= 0x01;
-        }
-    }
-    env.store.put(key, Bytes::from(bytes)).await.unwrap();
+    env.damage_rows(key).await;
     for (q, want) in queries.iter().zip(&want) {
         let run = env.query_with(q, true).await;
         assert!(
@@ -528,9 +557,170 @@ async fn sliced_blooms_rule_out_blocks_before_any_index_is_read() {
         ..Default::default()
     })
     .await;
+    env.drop_day_slices().await;
     let run = env.query_with(&queries[0], true).await;
     assert!(run.entries == want[0]);
     assert_eq!(run.gets_ending(".pack"), 0);
     let bad = run.metrics.slices_read.with_label_values(&["unreadable"]);
     assert_eq!(bad.get(), 0);
+}
+
+/// The first hour of the day `hour` is in.
+fn day_start(hour: i64) -> i64 {
+    hour - hour.rem_euclid(24)
+}
+
+/// The fixture's days are of about 18 blocks each, of several filter
+/// sizes: slice any four that share one.
+fn day_opts() -> PackOptions {
+    PackOptions {
+        min_day_group: 4,
+        ..Default::default()
+    }
+}
+
+fn day_of_key(key: &str) -> &str {
+    &key[..key.find("dt=").unwrap() + "dt=YYYY-MM-DD/".len()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_days_sliced_blooms_stand_for_its_hours_own() {
+    let env = Env::new().await;
+    let hours = env.hours().await;
+    let days: BTreeSet<&str> = hours.iter().map(|h| day_of_key(h)).collect();
+    // The fixture's 3.3 hours run over midnight: two hours of each day.
+    assert_eq!((hours.len(), days.len()), (4, 2), "{hours:?}");
+    let (needle, late_needle) = (&env.recs[LINES / 2], &env.recs[LINES / 3]);
+    let queries = [
+        format!(r#"{{__app__=~".+"}} | trace_id="{}""#, trace_of(needle)),
+        format!(
+            r#"{{__app__=~".+"}} | trace_id="{}""#,
+            trace_of(late_needle)
+        ),
+        r#"{__app__=~".+"} |= " nowhere_to_be_found ""#.to_owned(),
+    ];
+    let mut want = Vec::new();
+    for q in &queries {
+        want.push(env.query_with(q, false).await.entries);
+    }
+    assert_eq!((want[0].len(), want[1].len(), want[2].len()), (1, 1, 0));
+
+    // A pass whose range starts after a day's first hour leaves that day
+    // to its hours' own slices (it cannot see the day whole).
+    let (first, last) = (hour_of(env.range.start), hour_of(env.range.end - 1));
+    assert_ne!(first, day_start(first), "the fixture starts mid-day");
+    let report = pack_hours(
+        &*env.store,
+        &[TENANT.to_owned()],
+        (first, last),
+        &day_opts(),
+        &|| false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.days_sliced, 1, "only the second day: {report:?}");
+
+    // The late needle's block lands after its day was sliced.
+    let late = env.block_of(late_needle).await;
+    let taken = env.take_block(&late).await;
+    let whole = (day_start(first), last);
+    let pack = || async {
+        pack_hours(
+            &*env.store,
+            &[TENANT.to_owned()],
+            whole,
+            &day_opts(),
+            &|| false,
+        )
+        .await
+        .unwrap()
+    };
+    let report = pack().await;
+    assert_eq!(
+        (report.days_sliced, report.hours_failed),
+        (1, 0),
+        "{report:?}"
+    );
+    assert_eq!(pack().await.days_sliced, 0, "nothing changed");
+    let sliced = env.keys(".slices").await;
+    let day_objects: Vec<&(String, u64)> = sliced
+        .iter()
+        .filter(|(k, _)| !k.contains("/hour="))
+        .collect();
+    assert_eq!(day_objects.len(), 2, "one per day: {sliced:?}");
+    assert_eq!(sliced.len(), hours.len() + 2, "{sliced:?}");
+    for (key, _) in &day_objects {
+        let content = xxhash_rust::xxh3::xxh3_64(&env.get(key).await);
+        let named = parse_slices_key(day_of_key(key), key).map(|(_, c)| c);
+        assert_eq!(named, Some(content), "{key}");
+        // Names relative to the day, each of a listed index of its size.
+        let head = slices::Head::decode(&env.get(key).await).unwrap();
+        let listed: BTreeSet<(String, u64)> = env.keys(".idx").await.into_iter().collect();
+        assert!(!head.blocks.is_empty());
+        for b in &head.blocks {
+            let full = (format!("{}{}", day_of_key(key), b.name), b.index_size);
+            assert!(listed.contains(&full), "{full:?}");
+        }
+    }
+    env.put_back(taken).await;
+
+    let hour_objects = |run: &Run| {
+        run.gets
+            .iter()
+            .filter(|k| k.ends_with(".slices") && k.contains("/hour="))
+            .count()
+    };
+    for (q, want) in queries.iter().zip(&want) {
+        let run = env.query_with(q, true).await;
+        assert!(run.warnings.is_empty(), "{q}: {:?}", run.warnings);
+        assert!(run.entries == *want, "{q}: results changed");
+        // Both days' objects; an hour's own only for blocks its day's
+        // left out (a filter size rare in the day, or the late block).
+        let days_read: BTreeSet<&String> = run
+            .gets
+            .iter()
+            .filter(|k| k.ends_with(".slices") && !k.contains("/hour="))
+            .collect();
+        assert_eq!(days_read.len(), 2, "{q}: {:?}", run.gets);
+        let ok = run.metrics.slices_read.with_label_values(&["ok"]).get();
+        assert!(ok >= 2, "{q}: {ok}");
+        let mut expect = bloom_positive(&env, q).await;
+        expect.insert(late.clone());
+        let read: BTreeSet<String> = run
+            .gets
+            .iter()
+            .filter(|k| k.ends_with(".idx"))
+            .cloned()
+            .collect();
+        assert_eq!(read, expect, "{q}");
+        assert_eq!(run.gets_ending(".pack"), 0, "{q}: no pack read");
+    }
+
+    // The late block changes the day's listing: the next pass slices the
+    // day again and deletes the old object.
+    let report = pack().await;
+    assert_eq!(report.days_sliced, 1, "{report:?}");
+    let now: Vec<(String, u64)> = env
+        .keys(".slices")
+        .await
+        .into_iter()
+        .filter(|(k, _)| !k.contains("/hour="))
+        .collect();
+    assert_eq!(now.len(), 2, "{now:?}");
+
+    // A damaged day object rules nothing out; its hours' own take over.
+    let (key, _) = &now[0];
+    env.damage_rows(key).await;
+    for (q, want) in queries.iter().zip(&want) {
+        let run = env.query_with(q, true).await;
+        assert!(run.entries == *want, "{q}: results changed");
+        let bad = run.metrics.slices_read.with_label_values(&["unreadable"]);
+        assert_eq!(bad.get(), 1, "{q}");
+        let ok = run.metrics.slices_read.with_label_values(&["ok"]).get();
+        assert!(
+            ok >= 3,
+            "{q}: the other day, and the damaged day's two hours: {ok}"
+        );
+        assert!(hour_objects(&run) >= 2, "{q}: {:?}", run.gets);
+    }
 }

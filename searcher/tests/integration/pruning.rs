@@ -433,11 +433,11 @@ async fn pruning_never_changes_results() {
     let seed = seed();
     let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(dir.path()).unwrap();
-    let recs = index_lines(&store, TENANT, &input_lines(&mut rng)).await;
+    let store = Arc::new(LocalStore::new(dir.path()).unwrap());
+    let recs = index_lines(&*store, TENANT, &input_lines(&mut rng)).await;
     let metrics = Arc::new(Metrics::new());
     let engine = Engine::new(
-        Arc::new(store),
+        store.clone(),
         EngineConfig {
             max_hours: 1 << 40,
             ..Default::default()
@@ -460,6 +460,40 @@ async fn pruning_never_changes_results() {
         bloom > 0,
         "no bloom pruning happened: the test would prove little"
     );
+
+    // Packed from the first hour's day on: hours' and days' sliced blooms.
+    let first = hour_of(recs.iter().map(|r| r.ts).min().unwrap());
+    let last = hour_of(recs.iter().map(|r| r.ts).max().unwrap());
+    let report = pack_hours(
+        &*store,
+        &[TENANT.to_owned()],
+        (first - first.rem_euclid(24), last),
+        // This data's small blocks have filters of their exact sizes (at
+        // their budget), so few share one: slice any two that do.
+        &PackOptions {
+            min_day_group: 2,
+            ..Default::default()
+        },
+        &|| false,
+    )
+    .await
+    .unwrap();
+    assert!(report.days_sliced > 0, "no day sliced whole: {report:?}");
+    // No cache: every query is cold, and reads sliced blooms (a warm one
+    // has its indexes already).
+    let engine = Engine::new(
+        store.clone(),
+        EngineConfig {
+            max_hours: 1 << 40,
+            cache_bytes: 0,
+            ..Default::default()
+        },
+        metrics.clone(),
+    );
+    let days = metrics.slices_read.with_label_values(&["ok"]).get();
+    check_queries(&engine, &recs, &mut rng, 100, seed, "packed, days sliced").await;
+    let read = metrics.slices_read.with_label_values(&["ok"]).get() - days;
+    assert!(read > 0, "no sliced blooms read");
 }
 
 /// Puts fail after `left` of them: a compactor killed half way through,
@@ -588,15 +622,20 @@ async fn pruning_never_changes_results_through_compaction() {
     eprintln!("{by_summary} compacted blocks ruled out by the manifests' label summaries");
     assert!(by_summary > 0, "no label summary ruled anything out");
 
-    pack_hours(
+    // From the first hour's day on, so that days are sliced whole too.
+    let report = pack_hours(
         &*local,
         &[TENANT.to_owned()],
-        (first, last),
+        (first - first.rem_euclid(24), last),
         &PackOptions::default(),
         &|| false,
     )
     .await
     .unwrap();
+    // Compacted filters of this data are mostly of their exact sizes, so
+    // few days share enough of them to be sliced whole (the small blocks'
+    // test above slices days for sure).
+    eprintln!("{} days sliced whole", report.days_sliced);
     let engine = fresh_engine(local.clone(), metrics.clone());
     check_queries(&engine, &recs, &mut rng, 100, seed, "packed").await;
 }
