@@ -90,14 +90,25 @@ impl Engine {
                 }
             }
         }
+        // Each day's LIST, side by side (owned items, as below).
+        let days: Vec<(String, HashMap<String, u64>)> = days
+            .into_iter()
+            .filter(|(_, wanted)| wanted.len() >= 2)
+            .map(|(day, wanted)| (day.to_owned(), wanted))
+            .collect();
+        let found: Vec<_> = stream::iter(days)
+            .map(|(day, wanted)| async move {
+                let r = self.day_slices(&day).await;
+                (day, wanted, r)
+            })
+            .buffer_unordered(self.cfg.index_fetch_concurrency.max(1))
+            .collect()
+            .await;
         let mut day_jobs = Vec::new();
-        for (day, wanted) in days {
-            if wanted.len() < 2 {
-                continue;
-            }
-            if let Some((key, size)) = self.day_slices(day).await? {
+        for (prefix, wanted, r) in found {
+            if let Some((key, size)) = r? {
                 day_jobs.push(Job {
-                    prefix: day.to_owned(),
+                    prefix,
                     key,
                     size,
                     wanted,

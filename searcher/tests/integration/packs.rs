@@ -87,6 +87,15 @@ impl Run {
     fn gets_ending(&self, suffix: &str) -> usize {
         self.gets.iter().filter(|k| k.ends_with(suffix)).count()
     }
+
+    /// The index objects read (each at least once).
+    fn indexes_read(&self) -> BTreeSet<String> {
+        self.gets
+            .iter()
+            .filter(|k| k.ends_with(".idx"))
+            .cloned()
+            .collect()
+    }
 }
 
 struct Env {
@@ -508,12 +517,7 @@ async fn sliced_blooms_rule_out_blocks_before_any_index_is_read() {
         // one, which no slice knows of.
         let mut expect = bloom_positive(&env, q).await;
         expect.insert(late.clone());
-        let read: BTreeSet<String> = run
-            .gets
-            .iter()
-            .filter(|k| k.ends_with(".idx"))
-            .cloned()
-            .collect();
+        let read = run.indexes_read();
         if i == 3 {
             // A common word: most blocks stay, and their hours' packs
             // are read instead.
@@ -686,12 +690,7 @@ async fn a_days_sliced_blooms_stand_for_its_hours_own() {
         assert!(ok >= 2, "{q}: {ok}");
         let mut expect = bloom_positive(&env, q).await;
         expect.insert(late.clone());
-        let read: BTreeSet<String> = run
-            .gets
-            .iter()
-            .filter(|k| k.ends_with(".idx"))
-            .cloned()
-            .collect();
+        let read = run.indexes_read();
         assert_eq!(read, expect, "{q}");
         assert_eq!(run.gets_ending(".pack"), 0, "{q}: no pack read");
     }
