@@ -107,6 +107,15 @@ struct HourPacks {
     packs: Vec<String>,
 }
 
+impl HourPacks {
+    /// `name` (relative to this hour) relative to its day prefix `day`:
+    /// `hour=<HH>/app=<a>/...idx`.
+    fn day_relative(&self, day: &str, name: &str) -> String {
+        let hour = self.prefix.strip_prefix(day).unwrap_or(&self.prefix);
+        format!("{hour}{name}")
+    }
+}
+
 /// Every tenant with a folder at the store's root.
 pub async fn tenants(store: &dyn ObjectStore) -> StorageResult<Vec<String>> {
     Ok(list_folders(store, "tenant=")
@@ -249,12 +258,9 @@ async fn slice_day(
         .into_iter()
         .filter_map(|m| Some((m.key.clone(), parse_slices_key(day, &m.key)?.0)))
         .collect();
-    let named = |h: &HourPacks, name: &str| {
-        format!("{}{name}", h.prefix.strip_prefix(day).unwrap_or(&h.prefix))
-    };
     let live: Vec<(String, u64)> = hours
         .iter()
-        .flat_map(|h| h.live.iter().map(move |(n, size)| (named(h, n), *size)))
+        .flat_map(|h| h.live.iter().map(move |(n, size)| (h.day_relative(day, n), *size)))
         .collect();
     let digest = pack_digest(live.iter().map(|(n, s)| (n.as_str(), *s)));
     let current = !opts.rewrite && old.iter().any(|(_, d)| *d == digest);
@@ -322,11 +328,7 @@ async fn write_day_slices(
             return Ok(None);
         };
         for m in members {
-            let name = format!(
-                "{}{}",
-                h.prefix.strip_prefix(day).unwrap_or(&h.prefix),
-                m.name
-            );
+            let name = h.day_relative(day, &m.name);
             if wanted.get(name.as_str()) != Some(&(m.index.len() as u64)) {
                 continue;
             }

@@ -115,9 +115,12 @@ pub fn build_bloom(hashes: impl ExactSizeIterator<Item = u64>, fp_rate: f64) -> 
 /// rounded to 2^a or 3 * 2^(a-1) bytes, so that an hour's filters come in
 /// a few sizes and the packer can slice them (`format::slices`). It rounds
 /// up (a lower false-positive rate) unless that passes `budget_bytes`;
-/// then down, as long as the rate stays at most `worst`; and a filter at
-/// both limits keeps its exact size (it is not sliced, and its block is
-/// pruned from its own index).
+/// then down, as long as the rate stays at most `worst`. A filter at both
+/// limits (a block dense in distinct words, already past its budget at
+/// the worst rate) rounds up to the next eighth of a power of two,
+/// 2^a * (8 + j) / 8 bytes: at most 12.5% larger than its exact size,
+/// and blocks of similar token counts (an app's compacted hours) then
+/// share a length, so they can be sliced together.
 pub fn sliceable_bloom_bytes(
     tokens: usize,
     fp_rate: f64,
@@ -149,7 +152,10 @@ pub fn sliceable_bloom_bytes(
     } else if fp_of(down) <= worst {
         down
     } else {
-        exact
+        // `pow <= exact`, so an eighth of it fits; filters under 8 bytes
+        // keep their size.
+        let eighth = (pow / 8).max(1);
+        exact.div_ceil(eighth) * eighth
     }
 }
 
@@ -508,10 +514,29 @@ pub(crate) mod tests {
             let fp = (-(down as f64 * 8.0 / n as f64) * LN_2 * LN_2).exp();
             assert!(down == up || fp <= 0.01, "{n}: {fp}");
         }
-        // At both limits: neither past the budget nor past the worst rate.
-        let n = 10_000;
-        let exact = Bloom::<u64>::compute_bitmap_size(n, 0.01);
-        assert_eq!(sliceable_bloom_bytes(n, 0.01, exact, 0.01), exact);
+        // At both limits (past the budget at the worst rate): up to the
+        // next eighth of a power of two, never more than 12.5% up, and
+        // filters of close token counts share that length.
+        let eighths = |b: usize| {
+            let pow = 1usize << (usize::BITS - 1 - b.leading_zeros());
+            b.is_multiple_of((pow / 8).max(1))
+        };
+        let mut lengths = std::collections::BTreeSet::new();
+        for n in (9_800..10_200).step_by(7) {
+            let exact = Bloom::<u64>::compute_bitmap_size(n, 0.01);
+            let at_limits = sliceable_bloom_bytes(n, 0.01, exact / 2, 0.01);
+            assert!(
+                eighths(at_limits) && at_limits >= exact && at_limits <= exact * 9 / 8,
+                "{n}: {at_limits} vs {exact}"
+            );
+            lengths.insert(at_limits);
+        }
+        // Token counts 4% apart, less than a step: at most one boundary.
+        assert!(lengths.len() <= 2, "{lengths:?}");
+        // Tiny filters keep their size.
+        let exact = Bloom::<u64>::compute_bitmap_size(1, 0.01);
+        assert!(exact < 8);
+        assert_eq!(sliceable_bloom_bytes(1, 0.01, 0, 0.01), exact);
     }
 
     #[test]

@@ -93,6 +93,11 @@ pub async fn run_range(
             ))
         }
         Query::Metric(m) => {
+            if m.has_approx_topk() {
+                return Err(ApiError::bad(
+                    "approx_topk is only supported for instant queries (/loki/api/v1/query)",
+                ));
+            }
             // Metric queries are evaluated at millisecond precision, as in Loki.
             let start = r.start - r.start.rem_euclid(1_000_000);
             let step = r.step.unwrap_or_else(|| default_step(start, r.end));

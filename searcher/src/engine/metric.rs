@@ -228,8 +228,8 @@ pub(super) fn aggregate(op: AggOp, g: Option<&Grouping>, m: Matrix) -> Matrix {
     if let AggOp::Sort | AggOp::SortDesc = op {
         return m;
     }
-    if let AggOp::Topk(k) | AggOp::Bottomk(k) = op {
-        let largest = matches!(op, AggOp::Topk(_));
+    if let AggOp::Topk(k) | AggOp::Bottomk(k) | AggOp::ApproxTopk(k) = op {
+        let largest = !matches!(op, AggOp::Bottomk(_));
         // Per step, keep the k largest (smallest) series of each group.
         let mut out = Matrix::new();
         let steps: BTreeSet<usize> = m.values().flat_map(|p| p.keys().copied()).collect();
@@ -294,7 +294,11 @@ pub(super) fn aggregate(op: AggOp, g: Option<&Grouping>, m: Matrix) -> Matrix {
                         AggOp::Avg => m.sum / m.n,
                         AggOp::Stdvar => m.m2 / m.n,
                         AggOp::Stddev => (m.m2 / m.n).sqrt(),
-                        AggOp::Topk(_) | AggOp::Bottomk(_) | AggOp::Sort | AggOp::SortDesc => m.sum,
+                        AggOp::Topk(_)
+                        | AggOp::Bottomk(_)
+                        | AggOp::ApproxTopk(_)
+                        | AggOp::Sort
+                        | AggOp::SortDesc => m.sum,
                     };
                     (k, v)
                 })

@@ -272,6 +272,11 @@ pub enum AggOp {
     Stdvar,
     Topk(usize),
     Bottomk(usize),
+    /// `approx_topk(k, v)`: Loki's probabilistic `topk`, for instant
+    /// queries only and without grouping. Loki approximates it with a
+    /// count-min sketch across shards; one process has every series, so
+    /// this gives the exact `topk`, which the sketch only estimates.
+    ApproxTopk(usize),
     /// `sort` and `sort_desc`: the series unchanged; an instant query's
     /// answer lists them by value.
     Sort,
@@ -387,6 +392,22 @@ pub enum MetricExpr {
 }
 
 impl MetricExpr {
+    /// Whether an `approx_topk` is anywhere in the expression: Loki
+    /// accepts one only in an instant query.
+    pub fn has_approx_topk(&self) -> bool {
+        match self {
+            MetricExpr::Agg { op, inner, .. } => {
+                matches!(op, AggOp::ApproxTopk(_)) || inner.has_approx_topk()
+            }
+            MetricExpr::LabelReplace { inner, .. } => inner.has_approx_topk(),
+            MetricExpr::Binary { lhs, rhs, .. } => lhs.has_approx_topk() || rhs.has_approx_topk(),
+            MetricExpr::Range { .. }
+            | MetricExpr::Unwrapped { .. }
+            | MetricExpr::Const(_)
+            | MetricExpr::Vector(_) => false,
+        }
+    }
+
     /// The log query inside, if any.
     /// Whether the expression is a scalar: a number, or arithmetic on
     /// numbers. `vector(…)` is a vector, as in Loki.

@@ -1207,11 +1207,12 @@ impl<'a> Parser<'a> {
                     "stdvar" => AggOp::Stdvar,
                     "topk" => AggOp::Topk(0),
                     "bottomk" => AggOp::Bottomk(0),
+                    "approx_topk" => AggOp::ApproxTopk(0),
                     "sort" => AggOp::Sort,
                     "sort_desc" => AggOp::SortDesc,
                     _ => {
                         return self.err(format!(
-                            "syntax error: unknown function {name:?}; supported: sum, count, min, max, avg, stddev, stdvar, topk, bottomk, sort, sort_desc, \
+                            "syntax error: unknown function {name:?}; supported: sum, count, min, max, avg, stddev, stdvar, topk, bottomk, approx_topk, sort, sort_desc, \
                              count_over_time, rate, bytes_over_time, bytes_rate, sum_over_time, avg_over_time, \
                              min_over_time, max_over_time, stddev_over_time, stdvar_over_time, \
                              quantile_over_time, first_over_time, last_over_time, rate_counter, \
@@ -1221,7 +1222,7 @@ impl<'a> Parser<'a> {
                 };
                 let mut grouping = self.grouping()?;
                 self.expect("(")?;
-                let op = if let AggOp::Topk(_) | AggOp::Bottomk(_) = op {
+                let op = if let AggOp::Topk(_) | AggOp::Bottomk(_) | AggOp::ApproxTopk(_) = op {
                     let Tok::Num(k) = self.tok else {
                         return self.unexpected(&format!("{name}'s k, a number"));
                     };
@@ -1230,10 +1231,10 @@ impl<'a> Parser<'a> {
                     }
                     self.bump()?;
                     self.expect(",")?;
-                    if let AggOp::Topk(_) = op {
-                        AggOp::Topk(k as usize)
-                    } else {
-                        AggOp::Bottomk(k as usize)
+                    match op {
+                        AggOp::Topk(_) => AggOp::Topk(k as usize),
+                        AggOp::Bottomk(_) => AggOp::Bottomk(k as usize),
+                        _ => AggOp::ApproxTopk(k as usize),
                     }
                 } else {
                     op
@@ -1245,6 +1246,11 @@ impl<'a> Parser<'a> {
                 }
                 if matches!(op, AggOp::Sort | AggOp::SortDesc) && grouping.is_some() {
                     return self.err(format!("{name} takes no by/without"));
+                }
+                if matches!(op, AggOp::ApproxTopk(_)) && grouping.is_some() {
+                    return self.err(
+                        "approx_topk takes no by/without: group inside it, as in approx_topk(k, sum by (x) (...))",
+                    );
                 }
                 if inner.is_scalar() {
                     return self

@@ -633,6 +633,59 @@ fn query_limits_refuse_with_a_clear_400() {
 }
 
 #[test]
+fn approx_topk_answers_instant_queries_and_refuses_ranges() {
+    let env = env();
+    let as_a = [("X-Scope-OrgID", A)];
+    let s = env.serve(EngineConfig::default(), multi_tenant());
+    // The lines whose message has "request 1", by level, counted here.
+    let mut by_level: BTreeMap<String, usize> = BTreeMap::new();
+    for line in lines(A).iter().filter(|l| l.contains("request 1")) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        *by_level.entry(v["level"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    let mut want: Vec<(String, usize)> = by_level.into_iter().collect();
+    want.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    want.truncate(2);
+
+    let q = r#"approx_topk(2, sum by (level) (count_over_time({__app__=~".+"} |= "request 1" [1h])))"#;
+    let at = ns(BASE_MS + 1_800_000);
+    let (status, body) = get(
+        &s.url,
+        "/loki/api/v1/query",
+        &[("query", q), ("time", &at)],
+        &as_a,
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["resultType"], "vector", "{body}");
+    let mut got: Vec<(String, usize)> = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let n = r["value"][1].as_str().unwrap().parse().unwrap();
+            (r["metric"]["level"].as_str().unwrap().to_owned(), n)
+        })
+        .collect();
+    got.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    assert_eq!(got, want, "{body}");
+
+    // Loki answers it only at an instant; a range is a clear 400.
+    let (start, end) = window();
+    let (status, body) = get(
+        &s.url,
+        "/loki/api/v1/query_range",
+        &[("query", q), ("start", &start), ("end", &end), ("step", "60")],
+        &as_a,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.starts_with("approx_topk is only supported for instant queries"),
+        "{body}"
+    );
+}
+
+#[test]
 fn a_query_past_its_timeout_is_a_504() {
     let env = env();
     let api = ApiConfig {

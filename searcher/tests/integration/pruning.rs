@@ -468,8 +468,8 @@ async fn pruning_never_changes_results() {
         &*store,
         &[TENANT.to_owned()],
         (first - first.rem_euclid(24), last),
-        // This data's small blocks have filters of their exact sizes (at
-        // their budget), so few share one: slice any two that do.
+        // This data's small blocks have filters of many sizes (each app's
+        // few records), so few share one: slice any two that do.
         &PackOptions {
             min_day_group: 2,
             ..Default::default()
@@ -632,9 +632,9 @@ async fn pruning_never_changes_results_through_compaction() {
     )
     .await
     .unwrap();
-    // Compacted filters of this data are mostly of their exact sizes, so
-    // few days share enough of them to be sliced whole (the small blocks'
-    // test above slices days for sure).
+    // Whether this data's compacted filters share lengths enough for a
+    // day to be sliced whole depends on its apps (the small blocks' test
+    // above slices days for sure).
     eprintln!("{} days sliced whole", report.days_sliced);
     let engine = fresh_engine(local.clone(), metrics.clone());
     check_queries(&engine, &recs, &mut rng, 100, seed, "packed").await;

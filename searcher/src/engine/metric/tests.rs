@@ -358,6 +358,17 @@ fn topk_without_grouping_ranks_every_series_together() {
 }
 
 #[test]
+fn approx_topk_is_the_exact_topk_over_every_series() {
+    // Loki's sketch only estimates the counts; one process has them all.
+    // step 0: 5 (b/1) beats 3 and 1; step 1: only a/1 = 2.
+    let want = matrix(&[
+        (l(&[("app", "a"), ("pod", "1")]), &[(1, 2.0)]),
+        (l(&[("app", "b"), ("pod", "1")]), &[(0, 5.0)]),
+    ]);
+    assert_eq!(aggregate(AggOp::ApproxTopk(1), None, pods()), want);
+}
+
+#[test]
 fn topk_breaks_ties_by_the_lesser_labels_so_results_are_stable() {
     let tied = matrix(&[
         (l(&[("pod", "2")]), &[(0, 7.0)]),

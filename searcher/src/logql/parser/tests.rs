@@ -29,6 +29,7 @@ fn parses_what_grafana_and_users_send() {
         r#"sum by (level, detected_level) (count_over_time({app="a"} | drop __error__ [1m]))"#,
         r#"sum(rate({app="a"}[5m])) by (pod)"#,
         r#"topk(3, sum by (app) (bytes_over_time({app=~".+"}[1h])))"#,
+        r#"approx_topk(3, sum by (app) (bytes_over_time({app=~".+"}[1h])))"#,
         r#"avg without (pod) (bytes_rate({app="a"}[30s]))"#,
         "vector(1)+vector(1)",
         r#"sum(rate({app="a"}[1h30m])) * 60"#,
@@ -54,6 +55,18 @@ fn errors_say_what_and_where() {
         (r#"frobnicate({app="a"}[1m])"#, 1, 11, "unknown function"),
         ("", 1, 1, "empty query"),
         (r#"{app="a"} | json | x="#, 1, 22, "end of query"),
+        (
+            r#"approx_topk by (app) (2, rate({app="a"}[1m]))"#,
+            1,
+            46,
+            "approx_topk takes no by/without",
+        ),
+        (
+            r#"approx_topk(0, rate({app="a"}[1m]))"#,
+            1,
+            13,
+            "whole k between 1 and 10000",
+        ),
     ];
     for (q, line, col, want) in cases {
         let e = parse(q).expect_err(q);
