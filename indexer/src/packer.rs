@@ -328,7 +328,7 @@ async fn write_day_slices(
             return Ok(None);
         };
         for m in members {
-            let name = h.day_relative(day, &m.name);
+            let name = h.day_relative(day, m.name);
             if wanted.get(name.as_str()) != Some(&(m.index.len() as u64)) {
                 continue;
             }

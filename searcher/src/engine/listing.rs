@@ -13,6 +13,12 @@
 //! size it names), and every small block but their sources. Compacted
 //! blocks it does not name (a lost race, a crashed compactor) are ignored.
 //! So each record is read once, before, during and after compaction.
+//!
+//! A query with tokens reads the manifest only for an hour its sliced
+//! blooms leave a block in: until then the listing holds every listed
+//! block the manifest could keep ([`HourListing::manifest`]), and an hour
+//! whose blocks are all ruled out needs none of them. A settled hour of a
+//! needle over a day costs its LIST, not its LIST and its manifest.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,8 +28,8 @@ use skidder_common::claims;
 use skidder_common::format::fence::Fence;
 use skidder_common::format::label_summary::LabelSummary;
 use skidder_common::format::layout::{
-    app_prefix, hour_prefix, now_ns, parse_manifest_key, parse_slices_key, parse_tail_pack_key,
-    PackName, INDEX_SUFFIX, NS_PER_HOUR,
+    app_prefix, hour_prefix, is_compacted, now_ns, parse_manifest_key, parse_slices_key,
+    parse_tail_pack_key, PackName, INDEX_SUFFIX, NS_PER_HOUR,
 };
 use skidder_common::format::manifest::{Live, Manifest};
 use skidder_common::storage::{list_all, list_level, ListOptions, ObjectMeta, StorageErrorKind};
@@ -53,6 +59,31 @@ pub(super) struct HourListing {
     /// Only some apps' folders were listed: the packs hold every app's
     /// indexes, so they are worth a GET only for many indexes.
     pub(super) scoped: bool,
+    /// The hour's newest manifest, not read yet: until it is
+    /// ([`Engine::with_manifest`]), `indexes` holds every listed compacted
+    /// block and every small block the fence keeps, a superset of those
+    /// the manifest leaves, and `labels` is empty.
+    pub(super) manifest: Option<PendingManifest>,
+}
+
+/// A manifest a listing has not applied yet.
+#[derive(Clone)]
+pub(super) struct PendingManifest {
+    key: String,
+    /// Where the listing is cached, and when it was read: the listing
+    /// with its manifest applied replaces it there. `None` for a listing
+    /// that is not cached as it is (not closed, or cut by retention).
+    cached: Option<(String, std::time::Instant)>,
+}
+
+impl PendingManifest {
+    /// The same manifest, for a listing that is not the cached one.
+    pub(super) fn uncached(&self) -> PendingManifest {
+        PendingManifest {
+            key: self.key.clone(),
+            cached: None,
+        }
+    }
 }
 
 /// About what a summary takes in memory, for the listing cache's budget.
@@ -86,13 +117,27 @@ impl HourListing {
             slices,
             labels: HashMap::new(),
             scoped: false,
+            manifest: None,
         }
+    }
+
+    /// About what the listing takes in memory, for the cache's budget.
+    fn bytes(&self, cache_key: &str) -> usize {
+        self.indexes.iter().map(|(k, _)| k.len() + 32).sum::<usize>()
+            + self
+                .labels
+                .iter()
+                .map(|(k, l)| k.len() + label_bytes(l))
+                .sum::<usize>()
+            + self.packs.iter().map(|k| k.len() + 24).sum::<usize>()
+            + self.slices.as_ref().map_or(0, |(k, _)| k.len() + 32)
+            + self.manifest.as_ref().map_or(0, |m| m.key.len() + 24)
+            + 2 * cache_key.len()
     }
 }
 
 /// What a manifest does to a listing's indexes.
 enum ManifestRead {
-    None,
     Decoded(Manifest),
     /// Unreadable: the listing keeps its small blocks and drops every
     /// compacted one, as before the manifest was written.
@@ -126,8 +171,62 @@ fn live_indexes(
 }
 
 impl Engine {
+    /// `listing` with its manifest applied, if it has one not read yet;
+    /// the cache then holds the applied one, so a query that comes back
+    /// reads the manifest no more.
+    pub(super) async fn with_manifest(
+        &self,
+        listing: Arc<HourListing>,
+    ) -> Result<Arc<HourListing>, SearchError> {
+        let Some(pending) = &listing.manifest else {
+            return Ok(listing);
+        };
+        // The fence was applied when the hour was listed.
+        let no_fence = Fence::default();
+        let listed = listing.indexes.clone();
+        let (indexes, labels) = match self.read_manifest(&pending.key).await? {
+            ManifestRead::Decoded(m) => {
+                let indexes = live_indexes(&listing.prefix, listed, Some(&m), &no_fence);
+                let labels = m
+                    .entries
+                    .into_iter()
+                    .filter_map(|e| Some((format!("{}{}", listing.prefix, e.name), e.labels?)))
+                    .collect();
+                (indexes, labels)
+            }
+            ManifestRead::Unreadable => (
+                live_indexes(&listing.prefix, listed, None, &no_fence),
+                HashMap::new(),
+            ),
+        };
+        let applied = Arc::new(HourListing {
+            prefix: listing.prefix.clone(),
+            indexes,
+            packs: listing.packs.clone(),
+            pack_bytes: listing.pack_bytes,
+            slices: listing.slices.clone(),
+            labels,
+            scoped: listing.scoped,
+            manifest: None,
+        });
+        if let Some((cache_key, read_at)) = &pending.cached {
+            let bytes = applied.bytes(cache_key);
+            let entry = Listing {
+                read_at: *read_at,
+                hour: applied.clone(),
+            };
+            let read_at = *read_at;
+            self.listings
+                .put_unless(cache_key.clone(), Arc::new(entry), bytes, |old| {
+                    old.read_at > read_at
+                });
+        }
+        Ok(applied)
+    }
+
     /// The blocks, packs and sliced blooms of one hour, of every app or of
-    /// `apps` only; cached, once the hour is closed, for
+    /// `apps` only, its manifest not read yet (see
+    /// [`HourListing::manifest`]); cached, once the hour is closed, for
     /// `listing_cache_secs`.
     pub(super) async fn hour_listing(
         &self,
@@ -188,45 +287,36 @@ impl Engine {
         if packs.is_empty() {
             (packs, pack_bytes) = (tail_packs, tail_bytes);
         }
-        let manifest = match manifest_key {
-            Some((_, key)) => self.read_manifest(&key).await?,
-            None => ManifestRead::None,
-        };
         let fence = self.fence_for(&indexes).await?;
-        let (indexes, labels) = match manifest {
-            ManifestRead::Decoded(m) => {
-                let indexes = live_indexes(&prefix, indexes, Some(&m), &fence);
-                let labels = m
-                    .entries
-                    .into_iter()
-                    .filter_map(|e| Some((format!("{prefix}{}", e.name), e.labels?)))
-                    .collect();
-                (indexes, labels)
+        let closed =
+            (hour + 1) * NS_PER_HOUR + self.cfg.closed_after_secs * 1_000_000_000 < now_ns();
+        let cached = closed && !ttl.is_zero();
+        let (indexes, manifest) = match manifest_key {
+            // Every block the manifest could keep: the fence's small ones
+            // and every compacted one listed.
+            Some((_, key)) => {
+                let mut indexes = indexes;
+                indexes.retain(|(k, _)| {
+                    let name = k.strip_prefix(&prefix).unwrap_or(k);
+                    is_compacted(name) || !fence.superseded(name)
+                });
+                let cached = cached.then(|| (cache_key.clone(), read_at));
+                (indexes, Some(PendingManifest { key, cached }))
             }
-            ManifestRead::None | ManifestRead::Unreadable => {
-                (live_indexes(&prefix, indexes, None, &fence), HashMap::new())
-            }
+            None => (live_indexes(&prefix, indexes, None, &fence), None),
         };
-        let bytes = indexes.iter().map(|(k, _)| k.len() + 32).sum::<usize>()
-            + labels
-                .iter()
-                .map(|(k, l): (&String, &LabelSummary)| k.len() + label_bytes(l))
-                .sum::<usize>()
-            + packs.iter().map(|k| k.len() + 24).sum::<usize>()
-            + slices.as_ref().map_or(0, |(k, _)| k.len() + 32)
-            + 2 * cache_key.len();
         let hour_listing = Arc::new(HourListing {
             prefix: prefix.clone(),
             indexes,
             packs,
             pack_bytes,
             slices,
-            labels,
+            labels: HashMap::new(),
             scoped: apps.is_some(),
+            manifest,
         });
-        let closed =
-            (hour + 1) * NS_PER_HOUR + self.cfg.closed_after_secs * 1_000_000_000 < now_ns();
-        if closed && !ttl.is_zero() {
+        let bytes = hour_listing.bytes(&cache_key);
+        if cached {
             let listing = Listing {
                 read_at,
                 hour: hour_listing.clone(),

@@ -200,6 +200,7 @@ mod tests {
                 slices: None,
                 labels: std::collections::HashMap::new(),
                 scoped: false,
+                manifest: None,
             })
         };
         let hours = vec![

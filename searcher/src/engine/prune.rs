@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use skidder_common::format::index::{self, BlockIndex};
 use skidder_common::format::label_summary::LabelSummary;
 use skidder_common::format::layout::{data_key_of, hour_of};
@@ -20,6 +20,7 @@ use skidder_common::format::tokens::{
 };
 
 use super::indexes::{IndexRead, Indexed};
+use super::listing::HourListing;
 use super::packs::{pack_rounds, MIN_PACK_BYTES_PER_ROUND};
 use super::retention::without_expired;
 use super::{Engine, SearchError, Stats, TimeRange};
@@ -237,6 +238,7 @@ impl Engine {
                 let cutoffs = cutoffs.clone();
                 let apps = apps.as_deref();
                 async move {
+                    // The manifest waits for the sliced blooms, below.
                     let listing = self.hour_listing(tenant, h, apps).await?;
                     Ok::<_, SearchError>(match &cutoffs {
                         Some(c) => without_expired(listing, h, c),
@@ -248,9 +250,6 @@ impl Engine {
             .collect()
             .await;
         let listings = listings.into_iter().collect::<Result<Vec<_>, _>>()?;
-        let listed: usize = listings.iter().map(|l| l.indexes.len()).sum();
-        stats.blocks_listed += listed as u64;
-        self.metrics.blocks_listed.inc_by(listed as u64);
         // One token list per index version the store may hold.
         let tokens: Vec<Vec<u64>> = if prune {
             (0..=index::MAX_VERSION)
@@ -273,6 +272,26 @@ impl Engine {
                 Some(_) => self.read_slices(round, &probe_tokens).await?,
                 None => HashSet::new(),
             };
+            // Manifests, for the hours sliced blooms left a block in: an
+            // hour with none left yields nothing, whatever its manifest.
+            let applied: Vec<Arc<HourListing>> = stream::iter(round.iter().cloned())
+                .map(|l| {
+                    let left = l.indexes.iter().any(|(k, _)| !ruled_out.contains(k));
+                    async move {
+                        if left {
+                            self.with_manifest(l).await
+                        } else {
+                            Ok(l)
+                        }
+                    }
+                })
+                .buffered(self.cfg.index_fetch_concurrency.max(1))
+                .try_collect()
+                .await?;
+            let round = applied.as_slice();
+            let listed: usize = round.iter().map(|l| l.indexes.len()).sum();
+            stats.blocks_listed += listed as u64;
+            self.metrics.blocks_listed.inc_by(listed as u64);
             self.metrics
                 .blocks_pruned
                 .with_label_values(&["bloom"])

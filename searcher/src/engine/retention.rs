@@ -94,5 +94,7 @@ pub(super) fn without_expired(
         slices: listing.slices.clone(),
         labels: listing.labels.clone(),
         scoped: listing.scoped,
+        // Not the cached listing: its manifest, once read, is not cached.
+        manifest: listing.manifest.as_ref().map(|m| m.uncached()),
     })
 }
