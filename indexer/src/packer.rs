@@ -260,7 +260,11 @@ async fn slice_day(
         .collect();
     let live: Vec<(String, u64)> = hours
         .iter()
-        .flat_map(|h| h.live.iter().map(move |(n, size)| (h.day_relative(day, n), *size)))
+        .flat_map(|h| {
+            h.live
+                .iter()
+                .map(move |(n, size)| (h.day_relative(day, n), *size))
+        })
         .collect();
     let digest = pack_digest(live.iter().map(|(n, s)| (n.as_str(), *s)));
     let current = !opts.rewrite && old.iter().any(|(_, d)| *d == digest);

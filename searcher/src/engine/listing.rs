@@ -123,7 +123,10 @@ impl HourListing {
 
     /// About what the listing takes in memory, for the cache's budget.
     fn bytes(&self, cache_key: &str) -> usize {
-        self.indexes.iter().map(|(k, _)| k.len() + 32).sum::<usize>()
+        self.indexes
+            .iter()
+            .map(|(k, _)| k.len() + 32)
+            .sum::<usize>()
             + self
                 .labels
                 .iter()

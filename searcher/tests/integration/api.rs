@@ -641,13 +641,16 @@ fn approx_topk_answers_instant_queries_and_refuses_ranges() {
     let mut by_level: BTreeMap<String, usize> = BTreeMap::new();
     for line in lines(A).iter().filter(|l| l.contains("request 1")) {
         let v: Value = serde_json::from_str(line).unwrap();
-        *by_level.entry(v["level"].as_str().unwrap().to_owned()).or_default() += 1;
+        *by_level
+            .entry(v["level"].as_str().unwrap().to_owned())
+            .or_default() += 1;
     }
     let mut want: Vec<(String, usize)> = by_level.into_iter().collect();
     want.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     want.truncate(2);
 
-    let q = r#"approx_topk(2, sum by (level) (count_over_time({__app__=~".+"} |= "request 1" [1h])))"#;
+    let q =
+        r#"approx_topk(2, sum by (level) (count_over_time({__app__=~".+"} |= "request 1" [1h])))"#;
     let at = ns(BASE_MS + 1_800_000);
     let (status, body) = get(
         &s.url,
@@ -675,7 +678,12 @@ fn approx_topk_answers_instant_queries_and_refuses_ranges() {
     let (status, body) = get(
         &s.url,
         "/loki/api/v1/query_range",
-        &[("query", q), ("start", &start), ("end", &end), ("step", "60")],
+        &[
+            ("query", q),
+            ("start", &start),
+            ("end", &end),
+            ("step", "60"),
+        ],
         &as_a,
     );
     assert_eq!(status, 400, "{body}");
