@@ -271,6 +271,15 @@ impl<'m> Live<'m> {
         }
     }
 
+    /// Whether the listed index `name` could be read under some manifest:
+    /// every compacted block (one may name it), and every small block
+    /// `fence` does not supersede. What [`reads`](Self::reads) keeps is
+    /// always among these, so a reader may rule out blocks of this set
+    /// before it reads the manifest.
+    pub fn may_read(name: &str, fence: &Fence) -> bool {
+        super::layout::is_compacted(name) || !fence.superseded(name)
+    }
+
     /// Whether the listed index `name` is read.
     pub fn reads(&self, name: &str) -> bool {
         if super::layout::is_compacted(name) {

@@ -28,8 +28,8 @@ use skidder_common::claims;
 use skidder_common::format::fence::Fence;
 use skidder_common::format::label_summary::LabelSummary;
 use skidder_common::format::layout::{
-    app_prefix, hour_prefix, is_compacted, now_ns, parse_manifest_key, parse_slices_key,
-    parse_tail_pack_key, PackName, INDEX_SUFFIX, NS_PER_HOUR,
+    app_prefix, hour_prefix, now_ns, parse_manifest_key, parse_slices_key, parse_tail_pack_key,
+    PackName, INDEX_SUFFIX, NS_PER_HOUR,
 };
 use skidder_common::format::manifest::{Live, Manifest};
 use skidder_common::storage::{list_all, list_level, ListOptions, ObjectMeta, StorageErrorKind};
@@ -299,10 +299,8 @@ impl Engine {
             // and every compacted one listed.
             Some((_, key)) => {
                 let mut indexes = indexes;
-                indexes.retain(|(k, _)| {
-                    let name = k.strip_prefix(&prefix).unwrap_or(k);
-                    is_compacted(name) || !fence.superseded(name)
-                });
+                indexes
+                    .retain(|(k, _)| Live::may_read(k.strip_prefix(&prefix).unwrap_or(k), &fence));
                 let cached = cached.then(|| (cache_key.clone(), read_at));
                 (indexes, Some(PendingManifest { key, cached }))
             }
@@ -545,6 +543,11 @@ mod tests {
             names(live_indexes(p, listed.clone(), Some(&m), &Fence::default())),
             vec!["app=a/t.0.00000000000000000010.idx", c1]
         );
+        // Before its manifest is read, an hour holds every block one could
+        // keep: all of them here (no fence), the orphan included.
+        assert!(listed
+            .iter()
+            .all(|(k, _)| Live::may_read(&k[p.len()..], &Fence::default())));
         // Listed at another size, the compacted block is not the one the
         // manifest names: its sources are read instead.
         let mut other = listed.clone();

@@ -464,21 +464,7 @@ async fn pruning_never_changes_results() {
     // Packed from the first hour's day on: hours' and days' sliced blooms.
     let first = hour_of(recs.iter().map(|r| r.ts).min().unwrap());
     let last = hour_of(recs.iter().map(|r| r.ts).max().unwrap());
-    let report = pack_hours(
-        &*store,
-        &[TENANT.to_owned()],
-        (first - first.rem_euclid(24), last),
-        // This data's small blocks have filters of many sizes (each app's
-        // few records), so few share one: slice any two that do.
-        &PackOptions {
-            min_day_group: 2,
-            ..Default::default()
-        },
-        &|| false,
-    )
-    .await
-    .unwrap();
-    assert!(report.days_sliced > 0, "no day sliced whole: {report:?}");
+    pack_whole_days(&*store, first, last).await;
     // No cache: every query is cold, and reads sliced blooms (a warm one
     // has its indexes already).
     let engine = Engine::new(
@@ -622,22 +608,7 @@ async fn pruning_never_changes_results_through_compaction() {
     eprintln!("{by_summary} compacted blocks ruled out by the manifests' label summaries");
     assert!(by_summary > 0, "no label summary ruled anything out");
 
-    // From the first hour's day on, so that days are sliced whole too:
-    // this store is small, so any length two blocks share.
-    let report = pack_hours(
-        &*local,
-        &[TENANT.to_owned()],
-        (first - first.rem_euclid(24), last),
-        &PackOptions {
-            min_day_group: 2,
-            ..Default::default()
-        },
-        &|| false,
-    )
-    .await
-    .unwrap();
-    eprintln!("{} days sliced whole", report.days_sliced);
-    assert!(report.days_sliced > 0, "{report:?}");
+    pack_whole_days(&*local, first, last).await;
     let engine = fresh_engine(local.clone(), metrics.clone());
     check_queries(&engine, &recs, &mut rng, 100, seed, "packed").await;
 
@@ -678,6 +649,25 @@ async fn pruning_never_changes_results_through_compaction() {
         read < with_manifest,
         "{read} of {with_manifest} manifests read for a needle the sliced blooms rule out"
     );
+}
+
+/// Packs hours `first..=last` from the first one's day on, so that days
+/// are sliced whole too, and asserts that one was. These stores are
+/// small, so any filter length two blocks of a day share is sliced.
+async fn pack_whole_days(store: &dyn ObjectStore, first: i64, last: i64) {
+    let report = pack_hours(
+        store,
+        &[TENANT.to_owned()],
+        (first - first.rem_euclid(24), last),
+        &PackOptions {
+            min_day_group: 2,
+            ..Default::default()
+        },
+        &|| false,
+    )
+    .await
+    .unwrap();
+    assert!(report.days_sliced > 0, "no day sliced whole: {report:?}");
 }
 
 async fn count_keys(store: &dyn ObjectStore, needle: &str) -> usize {
