@@ -175,6 +175,13 @@ pub struct Cost {
     /// Of those, a day's (and the LIST that finds them): read once for all
     /// its hours.
     pub day_slices: u64,
+    /// LISTs of runs of a day's settled hours (`listing_runs`): paged by
+    /// the objects of the hours, not one per hour.
+    pub runs: u64,
+    /// Requests an answer makes once, whatever it spans: the tenant's
+    /// retention cut-offs, and the LIST of tenants that explains an empty
+    /// answer.
+    pub once: u64,
     pub ms: f64,
     /// Lines returned, or the number of series.
     pub result: String,
@@ -242,6 +249,8 @@ pub async fn cold(
         bytes_fetched: metrics.bytes_fetched.get(),
         slices: counters.of_caller("slices") + counters.of_caller("day_slices"),
         day_slices: counters.of_caller("day_slices"),
+        runs: counters.requests("list", "listing_runs"),
+        once: counters.of_caller("tenants") + counters.of_caller("retention"),
         ms,
         result,
     })
@@ -251,6 +260,10 @@ pub async fn cold(
 pub fn hours(first: i64, n: i64) -> (i64, i64) {
     (first * NS_PER_HOUR, (first + n) * NS_PER_HOUR)
 }
+
+/// A trace id that no record holds: the twin of a needle query, whose
+/// cost is what every hour costs when nothing in it matches.
+pub const ABSENT: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
 /// Fits `y = a + b * x` through two points; `None` when the x are equal.
 pub fn line_through(p: (f64, f64), q: (f64, f64)) -> Option<(f64, f64)> {

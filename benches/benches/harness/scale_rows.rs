@@ -10,6 +10,7 @@ use skidder_common::storage::S3Store;
 use skidder_common::testing::fault_proxy::FaultProxy;
 use skidder_common::testing::MotoServer;
 use skidder_indexer::compactor::{compact_hours, CompactOptions};
+use skidder_searcher::engine::EngineConfig;
 
 use super::*;
 
@@ -56,7 +57,7 @@ fn parse_shape(s: &str, o: &ScaleOpts) -> Result<Shape> {
 #[derive(Default)]
 struct Report {
     notes: Vec<String>,
-    measured: Vec<[String; 9]>,
+    measured: Vec<[String; 10]>,
     extrapolated: Vec<[String; 6]>,
 }
 
@@ -71,11 +72,11 @@ impl Report {
         for n in &self.notes {
             out.push_str(&format!("- {n}\n"));
         }
-        out.push_str("\n| store: query | LIST | GET | GET range | requests | of them sliced blooms (a day's) | MB fetched | ms | result |\n|---|---|---|---|---|---|---|---|---|\n");
+        out.push_str("\n| store: query | LIST | GET | GET range | requests | of them sliced blooms (a day's) | of them LISTs of runs of hours | MB fetched | ms | result |\n|---|---|---|---|---|---|---|---|---|---|\n");
         for r in &self.measured {
             out.push_str(&format!("| {} |\n", r.join(" | ")));
         }
-        out.push_str("\n| at 1 TB/day (extrapolated) | requests/hour (compacted: but the day's sliced blooms) | requests/day (newest: the hour) | s/day | requests/7 days | s/7 days |\n|---|---|---|---|---|---|\n");
+        out.push_str("\n| at 1 TB/day (extrapolated) | requests/hour (compacted: but the day's sliced blooms and runs) | requests/day (newest: the hour) | s/day | requests/7 days | s/7 days |\n|---|---|---|---|---|---|\n");
         for r in &self.extrapolated {
             out.push_str(&format!("| {} |\n", r.join(" | ")));
         }
@@ -90,6 +91,26 @@ struct Case {
     /// Whether it spans the packed (settled) hours or only the newest.
     newest: bool,
     step: Option<i64>,
+    /// A needle by field: it is in one block of one hour, so reading that
+    /// block is a cost per query, not per hour. Its twin, the same query
+    /// for a trace id no record holds, measures what an hour costs.
+    twin: bool,
+}
+
+impl Case {
+    /// The query for a trace id no record holds, for a case with a twin.
+    fn absent(&self, b: &scale::Built) -> Option<String> {
+        self.twin
+            .then(|| self.logql.replace(&b.needle, scale::ABSENT))
+    }
+}
+
+/// What one case cost on one store: the query, its absent twin if it has
+/// one, and the hours it spanned.
+struct CaseCost {
+    cost: Cost,
+    absent: Option<Cost>,
+    hours: i64,
 }
 
 fn cases(b: &scale::Built) -> Vec<Case> {
@@ -100,30 +121,35 @@ fn cases(b: &scale::Built) -> Vec<Case> {
             logql: format!(r#"{{__app__=~".+"}} | trace_id="{n}""#),
             newest: false,
             step: None,
+            twin: true,
         },
         Case {
             name: "needle by field, one app",
             logql: format!(r#"{{__app__="{}"}} | trace_id="{n}""#, b.needle_app),
             newest: false,
             step: None,
+            twin: true,
         },
         Case {
             name: "needle by line filter",
             logql: format!(r#"{{__app__=~".+"}} |= "{n}""#),
             newest: false,
             step: None,
+            twin: false,
         },
         Case {
             name: "sum by (level) (count_over_time [5m])",
             logql: r#"sum by (level) (count_over_time({__app__=~".+"}[5m]))"#.into(),
             newest: false,
             step: Some(300_000_000_000),
+            twin: false,
         },
         Case {
             name: "newest hour (unpacked): needle by field",
             logql: format!(r#"{{__app__=~".+"}} | trace_id="{n}""#),
             newest: true,
             step: None,
+            twin: false,
         },
     ]
 }
@@ -132,8 +158,8 @@ fn cases(b: &scale::Built) -> Vec<Case> {
 /// as the indexer leaves the store (packed), and after `skidder compact`.
 struct Measured {
     shape: Shape,
-    costs: Vec<(Cost, i64)>,
-    compacted: Vec<(Cost, i64)>,
+    costs: Vec<CaseCost>,
+    compacted: Vec<CaseCost>,
     built: scale::Built,
     objects: usize,
     /// Objects of the settled hours once compacted and their sources
@@ -291,7 +317,7 @@ fn run_cases(
     shape: Shape,
     label: &str,
     t: &mut Report,
-) -> Result<Vec<(Cost, i64)>> {
+) -> Result<Vec<CaseCost>> {
     let through_proxy: Arc<dyn ObjectStore> = Arc::new(rt.block_on(S3Store::new(
         bucket,
         "",
@@ -313,27 +339,40 @@ fn run_cases(
             // inside the hours, so no neighbouring hour is listed.
             (start, end) = (start + step, end - step);
         }
-        let cost = rt
-            .block_on(scale::cold(
-                &through_proxy,
-                &case.logql,
-                start,
-                end,
-                case.step,
-            ))
-            .map_err(anyhow::Error::msg)?;
-        t.measured.push([
-            format!("{label}: {}", case.name),
-            cost.of("list").to_string(),
-            cost.of("get").to_string(),
-            cost.of("get_range").to_string(),
-            cost.total().to_string(),
-            format!("{} ({})", cost.slices, cost.day_slices),
-            format!("{:.1}", cost.bytes_fetched as f64 / 1e6),
-            format!("{:.0}", cost.ms),
-            cost.result.clone(),
-        ]);
-        costs.push((cost, n));
+        let run = |logql: &str, name: String, t: &mut Report| -> Result<Cost> {
+            let cost = rt
+                .block_on(scale::cold(&through_proxy, logql, start, end, case.step))
+                .map_err(anyhow::Error::msg)?;
+            t.measured.push([
+                format!("{label}: {name}"),
+                cost.of("list").to_string(),
+                cost.of("get").to_string(),
+                cost.of("get_range").to_string(),
+                cost.total().to_string(),
+                format!("{} ({})", cost.slices, cost.day_slices),
+                cost.runs.to_string(),
+                format!("{:.1}", cost.bytes_fetched as f64 / 1e6),
+                format!("{:.0}", cost.ms),
+                cost.result.clone(),
+            ]);
+            Ok(cost)
+        };
+        let cost = run(&case.logql, case.name.to_owned(), t)?;
+        let absent = match case.absent(built) {
+            Some(q) => {
+                let c = run(&q, format!("{}, absent needle", case.name), t)?;
+                if c.result != "0 lines" {
+                    bail!("{q}: the absent needle found {}", c.result);
+                }
+                Some(c)
+            }
+            None => None,
+        };
+        costs.push(CaseCost {
+            cost,
+            absent,
+            hours: n,
+        });
     }
     Ok(costs)
 }
@@ -355,42 +394,73 @@ fn extrapolate(m: &[Measured], o: &ScaleOpts, t: &mut Report) {
     fn apps(s: &Shape) -> f64 {
         f64::from(s.apps)
     }
+    // A compacted day lists in runs of hours, one paged LIST each: its
+    // pages follow the objects of the run's hours at 1 TB/day, which the
+    // harness's small stores cannot show (their runs are one page).
+    let settled_hours = f64::from(hi.shape.hours - 1);
+    let per_app_hour = hi.compacted_objects as f64 / (apps(&hi.shape) * settled_hours);
+    let run_hours = EngineConfig::default().hours_per_listing.max(1) as f64;
+    let run_pages = (run_hours * per_app_hour * TB_APPS as f64 / 1000.0).ceil();
+    let runs_per_day = (24.0 / run_hours).ceil() * run_pages;
+    t.note(format!(
+        "1 TB/day (extrapolated), compacted: a day lists in {:.0} runs of {run_hours:.0} hours, {run_pages:.0} pages each ({:.0} objects an hour)",
+        (24.0 / run_hours).ceil(),
+        per_app_hour * TB_APPS as f64
+    ));
     type Variant = (
         &'static str,
         fn(&Shape) -> f64,
         f64,
-        fn(&Measured) -> &[(Cost, i64)],
+        fn(&Measured) -> &[CaseCost],
     );
     let variants: [Variant; 2] = [
         ("", small, TB_BLOCKS_PER_HOUR, |m| &m.costs),
         ("compacted: ", apps, TB_APPS as f64, |m| &m.compacted),
     ];
     for (prefix, x, at, costs_of) in variants {
+        let compacted = !prefix.is_empty();
         for (i, case) in cases(&hi.built).iter().enumerate() {
             // The newest hour is never compacted: its row is the one above.
-            if case.newest && !prefix.is_empty() {
+            if case.newest && compacted {
                 continue;
             }
             // Compacted, a day's sliced blooms are read once for all its
-            // hours (the measured hours are of one day): they are a cost
-            // per day, taken at the larger of the two shapes, and the rest
-            // (an hour's own sliced blooms too) a cost per hour.
+            // hours (the measured hours are of one day), and its runs are
+            // paged by its objects: costs per day, the rest per hour.
             // Uncompacted, a day at 1 TB is over what one object slices
-            // (2^20 blocks), so every request is per hour.
-            let per_day = |ms: &Measured| {
-                let (c, _) = &costs_of(ms)[i];
-                if prefix.is_empty() {
-                    0.0
+            // (2^20 blocks) and its hours are too big for runs, so every
+            // request is per hour.
+            let per_day = |c: &Cost| {
+                if compacted {
+                    (c.day_slices + c.runs) as f64
                 } else {
-                    c.day_slices as f64
+                    0.0
                 }
             };
+            // What every hour costs: the absent twin's where there is one,
+            // but what its answer costs once (retention cut-offs, the LIST
+            // that explains an empty answer).
             let per_hour = |ms: &Measured| {
-                let (c, n) = &costs_of(ms)[i];
-                let hourly = c.total() as f64 - per_day(ms);
-                (hourly / *n as f64, c.ms / c.total().max(1) as f64)
+                let cc = &costs_of(ms)[i];
+                let c = cc.absent.as_ref().unwrap_or(&cc.cost);
+                let hourly = (c.total() - c.once) as f64 - per_day(c);
+                (hourly / cc.hours as f64, c.ms / c.total().max(1) as f64)
             };
-            let fixed = per_day(lo).max(per_day(hi));
+            // What finding the needle adds, once per query.
+            let found = |ms: &Measured| {
+                let cc = &costs_of(ms)[i];
+                cc.absent.as_ref().map_or(cc.cost.once as f64, |a| {
+                    (cc.cost.total() as f64 - per_day(&cc.cost))
+                        - ((a.total() - a.once) as f64 - per_day(a))
+                })
+            };
+            let day_slices = |ms: &Measured| costs_of(ms)[i].cost.day_slices as f64;
+            let fixed = if compacted {
+                day_slices(lo).max(day_slices(hi)) + runs_per_day
+            } else {
+                0.0
+            };
+            let once = found(lo).max(found(hi)).max(0.0);
             let (lo_r, _) = per_hour(lo);
             let (hi_r, hi_ms_per_request) = per_hour(hi);
             let Some((a, b)) = scale::line_through((x(&lo.shape), lo_r), (x(&hi.shape), hi_r))
@@ -414,11 +484,11 @@ fn extrapolate(m: &[Measured], o: &ScaleOpts, t: &mut Report) {
                     "-".into(),
                 ]
             } else {
-                let day = hour * 24.0 + fixed;
-                let week = day * 7.0;
+                let day = hour * 24.0 + fixed + once;
+                let week = (hour * 24.0 + fixed) * 7.0 + once;
                 [
                     name,
-                    format!("{hour:.0}"),
+                    format!("{hour:.1}"),
                     format!("{day:.0}"),
                     secs(day),
                     format!("{week:.0}"),
@@ -447,8 +517,6 @@ fn extrapolate(m: &[Measured], o: &ScaleOpts, t: &mut Report) {
         "1 TB/day (extrapolated): a settled day holds {:.0} objects ({objects_per_block:.2} per block)",
         objects_per_block * blocks_day
     ));
-    let settled_hours = f64::from(hi.shape.hours - 1);
-    let per_app_hour = hi.compacted_objects as f64 / (apps(&hi.shape) * settled_hours);
     t.note(format!(
         "1 TB/day (extrapolated), compacted: a settled day holds {:.0} objects ({per_app_hour:.2} per app-hour, 300 apps; an app-hour of 1 TB/day is about 139 MB raw, one compacted block at --target-mib 128 or more)",
         per_app_hour * TB_APPS as f64 * 24.0

@@ -115,28 +115,19 @@ async fn list_prefix_delimiter_pagination(store: &dyn ObjectStore) {
     assert_eq!(got, want);
 
     // Pages of 4 must together give the same keys, in order, with no repeats.
-    let mut paged = Vec::new();
-    let mut token = None;
-    loop {
-        let page = store
-            .list(
-                "conf/list/",
-                ListOptions {
-                    page_token: token,
-                    max_keys: Some(4),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert!(page.objects.len() <= 4);
-        paged.extend(page.objects.into_iter().map(|m| m.key));
-        match page.next_token {
-            Some(t) => token = Some(t),
-            None => break,
-        }
-    }
-    assert_eq!(paged, want);
+    assert_eq!(paged(store, 4, None).await, want);
+
+    // Starting after a folder (not a key): its keys and every later one,
+    // paged, in order; a token then takes over from the start.
+    let after = "conf/list/hour=01/";
+    let from = paged(store, 3, Some(after)).await;
+    let want_from: Vec<String> = want
+        .iter()
+        .filter(|k| k.as_str() > after)
+        .cloned()
+        .collect();
+    assert_eq!(from.len(), 11, "{from:?}");
+    assert_eq!(from, want_from);
 
     let page = store
         .list(
@@ -194,5 +185,31 @@ async fn rejects_bad_keys(store: &dyn ObjectStore) {
             StorageErrorKind::InvalidRequest,
             "key {key:?}: {err}"
         );
+    }
+}
+
+/// Every key under `conf/list/` (after `start_after`), `max` to a page.
+async fn paged(store: &dyn ObjectStore, max: usize, start_after: Option<&str>) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let page = store
+            .list(
+                "conf/list/",
+                ListOptions {
+                    page_token: token,
+                    max_keys: Some(max),
+                    start_after,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(page.objects.len() <= max);
+        keys.extend(page.objects.into_iter().map(|m| m.key));
+        match page.next_token {
+            Some(t) => token = Some(t),
+            None => return keys,
+        }
     }
 }

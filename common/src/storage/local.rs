@@ -238,7 +238,10 @@ impl ObjectStore for LocalStore {
         all.retain(|m| m.key.starts_with(prefix));
         all.sort_by(|a, b| a.key.cmp(&b.key));
 
-        let after = opts.page_token.unwrap_or_default();
+        let after = match (opts.page_token, opts.start_after) {
+            (Some(t), Some(s)) => t.max(s.to_owned()),
+            (t, s) => t.or(s.map(str::to_owned)).unwrap_or_default(),
+        };
         let max = opts.max_keys.unwrap_or(DEFAULT_PAGE).max(1);
         let mut page = ListPage::default();
         let mut last_entry = String::new();

@@ -167,6 +167,10 @@ pub struct ListOptions<'a> {
     /// The previous page's [`ListPage::next_token`]; `None` for the first
     /// page.
     pub page_token: Option<String>,
+    /// List only keys after this one (S3's `StartAfter`): a listing that
+    /// wants the end of a big prefix starts there, not at its first key.
+    /// It need not be a key; a token, once given, is past it.
+    pub start_after: Option<&'a str>,
     /// The most entries (objects and common prefixes together) a page may
     /// hold: 1000 when `None`, and never more than 1000 on S3. Ask for at
     /// least 1: [`LocalStore`] treats 0 as 1, [`S3Store`] sends it as is.

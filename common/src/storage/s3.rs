@@ -277,6 +277,9 @@ impl ObjectStore for S3Store {
         if let Some(t) = opts.page_token {
             req = req.continuation_token(t);
         }
+        if let Some(k) = opts.start_after {
+            req = req.start_after(format!("{}{k}", self.prefix));
+        }
         if let Some(n) = opts.max_keys {
             req = req.max_keys(n.min(1000) as i32);
         }

@@ -2,7 +2,9 @@
 //! picks whole hours, and listing one is the only way to learn which
 //! blocks, packs and sliced blooms it holds. Listings of closed hours are
 //! cached for `listing_cache_secs`, as a cold query over many hours is
-//! mostly listing round trips.
+//! mostly listing round trips. Closed hours of a day are listed several
+//! to a paged LIST where they are small (`runs.rs`); either way an hour's
+//! listing is built here, from its own objects ([`Engine::listing_of`]).
 //!
 //! A query whose selector names its apps (`{__app__="checkout"}`, or a
 //! regex that is a list of names) lists only those apps' folders, plus the
@@ -121,6 +123,34 @@ impl HourListing {
         }
     }
 
+    /// This listing of every app, cut down to `apps`' folders, as listing
+    /// only those would have found it. Its manifest, if not read yet, is
+    /// read for it alone: the cache keeps the whole listing.
+    pub(super) fn scoped_to(&self, apps: &[String]) -> HourListing {
+        let folders: Vec<String> = apps.iter().map(|a| app_prefix(&self.prefix, a)).collect();
+        let inside = |k: &str| folders.iter().any(|f| k.starts_with(f.as_str()));
+        HourListing {
+            prefix: self.prefix.clone(),
+            indexes: self
+                .indexes
+                .iter()
+                .filter(|(k, _)| inside(k))
+                .cloned()
+                .collect(),
+            packs: self.packs.clone(),
+            pack_bytes: self.pack_bytes,
+            slices: self.slices.clone(),
+            labels: self
+                .labels
+                .iter()
+                .filter(|(k, _)| inside(k))
+                .map(|(k, l)| (k.clone(), l.clone()))
+                .collect(),
+            scoped: true,
+            manifest: self.manifest.as_ref().map(PendingManifest::uncached),
+        }
+    }
+
     /// About what the listing takes in memory, for the cache's budget.
     fn bytes(&self, cache_key: &str) -> usize {
         self.indexes
@@ -136,6 +166,15 @@ impl HourListing {
             + self.slices.as_ref().map_or(0, |(k, _)| k.len() + 32)
             + self.manifest.as_ref().map_or(0, |m| m.key.len() + 24)
             + 2 * cache_key.len()
+    }
+}
+
+/// Where an hour's listing is cached: under its prefix when it lists
+/// every app, with the apps after it when it lists only those.
+fn cache_key(prefix: &str, apps: Option<&[String]>) -> String {
+    match apps {
+        None => prefix.to_owned(),
+        Some(apps) => format!("{prefix}\n{}", apps.join("\n")),
     }
 }
 
@@ -229,8 +268,9 @@ impl Engine {
 
     /// The blocks, packs and sliced blooms of one hour, of every app or of
     /// `apps` only, its manifest not read yet (see
-    /// [`HourListing::manifest`]); cached, once the hour is closed, for
-    /// `listing_cache_secs`.
+    /// [`HourListing::manifest`]), listed from the store (the caller has
+    /// asked the cache: [`Engine::cached_listing`]); cached, once the hour
+    /// is closed, for `listing_cache_secs`.
     pub(super) async fn hour_listing(
         &self,
         tenant: &str,
@@ -238,30 +278,55 @@ impl Engine {
         apps: Option<&[String]>,
     ) -> Result<Arc<HourListing>, SearchError> {
         let prefix = hour_prefix(tenant, hour);
-        let cache_key = match apps {
-            None => prefix.clone(),
-            Some(apps) => format!("{prefix}\n{}", apps.join("\n")),
-        };
-        let ttl = std::time::Duration::from_secs(self.cfg.listing_cache_secs);
-        if let Some(v) = self.listings.get(&cache_key) {
-            if v.read_at.elapsed() < ttl {
-                self.metrics
-                    .cache
-                    .with_label_values(&["listing", "hit"])
-                    .inc();
-                return Ok(v.hour.clone());
-            }
-        }
-        self.metrics
-            .cache
-            .with_label_values(&["listing", "miss"])
-            .inc();
         self.metrics.hour_listings.inc();
         let read_at = std::time::Instant::now();
         let objects = self
             .list_hour(&prefix, apps)
             .await
             .map_err(|e| self.store_fault("list", e))?;
+        self.listing_of(hour, prefix, objects, apps, read_at).await
+    }
+
+    /// The hour's cached listing, if it is fresh: for `apps`, the listing
+    /// of those apps or, cut down to them, the hour's whole listing.
+    pub(super) fn cached_listing(
+        &self,
+        prefix: &str,
+        apps: Option<&[String]>,
+    ) -> Option<Arc<HourListing>> {
+        let ttl = std::time::Duration::from_secs(self.cfg.listing_cache_secs);
+        let fresh = |key: String| {
+            self.listings
+                .get(&key)
+                .filter(|v| v.read_at.elapsed() < ttl)
+                .map(|v| v.hour.clone())
+        };
+        let hit = match apps {
+            None => fresh(prefix.to_owned()),
+            Some(apps) => fresh(cache_key(prefix, Some(apps)))
+                .or_else(|| fresh(prefix.to_owned()).map(|all| Arc::new(all.scoped_to(apps)))),
+        };
+        let outcome = if hit.is_some() { "hit" } else { "miss" };
+        self.metrics
+            .cache
+            .with_label_values(&["listing", outcome])
+            .inc();
+        hit
+    }
+
+    /// The listing of the hour at `prefix` from its listed `objects` (of
+    /// every app, or of `apps` only), cached if the hour is closed.
+    /// `read_at` is when the LIST began.
+    pub(super) async fn listing_of(
+        &self,
+        hour: i64,
+        prefix: String,
+        objects: Vec<ObjectMeta>,
+        apps: Option<&[String]>,
+        read_at: std::time::Instant,
+    ) -> Result<Arc<HourListing>, SearchError> {
+        let cache_key = cache_key(&prefix, apps);
+        let ttl = std::time::Duration::from_secs(self.cfg.listing_cache_secs);
         let (mut indexes, mut packs, mut pack_bytes) = (Vec::new(), Vec::new(), 0u64);
         let (mut tail_packs, mut tail_bytes) = (Vec::new(), 0u64);
         let (mut slices, mut manifest_key) = (None, None::<(u64, String)>);
@@ -291,9 +356,7 @@ impl Engine {
             (packs, pack_bytes) = (tail_packs, tail_bytes);
         }
         let fence = self.fence_for(&indexes).await?;
-        let closed =
-            (hour + 1) * NS_PER_HOUR + self.cfg.closed_after_secs * 1_000_000_000 < now_ns();
-        let cached = closed && !ttl.is_zero();
+        let cached = self.closed(hour) && !ttl.is_zero();
         let (indexes, manifest) = match manifest_key {
             // Every block the manifest could keep: the fence's small ones
             // and every compacted one listed.
@@ -307,7 +370,7 @@ impl Engine {
             None => (live_indexes(&prefix, indexes, None, &fence), None),
         };
         let hour_listing = Arc::new(HourListing {
-            prefix: prefix.clone(),
+            prefix,
             indexes,
             packs,
             pack_bytes,
@@ -330,6 +393,12 @@ impl Engine {
                 .put_unless(cache_key, Arc::new(listing), bytes, newer);
         }
         Ok(hour_listing)
+    }
+
+    /// Whether `hour` is closed: ended more than `closed_after_secs` ago,
+    /// so that its listing may be cached.
+    pub(super) fn closed(&self, hour: i64) -> bool {
+        (hour + 1) * NS_PER_HOUR + self.cfg.closed_after_secs * 1_000_000_000 < now_ns()
     }
 
     /// Every object under the hour, or its own level plus the folders of

@@ -16,6 +16,7 @@
 //! The files follow a query down the read path:
 //!
 //! 1. `listing`: list an hour's prefix (cached once the hour is closed);
+//!    `runs` lists a day's closed hours several to a paged LIST;
 //! 2. `slices`: rule out blocks with the hour's sliced blooms;
 //! 3. `packs`: read the indexes the hour's packs hold, one GET per pack;
 //! 4. `indexes`: every other index, from the cache or one GET each;
@@ -43,6 +44,7 @@ mod offsets;
 mod packs;
 mod prune;
 mod retention;
+mod runs;
 mod scan;
 mod series;
 mod slices;
@@ -153,6 +155,10 @@ pub struct EngineConfig {
     /// Pages of an hour listed one after another before the rest of the
     /// hour is listed by app folder, `index_fetch_concurrency` at once.
     pub sequential_list_pages: usize,
+    /// Closed hours of a day listed by one paged LIST, up to this many at
+    /// a time, where they are small enough (`runs.rs`); 1 lists each hour
+    /// on its own.
+    pub hours_per_listing: usize,
 }
 
 impl Default for EngineConfig {
@@ -171,6 +177,7 @@ impl Default for EngineConfig {
             read_packs: true,
             read_slices: true,
             sequential_list_pages: 4,
+            hours_per_listing: 6,
         }
     }
 }
@@ -206,6 +213,10 @@ pub struct Stats {
 /// `skidder_store_requests_total{caller}` says which step pays for what.
 struct Stores {
     listing: Arc<dyn ObjectStore>,
+    /// Runs of a day's closed hours, listed by one paged LIST.
+    runs: Arc<dyn ObjectStore>,
+    /// The tenants with data, listed to explain an empty answer.
+    tenants: Arc<dyn ObjectStore>,
     manifests: Arc<dyn ObjectStore>,
     claims: Arc<dyn ObjectStore>,
     retention: Arc<dyn ObjectStore>,
@@ -247,6 +258,8 @@ impl Engine {
                 let wrap = |caller| metrics.store_requests.wrap(store.clone(), caller);
                 Stores {
                     listing: wrap("listing"),
+                    runs: wrap("listing_runs"),
+                    tenants: wrap("tenants"),
                     manifests: wrap("manifests"),
                     claims: wrap("claims"),
                     retention: wrap("retention"),

@@ -229,27 +229,19 @@ impl Engine {
         let apps = selected_apps(&q.matchers);
         // Hours retention has expired are skipped whole (`retention.rs`).
         let cutoffs = self.cutoffs(tenant).await?;
-        let listings: Vec<_> = stream::iter(first..=last)
-            .filter(|h| {
-                let hidden = cutoffs.as_ref().is_some_and(|c| c.hides_hour(*h));
-                std::future::ready(!hidden)
+        let hours: Vec<i64> = (first..=last)
+            .filter(|h| !cutoffs.as_ref().is_some_and(|c| c.hides_hour(*h)))
+            .collect();
+        // The manifests wait for the sliced blooms, below.
+        let listings: Vec<Arc<HourListing>> = self
+            .hour_listings(tenant, &hours, apps.as_deref())
+            .await?
+            .into_iter()
+            .map(|(h, listing)| match &cutoffs {
+                Some(c) => without_expired(listing, h, c),
+                None => listing,
             })
-            .map(|h| {
-                let cutoffs = cutoffs.clone();
-                let apps = apps.as_deref();
-                async move {
-                    // The manifest waits for the sliced blooms, below.
-                    let listing = self.hour_listing(tenant, h, apps).await?;
-                    Ok::<_, SearchError>(match &cutoffs {
-                        Some(c) => without_expired(listing, h, c),
-                        None => listing,
-                    })
-                }
-            })
-            .buffered(self.cfg.index_fetch_concurrency.max(1))
-            .collect()
-            .await;
-        let listings = listings.into_iter().collect::<Result<Vec<_>, _>>()?;
+            .collect();
         // One token list per index version the store may hold.
         let tokens: Vec<Vec<u64>> = if prune {
             (0..=index::MAX_VERSION)

@@ -20,7 +20,7 @@ impl Engine {
     /// see it (not when tenancy is on: other tenants' names are private).
     /// A store fault here only loses the hint.
     pub async fn no_data_warning(&self, tenant: &str) -> Option<String> {
-        let folders = match list_folders(&*self.stores.listing, "tenant=").await {
+        let folders = match list_folders(&*self.stores.tenants, "tenant=").await {
             Ok(f) => f,
             Err(error) => {
                 tracing::debug!(%error, "could not list tenants to explain an empty answer");

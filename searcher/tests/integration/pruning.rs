@@ -649,6 +649,41 @@ async fn pruning_never_changes_results_through_compaction() {
         read < with_manifest,
         "{read} of {with_manifest} manifests read for a needle the sliced blooms rule out"
     );
+
+    // Settled hours are listed in runs of a day (`runs.rs`): one paged
+    // LIST per run, never one per hour, and for one app no more than for
+    // all (hour by hour, an app costs its folder and the hour's level).
+    // The oracle above held every query through runs to the brute force.
+    let hours_listed = (last - first + 1) as u64;
+    let app = recs[recs.len() / 2]
+        .labels
+        .iter()
+        .find(|(k, _)| k == "__app__")
+        .map(|(_, v)| escape(v))
+        .unwrap();
+    for q in [
+        format!(r#"{{__app__=~".+"}} |= " {needle} ""#),
+        format!(r#"{{__app__="{app}"}} |= " {needle} ""#),
+    ] {
+        let cold = Arc::new(Metrics::new());
+        let engine = fresh_engine(local.clone(), cold.clone());
+        let Query::Log(lq) = parse(&q).unwrap() else {
+            panic!()
+        };
+        let (got, _) = engine
+            .logs(TENANT, range, &lq, 10, Direction::Forward, true)
+            .await
+            .unwrap();
+        assert!(got.is_empty());
+        let lists = |caller| cold.store_requests.requests("list", caller);
+        let (by_hour, in_runs) = (lists("listing"), lists("listing_runs"));
+        eprintln!("{q}: {in_runs} LISTs of runs and {by_hour} of hours, over {hours_listed} hours");
+        assert!(in_runs > 0, "{q}: no hour was listed in a run");
+        assert!(
+            by_hour + in_runs < hours_listed,
+            "{q}: {by_hour} + {in_runs} LISTs for {hours_listed} hours"
+        );
+    }
 }
 
 /// Packs hours `first..=last` from the first one's day on, so that days
