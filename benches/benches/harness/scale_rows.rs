@@ -478,8 +478,8 @@ fn extrapolate(m: &[Measured], o: &ScaleOpts, t: &mut Report) {
                 [
                     name,
                     format!("{hour:.0}"),
-                    format!("{hour:.0}"),
-                    secs(hour),
+                    format!("{:.0}", hour + once),
+                    secs(hour + once),
                     "-".into(),
                     "-".into(),
                 ]

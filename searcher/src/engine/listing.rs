@@ -125,7 +125,9 @@ impl HourListing {
 
     /// This listing of every app, cut down to `apps`' folders, as listing
     /// only those would have found it. Its manifest, if not read yet, is
-    /// read for it alone: the cache keeps the whole listing.
+    /// read for it alone, and the applied listing is cached under the
+    /// apps' own key (as a listing of only those folders would be), so the
+    /// same query again reads it no more.
     pub(super) fn scoped_to(&self, apps: &[String]) -> HourListing {
         let folders: Vec<String> = apps.iter().map(|a| app_prefix(&self.prefix, a)).collect();
         let inside = |k: &str| folders.iter().any(|f| k.starts_with(f.as_str()));
@@ -147,7 +149,13 @@ impl HourListing {
                 .map(|(k, l)| (k.clone(), l.clone()))
                 .collect(),
             scoped: true,
-            manifest: self.manifest.as_ref().map(PendingManifest::uncached),
+            manifest: self.manifest.as_ref().map(|m| PendingManifest {
+                key: m.key.clone(),
+                cached: m
+                    .cached
+                    .as_ref()
+                    .map(|(_, read_at)| (cache_key(&self.prefix, Some(apps)), *read_at)),
+            }),
         }
     }
 
@@ -558,6 +566,42 @@ mod tests {
             sources: sources.iter().map(|s| s.to_string()).collect(),
             labels: None,
         }
+    }
+
+    #[test]
+    fn an_hour_cut_down_to_some_apps_keeps_their_blocks_and_its_own_cache_key() {
+        let p = "t/dt=d/hour=01/";
+        let read_at = std::time::Instant::now();
+        let key = |a: &str| format!("{p}app={a}/x.0.00000000000000000000.idx");
+        let whole = HourListing {
+            prefix: p.into(),
+            indexes: ["api", "web", "web-2"].map(|a| (key(a), 1)).into(),
+            packs: vec![format!("{p}_pack.0.1")],
+            pack_bytes: 9,
+            slices: None,
+            labels: HashMap::new(),
+            scoped: false,
+            manifest: Some(PendingManifest {
+                key: format!("{p}_manifest.1.mf"),
+                cached: Some((p.into(), read_at)),
+            }),
+        };
+        let cut = whole.scoped_to(&["web".to_owned()]);
+        assert_eq!(cut.indexes, vec![(key("web"), 1)]);
+        assert!(cut.scoped && cut.packs == whole.packs);
+        let m = cut.manifest.unwrap();
+        assert_eq!(m.key, format!("{p}_manifest.1.mf"));
+        // Applied, it is cached as a listing of that app would be, never
+        // under the whole hour's key.
+        assert_eq!(m.cached, Some((format!("{p}\nweb"), read_at)));
+        let uncached = HourListing {
+            manifest: Some(PendingManifest {
+                key: "k".into(),
+                cached: None,
+            }),
+            ..whole
+        };
+        assert_eq!(uncached.scoped_to(&[]).manifest.unwrap().cached, None);
     }
 
     #[test]

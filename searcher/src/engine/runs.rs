@@ -28,17 +28,31 @@ use super::listing::HourListing;
 use super::{Engine, SearchError};
 
 /// Consecutive closed hours of one day, at most `max` of them, for one
-/// LIST each; every other hour alone. `hours` ascend.
+/// LIST each; every other hour alone. `hours` ascend. A stretch longer
+/// than `max` is cut into runs of even length (13 hours into 5, 4 and 4,
+/// not 6, 6 and 1), so that no hour is left to a LIST of its own.
 fn runs_of(hours: &[i64], max: usize, closed: impl Fn(i64) -> bool) -> Vec<Vec<i64>> {
-    let mut runs: Vec<Vec<i64>> = Vec::new();
+    let mut stretches: Vec<Vec<i64>> = Vec::new();
     for &h in hours {
-        let joins = runs.last().is_some_and(|run| {
+        let joins = stretches.last().is_some_and(|run| {
             let prev = run[run.len() - 1];
-            run.len() < max && prev + 1 == h && h.rem_euclid(24) != 0 && closed(prev) && closed(h)
+            prev + 1 == h && h.rem_euclid(24) != 0 && closed(prev) && closed(h)
         });
-        match runs.last_mut() {
+        match stretches.last_mut() {
             Some(run) if joins => run.push(h),
-            _ => runs.push(vec![h]),
+            _ => stretches.push(vec![h]),
+        }
+    }
+    let max = max.max(1);
+    let mut runs = Vec::new();
+    for stretch in stretches {
+        let n = stretch.len().div_ceil(max);
+        let (base, extra) = (stretch.len() / n, stretch.len() % n);
+        let mut rest = stretch.as_slice();
+        for i in 0..n {
+            let (run, after) = rest.split_at(base + usize::from(i < extra));
+            runs.push(run.to_vec());
+            rest = after;
         }
     }
     runs
@@ -89,7 +103,7 @@ impl Engine {
 
     /// The listings of a run's hours: those its LIST covered whole, built
     /// for every app (and cached so), then cut down to `apps`; the rest
-    /// listed hour by hour.
+    /// listed hour by hour, one after another.
     async fn run_listings(
         &self,
         tenant: &str,
@@ -114,15 +128,11 @@ impl Engine {
             };
             out.push((hour, listing));
         }
-        let rest: Vec<(i64, Arc<HourListing>)> =
-            stream::iter(run[out.len()..].to_vec())
-                .map(|h| async move {
-                    Ok::<_, SearchError>((h, self.hour_listing(tenant, h, apps).await?))
-                })
-                .buffered(self.cfg.index_fetch_concurrency.max(1))
-                .try_collect()
-                .await?;
-        out.extend(rest);
+        // One at a time: runs are listed side by side already, and a big
+        // hour lists its folders side by side too.
+        for &h in &run[out.len()..] {
+            out.push((h, self.hour_listing(tenant, h, apps).await?));
+        }
         Ok(out)
     }
 
@@ -134,7 +144,11 @@ impl Engine {
         let Some(first) = prefixes.first() else {
             return Ok(Vec::new());
         };
-        let day = day_prefix_of(first).unwrap_or(first);
+        // Not an hour's prefix: no hour is listed here, all are left to
+        // the hour listing.
+        let Some(day) = day_prefix_of(first) else {
+            return Ok(Vec::new());
+        };
         let mut by_hour: Vec<Vec<ObjectMeta>> = vec![Vec::new(); prefixes.len()];
         let (mut token, mut pages) = (None, 0usize);
         loop {
@@ -229,12 +243,12 @@ mod tests {
             assert_eq!(got, want, "{}", l.prefix);
         }
         let lists = |caller| metrics.store_requests.requests("list", caller);
-        // Run 0-5 (keys ending at 5, 3,507, 7,009, ...) has done hours
-        // 0 and 1 after 6 pages, its two an hour, and gives up in hour 2.
-        // Hours 2-5 are listed alone, hour 2 page by page (4 pages), and
-        // so is hour 6, a run of one.
-        assert_eq!(lists("listing_runs"), 6);
-        assert_eq!(lists("listing"), 4 + 3 + 1);
+        // Seven hours make runs 0-3 and 4-6. Run 0-3 (keys ending at 5,
+        // 3,507, 7,009, ...) has done hours 0 and 1 after 6 pages, its two
+        // an hour, and gives up in hour 2. Hours 2 and 3 are listed alone,
+        // hour 2 page by page (4 pages). Run 4-6 is one page.
+        assert_eq!(lists("listing_runs"), 6 + 1);
+        assert_eq!(lists("listing"), 4 + 1);
 
         // For one app, hours come from the cached listings of every app.
         let apps = ["api".to_owned()];
@@ -246,7 +260,7 @@ mod tests {
             assert_eq!(l.indexes.len(), 2, "{}", l.prefix);
             assert!(l.scoped);
         }
-        assert_eq!(lists("listing_runs") + lists("listing"), 6 + 8);
+        assert_eq!(lists("listing_runs") + lists("listing"), 7 + 5);
 
         // Small hours: one LIST for a run of them.
         let cold = Arc::new(Metrics::new());
@@ -279,6 +293,11 @@ mod tests {
                 vec![day + 12],
             ]
         );
+        // A stretch over the most is cut evenly: 13 hours into 5, 4, 4.
+        let long: Vec<i64> = (day..day + 13).collect();
+        let lens: Vec<usize> = runs_of(&long, 6, |_| true).iter().map(Vec::len).collect();
+        assert_eq!(lens, vec![5, 4, 4]);
+        assert_eq!(runs_of(&long, 6, |_| true).concat(), long);
         assert_eq!(runs_of(&hours[2..5], 1, |_| true).len(), 3);
         assert!(runs_of(&[], 6, |_| true).is_empty());
     }
