@@ -401,10 +401,10 @@ fn extrapolate(m: &[Measured], o: &ScaleOpts, t: &mut Report) {
     let per_app_hour = hi.compacted_objects as f64 / (apps(&hi.shape) * settled_hours);
     let run_hours = EngineConfig::default().hours_per_listing.max(1) as f64;
     let run_pages = (run_hours * per_app_hour * TB_APPS as f64 / 1000.0).ceil();
-    let runs_per_day = (24.0 / run_hours).ceil() * run_pages;
+    let runs_a_day = (24.0 / run_hours).ceil();
+    let run_pages_a_day = runs_a_day * run_pages;
     t.note(format!(
-        "1 TB/day (extrapolated), compacted: a day lists in {:.0} runs of {run_hours:.0} hours, {run_pages:.0} pages each ({:.0} objects an hour)",
-        (24.0 / run_hours).ceil(),
+        "1 TB/day (extrapolated), compacted: a day lists in {runs_a_day:.0} runs of {run_hours:.0} hours, {run_pages:.0} pages each ({:.0} objects an hour)",
         per_app_hour * TB_APPS as f64
     ));
     type Variant = (
@@ -456,7 +456,7 @@ fn extrapolate(m: &[Measured], o: &ScaleOpts, t: &mut Report) {
             };
             let day_slices = |ms: &Measured| costs_of(ms)[i].cost.day_slices as f64;
             let fixed = if compacted {
-                day_slices(lo).max(day_slices(hi)) + runs_per_day
+                day_slices(lo).max(day_slices(hi)) + run_pages_a_day
             } else {
                 0.0
             };

@@ -58,14 +58,22 @@ fn runs_of(hours: &[i64], max: usize, closed: impl Fn(i64) -> bool) -> Vec<Vec<i
     runs
 }
 
+/// Where `key` falls among a run's hour prefixes (ascending): `Ok(i)`
+/// under hour `i`, `Err(i)` under none, past the first `i` of them. Either
+/// way, the hours before `i` hold only keys less than `key`.
+fn place(prefixes: &[String], key: &str) -> Result<usize, usize> {
+    let past = prefixes.partition_point(|p| p.as_str() <= key);
+    match past.checked_sub(1) {
+        Some(i) if key.starts_with(prefixes[i].as_str()) => Ok(i),
+        _ => Err(past),
+    }
+}
+
 /// How many of a run's hours (from its first) the pages have listed
 /// whole, when the last key listed is `last`: every hour that `last` is
-/// past. `prefixes` are the run's hour prefixes, ascending.
+/// past.
 fn hours_done(prefixes: &[String], last: &str) -> usize {
-    prefixes
-        .iter()
-        .take_while(|p| last > p.as_str() && !last.starts_with(p.as_str()))
-        .count()
+    place(prefixes, last).unwrap_or_else(|past| past)
 }
 
 impl Engine {
@@ -85,7 +93,7 @@ impl Engine {
                 None => cold.push(h),
             }
         }
-        let runs = runs_of(&cold, self.cfg.hours_per_listing.max(1), |h| self.closed(h));
+        let runs = runs_of(&cold, self.cfg.hours_per_listing, |h| self.closed(h));
         let listed: Vec<Vec<(i64, Arc<HourListing>)>> = stream::iter(runs)
             .map(|run| async move {
                 match run.as_slice() {
@@ -163,27 +171,16 @@ impl Engine {
                 )
                 .await?;
             pages += 1;
-            let last = page.objects.last().map(|m| m.key.clone());
-            let mut at = 0;
-            for m in page.objects {
-                // Keys ascend, and so do the prefixes.
-                while at < prefixes.len()
-                    && !m.key.starts_with(&prefixes[at])
-                    && m.key.as_str() > prefixes[at].as_str()
-                {
-                    at += 1;
-                }
-                if let Some(hour) = by_hour.get_mut(at) {
-                    if m.key.starts_with(&prefixes[at]) {
-                        hour.push(m);
-                    }
-                }
-            }
-            let done = match (&page.next_token, last) {
+            let done = match (&page.next_token, page.objects.last()) {
                 (None, _) => prefixes.len(),
-                (Some(_), Some(last)) => hours_done(prefixes, &last),
+                (Some(_), Some(last)) => hours_done(prefixes, &last.key),
                 (Some(_), None) => 0,
             };
+            for m in page.objects {
+                if let Ok(i) = place(prefixes, &m.key) {
+                    by_hour[i].push(m);
+                }
+            }
             if done == prefixes.len() {
                 return Ok(by_hour);
             }
