@@ -46,9 +46,15 @@ pub struct PackFlags {
     #[arg(long)]
     pub rewrite: bool,
     /// A day whose bloom filters are over this many MiB is not sliced
-    /// whole (they are held in memory while sliced); its hours' own serve.
-    #[arg(long, default_value_t = 1024)]
+    /// whole; its hours' own serve. Slicing spills the filters, then the
+    /// object, to `--spill-dir`: twice this on disk at most, and about
+    /// 300 MiB of memory.
+    #[arg(long, default_value_t = 16384)]
     pub max_day_slices_mib: u64,
+    /// Where a day's filters are spilled while sliced (about 10 GB at
+    /// 1 TB a day); the system's temp directory by default.
+    #[arg(long)]
+    pub spill_dir: Option<std::path::PathBuf>,
     /// Serve the passes' metrics on `/metrics` here, e.g. `0.0.0.0:9465`.
     #[arg(long)]
     pub metrics_listen: Option<String>,
@@ -136,6 +142,7 @@ fn run_passes(
         max_pack_bytes: (flags.max_pack_mib << 20) as usize,
         rewrite: flags.rewrite,
         max_day_slices_bytes: flags.max_day_slices_mib.saturating_mul(1 << 20),
+        spill_dir: flags.spill_dir.clone(),
         ..Default::default()
     };
     let stop = || shutdown.is_triggered();

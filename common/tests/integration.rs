@@ -9,7 +9,7 @@ use skidder_common::format::pack;
 use skidder_common::format::seqfile::{SeqFileReader, SeqFileWriter};
 use skidder_common::format::slices;
 use skidder_common::format::tokens::{token_hash, token_hash_v1};
-use skidder_common::storage::{conformance, LocalStore, S3Store};
+use skidder_common::storage::{conformance, LocalStore, ObjectStore, S3Config, S3Store};
 use skidder_common::testing::MotoServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,9 +22,23 @@ async fn local_store_passes_conformance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_store_passes_conformance_against_moto() {
     let moto = MotoServer::start();
-    let store = S3Store::new("logs", "pfx/", &moto.s3_config()).await;
+    // Parts of S3's smallest size, so `put_file` goes up in three.
+    let cfg = S3Config {
+        multipart_part_bytes: Some(5 << 20),
+        ..moto.s3_config()
+    };
+    let store = S3Store::new("logs", "pfx/", &cfg).await;
     store.create_bucket().await.unwrap();
     conformance::run(&store).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big");
+    std::fs::write(&file, vec![7u8; conformance::BIG_FILE_BYTES]).unwrap();
+    // Start, three parts, complete.
+    assert_eq!(store.put_file("multi/part", &file).await.unwrap(), 5);
+    assert_eq!(
+        store.head("multi/part").await.unwrap().size,
+        conformance::BIG_FILE_BYTES as u64
+    );
     // The prefix is honoured: nothing lands outside it.
     let root = S3Store::new("logs", "", &moto.s3_config()).await;
     let all = skidder_common::storage::list_all(&root, "").await.unwrap();

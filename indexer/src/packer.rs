@@ -30,7 +30,7 @@ use skidder_common::format::slices;
 
 use crate::compactor::{newest_manifest, CompactError};
 use skidder_common::storage::{
-    list_all, list_folders, ObjectStore, StorageErrorKind, StorageResult,
+    list_all, list_folders, ObjectStore, StorageError, StorageErrorKind, StorageResult,
 };
 
 /// How the packer writes.
@@ -45,9 +45,15 @@ pub struct PackOptions {
     /// replace a damaged pack, which readers skip).
     pub rewrite: bool,
     /// A day whose filters take more bytes than this gets no day-level
-    /// sliced blooms (its hours' own serve): the day's filters are held in
-    /// memory while they are sliced.
+    /// sliced blooms (its hours' own serve). While a day is sliced its
+    /// filters, and then the object, are written to files in `spill_dir`,
+    /// so this bounds disk (twice this), not memory.
     pub max_day_slices_bytes: u64,
+    /// Where a day's filters are spilled while sliced; the system's temp
+    /// directory when `None`.
+    pub spill_dir: Option<std::path::PathBuf>,
+    /// Bytes of rows a day is sliced in at a time: its memory, about.
+    pub day_band_bytes: usize,
     /// Fewest blocks of a day that share a filter size for the day's
     /// sliced blooms to hold them: a reader pays about k ranged GETs (k is
     /// 7 to 10 at the filters' rates) for each size it holds.
@@ -60,7 +66,9 @@ impl Default for PackOptions {
             max_pack_bytes: 64 << 20,
             concurrency: 32,
             rewrite: false,
-            max_day_slices_bytes: 1 << 30,
+            max_day_slices_bytes: 16 << 30,
+            spill_dir: None,
+            day_band_bytes: 32 << 20,
             min_day_group: 8,
         }
     }
@@ -298,8 +306,19 @@ async fn slice_day(
     Ok(new_key.is_some())
 }
 
+/// Pack GETs in flight while a day is sliced: each pack is up to
+/// `max_pack_bytes`, and the day is read whole.
+const DAY_PACK_FETCHES: usize = 4;
+
 /// Reads the blooms of `live` (day-relative names) from the hours' packs,
 /// slices them, and writes the day's object; `None` if none was written.
+///
+/// A day at 1 TB is about 5 GB of filters, so nothing holds them all: the
+/// filters go to a spill file as the packs arrive (only the blocks' names
+/// and shapes stay in memory), the object is written to a second file a
+/// band of rows at a time ([`slices::Plan::write_rows`]), its hash taken
+/// on the way for its key, and the file is uploaded in parts
+/// ([`ObjectStore::put_file`]).
 async fn write_day_slices(
     store: &dyn ObjectStore,
     day: &str,
@@ -313,14 +332,21 @@ async fn write_day_slices(
         .iter()
         .flat_map(|h| h.packs.iter().map(move |k| (h, k)))
         .collect();
-    let fetched: Vec<(&HourPacks, StorageResult<Bytes>)> = stream::iter(keys)
+    let mut fetched = stream::iter(keys)
         .map(|(h, key)| async move { (h, store.get(key).await) })
-        .buffered(opts.concurrency.max(1))
-        .collect()
-        .await;
-    let mut blooms: Vec<(String, u64, u16, BloomFilter)> = Vec::with_capacity(live.len());
+        .buffered(opts.concurrency.clamp(1, DAY_PACK_FETCHES));
+    let spill_err = |e: std::io::Error| {
+        StorageError::new(
+            StorageErrorKind::Io,
+            day,
+            format!("slicing spill file: {e}"),
+        )
+    };
+    let dir = opts.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let mut spill = std::io::BufWriter::new(tempfile::tempfile_in(&dir).map_err(spill_err)?);
+    let mut spilled: Vec<Spilled> = Vec::with_capacity(live.len());
     let mut held: u64 = 0;
-    for (h, r) in fetched {
+    while let Some((h, r)) = fetched.next().await {
         let bytes = match r {
             Ok(b) => b,
             // Repacked since (a later pass slices the day again).
@@ -341,32 +367,99 @@ async fn write_day_slices(
             let Ok((index, bloom)) = BlockIndex::decode_with_bloom(m.index) else {
                 continue;
             };
-            held += bloom.bits() / 8;
-            if held > opts.max_day_slices_bytes {
+            if held + bloom.bits() / 8 > opts.max_day_slices_bytes
+                || spilled.len() >= slices::MAX_BLOCKS as usize
+            {
                 tracing::info!(day, "not slicing a day whose filters are over the limit");
                 return Ok(None);
             }
-            blooms.push((name, m.index.len() as u64, index.version, bloom));
+            std::io::Write::write_all(&mut spill, bloom.bitmap()).map_err(spill_err)?;
+            spilled.push(Spilled {
+                name,
+                index_size: m.index.len() as u64,
+                index_version: index.version,
+                bits: bloom.bits(),
+                header: bloom.header().to_vec(),
+                at: held,
+            });
+            held += bloom.bits() / 8;
         }
     }
-    blooms.sort_by(|a, b| a.0.cmp(&b.0));
-    let inputs: Vec<slices::Input<'_>> = blooms
+    drop(fetched);
+    let spill = spill.into_inner().map_err(|e| spill_err(e.into_error()))?;
+    spilled.sort_by(|a, b| a.name.cmp(&b.name));
+    let (min_group, band) = (opts.min_day_group, opts.day_band_bytes);
+    let day_owned = day.to_owned();
+    // Disk and CPU for seconds at 1 TB a day: off the async threads.
+    let built = tokio::task::spawn_blocking(move || {
+        write_sliced_file(&spilled, &spill, &dir, min_group, band)
+    })
+    .await
+    .map_err(|e| StorageError::new(StorageErrorKind::Io, &day_owned, format!("slicing: {e}")))?
+    .map_err(spill_err)?;
+    let Some((file, content)) = built else {
+        return Ok(None);
+    };
+    let key = slices_key(day, digest, content);
+    store.put_file(&key, file.path()).await?;
+    Ok(Some(key))
+}
+
+/// A block's filter in the spill file: its bitmap is `bits / 8` bytes at
+/// `at`.
+struct Spilled {
+    name: String,
+    index_size: u64,
+    index_version: u16,
+    bits: u64,
+    header: Vec<u8>,
+    at: u64,
+}
+
+/// Writes the sliced blooms of `spilled` (sorted by name; bitmaps in
+/// `spill`) to a new file in `dir`, in bands of about `band_bytes`; returns
+/// it and the xxh3-64 of its bytes, or `None` if no block is sliced.
+fn write_sliced_file(
+    spilled: &[Spilled],
+    spill: &std::fs::File,
+    dir: &std::path::Path,
+    min_group: usize,
+    band_bytes: usize,
+) -> std::io::Result<Option<(tempfile::NamedTempFile, u64)>> {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    let columns: Vec<slices::Column<'_>> = spilled
         .iter()
-        .map(|(name, size, version, bloom)| slices::Input {
-            name,
-            index_size: *size,
-            index_version: *version,
-            bloom,
+        .map(|s| slices::Column {
+            name: &s.name,
+            index_size: s.index_size,
+            index_version: s.index_version,
+            bits: s.bits,
+            header: &s.header,
         })
         .collect();
     // A size shared by a few blocks of the day is left to their hours'
     // own slices (or indexes), which cost a reader no more.
-    let Some((body, _)) = slices::encode_with(&inputs, opts.min_day_group) else {
+    let Some(plan) = slices::plan(&columns, min_group) else {
         return Ok(None);
     };
-    let key = slices_key(day, digest, xxhash_rust::xxh3::xxh3_64(&body));
-    store.put(&key, Bytes::from(body)).await?;
-    Ok(Some(key))
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    let mut hash = xxhash_rust::xxh3::Xxh3::new();
+    {
+        let mut out = std::io::BufWriter::new(file.as_file_mut());
+        out.write_all(plan.head())?;
+        hash.update(plan.head());
+        plan.write_rows(
+            band_bytes,
+            |i, start, buf| spill.read_exact_at(buf, spilled[i].at + start),
+            |bytes| {
+                hash.update(bytes);
+                out.write_all(bytes)
+            },
+        )?;
+        out.flush()?;
+    }
+    Ok(Some((file, hash.digest())))
 }
 
 /// Packs one hour, named by its prefix; also returns how many listed

@@ -91,11 +91,16 @@ impl Pod {
                 .iter()
                 .find(|v| v["name"] == m["name"])
                 .unwrap_or_else(|| panic!("{name}: mount of an undeclared volume {m}"));
+            let dir = root.join(&name).join(m["name"].as_str().unwrap());
+            if volume["emptyDir"].is_object() {
+                std::fs::create_dir_all(&dir).unwrap();
+                mounts.push((m["mountPath"].as_str().unwrap().to_owned(), dir));
+                continue;
+            }
             let cm_name = volume["configMap"]["name"].as_str().unwrap();
             let cm = config_maps
                 .get(cm_name)
                 .unwrap_or_else(|| panic!("{name} mounts ConfigMap {cm_name}, never rendered"));
-            let dir = root.join(&name).join(m["name"].as_str().unwrap());
             for (file, text) in cm["data"].as_object().unwrap() {
                 write(&dir.join(file), text.as_str().unwrap());
             }

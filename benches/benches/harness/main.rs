@@ -11,6 +11,7 @@
 
 mod baselines;
 mod datasets;
+mod day_slices;
 mod index_rows;
 mod report;
 mod scale_rows;
@@ -90,6 +91,9 @@ enum Cmd {
     /// Store requests of cold queries on stores shaped like 1 TB/day,
     /// through an S3 server with a fixed latency; extrapolated.
     Scale(scale_rows::ScaleOpts),
+    /// Slicing a day's bloom filters whole at the 1 TB/day shape: time
+    /// and peak memory, against reading the day's packs.
+    DaySlices(day_slices::DaySlicesOpts),
     /// Internal: index files in this process and print a JSON report.
     #[command(hide = true)]
     Inproc {
@@ -210,6 +214,7 @@ fn main() -> Result<()> {
             t.finish(&o.work)
         }
         Cmd::Scale(o) => scale_rows::scale_rows(&o),
+        Cmd::DaySlices(o) => day_slices::day_slices(&o),
         Cmd::Datasets(o) => {
             let mut t = Table::new(&o);
             datasets::datasets(&o, &mut t)?;

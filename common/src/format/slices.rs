@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
-use super::index::{for_each_set_bit, BloomFilter};
+use super::index::BloomFilter;
 use super::vint::{check_crc32c_at, push_crc32c, write_bytes_u32, Cursor};
 use super::FormatError;
 
@@ -54,6 +54,19 @@ pub struct Input<'a> {
     pub index_size: u64,
     pub index_version: u16,
     pub bloom: &'a BloomFilter,
+}
+
+impl<'a> Input<'a> {
+    /// What [`plan`] needs of it.
+    pub fn column(&self) -> Column<'a> {
+        Column {
+            name: self.name,
+            index_size: self.index_size,
+            index_version: self.index_version,
+            bits: self.bloom.bits(),
+            header: self.bloom.header(),
+        }
+    }
 }
 
 /// Filters of one size, sliced.
@@ -131,18 +144,67 @@ pub fn encode(inputs: &[Input<'_>]) -> Option<(Vec<u8>, usize)> {
 /// [`encode`], with groups of at least `min_columns` blocks (the format
 /// does not care; a reader pays about k GETs a group).
 pub fn encode_with(inputs: &[Input<'_>], min_columns: usize) -> Option<(Vec<u8>, usize)> {
-    debug_assert!(inputs.windows(2).all(|w| w[0].name < w[1].name));
+    let columns: Vec<Column<'_>> = inputs.iter().map(Input::column).collect();
+    let plan = plan(&columns, min_columns)?;
+    let mut out = plan.head().to_vec();
+    let filled: Result<(), std::convert::Infallible> = plan.write_rows(
+        usize::MAX,
+        |i, start, buf| {
+            let start = start as usize;
+            buf.copy_from_slice(&inputs[i].bloom.bitmap()[start..start + buf.len()]);
+            Ok(())
+        },
+        |bytes| {
+            out.extend_from_slice(bytes);
+            Ok(())
+        },
+    );
+    match filled {
+        Ok(()) => Some((out, plan.blocks())),
+        Err(never) => match never {},
+    }
+}
+
+/// One block to slice, without its filter's bits: what the head needs.
+/// [`plan`] takes these, so a caller with more filters than memory can
+/// keep the bits elsewhere and hand them over a band at a time.
+pub struct Column<'a> {
+    pub name: &'a str,
+    pub index_size: u64,
+    pub index_version: u16,
+    /// The filter's length in bits.
+    pub bits: u64,
+    /// The crate's header of the filter (its length, k and seed).
+    pub header: &'a [u8],
+}
+
+/// What goes where in an object: its head, and which inputs fill each
+/// group's columns, in column order.
+pub struct Plan {
+    head: Vec<u8>,
+    groups: Vec<Group>,
+    members: Vec<Vec<usize>>,
+    blocks: usize,
+}
+
+/// Plans the object for `columns` (sorted by name, no name twice), with
+/// groups of at least `min_columns` blocks; `None` if no block is left.
+/// Which blocks are left out is as for [`encode`]; so is a group of more
+/// than [`MAX_BLOCKS`].
+pub fn plan(columns: &[Column<'_>], min_columns: usize) -> Option<Plan> {
+    debug_assert!(columns.windows(2).all(|w| w[0].name < w[1].name));
     let mut by_bits: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-    for (i, input) in inputs.iter().enumerate() {
-        let bits = input.bloom.bits();
-        if bits.is_multiple_of(8) && bits <= MAX_BITS {
-            by_bits.entry(bits).or_default().push(i);
+    for (i, column) in columns.iter().enumerate() {
+        if column.bits.is_multiple_of(8) && column.bits <= MAX_BITS {
+            by_bits.entry(column.bits).or_default().push(i);
         }
     }
     let mut common: Vec<(u64, Vec<usize>)> = by_bits.into_iter().collect();
     common.sort_by_key(|(bits, members)| (std::cmp::Reverse(members.len()), *bits));
     common.truncate(MAX_GROUPS);
-    common.retain(|(_, members)| members.len() >= min_columns);
+    common.retain(|(_, members)| {
+        members.len() >= min_columns && members.len() <= MAX_BLOCKS as usize
+    });
     common.sort_by_key(|(bits, _)| *bits);
     let mut groups = Vec::new();
     let mut shapes: Vec<Shape> = Vec::new();
@@ -152,7 +214,7 @@ pub fn encode_with(inputs: &[Input<'_>], min_columns: usize) -> Option<(Vec<u8>,
     for (g, (bits, members)) in common.iter().enumerate() {
         let g = g as u32;
         for (column, &i) in members.iter().enumerate() {
-            let header = inputs[i].bloom.header();
+            let header = columns[i].header;
             let shape = *shape_ids.entry((g, header)).or_insert_with(|| {
                 shapes.push(Shape {
                     group: g,
@@ -162,11 +224,11 @@ pub fn encode_with(inputs: &[Input<'_>], min_columns: usize) -> Option<(Vec<u8>,
             });
             placed.insert(i, (shape, column as u32));
         }
-        let columns = members.len() as u32;
+        let count = members.len() as u32;
         groups.push(Group {
             bits: *bits,
-            columns,
-            chunk_rows: chunk_rows_for(columns),
+            columns: count,
+            chunk_rows: chunk_rows_for(count),
             offset: 0,
         });
     }
@@ -191,32 +253,115 @@ pub fn encode_with(inputs: &[Input<'_>], min_columns: usize) -> Option<(Vec<u8>,
     }
     out.extend_from_slice(&(placed.len() as u32).to_le_bytes());
     for (&i, &(shape, column)) in &placed {
-        let input = &inputs[i];
-        write_bytes_u32(&mut out, input.name.as_bytes());
-        out.extend_from_slice(&input.index_size.to_le_bytes());
-        out.extend_from_slice(&input.index_version.to_le_bytes());
+        let c = &columns[i];
+        write_bytes_u32(&mut out, c.name.as_bytes());
+        out.extend_from_slice(&c.index_size.to_le_bytes());
+        out.extend_from_slice(&c.index_version.to_le_bytes());
         out.extend_from_slice(&shape.to_le_bytes());
         out.extend_from_slice(&column.to_le_bytes());
     }
     let head_len = out.len() as u32 + 4;
     out[8..12].copy_from_slice(&head_len.to_le_bytes());
     push_crc32c(&mut out);
-    for (g, (_, members)) in groups.iter().zip(&common) {
-        let row_bytes = g.row_bytes() as usize;
-        let mut rows = vec![0u8; g.bits as usize * row_bytes];
-        for (column, &i) in members.iter().enumerate() {
-            let (byte, bit) = (column / 8, 1u8 << (column % 8));
-            for_each_set_bit(inputs[i].bloom.bitmap(), |row| {
-                rows[row as usize * row_bytes + byte] |= bit;
-            });
-        }
-        for chunk in rows.chunks(g.chunk_rows as usize * row_bytes) {
-            let start = out.len();
-            out.extend_from_slice(chunk);
-            out.extend_from_slice(&crc32c::crc32c(&out[start..]).to_le_bytes());
-        }
+    Some(Plan {
+        head: out,
+        groups,
+        members: common.into_iter().map(|(_, members)| members).collect(),
+        blocks: placed.len(),
+    })
+}
+
+impl Plan {
+    /// The object's first bytes, up to and including the head's CRC.
+    pub fn head(&self) -> &[u8] {
+        &self.head
     }
-    Some((out, placed.len()))
+
+    /// How many blocks the object holds.
+    pub fn blocks(&self) -> usize {
+        self.blocks
+    }
+
+    /// The object's length.
+    pub fn object_len(&self) -> u64 {
+        self.head.len() as u64 + self.groups.iter().map(Group::body_len).sum::<u64>()
+    }
+
+    /// Writes the rows that follow the head, group after group, a band of
+    /// about `band_bytes` of rows at a time: `read(input, start, buf)`
+    /// fills `buf` with the bytes of input `input`'s bitmap from byte
+    /// `start` on, and `write` takes the object's next bytes. A band is
+    /// whole chunks, and starts on a whole byte of every bitmap, so it
+    /// holds about `band_bytes` plus a band of one filter at a time.
+    pub fn write_rows<E>(
+        &self,
+        band_bytes: usize,
+        mut read: impl FnMut(usize, u64, &mut [u8]) -> Result<(), E>,
+        mut write: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (mut rows, mut bitmaps) = (Vec::new(), Vec::new());
+        for (g, members) in self.groups.iter().zip(&self.members) {
+            let row_bytes = g.row_bytes() as usize;
+            // Bands of whole chunks and of whole bytes of each bitmap.
+            let step = 8 * u64::from(g.chunk_rows);
+            let band_rows = ((band_bytes / row_bytes) as u64 / step).max(1) * step;
+            let mut first = 0;
+            while first < g.bits {
+                let end = g.bits.min(first.saturating_add(band_rows));
+                let width = ((end - first) / 8) as usize;
+                rows.clear();
+                rows.resize(width * 8 * row_bytes, 0);
+                // Each column's band of bits, one after another.
+                bitmaps.resize(members.len() * width, 0);
+                for (bitmap, &i) in bitmaps.chunks_mut(width).zip(members) {
+                    read(i, first / 8, bitmap)?;
+                }
+                // Byte b of eight columns' bitmaps is an 8x8 block of
+                // bits, which turned over is those columns' byte of rows
+                // 8b..8b+8. Eight bytes of each bitmap are read at once,
+                // so 64 rows at a time, whose writes stay close.
+                for (at, rows64) in rows.chunks_mut(64 * row_bytes).enumerate() {
+                    let b = 8 * at;
+                    let n = (width - b).min(8);
+                    for (byte, columns) in bitmaps.chunks(8 * width).enumerate() {
+                        let mut words = [0u64; 8];
+                        for (word, bitmap) in words.iter_mut().zip(columns.chunks(width)) {
+                            let mut w = [0u8; 8];
+                            w[..n].copy_from_slice(&bitmap[b..b + n]);
+                            *word = u64::from_le_bytes(w);
+                        }
+                        for (k, eight_rows) in rows64.chunks_mut(8 * row_bytes).enumerate() {
+                            let mut block = 0u64;
+                            for (j, word) in words.iter().enumerate() {
+                                block |= ((word >> (8 * k)) & 0xFF) << (8 * j);
+                            }
+                            let turned = transpose8(block).to_le_bytes();
+                            for (i, row_byte) in turned.into_iter().enumerate() {
+                                eight_rows[i * row_bytes + byte] = row_byte;
+                            }
+                        }
+                    }
+                }
+                for chunk in rows.chunks(g.chunk_rows as usize * row_bytes) {
+                    write(chunk)?;
+                    write(&crc32c::crc32c(chunk).to_le_bytes())?;
+                }
+                first = end;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Turns an 8x8 block of bits over: bit `i` of byte `j` (little-endian)
+/// becomes bit `j` of byte `i` (Hacker's Delight, 7-3).
+fn transpose8(mut x: u64) -> u64 {
+    let mut t = (x ^ (x >> 7)) & 0x00AA_00AA_00AA_00AA;
+    x ^= t ^ (t << 7);
+    t = (x ^ (x >> 14)) & 0x0000_CCCC_0000_CCCC;
+    x ^= t ^ (t << 14);
+    t = (x ^ (x >> 28)) & 0x0000_0000_F0F0_F0F0;
+    x ^ t ^ (t << 28)
 }
 
 /// Rows per chunk for a group of `columns` blocks: about [`CHUNK_BYTES`].
@@ -518,6 +663,73 @@ mod tests {
             })
             .collect();
         encode(&inputs).unwrap().0
+    }
+
+    /// Rows written a few at a time (down to the smallest band: 8 chunks)
+    /// are the rows written a group at a time, and the planned length is
+    /// the object's. Groups of 1,999 and 1,200 blocks have chunks of 16
+    /// and 27 rows, so their filters of 768 and 1,024 bits are several
+    /// bands, and a band of the second is not whole words of its bitmaps.
+    #[test]
+    fn transpose8_turns_bits_over() {
+        let mut x = 0x0123_4567_89AB_CDEFu64;
+        for _ in 0..1000 {
+            let mut want = 0u64;
+            for (j, i) in (0..8).flat_map(|j| (0..8).map(move |i| (j, i))) {
+                want |= ((x >> (8 * j + i)) & 1) << (8 * i + j);
+            }
+            assert_eq!(transpose8(x), want, "{x:#x}");
+            x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17) ^ 0x55;
+        }
+    }
+
+    #[test]
+    fn banded_rows_are_the_whole_rows() {
+        let filters: Vec<BloomFilter> = (0..3199u64)
+            .map(|i| filter(&[i, i + 7_000_000], if i < 1999 { 96 } else { 128 }))
+            .collect();
+        let names: Vec<String> = (0..3199).map(|i| format!("hour=00/b{i:05}.idx")).collect();
+        let inputs: Vec<Input<'_>> = filters
+            .iter()
+            .zip(&names)
+            .map(|(f, n)| Input {
+                name: n,
+                index_size: 10,
+                index_version: 2,
+                bloom: f,
+            })
+            .collect();
+        let (whole, blocks) = encode_with(&inputs, 1).unwrap();
+        assert_eq!(blocks, 3199);
+        let columns: Vec<Column<'_>> = inputs.iter().map(Input::column).collect();
+        let plan = plan(&columns, 1).unwrap();
+        assert_eq!(plan.object_len(), whole.len() as u64);
+        for band in [1, 250 * 200, 1 << 20] {
+            let (mut out, mut reads) = (plan.head().to_vec(), 0);
+            plan.write_rows(
+                band,
+                |i, start, buf| {
+                    reads += 1;
+                    let start = start as usize;
+                    buf.copy_from_slice(&filters[i].bitmap()[start..start + buf.len()]);
+                    Ok::<(), ()>(())
+                },
+                |b| {
+                    out.extend_from_slice(b);
+                    Ok(())
+                },
+            )
+            .unwrap();
+            assert!(out == whole, "band of {band} bytes");
+            if band == 1 {
+                // 768 bits in bands of 128 rows, 1024 in bands of 216.
+                assert_eq!(reads, 1999 * 6 + 1200 * 5);
+            }
+        }
+        // And the rows say what each filter says.
+        for i in [0u64, 1998, 1999, 3198] {
+            assert!(!ruled_out(&whole, &[i]).contains(&names[i as usize]));
+        }
     }
 
     /// Answers a lookup for `tokens` from the object's bytes.

@@ -11,6 +11,7 @@ use super::{list_all, ListOptions, ObjectStore, StorageErrorKind};
 /// each run an empty store or a fresh prefix.
 pub async fn run(store: &dyn ObjectStore) {
     put_get_overwrite(store).await;
+    put_file(store).await;
     conditional_put(store).await;
     ranged_get(store).await;
     head_and_missing(store).await;
@@ -33,6 +34,41 @@ async fn put_get_overwrite(store: &dyn ObjectStore) {
     );
     store.put("conf/put/empty", Bytes::new()).await.unwrap();
     assert!(store.get("conf/put/empty").await.unwrap().is_empty());
+}
+
+/// Bytes of the file [`put_file`] writes: over two parts of 5 MiB, S3's
+/// smallest, so a store with that part size sends it in three.
+pub const BIG_FILE_BYTES: usize = (11 << 20) + 3;
+
+async fn put_file(store: &dyn ObjectStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let (big, small) = (dir.path().join("big"), dir.path().join("small"));
+    let body: Vec<u8> = (0..BIG_FILE_BYTES).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&big, &body).unwrap();
+    std::fs::write(&small, b"small").unwrap();
+    let key = "conf/file/a.bin";
+    assert!(store.put_file(key, &big).await.unwrap() >= 1);
+    assert_eq!(store.get(key).await.unwrap(), body);
+    assert_eq!(store.head(key).await.unwrap().size, body.len() as u64);
+    // Across the first part's end.
+    let edge = 5u64 << 20;
+    assert_eq!(
+        store.get_range(key, edge - 2..edge + 2).await.unwrap(),
+        body[edge as usize - 2..edge as usize + 2]
+    );
+    assert_eq!(store.put_file(key, &small).await.unwrap(), 1);
+    assert_eq!(store.get(key).await.unwrap(), Bytes::from_static(b"small"));
+    let missing = dir.path().join("missing");
+    let err = store
+        .put_file("conf/file/b.bin", &missing)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, StorageErrorKind::Io);
+    assert_eq!(
+        store.get("conf/file/b.bin").await.unwrap_err().kind,
+        StorageErrorKind::NotFound
+    );
+    store.delete(key).await.unwrap();
 }
 
 async fn conditional_put(store: &dyn ObjectStore) {

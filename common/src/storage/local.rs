@@ -174,6 +174,32 @@ impl ObjectStore for LocalStore {
         blocking(key, move || Self::put_blocking(&path, &body, true)).await
     }
 
+    async fn put_file(&self, key: &str, source: &Path) -> StorageResult<u64> {
+        let path = self.path(key)?;
+        let source = source.to_path_buf();
+        blocking(key, move || {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir)?;
+            // The source's own failures are I/O, never the key's NotFound.
+            let mut src = std::fs::File::open(&source)
+                .map_err(|e| std::io::Error::other(format!("reading {}: {e}", source.display())))?;
+            let tmp = dir.join(format!("{TMP_MARKER}{:016x}", rand::random::<u64>()));
+            let copied = std::fs::File::create(&tmp)
+                .and_then(|mut f| {
+                    std::io::copy(&mut src, &mut f)?;
+                    f.sync_all()
+                })
+                .and_then(|()| std::fs::rename(&tmp, &path));
+            if copied.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            copied?;
+            Self::sync_dir(&path);
+            Ok(1)
+        })
+        .await
+    }
+
     async fn get(&self, key: &str) -> StorageResult<Bytes> {
         let path = self.path(key)?;
         blocking(key, move || std::fs::read(path).map(Bytes::from)).await

@@ -8,6 +8,7 @@
 //! ones too: a store charges for those as well.
 
 use std::ops::Range;
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -151,6 +152,15 @@ impl ObjectStore for Metered {
     async fn put_if_absent(&self, key: &str, body: Bytes) -> StorageResult<()> {
         self.count(PUT_IF_ABSENT, body.len());
         self.inner.put_if_absent(key, body).await
+    }
+
+    async fn put_file(&self, key: &str, path: &Path) -> StorageResult<u64> {
+        let bytes = tokio::fs::metadata(path).await.map_or(0, |m| m.len());
+        let r = self.inner.put_file(key, path).await;
+        // Each request of a multipart upload is billed as a PUT.
+        self.requests[PUT].inc_by(*r.as_ref().unwrap_or(&1));
+        self.bytes[PUT].inc_by(bytes);
+        r
     }
 
     async fn get(&self, key: &str) -> StorageResult<Bytes> {

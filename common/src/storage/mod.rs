@@ -23,6 +23,7 @@ mod s3;
 
 use std::fmt::Debug;
 use std::ops::Range;
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -215,6 +216,32 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// ignored the header would make it a plain overwrite, which the
     /// conformance suite catches.
     async fn put_if_absent(&self, key: &str, body: Bytes) -> StorageResult<()>;
+
+    /// Writes the file at `path` as the whole object at `key`, as
+    /// [`put`](Self::put) does (atomic, replaces, durable on `Ok`), without
+    /// holding it in memory: for objects too big for one body (S3 takes at
+    /// most 5 GB in one PUT). Returns how many requests it took, for the
+    /// request counters.
+    ///
+    /// [`S3Store`] sends a file longer than its part size
+    /// ([`S3Config::multipart_part_bytes`]) as a multipart upload: one
+    /// request to start it, one per part, one to complete it, which S3
+    /// makes visible at once and whole. A part that fails aborts the
+    /// upload (a bucket lifecycle rule that aborts incomplete uploads
+    /// cleans up after a crash). A shorter file is one PUT.
+    /// [`LocalStore`] copies the file into place. The default reads the
+    /// file and calls `put`. A file that cannot be read fails with
+    /// [`StorageErrorKind::Io`] and writes nothing.
+    async fn put_file(&self, key: &str, path: &Path) -> StorageResult<u64> {
+        let body = tokio::fs::read(path).await.map_err(|e| {
+            StorageError::new(
+                StorageErrorKind::Io,
+                key,
+                format!("reading {}: {e}", path.display()),
+            )
+        })?;
+        self.put(key, Bytes::from(body)).await.map(|()| 1)
+    }
 
     /// The whole object at `key`; [`StorageErrorKind::NotFound`] if there
     /// is none.

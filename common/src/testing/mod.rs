@@ -183,6 +183,7 @@ impl MotoServer {
             access_key_id: Some("test".into()),
             secret_access_key: Some("test".into()),
             timeout_secs: None,
+            multipart_part_bytes: None,
         }
     }
 }

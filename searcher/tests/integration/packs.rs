@@ -653,6 +653,26 @@ async fn a_days_sliced_blooms_stand_for_its_hours_own() {
         .collect();
     assert_eq!(day_objects.len(), 2, "one per day: {sliced:?}");
     assert_eq!(sliced.len(), hours.len() + 2, "{sliced:?}");
+    // Sliced again through a spill directory of its own, in the smallest
+    // bands: the same bytes, so the same keys, and no file left behind.
+    let spill = tempfile::tempdir().unwrap();
+    let again = pack_hours(
+        &*env.store,
+        &[TENANT.to_owned()],
+        whole,
+        &PackOptions {
+            rewrite: true,
+            spill_dir: Some(spill.path().to_owned()),
+            day_band_bytes: 1,
+            ..day_opts()
+        },
+        &|| false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.days_sliced, 2, "{again:?}");
+    assert_eq!(env.keys(".slices").await, sliced);
+    assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
     for (key, _) in &day_objects {
         let content = xxhash_rust::xxh3::xxh3_64(&env.get(key).await);
         let named = parse_slices_key(day_of_key(key), key).map(|(_, c)| c);
