@@ -675,7 +675,15 @@ impl<'a> Parser<'a> {
                     stages.push(Stage::LineFormat(self.template(&text, at)?));
                 }
                 Tok::Ident(_) | Tok::Sym("(") => {
-                    let filter = self.label_or()?;
+                    // Loki's newest parser, not in its documentation: named,
+                    // not a puzzling error about a label filter.
+                    let xml = matches!(&self.tok, Tok::Ident(s) if s == "xml");
+                    let filter = match self.label_or() {
+                        Err(_) if xml => return self.err(
+                            "the xml parser is not supported; use json, logfmt, regexp or pattern",
+                        ),
+                        r => r?,
+                    };
                     match unwrap.as_mut() {
                         // Loki runs these on the unwrapped sample, so
                         // `| __error__=""` drops a value that did not read.
@@ -1210,6 +1218,9 @@ impl<'a> Parser<'a> {
                     "approx_topk" => AggOp::ApproxTopk(0),
                     "sort" => AggOp::Sort,
                     "sort_desc" => AggOp::SortDesc,
+                    "variants" => {
+                        return self.err("variants(…) of (…) is not supported; run each query on its own")
+                    }
                     _ => {
                         return self.err(format!(
                             "syntax error: unknown function {name:?}; supported: sum, count, min, max, avg, stddev, stdvar, topk, bottomk, approx_topk, sort, sort_desc, \

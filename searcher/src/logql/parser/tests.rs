@@ -539,7 +539,18 @@ fn unsupported_constructs_are_named() {
             "invalid template: ",
         ),
         (r#"{app="a"} | line_format "{{.msg""#, "invalid template: "),
+        (r#"{app="a"} | xml"#, "the xml parser is not supported"),
+        (
+            r#"{app="a"} | xml | level="x""#,
+            "the xml parser is not supported",
+        ),
+        (
+            r#"variants(count_over_time({app="a"}[1m]), bytes_over_time({app="a"}[1m])) of ({app="a"}[1m])"#,
+            "variants(…) of (…) is not supported",
+        ),
     ]);
+    // A label named xml is still a label.
+    ok(r#"{app="a"} | logfmt | xml="yes""#);
     ok(r#"{app="a"} |= ip("10.0.0.0/8") | logfmt | addr != ip("::1")"#);
     // Plain fills, with Go's whitespace trimming, and Loki's functions parse.
     ok(r#"{app="a"} | line_format "{{.level}} {{- .msg -}} {{ .pod }}""#);
