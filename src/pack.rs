@@ -48,7 +48,7 @@ pub struct PackFlags {
     /// A day whose bloom filters are over this many MiB is not sliced
     /// whole; its hours' own serve. Slicing spills the filters, then the
     /// object, to `--spill-dir`: twice this on disk at most, and about
-    /// 300 MiB of memory.
+    /// 330 MiB of memory.
     #[arg(long, default_value_t = 16384)]
     pub max_day_slices_mib: u64,
     /// Where a day's filters are spilled while sliced (about 10 GB at

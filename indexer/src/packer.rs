@@ -68,7 +68,7 @@ impl Default for PackOptions {
             rewrite: false,
             max_day_slices_bytes: 16 << 30,
             spill_dir: None,
-            day_band_bytes: 32 << 20,
+            day_band_bytes: slices::BAND_BYTES,
             min_day_group: 8,
         }
     }
@@ -327,6 +327,93 @@ async fn write_day_slices(
     digest: u64,
     opts: &PackOptions,
 ) -> StorageResult<Option<String>> {
+    let dir = opts.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
+    sweep_spill_dir(&dir);
+    // Local disk trouble (a full spill directory) is not the store's: the
+    // day is left to its hours' own until it changes.
+    let unsliced = |e: std::io::Error| {
+        tracing::warn!(day, dir = %dir.display(), error = %e, "not slicing a day: its files failed");
+        Ok(None)
+    };
+    let spill = match tempfile::Builder::new()
+        .prefix(SPILL_PREFIX)
+        .tempfile_in(&dir)
+    {
+        Ok(f) => f,
+        Err(e) => return unsliced(e),
+    };
+    let (spilled, spill) = match spill_filters(store, day, hours, live, opts, spill).await? {
+        Spill::Done(spilled, file) => (spilled, file),
+        Spill::Skipped => return Ok(None),
+        Spill::Failed(e) => return unsliced(e),
+    };
+    let (min_group, band) = (opts.min_day_group, opts.day_band_bytes);
+    let day_owned = day.to_owned();
+    let out_dir = dir.clone();
+    // Disk and CPU for seconds at 1 TB a day: off the async threads.
+    let built = tokio::task::spawn_blocking(move || {
+        write_sliced_file(&spilled, spill.as_file(), &out_dir, min_group, band)
+    })
+    .await
+    .map_err(|e| StorageError::new(StorageErrorKind::Io, &day_owned, format!("slicing: {e}")))?;
+    let (file, content) = match built {
+        Ok(Some(built)) => built,
+        Ok(None) => return Ok(None),
+        Err(e) => return unsliced(e),
+    };
+    let key = slices_key(day, digest, content);
+    store.put_file(&key, file.path()).await?;
+    Ok(Some(key))
+}
+
+/// What reading a day's filters into the spill file came to.
+enum Spill {
+    /// Every wanted filter, sorted by name, and the file that holds them.
+    Done(Vec<Spilled>, tempfile::NamedTempFile),
+    /// The day is not to be sliced (over a limit, a pack gone or unreadable).
+    Skipped,
+    /// The spill file failed.
+    Failed(std::io::Error),
+}
+
+/// Names of the packer's files in the spill directory.
+const SPILL_PREFIX: &str = "skidder-day-slices-";
+
+/// Deletes files a killed packer left in `dir`: ours, by name, and older
+/// than any pass takes, so another packer's open files are left alone.
+fn sweep_spill_dir(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let stale = std::time::Duration::from_secs(6 * 3600);
+    for entry in entries.flatten() {
+        let ours = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SPILL_PREFIX);
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > stale);
+        if ours && old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Reads the day's packs, four at a time, and writes each wanted
+/// filter's bitmap to `file`, keeping only its name and shape in memory.
+async fn spill_filters(
+    store: &dyn ObjectStore,
+    day: &str,
+    hours: &[HourPacks],
+    live: &[(String, u64)],
+    opts: &PackOptions,
+    file: tempfile::NamedTempFile,
+) -> StorageResult<Spill> {
+    use tokio::io::AsyncWriteExt;
     let wanted: HashMap<&str, u64> = live.iter().map(|(n, s)| (n.as_str(), *s)).collect();
     let keys: Vec<(&HourPacks, &String)> = hours
         .iter()
@@ -335,27 +422,20 @@ async fn write_day_slices(
     let mut fetched = stream::iter(keys)
         .map(|(h, key)| async move { (h, store.get(key).await) })
         .buffered(opts.concurrency.clamp(1, DAY_PACK_FETCHES));
-    let spill_err = |e: std::io::Error| {
-        StorageError::new(
-            StorageErrorKind::Io,
-            day,
-            format!("slicing spill file: {e}"),
-        )
-    };
-    let dir = opts.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let mut spill = std::io::BufWriter::new(tempfile::tempfile_in(&dir).map_err(spill_err)?);
+    let (std_file, path) = file.into_parts();
+    let mut out = tokio::io::BufWriter::new(tokio::fs::File::from_std(std_file));
     let mut spilled: Vec<Spilled> = Vec::with_capacity(live.len());
     let mut held: u64 = 0;
     while let Some((h, r)) = fetched.next().await {
         let bytes = match r {
             Ok(b) => b,
             // Repacked since (a later pass slices the day again).
-            Err(e) if e.kind == StorageErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind == StorageErrorKind::NotFound => return Ok(Spill::Skipped),
             Err(e) => return Err(e),
         };
         let Ok(members) = pack::decode(&bytes) else {
             tracing::warn!(day, "not slicing a day with an unreadable pack");
-            return Ok(None);
+            return Ok(Spill::Skipped);
         };
         for m in members {
             let name = h.day_relative(day, m.name);
@@ -371,9 +451,11 @@ async fn write_day_slices(
                 || spilled.len() >= slices::MAX_BLOCKS as usize
             {
                 tracing::info!(day, "not slicing a day whose filters are over the limit");
-                return Ok(None);
+                return Ok(Spill::Skipped);
             }
-            std::io::Write::write_all(&mut spill, bloom.bitmap()).map_err(spill_err)?;
+            if let Err(e) = out.write_all(bloom.bitmap()).await {
+                return Ok(Spill::Failed(e));
+            }
             spilled.push(Spilled {
                 name,
                 index_size: m.index.len() as u64,
@@ -385,24 +467,15 @@ async fn write_day_slices(
             held += bloom.bits() / 8;
         }
     }
-    drop(fetched);
-    let spill = spill.into_inner().map_err(|e| spill_err(e.into_error()))?;
+    if let Err(e) = out.flush().await {
+        return Ok(Spill::Failed(e));
+    }
+    let std_file = out.into_inner().into_std().await;
     spilled.sort_by(|a, b| a.name.cmp(&b.name));
-    let (min_group, band) = (opts.min_day_group, opts.day_band_bytes);
-    let day_owned = day.to_owned();
-    // Disk and CPU for seconds at 1 TB a day: off the async threads.
-    let built = tokio::task::spawn_blocking(move || {
-        write_sliced_file(&spilled, &spill, &dir, min_group, band)
-    })
-    .await
-    .map_err(|e| StorageError::new(StorageErrorKind::Io, &day_owned, format!("slicing: {e}")))?
-    .map_err(spill_err)?;
-    let Some((file, content)) = built else {
-        return Ok(None);
-    };
-    let key = slices_key(day, digest, content);
-    store.put_file(&key, file.path()).await?;
-    Ok(Some(key))
+    Ok(Spill::Done(
+        spilled,
+        tempfile::NamedTempFile::from_parts(std_file, path),
+    ))
 }
 
 /// A block's filter in the spill file: its bitmap is `bits / 8` bytes at
@@ -443,7 +516,9 @@ fn write_sliced_file(
     let Some(plan) = slices::plan(&columns, min_group) else {
         return Ok(None);
     };
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    let mut file = tempfile::Builder::new()
+        .prefix(SPILL_PREFIX)
+        .tempfile_in(dir)?;
     let mut hash = xxhash_rust::xxh3::Xxh3::new();
     {
         let mut out = std::io::BufWriter::new(file.as_file_mut());
@@ -653,6 +728,25 @@ mod tests {
             .iter()
             .map(|&(n, count)| (format!("{n}"), PackName { digest, n, count }))
             .collect()
+    }
+
+    #[test]
+    fn the_sweep_deletes_only_old_files_of_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, age_hours: u64| {
+            let path = dir.path().join(name);
+            let f = std::fs::File::create(&path).unwrap();
+            let then =
+                std::time::SystemTime::now() - std::time::Duration::from_secs(age_hours * 3600);
+            f.set_modified(then).unwrap();
+            path
+        };
+        let old = file(&format!("{SPILL_PREFIX}old"), 7);
+        let new = file(&format!("{SPILL_PREFIX}new"), 1);
+        let other = file("someone-elses", 30);
+        sweep_spill_dir(dir.path());
+        assert!(!old.exists());
+        assert!(new.exists() && other.exists());
     }
 
     #[test]

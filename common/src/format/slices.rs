@@ -46,6 +46,9 @@ pub const MIN_GROUP_SHARE: usize = 16;
 pub const MAX_BITS: u64 = 1 << 28;
 /// Most blocks per object.
 pub const MAX_BLOCKS: u32 = 1 << 20;
+/// Rows are turned over about this many bytes at a time
+/// ([`Plan::write_rows`]): twice this in memory, besides the filters.
+pub const BAND_BYTES: usize = 32 << 20;
 
 /// One block to slice: its index's name relative to the hour prefix, the
 /// index object's size and format version, and its bloom filter.
@@ -148,7 +151,7 @@ pub fn encode_with(inputs: &[Input<'_>], min_columns: usize) -> Option<(Vec<u8>,
     let plan = plan(&columns, min_columns)?;
     let mut out = plan.head().to_vec();
     let filled: Result<(), std::convert::Infallible> = plan.write_rows(
-        usize::MAX,
+        BAND_BYTES,
         |i, start, buf| {
             let start = start as usize;
             buf.copy_from_slice(&inputs[i].bloom.bitmap()[start..start + buf.len()]);
@@ -292,7 +295,8 @@ impl Plan {
     /// fills `buf` with the bytes of input `input`'s bitmap from byte
     /// `start` on, and `write` takes the object's next bytes. A band is
     /// whole chunks, and starts on a whole byte of every bitmap, so it
-    /// holds about `band_bytes` plus a band of one filter at a time.
+    /// holds about twice `band_bytes`: the band's rows, and the band of
+    /// every column's bitmap.
     pub fn write_rows<E>(
         &self,
         band_bytes: usize,

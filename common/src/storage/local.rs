@@ -178,11 +178,11 @@ impl ObjectStore for LocalStore {
         let path = self.path(key)?;
         let source = source.to_path_buf();
         blocking(key, move || {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            std::fs::create_dir_all(dir)?;
             // The source's own failures are I/O, never the key's NotFound.
             let mut src = std::fs::File::open(&source)
                 .map_err(|e| std::io::Error::other(format!("reading {}: {e}", source.display())))?;
+            let dir = path.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir)?;
             let tmp = dir.join(format!("{TMP_MARKER}{:016x}", rand::random::<u64>()));
             let copied = std::fs::File::create(&tmp)
                 .and_then(|mut f| {

@@ -157,7 +157,8 @@ impl ObjectStore for Metered {
     async fn put_file(&self, key: &str, path: &Path) -> StorageResult<u64> {
         let bytes = tokio::fs::metadata(path).await.map_or(0, |m| m.len());
         let r = self.inner.put_file(key, path).await;
-        // Each request of a multipart upload is billed as a PUT.
+        // Each request of a multipart upload is billed as a PUT. A failed
+        // one counts once: how far it got is not known here.
         self.requests[PUT].inc_by(*r.as_ref().unwrap_or(&1));
         self.bytes[PUT].inc_by(bytes);
         r

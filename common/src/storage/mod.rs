@@ -227,8 +227,10 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// ([`S3Config::multipart_part_bytes`]) as a multipart upload: one
     /// request to start it, one per part, one to complete it, which S3
     /// makes visible at once and whole. A part that fails aborts the
-    /// upload (a bucket lifecycle rule that aborts incomplete uploads
-    /// cleans up after a crash). A shorter file is one PUT.
+    /// upload; a crash cannot, so give the bucket a lifecycle rule that
+    /// aborts incomplete multipart uploads (`AbortIncompleteMultipartUpload`,
+    /// a day) or their parts are billed as storage. A shorter file is one
+    /// PUT.
     /// [`LocalStore`] copies the file into place. The default reads the
     /// file and calls `put`. A file that cannot be read fails with
     /// [`StorageErrorKind::Io`] and writes nothing.

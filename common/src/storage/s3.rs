@@ -61,6 +61,8 @@ const DEFAULT_TIMEOUT_SECS: u64 = 30;
 /// S3's smallest part (but the last).
 const MIN_PART_BYTES: u64 = 5 << 20;
 const DEFAULT_PART_BYTES: u64 = 16 << 20;
+/// Completing a multipart upload gets this many times the request timeout.
+const COMPLETE_TIMEOUT_FACTOR: u32 = 10;
 /// The SDK's own default for connecting.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
 
@@ -117,6 +119,21 @@ where
         message,
         source: Some(Box::new(err)),
     }
+}
+
+/// [`sdk_err`], for a request within a multipart upload: a 404 there is
+/// the upload gone (`NoSuchUpload`: aborted, or completed by an attempt
+/// whose answer was lost), not a missing key, so the write is to be
+/// tried again.
+fn multipart_err<E>(key: &str, err: SdkError<E, HttpResponse>) -> StorageError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut e = sdk_err(key, err);
+    if e.kind == StorageErrorKind::NotFound {
+        e.kind = StorageErrorKind::Service;
+    }
+    e
 }
 
 async fn read_body(key: &str, body: ByteStream, timeout: Duration) -> StorageResult<Bytes> {
@@ -250,7 +267,7 @@ impl S3Store {
                 .body(ByteStream::from(body))
                 .send()
                 .await
-                .map_err(|e| sdk_err(key, e))?;
+                .map_err(|e| multipart_err(key, e))?;
             parts.push(
                 CompletedPart::builder()
                     .part_number(number)
@@ -270,9 +287,18 @@ impl S3Store {
                     .set_parts(Some(parts))
                     .build(),
             )
+            .customize()
+            // S3 may take minutes to assemble a big object.
+            .config_override(
+                aws_sdk_s3::config::Builder::default().timeout_config(
+                    TimeoutConfig::builder()
+                        .operation_attempt_timeout(self.timeout * COMPLETE_TIMEOUT_FACTOR)
+                        .build(),
+                ),
+            )
             .send()
             .await
-            .map_err(|e| sdk_err(key, e))?;
+            .map_err(|e| multipart_err(key, e))?;
         Ok(count)
     }
 }
