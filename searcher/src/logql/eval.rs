@@ -32,6 +32,9 @@ pub struct LinePipeline {
     drops: Vec<LabelPick>,
     /// Each `| keep`'s labels: a result keeps a label every one names.
     keeps: Vec<Vec<LabelPick>>,
+    /// A metric query's parser hints (`narrow::parser_hints`): a `| json`
+    /// or `| logfmt` is skipped when earlier stages have set all of them.
+    hints: Option<Vec<String>>,
 }
 
 enum Compiled {
@@ -540,10 +543,20 @@ impl LinePipeline {
                 _ => None,
             })
             .collect();
+        // A parser may be skipped (see `narrow::parser_hints`).
+        let parsers = q
+            .stages
+            .iter()
+            .filter(|s| matches!(s, Stage::Json | Stage::Logfmt(_)))
+            .count();
+        let hints = wanted
+            .filter(|_| parsers > 0)
+            .and_then(|w| crate::logql::narrow::parser_hints(&q.stages, w));
         LinePipeline {
             stages,
             drops,
             keeps,
+            hints,
         }
     }
 
@@ -656,6 +669,17 @@ impl LinePipeline {
         let mut relabelled = false;
         let mut implicit: Option<Labels> = None;
         for stage in &self.stages {
+            if let Some(hints) = &self.hints {
+                let parser = matches!(
+                    stage,
+                    Compiled::Json | Compiled::JsonWanted(_) | Compiled::Logfmt(_)
+                );
+                if parser && hints.iter().all(|h| extracted.iter().any(|(n, _)| n == h)) {
+                    // As Loki's parsers do when their hints say `NoLabels`.
+                    parsed = true;
+                    continue;
+                }
+            }
             match stage {
                 Compiled::Contains(f) => f.find(line.as_bytes())?,
                 Compiled::NotContains(f) => {
@@ -888,6 +912,54 @@ mod tests {
     }
 
     const LINE: &str = r#"{"level":"info","msg":"GET /cart","http":{"status":503,"path":"/cart"},"trace_id":"abc"}"#;
+
+    /// `run` for a metric query whose answer reads only `wanted`.
+    fn run_wanting(q: &str, wanted: &[&str], line: &str) -> Option<Labels> {
+        let Query::Log(lq) = parse(q).unwrap() else {
+            panic!()
+        };
+        let wanted = wanted.iter().map(|w| w.to_string()).collect();
+        let p = LinePipeline::wanting(&lq, &wanted);
+        let mut ext = Vec::new();
+        p.eval(0, line, &Vec::new(), &mut ext).map(|_| ext)
+    }
+
+    fn label<'a>(ext: &'a Labels, name: &str) -> Option<&'a str> {
+        ext.iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Loki's parsers do nothing when its hints hold no name, or when
+    /// earlier parsers set every hinted one (`NoLabels`). So over mixed
+    /// lines `sum by (level) (count_over_time({…} | logfmt | json [5m]))`
+    /// takes `level` from whichever parser reads the line, and no line is
+    /// an error. A log query has no hints: every parser runs.
+    #[test]
+    fn a_metric_querys_later_parser_is_skipped_once_the_hinted_labels_are_in() {
+        let q = r#"{a="b"} | logfmt | json"#;
+        // logfmt gives level: json is skipped, so no JSONParserErr.
+        let ext = run_wanting(q, &["level"], "level=warn msg=x").unwrap();
+        assert_eq!(label(&ext, "level"), Some("warn"));
+        assert_eq!(label(&ext, "__error__"), None, "{ext:?}");
+        // logfmt gives no level from a JSON line: json runs and does.
+        let ext = run_wanting(q, &["level"], r#"{"level":"error"}"#).unwrap();
+        assert_eq!(label(&ext, "level"), Some("error"));
+        assert_eq!(label(&ext, "__error__"), None, "{ext:?}");
+        // A log query runs json on the logfmt line, and it fails.
+        let (_, ext) = run(q, "level=warn msg=x").unwrap();
+        assert_eq!(label(&ext, "__error__"), Some("JSONParserErr"));
+        // A filter on __error__ is a hint no parser sets: json runs.
+        let q = r#"{a="b"} | logfmt | json | __error__="""#;
+        assert!(run_wanting(q, &["level"], "level=warn msg=x").is_none());
+        // No hinted name at all: neither parser runs, even a strict one.
+        let q = r#"{a="b"} | logfmt --strict"#;
+        let ext = run_wanting(q, &[], r#"a="unterminated"#).unwrap();
+        assert_eq!(label(&ext, "__error__"), None, "{ext:?}");
+        let (_, ext) = run(q, r#"a="unterminated"#).unwrap();
+        assert_eq!(label(&ext, "__error__"), Some("LogfmtParserErr"));
+    }
 
     #[test]
     fn line_filters_are_case_sensitive_substrings_and_regexes() {

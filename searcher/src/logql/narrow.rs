@@ -34,34 +34,16 @@ use super::{LabelExpr, LabelSource, Stage};
 /// needs only `wanted` of the line's labels afterwards: `wanted`, plus
 /// every label a later filter, template or rename reads, as Loki's hints
 /// hold them. `None` (read every field) when a later stage could read any
-/// label: a template that reads the label map itself, or another parser
-/// (Loki would skip it once the first has every hinted name; that is not
-/// modelled).
+/// label (a template that reads the label map itself), or is another
+/// parser: then this one reads every field, and the later one is skipped
+/// when every hinted name is in (see [`parser_hints`]).
 pub fn json_wants(stages: &[Stage], at: usize, wanted: &BTreeSet<String>) -> Option<Wanted> {
     let mut names = wanted.clone();
     for stage in &stages[at + 1..] {
-        match stage {
-            Stage::Labels(e) => label_names(e, &mut names),
-            Stage::LineFormat(t) => names.extend(t.labels_read()?.iter().cloned()),
-            Stage::LabelFormat(pairs) => {
-                for (_, source) in pairs {
-                    match source {
-                        LabelSource::Rename(from) => {
-                            names.insert(from.clone());
-                        }
-                        LabelSource::Template(t) => names.extend(t.labels_read()?.iter().cloned()),
-                    }
-                }
-            }
-            Stage::Line { .. }
-            | Stage::IpFilter { .. }
-            | Stage::PatternFilter { .. }
-            | Stage::AnyOf(_)
-            | Stage::Drop(_)
-            | Stage::Keep(_)
-            | Stage::Decolorize => {}
-            _ => return None,
+        if is_parser(stage) {
+            return None;
         }
+        add_names_read(stage, &mut names)?;
     }
     // Loki's hints also hold the names filters before the parser read; a
     // stream label among them is never given, so the line is read whole.
@@ -70,13 +52,68 @@ pub fn json_wants(stages: &[Stage], at: usize, wanted: &BTreeSet<String>) -> Opt
             label_names(e, &mut names);
         }
     }
-    // A field that clashes with a stream label is renamed `x_extracted`.
+    with_unsuffixed(&mut names);
+    Some(Wanted { names })
+}
+
+/// Loki's parser hints for a metric query whose answer reads only
+/// `wanted` of a line's labels: those, plus every label a filter,
+/// template or rename anywhere in the pipeline reads. `None` when a
+/// template could read any label. In Loki a `| json` or `| logfmt` does
+/// nothing when the hints hold no name, or when earlier parsers have
+/// already set every one of them (its hints' `NoLabels`): so
+/// `sum by (level) (count_over_time({…} | logfmt | json [5m]))` never
+/// runs `json` on a logfmt line that gave `level`, and never marks it
+/// `JSONParserErr`.
+pub fn parser_hints(stages: &[Stage], wanted: &BTreeSet<String>) -> Option<Vec<String>> {
+    let mut names = wanted.clone();
+    for stage in stages {
+        add_names_read(stage, &mut names)?;
+    }
+    with_unsuffixed(&mut names);
+    Some(names.into_iter().collect())
+}
+
+fn is_parser(stage: &Stage) -> bool {
+    matches!(
+        stage,
+        Stage::Json
+            | Stage::JsonFields(_)
+            | Stage::Logfmt(_)
+            | Stage::Regexp(_)
+            | Stage::Pattern(_)
+            | Stage::Unpack
+    )
+}
+
+/// Adds the labels `stage` reads to `names`; `None` if it could read any.
+fn add_names_read(stage: &Stage, names: &mut BTreeSet<String>) -> Option<()> {
+    match stage {
+        Stage::Labels(e) => label_names(e, names),
+        Stage::LineFormat(t) => names.extend(t.labels_read()?.iter().cloned()),
+        Stage::LabelFormat(pairs) => {
+            for (_, source) in pairs {
+                match source {
+                    LabelSource::Rename(from) => {
+                        names.insert(from.clone());
+                    }
+                    LabelSource::Template(t) => names.extend(t.labels_read()?.iter().cloned()),
+                }
+            }
+        }
+        _ => {}
+    }
+    Some(())
+}
+
+/// A field that clashes with a stream label is renamed `x_extracted`: a
+/// wanted `x_extracted` wants `x` of the line too.
+fn with_unsuffixed(names: &mut BTreeSet<String>) {
     let stripped: Vec<String> = names
         .iter()
         .filter_map(|n| n.strip_suffix("_extracted").map(str::to_owned))
         .collect();
     names.extend(stripped);
-    Some(Wanted { names })
 }
 
 /// Every label name a filter reads.
