@@ -2,14 +2,18 @@
 //! the unnarrowed reader against a bare serde_json parse of each line into
 //! a tree (what it cost before it shared the narrowed reader), and an
 //! unwrap of the float against the streaming reader (where the scanner
-//! sent every such line before it kept a number's text). Run with
+//! sent every such line before it kept a number's text). Then a metric
+//! query's filter checked as its field is read (Loki's
+//! `ShouldContinueParsingLine`) against the same filter written as an
+//! `or` of itself, which is checked only after the line is read. Run with
 //! `cargo bench -p skidder-benches --bench json`; the ratios are in
 //! `docs/BENCHMARKS.md`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use skidder_searcher::logql::eval::Labels;
+use skidder_searcher::logql::eval::{Labels, LinePipeline};
 use skidder_searcher::logql::json_scan::{self, Recorder};
 use skidder_searcher::logql::narrow;
+use skidder_searcher::logql::{parse, Query};
 
 fn dns_lines() -> Vec<String> {
     let path = skidder_common::testing::shared_data_dir().join("zeek/dns.json");
@@ -66,6 +70,29 @@ fn benches(c: &mut Criterion) {
                 .count()
         })
     });
+    // `sum by (query) (count_over_time({…} | json | proto="tcp" |
+    // __error__="" [1m]))`: nearly every line is UDP, and `proto` comes a
+    // third of the way in.
+    for (name, filter) in [
+        ("filter_checked_as_read", r#"proto="tcp""#),
+        ("filter_checked_after", r#"proto="tcp" or proto="tcp""#),
+    ] {
+        let q = format!(r#"{{a="b"}} | json | {filter} | __error__="""#);
+        let Ok(Query::Log(q)) = parse(&q) else {
+            panic!("{q}")
+        };
+        let pipeline = LinePipeline::wanting(&q, &["query".to_owned()].into());
+        let stream = Labels::new();
+        g.bench_function(name, |b| {
+            let mut out = Labels::new();
+            b.iter(|| {
+                lines
+                    .iter()
+                    .filter(|l| pipeline.eval(0, l, &stream, &mut out).is_some())
+                    .count()
+            })
+        });
+    }
     g.finish();
 }
 

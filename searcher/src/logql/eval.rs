@@ -326,6 +326,12 @@ fn cmp_num(a: f64, op: CmpOp, b: f64) -> bool {
     }
 }
 
+/// Whether a filter on one label keeps a line that gives the label
+/// `value` (a value that does not read as a number keeps it, as below).
+pub(crate) fn keeps_value(filter: &LabelExpr, value: &str) -> bool {
+    eval_labels(filter, &|_| Some(value.to_owned()), &mut None)
+}
+
 /// Whether a label filter keeps the line. A numeric comparison on a value
 /// that does not read as its unit keeps the line, as Loki does, and
 /// leaves why in `error` (the line then gets `__error__="LabelFilterErr"`);
@@ -704,10 +710,15 @@ impl LinePipeline {
                     0
                 }
                 Compiled::JsonWanted(wanted) => {
+                    use crate::logql::narrow::Outcome;
                     parsed = true;
                     let mut fields = Vec::new();
-                    if !wanted.read(&line, stream, &mut fields) {
-                        extracted.push(("__error__".into(), "JSONParserErr".into()));
+                    match wanted.read(&line, stream, &mut fields) {
+                        Outcome::Read => {}
+                        Outcome::Broken => {
+                            extracted.push(("__error__".into(), "JSONParserErr".into()))
+                        }
+                        Outcome::Dropped => return None,
                     }
                     push_extracted(fields, stream, extracted);
                     0
@@ -950,6 +961,15 @@ mod tests {
         // A log query runs json on the logfmt line, and it fails.
         let (_, ext) = run(q, "level=warn msg=x").unwrap();
         assert_eq!(label(&ext, "__error__"), Some("JSONParserErr"));
+        // json before another parser reads by the same hints: it stops at
+        // `level`, so a line cut after it is no error, and logfmt is
+        // skipped.
+        let q = r#"{a="b"} | json | logfmt"#;
+        let ext = run_wanting(q, &["level"], r#"{"level":"warn","msg":"cut"#).unwrap();
+        assert_eq!(label(&ext, "level"), Some("warn"));
+        assert_eq!(label(&ext, "__error__"), None, "{ext:?}");
+        let (_, ext) = run(q, r#"{"level":"warn","msg":"cut"#).unwrap();
+        assert_eq!(label(&ext, "__error__"), Some("JSONParserErr"));
         // A filter on __error__ is a hint no parser sets: json runs.
         let q = r#"{a="b"} | logfmt | json | __error__="""#;
         assert!(run_wanting(q, &["level"], "level=warn msg=x").is_none());
@@ -959,6 +979,39 @@ mod tests {
         assert_eq!(label(&ext, "__error__"), None, "{ext:?}");
         let (_, ext) = run(q, r#"a="unterminated"#).unwrap();
         assert_eq!(label(&ext, "__error__"), Some("LogfmtParserErr"));
+    }
+
+    /// Loki's `ShouldContinueParsingLine`: a metric query's `| json`
+    /// checks a filter on one label as the line gives it, and drops the
+    /// line there. Where a key repeats, a first value that fails drops the
+    /// line though a later one would pass; read whole, the last wins.
+    #[test]
+    fn a_metric_querys_json_drops_a_line_at_the_first_field_a_filter_fails() {
+        let dup = r#"{"status":"200","status":"500"}"#;
+        let q = r#"{a="b"} | json | status="500" | __error__="""#;
+        assert!(run_wanting(q, &[], dup).is_none());
+        let (_, ext) = run(q, dup).expect("a log query reads the line whole");
+        assert_eq!(label(&ext, "status"), Some("500"));
+        // Where the reading goes on (`__error__` is never given), a later
+        // value that fails drops the line too; values that pass keep it.
+        let q = r#"{a="b"} | json | status=~"5.." | __error__="""#;
+        assert!(run_wanting(q, &[], r#"{"status":"500","status":"200"}"#).is_none());
+        let ext = run_wanting(q, &[], r#"{"status":"500","status":"503"}"#).unwrap();
+        assert_eq!(label(&ext, "status"), Some("503"));
+        // A line cut after the failing field is dropped, not an error; one
+        // cut after a passing field is still an error.
+        let q = r#"{a="b"} | json | status!="500""#;
+        assert!(run_wanting(q, &["level"], r#"{"status":"500","level":"x"#).is_none());
+        let ext = run_wanting(q, &["level"], r#"{"status":"404","level":"x"#).unwrap();
+        assert_eq!(label(&ext, "__error__"), Some("JSONParserErr"));
+        // A number that is no number keeps the line, as the filter would.
+        let q = r#"{a="b"} | json | status >= 500"#;
+        let ext = run_wanting(q, &[], r#"{"status":"n/a"}"#).unwrap();
+        assert_eq!(label(&ext, "__error__"), Some("LabelFilterErr"));
+        // After label_format the label may be another's: no early check.
+        let q = r#"{a="b"} | json | label_format status="{{.code}}" | status="500""#;
+        let ext = run_wanting(q, &[], r#"{"status":"200","code":"500"}"#).unwrap();
+        assert_eq!(label(&ext, "status"), Some("500"));
     }
 
     #[test]

@@ -18,6 +18,14 @@
 //! A name the line can never give (`__error__`, a field renamed
 //! `x_extracted` because a stream label is called `x`) keeps the reading
 //! going to the end, and the line is checked whole, as in Loki.
+//!
+//! A label filter on one name after the parser is checked as soon as the
+//! line gives that name, and a line it fails is dropped there, unread
+//! further (Loki's `ShouldContinueParsingLine`): so in
+//! `sum(count_over_time({…} | json | status="500" | __error__="" […]))`
+//! most lines are read only up to their `status`. The line would fail the
+//! filter later anyway, so this changes no answer but Loki's own: of a
+//! repeated key, any value that fails drops the line.
 
 use std::collections::BTreeSet;
 
@@ -26,7 +34,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use skidder_common::format::tokens::{push_sanitized_key, MAX_FIELD_DEPTH};
 
-use super::eval::Labels;
+use super::eval::{keeps_value, Labels};
 use super::json_scan::{self, Sink, Wants};
 use super::{LabelExpr, LabelSource, Stage};
 
@@ -34,15 +42,18 @@ use super::{LabelExpr, LabelSource, Stage};
 /// needs only `wanted` of the line's labels afterwards: `wanted`, plus
 /// every label a later filter, template or rename reads, as Loki's hints
 /// hold them. `None` (read every field) when a later stage could read any
-/// label (a template that reads the label map itself), or is another
-/// parser: then this one reads every field, and the later one is skipped
-/// when every hinted name is in (see [`parser_hints`]).
+/// label (a template that reads the label map itself). Before another
+/// parser, it wants the pipeline's hints (see [`parser_hints`]), which
+/// decide whether the later one runs, as every parser of Loki's pipeline
+/// reads by the same hints.
 pub fn json_wants(stages: &[Stage], at: usize, wanted: &BTreeSet<String>) -> Option<Wanted> {
+    let checks = early_checks(&stages[at + 1..]);
+    if stages[at + 1..].iter().any(is_parser) {
+        let names = parser_hints(stages, wanted)?.into_iter().collect();
+        return Some(Wanted { names, checks });
+    }
     let mut names = wanted.clone();
     for stage in &stages[at + 1..] {
-        if is_parser(stage) {
-            return None;
-        }
         add_names_read(stage, &mut names)?;
     }
     // Loki's hints also hold the names filters before the parser read; a
@@ -53,7 +64,33 @@ pub fn json_wants(stages: &[Stage], at: usize, wanted: &BTreeSet<String>) -> Opt
         }
     }
     with_unsuffixed(&mut names);
-    Some(Wanted { names })
+    Some(Wanted { names, checks })
+}
+
+/// The filters a narrowed `| json` checks as it reads (see the module's
+/// docs): those on one name, as Loki's hints take them (never an `and` or
+/// an `or`), up to the first stage that could change a label (a parser, a
+/// `label_format`, `drop` or `keep`).
+fn early_checks(after: &[Stage]) -> Vec<LabelExpr> {
+    let mut checks = Vec::new();
+    for stage in after {
+        match stage {
+            Stage::Labels(
+                e @ (LabelExpr::Str { .. } | LabelExpr::Num { .. } | LabelExpr::Ip { .. }),
+            ) => {
+                checks.push(e.clone());
+            }
+            Stage::Labels(_)
+            | Stage::Line { .. }
+            | Stage::AnyOf(_)
+            | Stage::IpFilter { .. }
+            | Stage::PatternFilter { .. }
+            | Stage::LineFormat(_)
+            | Stage::Decolorize => {}
+            _ => break,
+        }
+    }
+    checks
 }
 
 /// Loki's parser hints for a metric query whose answer reads only
@@ -129,10 +166,26 @@ pub fn label_names(e: &LabelExpr, out: &mut BTreeSet<String>) {
     }
 }
 
-/// The flattened field names a narrowed `| json` extracts.
+/// The flattened field names a narrowed `| json` extracts, and the
+/// filters it checks as it reads them.
 #[derive(Debug, Clone)]
 pub struct Wanted {
     names: BTreeSet<String>,
+    /// Filters on one label each: a line that gives the label a value
+    /// one of them fails is dropped there.
+    checks: Vec<LabelExpr>,
+}
+
+/// What a narrowed `| json` made of a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A JSON object as far as it had to be read.
+    Read,
+    /// Not a JSON object as far as it had to be read: `JSONParserErr`.
+    Broken,
+    /// A field failed a filter the query puts after the parser: the line
+    /// is dropped.
+    Dropped,
 }
 
 impl Wanted {
@@ -145,23 +198,25 @@ impl Wanted {
 
     /// The wanted fields of `line` (a series of labels `stream`), as
     /// Loki's narrowed `| json` reads them (see the module's docs), pushed
-    /// onto `out` under their flattened names. `false` if the line is not
-    /// a JSON object as far as it had to be read.
+    /// onto `out` under their flattened names.
     ///
     /// [`json_scan`] reads most lines; where it gives up,
     /// [`read_streaming`] reads the line through serde_json.
-    pub fn read(&self, line: &str, stream: &Labels, out: &mut Labels) -> bool {
+    pub fn read(&self, line: &str, stream: &Labels, out: &mut Labels) -> Outcome {
         if self.names.is_empty() {
-            return true;
+            return Outcome::Read;
         }
         let start = out.len();
-        if line.starts_with('{')
-            && json_scan::read(line, &mut Take::new(self, stream, out)).is_some()
-        {
-            return true;
+        if line.starts_with('{') {
+            let mut take = Take::new(self, stream, out);
+            if json_scan::read(line, &mut take).is_some() {
+                return take.outcome(true);
+            }
         }
         out.truncate(start);
-        read_streaming(line, &mut Take::new(self, stream, out))
+        let mut take = Take::new(self, stream, out);
+        let read = read_streaming(line, &mut take);
+        take.outcome(read)
     }
 }
 
@@ -216,6 +271,8 @@ pub struct Take<'a> {
     start: usize,
     /// The wanted names the line has given, as its series names them.
     given: Vec<&'a str>,
+    /// A value failed one of the wanted's checks.
+    dropped: bool,
 }
 
 impl<'a> Take<'a> {
@@ -227,7 +284,37 @@ impl<'a> Take<'a> {
             out,
             start,
             given: Vec::new(),
+            dropped: false,
         }
+    }
+
+    /// What the reading made of the line, given whether the reader found
+    /// it an object as far as it read.
+    fn outcome(&self, read: bool) -> Outcome {
+        match (self.dropped, read) {
+            (true, _) => Outcome::Dropped,
+            (false, true) => Outcome::Read,
+            (false, false) => Outcome::Broken,
+        }
+    }
+
+    /// Whether `value`, as the label the series names `name`, passes every
+    /// check on that name.
+    fn passes_checks(&self, name: &str, value: &str) -> bool {
+        self.wanted
+            .checks
+            .iter()
+            .all(|check| !filters_name(check, name) || keeps_value(check, value))
+    }
+}
+
+/// Whether a one-name filter reads `name`.
+fn filters_name(check: &LabelExpr, name: &str) -> bool {
+    match check {
+        LabelExpr::Str { name: n, .. }
+        | LabelExpr::Num { name: n, .. }
+        | LabelExpr::Ip { name: n, .. } => n == name,
+        LabelExpr::And(..) | LabelExpr::Or(..) => false,
     }
 }
 
@@ -237,14 +324,25 @@ impl Sink for Take<'_> {
     }
 
     fn take(&mut self, path: &str, value: String) -> bool {
+        // As the series will name it: a stream label keeps its name, so
+        // the field is `path_extracted`.
+        let renamed = self.stream.iter().any(|(k, _)| k == path);
+        if !self.wanted.checks.is_empty() {
+            let name = if renamed {
+                std::borrow::Cow::Owned(format!("{path}_extracted"))
+            } else {
+                std::borrow::Cow::Borrowed(path)
+            };
+            if !self.passes_checks(&name, &value) {
+                self.dropped = true;
+                return true;
+            }
+        }
         if let Some(slot) = self.out[self.start..].iter_mut().find(|(k, _)| k == path) {
             slot.1 = value;
             return false;
         }
         self.out.push((path.to_owned(), value));
-        // As the series will name it: a stream label keeps its name, so
-        // the field is `path_extracted`.
-        let renamed = self.stream.iter().any(|(k, _)| k == path);
         let named = self.wanted.names.iter().find(|n| {
             if renamed {
                 n.strip_suffix("_extracted") == Some(path)
@@ -481,6 +579,7 @@ mod tests {
     fn wanted(names: &[&str]) -> Wanted {
         Wanted {
             names: names.iter().map(|n| (*n).to_owned()).collect(),
+            checks: Vec::new(),
         }
     }
 
@@ -528,7 +627,11 @@ mod tests {
             for pick in [&all[..], &["net_dst_port"], &["deep_er_est", "level"]] {
                 let w = wanted(pick);
                 let mut got = Labels::new();
-                assert!(w.read(line, &Labels::new(), &mut got), "{line}");
+                assert_eq!(
+                    w.read(line, &Labels::new(), &mut got),
+                    Outcome::Read,
+                    "{line}"
+                );
                 got.sort();
                 let mut want: Labels = full
                     .iter()
@@ -541,7 +644,10 @@ mod tests {
         }
         let mut got = Labels::new();
         let dup = r#"{"n":1,"n":2,"level":"x","level":{"a":1}}"#;
-        assert!(wanted(&["n", "level"]).read(dup, &Labels::new(), &mut got));
+        assert_eq!(
+            wanted(&["n", "level"]).read(dup, &Labels::new(), &mut got),
+            Outcome::Read
+        );
         assert_eq!(got, labels(&[("n", "2"), ("level", "x")]));
         let mut got = Labels::new();
         assert!(read_all(dup, &mut got));
@@ -556,7 +662,10 @@ mod tests {
             (&["net_dst_port"], "top"),
         ] {
             let mut got = Labels::new();
-            assert!(wanted(pick).read(clash, &Labels::new(), &mut got));
+            assert_eq!(
+                wanted(pick).read(clash, &Labels::new(), &mut got),
+                Outcome::Read
+            );
             assert_eq!(got, labels(&[("net_dst_port", want)]), "{pick:?}");
         }
         let mut got = Labels::new();
@@ -592,7 +701,10 @@ mod tests {
             got.retain(|(k, _)| k != "s");
             assert_eq!(got, labels(&spelled), "{line}");
             let mut got = Labels::new();
-            assert!(wanted(&["a", "h_i", "zz"]).read(line, &Labels::new(), &mut got));
+            assert_eq!(
+                wanted(&["a", "h_i", "zz"]).read(line, &Labels::new(), &mut got),
+                Outcome::Read
+            );
             assert_eq!(got, labels(&[("a", "1.50"), ("h_i", "0.10")]), "{line}");
             let mut slow = Labels::new();
             assert!(read_streaming(line, &mut Every(&mut slow)));
@@ -615,7 +727,11 @@ mod tests {
         let none = wanted(&[]);
         for line in ["not json", "[1,2]", r#"{"a":1"#, ""] {
             let mut got = Labels::new();
-            assert!(none.read(line, &Labels::new(), &mut got), "{line}");
+            assert_eq!(
+                none.read(line, &Labels::new(), &mut got),
+                Outcome::Read,
+                "{line}"
+            );
             assert!(got.is_empty());
         }
         let cut = r#"{"level":"warn","n":7,"msg":"the shipper cut th"#;
@@ -624,26 +740,33 @@ mod tests {
             (&["n", "level"], &[("level", "warn"), ("n", "7")]),
         ] {
             let mut got = Labels::new();
-            assert!(wanted(pick).read(cut, &Labels::new(), &mut got), "{pick:?}");
+            assert_eq!(
+                wanted(pick).read(cut, &Labels::new(), &mut got),
+                Outcome::Read,
+                "{pick:?}"
+            );
             assert_eq!(got, labels(want), "{pick:?}");
         }
         // Broken before a wanted field is in: an error, as in Loki.
         for pick in [&["msg"][..], &["level", "other"], &["level", "__error__"]] {
-            assert!(
-                !wanted(pick).read(cut, &Labels::new(), &mut Labels::new()),
+            assert_eq!(
+                wanted(pick).read(cut, &Labels::new(), &mut Labels::new()),
+                Outcome::Broken,
                 "{pick:?}"
             );
         }
         // A field named as a stream label becomes `level_extracted`, so a
         // query that wants the stream's `level` reads the line whole.
         let stream = labels(&[("level", "info")]);
-        assert!(!wanted(&["level"]).read(cut, &stream, &mut Labels::new()));
+        assert_eq!(
+            wanted(&["level"]).read(cut, &stream, &mut Labels::new()),
+            Outcome::Broken
+        );
         let mut got = Labels::new();
-        assert!(wanted(&["level_extracted", "level"]).read(
-            r#"{"level":"warn"}"#,
-            &stream,
-            &mut got
-        ));
+        assert_eq!(
+            wanted(&["level_extracted", "level"]).read(r#"{"level":"warn"}"#, &stream, &mut got),
+            Outcome::Read
+        );
         assert_eq!(got, labels(&[("level", "warn")]));
     }
 
@@ -663,8 +786,9 @@ mod tests {
             // A value serde_json refuses, though a later one replaces it.
             r#"{"a":"\udf7d","a":"x"}"#,
         ] {
-            assert!(
-                !wanted(&["a"]).read(line, &Labels::new(), &mut Labels::new()),
+            assert_eq!(
+                wanted(&["a"]).read(line, &Labels::new(), &mut Labels::new()),
+                Outcome::Broken,
                 "{line}"
             );
             assert!(!read_all(line, &mut Labels::new()), "{line}");
@@ -684,8 +808,8 @@ mod tests {
             ["app", "level", "level_extracted", "status"]
         );
         // Templates and renames add the labels they read, as Loki's hints
-        // do; a template that reads the label map itself, or a second
-        // parser, needs every field.
+        // do; a template that reads the label map itself needs every
+        // field. Before a second parser, the pipeline's hints are wanted.
         let names = |q: &str| {
             let Ok(crate::logql::Query::Log(q)) = crate::logql::parse(q) else {
                 panic!("{q}")
@@ -705,11 +829,16 @@ mod tests {
             r#"{a="b"} | json | line_format "{{ . }}""#,
             r#"{a="b"} | json | line_format "{{ range $k, $v := $ }}{{ $k }}{{ end }}""#,
             r#"{a="b"} | json | label_format x="{{ printf \"%v\" . }}""#,
-            r#"{a="b"} | json | logfmt"#,
-            r#"{a="b"} | json | line_format "{{.x}}" | json"#,
+            r#"{a="b"} | json | logfmt | line_format "{{ . }}""#,
         ] {
             assert_eq!(names(q), None, "{q}");
         }
+        // Before another parser: the hints of the whole pipeline.
+        assert_eq!(
+            names(r#"{a="b"} | line_format "{{.y}}" | json | line_format "{{.msg}}" | logfmt | level="e""#)
+                .unwrap(),
+            ["app", "level", "msg", "y"]
+        );
         // A filter before the parser is wanted too; an `or` of line
         // filters after it reads no label.
         let Ok(crate::logql::Query::Log(q)) =
@@ -722,5 +851,56 @@ mod tests {
             w.names.iter().map(String::as_str).collect::<Vec<_>>(),
             ["pod"]
         );
+    }
+
+    /// The filters checked as the line is read: those on one label, up to
+    /// the first stage that could change a label.
+    #[test]
+    fn early_checks_stop_where_a_label_could_change() {
+        let checked = |q: &str| -> Vec<String> {
+            let Ok(crate::logql::Query::Log(q)) = crate::logql::parse(q) else {
+                panic!("{q}")
+            };
+            let w = json_wants(&q.stages, 0, &BTreeSet::new()).unwrap();
+            let mut names = BTreeSet::new();
+            for c in &w.checks {
+                label_names(c, &mut names);
+            }
+            names.into_iter().collect()
+        };
+        assert_eq!(
+            checked(r#"{a="b"} | json |= "x" | s="1" | line_format "{{.s}}" | n > 2"#),
+            ["n", "s"]
+        );
+        assert!(checked(r#"{a="b"} | json | s="1" or s="2""#).is_empty());
+        assert!(checked(r#"{a="b"} | json | s="1", n > 2"#).is_empty());
+        assert_eq!(
+            checked(r#"{a="b"} | json | s="1" | label_format n=s | n > 2"#),
+            ["s"]
+        );
+        assert!(checked(r#"{a="b"} | json | drop s | s="1""#).is_empty());
+        // A line gives the value: dropped at the first field that fails,
+        // however the rest of the line reads.
+        let Ok(crate::logql::Query::Log(q)) = crate::logql::parse(r#"{a="b"} | json | s="1""#)
+        else {
+            panic!()
+        };
+        let w = json_wants(&q.stages, 0, &["x".to_owned()].into()).unwrap();
+        for (line, want) in [
+            (r#"{"s":"2","x":"cut"#, Outcome::Dropped),
+            (r#"{"s":"1","x":"cut"#, Outcome::Broken),
+            (r#"{"s":"1","x":"y"}"#, Outcome::Read),
+            (r#"{"x":"y"}"#, Outcome::Read),
+        ] {
+            assert_eq!(
+                w.read(line, &Labels::new(), &mut Labels::new()),
+                want,
+                "{line}"
+            );
+        }
+        // A stream label `s` makes the field `s_extracted`: not the filter's.
+        let stream = labels(&[("s", "9")]);
+        let line = r#"{"s":"2","x":"y"}"#;
+        assert_eq!(w.read(line, &stream, &mut Labels::new()), Outcome::Read);
     }
 }
