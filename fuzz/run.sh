@@ -17,7 +17,7 @@ secs="${1:-600}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(logql_parse index_decode seqfile_decode pack_decode slices_decode manifest_decode json_scan)
+    targets=(logql_parse index_decode seqfile_decode pack_decode slices_decode manifest_decode json_scan logfmt)
 fi
 # Seconds one input may take before libFuzzer calls it a hang.
 per_input_timeout="${FUZZ_TIMEOUT:-10}"

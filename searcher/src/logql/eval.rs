@@ -170,60 +170,6 @@ fn json_at(mut at: &RawValue, path: &[JsonPath]) -> Option<String> {
     }
 }
 
-/// `key=value key2="quoted value"` pairs. A standalone key (no `=`) is
-/// kept, with an empty value, only if `keep_empty`, as in Loki. `false`
-/// if a pair was malformed (an empty key, an unterminated quote); the
-/// others are still read, as Loki's parser does unless `--strict`.
-fn parse_logfmt(line: &str, out: &mut Labels, keep_empty: bool) -> bool {
-    let mut clean = true;
-    let b = line.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        while i < b.len() && b[i] == b' ' {
-            i += 1;
-        }
-        let ks = i;
-        while i < b.len() && b[i] != b'=' && b[i] != b' ' {
-            i += 1;
-        }
-        let key = &line[ks..i];
-        let mut value = String::new();
-        let has_value = i < b.len() && b[i] == b'=';
-        if has_value {
-            i += 1;
-            if i < b.len() && b[i] == b'"' {
-                i += 1;
-                while i < b.len() && b[i] != b'"' {
-                    if b[i] == b'\\' && i + 1 < b.len() {
-                        i += 1;
-                    }
-                    let ch_len = line[i..].chars().next().map_or(1, char::len_utf8);
-                    value.push_str(&line[i..i + ch_len]);
-                    i += ch_len;
-                }
-                if i >= b.len() {
-                    clean = false;
-                }
-                i += 1;
-            } else {
-                let vs = i;
-                while i < b.len() && b[i] != b' ' {
-                    i += 1;
-                }
-                value.push_str(&line[vs..i]);
-            }
-        }
-        if key.is_empty() {
-            clean &= !has_value;
-        } else if has_value || keep_empty {
-            let mut name = String::new();
-            push_sanitized_key(&mut name, key);
-            out.push((name, value));
-        }
-    }
-    clean
-}
-
 /// `label_format`'s rename removes its source: an extracted entry with
 /// this name (a NUL, then the label's name, which no label name has)
 /// hides the label from later stages and from the result.
@@ -734,7 +680,12 @@ impl LinePipeline {
                 Compiled::Logfmt(params) => {
                     parsed = true;
                     let mut fields = Vec::new();
-                    let clean = parse_logfmt(&line, &mut fields, params.keep_empty);
+                    let clean = crate::logql::logfmt::parse(
+                        &line,
+                        &mut fields,
+                        params.keep_empty,
+                        params.strict,
+                    );
                     if !params.fields.is_empty() {
                         fields = params
                             .fields
@@ -1182,15 +1133,17 @@ mod tests {
             keys(r#"{a="b"} | logfmt server="host", msg"#, line),
             kv(&[("server", "h1"), ("msg", "a b")])
         );
-        // --strict marks a malformed line; without it the rest is read.
-        let bad = r#"a=1 =2 b="open"#;
+        // --strict stops at a malformed pair and marks the line; without
+        // it the rest is read. A malformed pair (an empty key, an
+        // unterminated quote) gives nothing, as in Loki's decoder.
+        let bad = r#"a=1 =2 c=3 b="open"#;
         assert_eq!(
             keys(r#"{a="b"} | logfmt"#, bad),
-            kv(&[("a", "1"), ("b", "open")])
+            kv(&[("a", "1"), ("c", "3")])
         );
         assert_eq!(
             keys(r#"{a="b"} | logfmt --strict"#, bad),
-            kv(&[("a", "1"), ("b", "open"), ("__error__", "LogfmtParserErr")])
+            kv(&[("a", "1"), ("__error__", "LogfmtParserErr")])
         );
     }
 

@@ -11,6 +11,7 @@ pub mod eval;
 mod format;
 pub mod ip;
 pub mod json_scan;
+pub mod logfmt;
 pub mod narrow;
 mod parser;
 pub mod pattern;
