@@ -137,7 +137,10 @@ fn parse_json_fields(line: &str, out: &mut Labels) -> bool {
 /// expression parser gives it: a string unescaped, a number, a boolean, an
 /// object or an array as the line spells it; nothing for `null` or a path
 /// that leads nowhere.
-fn json_fields(line: &str, paths: &[(String, Vec<JsonPath>)]) -> Option<Labels> {
+/// `| json a="x.y", b`: each label from its path; a path the line lacks
+/// (or a null) gives an empty label, unless the stream has a label by
+/// that name, as Loki's expression parser sets every one.
+fn json_fields(line: &str, paths: &[(String, Vec<JsonPath>)], stream: &Labels) -> Option<Labels> {
     let root: &RawValue = serde_json::from_str(line).ok()?;
     if !root.get().starts_with('{') {
         return None;
@@ -145,7 +148,11 @@ fn json_fields(line: &str, paths: &[(String, Vec<JsonPath>)]) -> Option<Labels> 
     Some(
         paths
             .iter()
-            .filter_map(|(label, path)| Some((label.clone(), json_at(root, path)?)))
+            .filter_map(|(label, path)| match json_at(root, path) {
+                Some(v) => Some((label.clone(), v)),
+                None if stream.iter().any(|(k, _)| k == label) => None,
+                None => Some((label.clone(), String::new())),
+            })
             .collect(),
     )
 }
@@ -165,7 +172,7 @@ fn json_at(mut at: &RawValue, path: &[JsonPath]) -> Option<String> {
     let text = at.get();
     match text.as_bytes().first()? {
         b'"' => serde_json::from_str(text).ok(),
-        b'n' => None,
+        b'n' => Some(String::new()),
         _ => Some(text.to_owned()),
     }
 }
@@ -671,7 +678,7 @@ impl LinePipeline {
                 }
                 Compiled::JsonFields(paths) => {
                     parsed = true;
-                    match json_fields(&line, paths) {
+                    match json_fields(&line, paths, stream) {
                         Some(fields) => push_extracted(fields, stream, extracted),
                         None => extracted.push(("__error__".into(), "JSONParserErr".into())),
                     }
@@ -680,19 +687,26 @@ impl LinePipeline {
                 Compiled::Logfmt(params) => {
                     parsed = true;
                     let mut fields = Vec::new();
+                    // With parameters, an empty value counts, and a key the
+                    // line lacks gives an empty label unless the stream has
+                    // one by that name, as Loki's expression parser sets them.
+                    let picking = !params.fields.is_empty();
                     let clean = crate::logql::logfmt::parse(
                         &line,
                         &mut fields,
-                        params.keep_empty,
+                        params.keep_empty || picking,
                         params.strict,
                     );
-                    if !params.fields.is_empty() {
+                    if picking {
                         fields = params
                             .fields
                             .iter()
                             .filter_map(|(label, key)| {
-                                let (_, v) = fields.iter().rev().find(|(k, _)| k == key)?;
-                                Some((label.clone(), v.clone()))
+                                match fields.iter().rev().find(|(k, _)| k == key) {
+                                    Some((_, v)) => Some((label.clone(), v.clone())),
+                                    None if stream.iter().any(|(k, _)| k == label) => None,
+                                    None => Some((label.clone(), String::new())),
+                                }
                             })
                             .collect();
                     }
@@ -733,12 +747,17 @@ impl LinePipeline {
                 }
                 Compiled::Regexp(re) => {
                     parsed = true;
-                    // A line the expression does not match gets no labels.
+                    // A line the expression does not match gets no labels;
+                    // a group that took no part in a match gets an empty
+                    // one, as Loki sets every named group of a match.
                     if let Some(caps) = re.captures(&line) {
                         let fields = re
                             .capture_names()
                             .flatten()
-                            .filter_map(|n| Some((n.to_owned(), caps.name(n)?.as_str().to_owned())))
+                            .map(|n| {
+                                let v = caps.name(n).map_or("", |m| m.as_str());
+                                (n.to_owned(), v.to_owned())
+                            })
                             .collect();
                         push_extracted(fields, stream, extracted);
                     }
@@ -1082,6 +1101,16 @@ mod tests {
         assert!(run(r#"{a="b"} | regexp "(?P<n>\\d+)" | n == 10"#, line).is_some());
         let (_, ext) = run(r#"{a="b"} | regexp "^(?P<x>nope)""#, line).unwrap();
         assert!(ext.is_empty(), "no match, no labels: {ext:?}");
+        // A group that took no part in the match is set empty, as Loki
+        // sets every named group of Go's FindSubmatch.
+        let (_, ext) = run(r#"{a="b"} | regexp "(?P<m>GET)(?P<q>\\?\\S+)?""#, line).unwrap();
+        assert_eq!(
+            ext,
+            [
+                ("m".to_owned(), "GET".to_owned()),
+                ("q".to_owned(), String::new())
+            ]
+        );
     }
 
     #[test]
@@ -1095,6 +1124,10 @@ mod tests {
             ("n", "3"),
             ("ok", "true"),
             ("first", r#"{"host":"a"}"#),
+            // A null or a path the line lacks gives an empty label, as
+            // Loki's expression parser sets every one.
+            ("none", ""),
+            ("missing", ""),
         ]
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -1128,10 +1161,11 @@ mod tests {
                 ("msg", "a b")
             ])
         );
-        // Parameters pick and rename.
+        // Parameters pick and rename; a key the line lacks gives an empty
+        // label, as Loki's expression parser sets every one.
         assert_eq!(
-            keys(r#"{a="b"} | logfmt server="host", msg"#, line),
-            kv(&[("server", "h1"), ("msg", "a b")])
+            keys(r#"{a="b"} | logfmt server="host", msg, gone"#, line),
+            kv(&[("server", "h1"), ("msg", "a b"), ("gone", "")])
         );
         // --strict stops at a malformed pair and marks the line; without
         // it the rest is read. A malformed pair (an empty key, an

@@ -612,6 +612,15 @@ impl<'a> Parser<'a> {
                             "regexp needs at least one named capture, like (?P<status>\\d+)",
                         ));
                     }
+                    // As Loki: every capture's name must be a label name.
+                    if let Some(bad) = re.capture_names().flatten().find(|n| {
+                        n.as_bytes().first().is_some_and(u8::is_ascii_digit)
+                            || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    }) {
+                        return Err(self
+                            .lex
+                            .err(at, format!("invalid extracted label name '{bad}'")));
+                    }
                     stages.push(Stage::Regexp(re));
                 }
                 Tok::Ident(s) if s == "drop" || s == "keep" => {

@@ -338,6 +338,17 @@ fn regexp_needs_a_valid_expression_with_a_named_capture() {
     assert_eq!((e.line, e.col), (1, 20), "{e}");
     let e = parse(r#"{app="a"} | regexp "(?P<x>[""#).unwrap_err();
     assert!(e.message.contains("invalid regex"), "{e}");
+    // Loki refuses a capture whose name is no label name (`1st` the regex
+    // engine already refuses).
+    assert!(parse(r#"{app="a"} | regexp "(?P<1st>\\w+)""#).is_err());
+    for bad in ["a.b", "a[0]"] {
+        let e = parse(&format!(r#"{{app="a"}} | regexp "(?P<{bad}>\\w+)""#)).unwrap_err();
+        assert!(
+            e.message
+                .contains(&format!("invalid extracted label name '{bad}'")),
+            "{e}"
+        );
+    }
 }
 
 #[test]
