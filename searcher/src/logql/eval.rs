@@ -45,7 +45,8 @@ enum Compiled {
     /// `| json` reading only the fields the query uses (see `narrow`).
     JsonWanted(crate::logql::narrow::Wanted),
     JsonFields(Vec<(String, Vec<JsonPath>)>),
-    Logfmt(LogfmtParams),
+    /// `| logfmt`, and in a metric query without parameters, Loki's hints.
+    Logfmt(LogfmtParams, Option<crate::logql::narrow::LogfmtHints>),
     Regexp(regex::Regex),
     Pattern(crate::logql::pattern::Pattern),
     PatternFilter(crate::logql::pattern::Pattern, bool),
@@ -174,6 +175,16 @@ fn json_at(mut at: &RawValue, path: &[JsonPath]) -> Option<String> {
         b'"' => serde_json::from_str(text).ok(),
         b'n' => Some(String::new()),
         _ => Some(text.to_owned()),
+    }
+}
+
+/// What a series calls a label a parser set: `name`, or `name_extracted`
+/// where the stream has a label `name`.
+fn series_name<'a>(name: &'a str, stream: &Labels) -> Cow<'a, str> {
+    if stream.iter().any(|(k, _)| k == name) {
+        Cow::Owned(format!("{name}_extracted"))
+    } else {
+        Cow::Borrowed(name)
     }
 }
 
@@ -448,18 +459,23 @@ impl LinePipeline {
                     .map_or(Compiled::Json, Compiled::JsonWanted),
                 Stage::JsonFields(f) => Compiled::JsonFields(f.clone()),
                 // Keys as the parser names the fields it reads, once.
-                Stage::Logfmt(p) => Compiled::Logfmt(LogfmtParams {
-                    fields: p
-                        .fields
-                        .iter()
-                        .map(|(label, key)| {
-                            let mut name = String::new();
-                            push_sanitized_key(&mut name, key);
-                            (label.clone(), name)
-                        })
-                        .collect(),
-                    ..p.clone()
-                }),
+                Stage::Logfmt(p) => Compiled::Logfmt(
+                    LogfmtParams {
+                        fields: p
+                            .fields
+                            .iter()
+                            .map(|(label, key)| {
+                                let mut name = String::new();
+                                push_sanitized_key(&mut name, key);
+                                (label.clone(), name)
+                            })
+                            .collect(),
+                        ..p.clone()
+                    },
+                    wanted
+                        .filter(|_| p.fields.is_empty())
+                        .and_then(|w| crate::logql::narrow::LogfmtHints::new(&q.stages, at, w)),
+                ),
                 Stage::Regexp(re) => Compiled::Regexp(re.clone()),
                 Stage::Pattern(p) => Compiled::Pattern(p.clone()),
                 Stage::PatternFilter { pattern, keep } => {
@@ -631,7 +647,7 @@ impl LinePipeline {
             if let Some(hints) = &self.hints {
                 let parser = matches!(
                     stage,
-                    Compiled::Json | Compiled::JsonWanted(_) | Compiled::Logfmt(_)
+                    Compiled::Json | Compiled::JsonWanted(_) | Compiled::Logfmt(..)
                 );
                 if parser && hints.iter().all(|h| extracted.iter().any(|(n, _)| n == h)) {
                     // As Loki's parsers do when their hints say `NoLabels`.
@@ -684,19 +700,37 @@ impl LinePipeline {
                     }
                     0
                 }
-                Compiled::Logfmt(params) => {
+                Compiled::Logfmt(params, hints) => {
+                    use crate::logql::narrow::{Flow, Outcome};
                     parsed = true;
                     let mut fields = Vec::new();
                     // With parameters, an empty value counts, and a key the
                     // line lacks gives an empty label unless the stream has
                     // one by that name, as Loki's expression parser sets them.
                     let picking = !params.fields.is_empty();
-                    let clean = crate::logql::logfmt::parse(
+                    let ext: &Labels = extracted;
+                    let mut watch = |out: &[(String, String)]| -> Flow {
+                        let (Some(hints), Some((name, value))) = (hints, out.last()) else {
+                            return Flow::More;
+                        };
+                        let series = series_name(name, stream);
+                        let set = |n: &str| {
+                            ext.iter().any(|(k, _)| k == n)
+                                || out.iter().any(|(k, _)| series_name(k, stream) == n)
+                        };
+                        hints.after(&series, value, &set)
+                    };
+                    let outcome = crate::logql::logfmt::parse_watched(
                         &line,
                         &mut fields,
                         params.keep_empty || picking,
                         params.strict,
+                        &mut watch,
                     );
+                    if outcome == Outcome::Dropped {
+                        return None;
+                    }
+                    let clean = outcome == Outcome::Read;
                     if picking {
                         fields = params
                             .fields
@@ -982,6 +1016,35 @@ mod tests {
         let q = r#"{a="b"} | json | label_format status="{{.code}}" | status="500""#;
         let ext = run_wanting(q, &[], r#"{"status":"200","code":"500"}"#).unwrap();
         assert_eq!(label(&ext, "status"), Some("500"));
+    }
+
+    /// A metric query's `| logfmt` reads by Loki's hints: it stops once
+    /// every hinted name is in (so a strict parse of a line broken after
+    /// them is no error, and a repeated key's first value stands), and
+    /// drops a line at the first value a one-label filter after it fails.
+    #[test]
+    fn a_metric_querys_logfmt_reads_only_as_far_as_its_hints() {
+        let q = r#"{a="b"} | logfmt --strict"#;
+        let cut = r#"level=warn msg="open"#;
+        let ext = run_wanting(q, &["level"], cut).unwrap();
+        assert_eq!(label(&ext, "level"), Some("warn"));
+        assert_eq!(label(&ext, "__error__"), None, "{ext:?}");
+        let (_, ext) = run(q, cut).unwrap();
+        assert_eq!(label(&ext, "__error__"), Some("LogfmtParserErr"));
+        // Broken before the hinted name is in: an error, as in Loki.
+        let ext = run_wanting(q, &["level"], r#"msg="open level=warn"#).unwrap();
+        assert_eq!(label(&ext, "__error__"), Some("LogfmtParserErr"));
+        let q = r#"{a="b"} | logfmt"#;
+        let ext = run_wanting(q, &["sev"], "sev=info sev=error").unwrap();
+        assert_eq!(label(&ext, "sev"), Some("info"));
+        let (_, ext) = run(q, "sev=info sev=error").unwrap();
+        assert_eq!(label(&ext, "sev"), Some("error"));
+        // A filter after the parser drops the line at the first value it
+        // fails; `__error__` keeps the reading going.
+        let q = r#"{a="b"} | logfmt | status="500" | __error__="""#;
+        assert!(run_wanting(q, &[], "status=200 status=500").is_none());
+        assert!(run(q, "status=200 status=500").is_some());
+        assert!(run_wanting(q, &[], "status=500 x=1").is_some());
     }
 
     #[test]

@@ -18,6 +18,8 @@ use std::borrow::Cow;
 
 use skidder_common::format::tokens::push_sanitized_key;
 
+use super::narrow::{Flow, Outcome};
+
 /// One step of the decoder.
 #[derive(Debug, PartialEq, Eq)]
 enum Scan<'l> {
@@ -194,6 +196,18 @@ fn label_name(key: &str) -> String {
 /// The labels `line` gives, in its order, pushed onto `out`; `false` if
 /// the decoder found a fault (with `strict`, it stops at the first).
 pub fn parse(line: &str, out: &mut Vec<(String, String)>, keep_empty: bool, strict: bool) -> bool {
+    parse_watched(line, out, keep_empty, strict, &mut |_| Flow::More) != Outcome::Broken
+}
+
+/// [`parse`], telling `watch` of each label as it is pushed (with `out`
+/// as it then stands), which may stop the reading there or drop the line.
+pub fn parse_watched(
+    line: &str,
+    out: &mut Vec<(String, String)>,
+    keep_empty: bool,
+    strict: bool,
+    watch: &mut dyn FnMut(&[(String, String)]) -> Flow,
+) -> Outcome {
     let mut d = Decoder {
         line,
         pos: 0,
@@ -208,11 +222,20 @@ pub fn parse(line: &str, out: &mut Vec<(String, String)>, keep_empty: bool, stri
                 let value = value.filter(|v| !v.contains(char::REPLACEMENT_CHARACTER));
                 if value.is_some() || keep_empty {
                     out.push((label_name(key), value.unwrap_or_default().into_owned()));
+                    match watch(out) {
+                        Flow::More => {}
+                        Flow::Done => break,
+                        Flow::Drop => return Outcome::Dropped,
+                    }
                 }
             }
         }
     }
-    !d.failed
+    if d.failed {
+        Outcome::Broken
+    } else {
+        Outcome::Read
+    }
 }
 
 #[cfg(test)]

@@ -297,15 +297,60 @@ impl<'a> Take<'a> {
             (false, false) => Outcome::Broken,
         }
     }
+}
 
-    /// Whether `value`, as the label the series names `name`, passes every
-    /// check on that name.
-    fn passes_checks(&self, name: &str, value: &str) -> bool {
-        self.wanted
-            .checks
-            .iter()
-            .all(|check| !filters_name(check, name) || keeps_value(check, value))
+/// Whether `value`, as the label the series names `name`, passes every
+/// one-name filter on that name.
+fn passes_checks(checks: &[LabelExpr], name: &str, value: &str) -> bool {
+    checks
+        .iter()
+        .all(|check| !filters_name(check, name) || keeps_value(check, value))
+}
+
+/// How a metric query's `| logfmt` reads by Loki's hints: it stops once
+/// the line has given every hinted name (its `AllRequiredExtracted`), and
+/// drops the line at a value a one-label filter after it fails (its
+/// `ShouldContinueParsingLine`), as the narrowed `| json` does.
+#[derive(Debug, Clone)]
+pub struct LogfmtHints {
+    names: Vec<String>,
+    checks: Vec<LabelExpr>,
+}
+
+impl LogfmtHints {
+    /// For a `| logfmt` at `stages[at]` in a metric query that reads only
+    /// `wanted`; `None` where Loki's hints would not narrow it.
+    pub fn new(stages: &[Stage], at: usize, wanted: &BTreeSet<String>) -> Option<Self> {
+        Some(LogfmtHints {
+            names: parser_hints(stages, wanted)?,
+            checks: early_checks(&stages[at + 1..]),
+        })
     }
+
+    /// What to do after the line set label `name` (as the series names
+    /// it) to `value`; `set` says whether a label is set so far, this one
+    /// included.
+    pub fn after(&self, name: &str, value: &str, set: &dyn Fn(&str) -> bool) -> Flow {
+        if !passes_checks(&self.checks, name, value) {
+            return Flow::Drop;
+        }
+        let all_in = !self.names.is_empty() && self.names.iter().all(|n| set(n));
+        if all_in {
+            Flow::Done
+        } else {
+            Flow::More
+        }
+    }
+}
+
+/// Whether a parser reads on after a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    More,
+    /// Every hinted name is in: the rest of the line is not read.
+    Done,
+    /// A filter fails the value: the line is dropped.
+    Drop,
 }
 
 /// Whether a one-name filter reads `name`.
@@ -333,7 +378,7 @@ impl Sink for Take<'_> {
             } else {
                 std::borrow::Cow::Borrowed(path)
             };
-            if !self.passes_checks(&name, &value) {
+            if !passes_checks(&self.wanted.checks, &name, &value) {
                 self.dropped = true;
                 return true;
             }
