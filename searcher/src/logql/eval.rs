@@ -709,7 +709,7 @@ impl LinePipeline {
                     // one by that name, as Loki's expression parser sets them.
                     let picking = !params.fields.is_empty();
                     let ext: &Labels = extracted;
-                    let mut watch = |out: &[(String, String)]| -> Flow {
+                    let mut watch = |out: &Labels| -> Flow {
                         let (Some(hints), Some((name, value))) = (hints, out.last()) else {
                             return Flow::More;
                         };

@@ -18,6 +18,7 @@ use std::borrow::Cow;
 
 use skidder_common::format::tokens::push_sanitized_key;
 
+use super::eval::Labels;
 use super::narrow::{Flow, Outcome};
 
 /// One step of the decoder.
@@ -195,7 +196,7 @@ fn label_name(key: &str) -> String {
 
 /// The labels `line` gives, in its order, pushed onto `out`; `false` if
 /// the decoder found a fault (with `strict`, it stops at the first).
-pub fn parse(line: &str, out: &mut Vec<(String, String)>, keep_empty: bool, strict: bool) -> bool {
+pub fn parse(line: &str, out: &mut Labels, keep_empty: bool, strict: bool) -> bool {
     parse_watched(line, out, keep_empty, strict, &mut |_| Flow::More) != Outcome::Broken
 }
 
@@ -203,10 +204,10 @@ pub fn parse(line: &str, out: &mut Vec<(String, String)>, keep_empty: bool, stri
 /// as it then stands), which may stop the reading there or drop the line.
 pub fn parse_watched(
     line: &str,
-    out: &mut Vec<(String, String)>,
+    out: &mut Labels,
     keep_empty: bool,
     strict: bool,
-    watch: &mut dyn FnMut(&[(String, String)]) -> Flow,
+    watch: &mut dyn FnMut(&Labels) -> Flow,
 ) -> Outcome {
     let mut d = Decoder {
         line,
