@@ -889,8 +889,10 @@ impl LinePipeline {
                                     fields.push((name, v));
                                 }
                             }
-                            push_extracted(fields, stream, extracted);
+                            // As Loki's: a line with no `_entry` was not
+                            // packed, and gives no labels either.
                             if let Some(e) = entry {
+                                push_extracted(fields, stream, extracted);
                                 line = Cow::Owned(e);
                             }
                         }
@@ -1368,6 +1370,12 @@ mod tests {
         );
         let (_, ext) = run(r#"{a="b"} | unpack"#, "plain").unwrap();
         assert_eq!(ext, [("__error__".to_owned(), "JSONParserErr".to_owned())]);
+        // An object with no `_entry` was not packed: the line stays, and no
+        // label is set, as Loki's unpack flushes its labels only for a
+        // packed entry.
+        let plain = r#"{"container":"api","msg":"x"}"#;
+        let (line, ext) = run(r#"{a="b"} | unpack"#, plain).unwrap();
+        assert_eq!((line.as_str(), ext.len()), (plain, 0), "{ext:?}");
     }
 
     /// `label_format`: a rename moves the value and removes the source,
