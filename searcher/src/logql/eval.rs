@@ -180,7 +180,7 @@ fn json_at(mut at: &RawValue, path: &[JsonPath]) -> Option<String> {
 
 /// What a series calls a label a parser set: `name`, or `name_extracted`
 /// where the stream has a label `name`.
-fn series_name<'a>(name: &'a str, stream: &Labels) -> Cow<'a, str> {
+pub(crate) fn series_name<'a>(name: &'a str, stream: &Labels) -> Cow<'a, str> {
     if stream.iter().any(|(k, _)| k == name) {
         Cow::Owned(format!("{name}_extracted"))
     } else {

@@ -34,7 +34,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use skidder_common::format::tokens::{push_sanitized_key, MAX_FIELD_DEPTH};
 
-use super::eval::{keeps_value, Labels};
+use super::eval::{keeps_value, series_name, Labels};
 use super::json_scan::{self, Sink, Wants};
 use super::{LabelExpr, LabelSource, Stage};
 
@@ -176,7 +176,8 @@ pub struct Wanted {
     checks: Vec<LabelExpr>,
 }
 
-/// What a narrowed `| json` made of a line.
+/// What a parser reading by the hints (a narrowed `| json`, a metric
+/// query's `| logfmt`) made of a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// A JSON object as far as it had to be read.
@@ -373,11 +374,7 @@ impl Sink for Take<'_> {
         // the field is `path_extracted`.
         let renamed = self.stream.iter().any(|(k, _)| k == path);
         if !self.wanted.checks.is_empty() {
-            let name = if renamed {
-                std::borrow::Cow::Owned(format!("{path}_extracted"))
-            } else {
-                std::borrow::Cow::Borrowed(path)
-            };
+            let name = series_name(path, self.stream);
             if !passes_checks(&self.wanted.checks, &name, &value) {
                 self.dropped = true;
                 return true;
