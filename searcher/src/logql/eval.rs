@@ -188,6 +188,18 @@ pub(crate) fn series_name<'a>(name: &'a str, stream: &Labels) -> Cow<'a, str> {
     }
 }
 
+/// Whether a series calls the label a parser set as `label` `name` (see
+/// [`series_name`]), without building the name: a check per hinted name
+/// and pair.
+fn is_series_name(name: &str, label: &str, stream: &Labels) -> bool {
+    let in_stream = || stream.iter().any(|(k, _)| k == label);
+    if name == label {
+        !in_stream()
+    } else {
+        name.strip_suffix("_extracted") == Some(label) && in_stream()
+    }
+}
+
 /// `label_format`'s rename removes its source: an extracted entry with
 /// this name (a NUL, then the label's name, which no label name has)
 /// hides the label from later stages and from the result.
@@ -716,7 +728,7 @@ impl LinePipeline {
                         let series = series_name(name, stream);
                         let set = |n: &str| {
                             ext.iter().any(|(k, _)| k == n)
-                                || out.iter().any(|(k, _)| series_name(k, stream) == n)
+                                || out.iter().any(|(k, _)| is_series_name(n, k, stream))
                         };
                         hints.after(&series, value, &set)
                     };
